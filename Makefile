@@ -1,0 +1,65 @@
+# sysmon-faust — the commands of the README. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+KAFKA_PORT ?= 9092
+KAFKA_DATA_DIR ?= .kafka
+DEMO_DIR ?= .demo
+SYSMON_WEB_PORT ?= 6066
+export KAFKA_PORT KAFKA_DATA_DIR SYSMON_WEB_PORT
+
+# The local broker serves unless KAFKA_BOOTSTRAP_SERVERS names another cluster.
+# (Not exported: `make test` starts a broker of its own when it is unset.)
+LOCAL_BROKER := $(if $(KAFKA_BOOTSTRAP_SERVERS),,yes)
+BOOTSTRAP := $(or $(KAFKA_BOOTSTRAP_SERVERS),127.0.0.1:$(KAFKA_PORT))
+
+.PHONY: help install test lint format kafka-up kafka-down broker worker demo stop bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install the package with its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: install ## unit + integration tests against a real broker (started by the tests)
+	$(BIN)/pytest
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy sysmon_faust
+
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+kafka-up: ## start the local single-node Kafka (KRaft) on 127.0.0.1:$KAFKA_PORT
+	@kafka/kafka.sh up
+
+kafka-down: ## stop the local Kafka started from $KAFKA_DATA_DIR
+	@kafka/kafka.sh down
+
+broker:
+	@$(if $(LOCAL_BROKER),kafka/kafka.sh up,echo "using Kafka at $$KAFKA_BOOTSTRAP_SERVERS")
+
+worker: install broker ## run one worker in the foreground
+	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/faust -A sysmon_faust worker -l info --web-port $(SYSMON_WEB_PORT)
+
+demo: install broker ## broker + worker + replay of a recording, then what came out
+	@KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR)
+
+stop: ## stop the demo worker and the local broker
+	@[ ! -x $(BIN)/python ] || $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR) --stop 2>/dev/null || true
+	@kafka/kafka.sh down
+
+clean: stop ## stop everything and remove local state (broker data, RocksDB, demo)
+	rm -rf $(KAFKA_DATA_DIR) data $(DEMO_DIR) .kafka-test

@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka broker (KRaft combined mode, no ZooKeeper),
+# run with the machine's Java from jars fetched from Maven Central by
+# kafka/pom.xml.
+#
+#   kafka/kafka.sh up       start (idempotent), wait until it answers
+#   kafka/kafka.sh down     stop (SIGTERM, then SIGKILL after 30 s)
+#   kafka/kafka.sh status   exit 0 if running and answering
+#   kafka/kafka.sh fetch    only make sure the jars are in the lib dir
+#
+# Settings (environment):
+#   KAFKA_PORT            client port on 127.0.0.1           (default 9092)
+#   KAFKA_DATA_DIR        data dir, relative to the cwd      (default .kafka)
+#   KAFKA_LIB_DIR         where the jars are cached          (default kafka/lib)
+#   KAFKA_START_TIMEOUT   seconds to wait for readiness      (default 90)
+#   KAFKA_STOP_TIMEOUT    seconds before SIGKILL on down     (default 30)
+#   KAFKA_HEAP_OPTS       JVM heap flags                     (default -Xmx512m -Xms256m)
+#   KAFKA_JVM_PERFORMANCE_OPTS  GC/JIT flags (default: Kafka's own G1 settings)
+#
+# Several brokers can run at once with different KAFKA_PORT/KAFKA_DATA_DIR.
+# The lib dir and data dir each get a `.gitignore` containing `*`.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+POM="$SCRIPT_DIR/pom.xml"
+PROBE="$SCRIPT_DIR/probe.py"
+LOG4J_CONFIG="$SCRIPT_DIR/log4j2.xml"
+
+KAFKA_PORT=${KAFKA_PORT:-9092}
+DATA_DIR_SHOWN=${KAFKA_DATA_DIR:-.kafka}
+DATA_DIR=$(realpath -m -- "$DATA_DIR_SHOWN")
+LIB_DIR=$(realpath -m -- "${KAFKA_LIB_DIR:-$SCRIPT_DIR/lib}")
+START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
+STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
+HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
+JVM_PERF_OPTS=${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true}
+
+PID_FILE="$DATA_DIR/broker.pid"
+LOG_FILE="$DATA_DIR/broker.log"
+PROPS_FILE="$DATA_DIR/server.properties"
+CONTROLLER_PORT_FILE="$DATA_DIR/controller.port"
+LOG_DIRS="$DATA_DIR/logs"
+STAMP_FILE="$LIB_DIR/.pom.sha256"
+
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+note() { echo "kafka.sh: $*" >&2; }
+
+install_hint() {
+  cat >&2 <<EOF
+kafka.sh: $1
+  Install it, e.g.:  apt-get install openjdk-17-jre-headless maven python3
+  (Kafka ${KAFKA_VERSION} needs Java 17+; Maven is only needed once, to fetch the jars)
+  or point the project at an existing cluster instead: export KAFKA_BOOTSTRAP_SERVERS=host:port
+EOF
+  exit 1
+}
+
+need_cmd() { command -v "$1" >/dev/null 2>&1 || install_hint "'$1' not found on PATH."; }
+
+# ---------------------------------------------------------------- jars
+
+pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
+
+jars_cached() {
+  [[ -f "$STAMP_FILE" ]] && [[ "$(cat "$STAMP_FILE")" == "$(pom_hash)" ]] &&
+    compgen -G "$LIB_DIR/kafka_2.13-*.jar" >/dev/null
+}
+
+ensure_jars() {
+  jars_cached && return 0
+  need_cmd mvn
+  mkdir -p "$(dirname "$LIB_DIR")"
+  # Serialise concurrent fetches into the same lib dir.
+  local lock
+  lock="/tmp/kafka-sh-fetch-$(printf '%s' "$LIB_DIR" | sha256sum | cut -c1-16).lock"
+  exec 9>"$lock"
+  flock 9 2>/dev/null || true
+  if jars_cached; then exec 9>&-; return 0; fi
+
+  echo "fetching Kafka jars from Maven Central (first time only)..." >&2
+  local tmp="$LIB_DIR.tmp.$$" mvn_log
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  printf '*\n' >"$tmp/.gitignore"
+  mvn_log="$tmp/.maven.log"
+  if ! mvn -q -B -Dstyle.color=never -f "$POM" package -Dkafka.lib.dir="$tmp" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -rf "$tmp"
+    die "Maven failed to fetch the Kafka jars (see above)."
+  fi
+  rm -f "$mvn_log"
+  compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || { rm -rf "$tmp"; die "Maven ran but no kafka_2.13 jar in $tmp"; }
+  pom_hash >"$tmp/.pom.sha256"
+  rm -rf "$LIB_DIR"
+  mv "$tmp" "$LIB_DIR"
+  exec 9>&-
+}
+
+# ---------------------------------------------------------------- process helpers
+
+read_pid() { [[ -f "$PID_FILE" ]] && tr -dc '0-9' <"$PID_FILE" || true; }
+
+# Is $1 a live broker process started from this data dir?
+is_our_broker() {
+  local pid=$1 cmdline
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ "$cmdline" == *kafka.Kafka*"$PROPS_FILE"* ]]
+}
+
+# Client port the broker in this data dir was configured with.
+configured_port() {
+  sed -n 's|^listeners=PLAINTEXT://[^,]*:\([0-9]*\),.*|\1|p' "$PROPS_FILE" 2>/dev/null | head -n 1
+}
+
+probe() { python3 "$PROBE" 127.0.0.1 "$@"; }
+
+port_free() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+# SO_REUSEADDR like the JVM's server sockets: TIME_WAIT leftovers of a
+# just-stopped broker must not count as "in use", only a live listener.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen(1)
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+EOF
+}
+
+pick_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+
+# ---------------------------------------------------------------- commands
+
+cmd_fetch() {
+  ensure_jars
+  echo "Kafka ${KAFKA_VERSION} jars in $LIB_DIR ($(compgen -G "$LIB_DIR/*.jar" | wc -l) jars)"
+}
+
+write_props() {
+  local cport=$1
+  cat >"$PROPS_FILE" <<EOF
+# Written by kafka/kafka.sh on every start -- edits here are overwritten.
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${cport}
+advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+# Static single-voter quorum: the controller port may change between restarts.
+controller.quorum.voters=1@127.0.0.1:${cport}
+log.dirs=${LOG_DIRS}
+
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+delete.topic.enable=true
+log.cleaner.enable=true
+
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+random_cluster_id() {
+  # Same shape as `kafka-storage random-uuid`: 16 random bytes, base64url, no padding,
+  # never starting with '-' (Kafka's Uuid.randomUuid() avoids that too).
+  python3 -c '
+import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s); break'
+}
+
+java_cmd() {
+  # shellcheck disable=SC2206  # word-splitting of the *_OPTS strings is intended
+  JAVA_ARGS=(java $HEAP_OPTS $JVM_PERF_OPTS
+    "-Dlog4j2.configurationFile=$LOG4J_CONFIG"
+    "-Dkafka.logs.dir=$DATA_DIR"
+    -cp "$LIB_DIR/*")
+}
+
+cmd_up() {
+  local t0 pid cport running_port
+  t0=$(now)
+  need_cmd java
+  need_cmd python3
+  if ! jars_cached && ! command -v mvn >/dev/null 2>&1; then
+    install_hint "'mvn' not found on PATH and no cached Kafka jars in $LIB_DIR."
+  fi
+
+  # Serialise concurrent `up`s on the same data dir (e.g. parallel test workers).
+  mkdir -p "$DATA_DIR"
+  [[ -f "$DATA_DIR/.gitignore" ]] || printf '*\n' >"$DATA_DIR/.gitignore"
+  exec 8>"$DATA_DIR/.up.lock"
+  flock -w "$((START_TIMEOUT + 60))" 8 2>/dev/null || true
+
+  pid=$(read_pid)
+  if is_our_broker "$pid"; then
+    running_port=$(configured_port)
+    if [[ -n "$running_port" && "$running_port" != "$KAFKA_PORT" ]]; then
+      die "a broker from $DATA_DIR_SHOWN is already running on port $running_port (pid $pid), not $KAFKA_PORT; run 'kafka.sh down' first."
+    fi
+    if probe "$KAFKA_PORT"; then
+      echo "Kafka already running on 127.0.0.1:$KAFKA_PORT (pid $pid)"
+      return 0
+    fi
+    note "broker pid $pid is alive but not answering yet; waiting up to ${START_TIMEOUT}s..."
+    wait_ready "$pid" "$t0"
+    return 0
+  fi
+  [[ -z "$pid" ]] || { note "removing stale pid file (pid $pid not running)"; rm -f "$PID_FILE"; }
+
+  ensure_jars
+
+  if ! port_free "$KAFKA_PORT"; then
+    die "port $KAFKA_PORT on 127.0.0.1 is already in use by another process; set KAFKA_PORT to a free port (or KAFKA_BOOTSTRAP_SERVERS to use that server)."
+  fi
+
+  mkdir -p "$LOG_DIRS"
+
+  cport=$([[ -f "$CONTROLLER_PORT_FILE" ]] && tr -dc '0-9' <"$CONTROLLER_PORT_FILE" || true)
+  if [[ -z "$cport" ]] || [[ "$cport" == "$KAFKA_PORT" ]] || ! port_free "$cport"; then
+    [[ -z "$cport" ]] || note "recorded controller port $cport is taken; picking a new one"
+    cport=$(pick_free_port)
+    while [[ "$cport" == "$KAFKA_PORT" ]]; do cport=$(pick_free_port); done
+    echo "$cport" >"$CONTROLLER_PORT_FILE"
+  fi
+  write_props "$cport"
+
+  java_cmd
+  if [[ ! -f "$LOG_DIRS/meta.properties" ]]; then
+    local cluster_id
+    cluster_id=$(random_cluster_id)
+    note "formatting storage in $LOG_DIRS (cluster id $cluster_id)"
+    if ! "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" \
+        --ignore-formatted >>"$LOG_FILE" 2>&1; then
+      tail -n 40 "$LOG_FILE" >&2
+      die "formatting storage failed (log: $LOG_FILE)"
+    fi
+  fi
+
+  rm -f "$PID_FILE"
+  # fds 8/9 (our flock fds) are closed so the broker does not hold the locks.
+  # setsid: own session, survives the calling shell and its Ctrl-C; the inner
+  # bash writes its own pid (== java's pid after exec) to the pid file.
+  nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-broker "$PID_FILE" \
+    "${JAVA_ARGS[@]}" kafka.Kafka "$PROPS_FILE" >>"$LOG_FILE" 2>&1 </dev/null 8>&- 9>&- &
+  local i
+  for i in $(seq 1 100); do
+    pid=$(read_pid)
+    [[ -n "$pid" ]] && break
+    sleep 0.05
+  done
+  [[ -n "$pid" ]] || die "broker did not start (no pid written); see $LOG_FILE"
+  wait_ready "$pid" "$t0"
+}
+
+wait_ready() {
+  local pid=$1 t0=$2 rc=0 elapsed
+  probe "$KAFKA_PORT" --wait "$START_TIMEOUT" --pid "$pid" 2>/dev/null || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    echo "----- last 40 lines of $LOG_FILE -----" >&2
+    tail -n 40 "$LOG_FILE" >&2 || true
+    echo "--------------------------------------" >&2
+    if [[ $rc -eq 3 ]]; then
+      rm -f "$PID_FILE"
+      die "broker process $pid exited during startup."
+    fi
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$PID_FILE"
+    die "broker did not answer on 127.0.0.1:$KAFKA_PORT within ${START_TIMEOUT}s (killed pid $pid)."
+  fi
+  elapsed=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+  echo "Kafka ${KAFKA_VERSION} up on 127.0.0.1:$KAFKA_PORT (pid $pid, data $DATA_DIR_SHOWN) in $elapsed s"
+}
+
+cmd_down() {
+  local pid waited=0
+  if [[ ! -f "$PID_FILE" ]]; then
+    echo "Kafka not running (no pid file in $DATA_DIR_SHOWN)"
+    return 0
+  fi
+  pid=$(read_pid)
+  if ! is_our_broker "$pid"; then
+    rm -f "$PID_FILE"
+    echo "Kafka not running (removed stale pid file, pid ${pid:-?})"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  while is_our_broker "$pid"; do
+    if (( waited >= STOP_TIMEOUT * 10 )); then
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+      rm -f "$PID_FILE"
+      echo "Kafka (pid $pid) did not stop within ${STOP_TIMEOUT}s; killed with SIGKILL"
+      return 0
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  rm -f "$PID_FILE"
+  echo "Kafka stopped (pid $pid, SIGTERM, $(awk -v w="$waited" 'BEGIN { printf "%.1f", w / 10 }') s)"
+}
+
+cmd_status() {
+  local pid port
+  pid=$(read_pid)
+  if ! is_our_broker "$pid"; then
+    echo "Kafka not running (data $DATA_DIR_SHOWN)"
+    return 1
+  fi
+  port=$(configured_port)
+  port=${port:-$KAFKA_PORT}
+  if probe "$port"; then
+    echo "Kafka ${KAFKA_VERSION} running on 127.0.0.1:$port (pid $pid, data $DATA_DIR_SHOWN)"
+    return 0
+  fi
+  echo "Kafka process $pid is alive but not answering on 127.0.0.1:$port (starting or stuck?)"
+  return 1
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  fetch) cmd_fetch ;;
+  *)
+    echo "usage: $0 {up|down|status|fetch}" >&2
+    exit 2
+    ;;
+esac

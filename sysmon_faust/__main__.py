@@ -1,0 +1,30 @@
+"""``python -m sysmon_faust COMMAND``: the operator's commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "replay": "load recorded events (.json, .jsonl, .gz) into the input topic",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
+        print("usage: python -m sysmon_faust COMMAND [ARGS]\n\ncommands:", file=sys.stderr)
+        for name, text in COMMANDS.items():
+            print(f"  {name:<10} {text}", file=sys.stderr)
+        print("\nThe worker itself: faust -A sysmon_faust worker -l info", file=sys.stderr)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    command, rest = args[0], args[1:]
+    if command == "replay":
+        from sysmon_faust.replay import main as replay_main
+
+        return replay_main(rest, prog="python -m sysmon_faust replay")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The records sysmon-faust writes to Kafka and keeps in its table.
+
+Every field name is HELK's (../shared/docs/CONTRACT.md). Values are JSON
+objects serialized with orjson, without faust's ``__faust`` metadata, so any
+Kafka consumer can read them. A field that the source lacks is ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from sysmon_faust.codecs import ORJSON
+
+
+class _Record(
+    faust.Record,
+    abstract=True,
+    serializer=ORJSON,
+    include_metadata=False,
+):
+    pass
+
+
+class ProcessCreate(_Record):
+    """Sysmon event 1, normalized: one row of the process table, keyed by process_guid."""
+
+    process_guid: str
+    event_date_creation: str
+    host_name: str | None = None
+    process_id: int | None = None
+    process_path: str | None = None
+    process_name: str | None = None
+    process_command_line: str | None = None
+    process_current_directory: str | None = None
+    process_integrity_level: str | None = None
+    user_account: str | None = None
+    user_logon_guid: str | None = None
+    user_logon_id: str | None = None
+    user_session_id: int | None = None
+    hashes: str | None = None
+    file_version: str | None = None
+    file_description: str | None = None
+    file_company: str | None = None
+    parent_process_guid: str | None = None
+    parent_process_id: int | None = None
+    parent_process_path: str | None = None
+    parent_process_command_line: str | None = None
+
+
+class NetworkConnect(_Record):
+    """Sysmon event 3, normalized. ``process_guid`` is ``None`` for the zero GUID."""
+
+    event_date_creation: str
+    host_name: str | None = None
+    process_guid: str | None = None
+    process_id: int | None = None
+    process_path: str | None = None
+    process_name: str | None = None
+    user_account: str | None = None
+    network_protocol: str | None = None
+    network_connection_initiated: bool | None = None
+    src_is_ipv6: bool | None = None
+    src_ip_addr: str | None = None
+    src_host_name: str | None = None
+    src_port: int | None = None
+    src_port_name: str | None = None
+    dst_is_ipv6: bool | None = None
+    dst_ip_addr: str | None = None
+    dst_host_name: str | None = None
+    dst_port: int | None = None
+    dst_port_name: str | None = None
+
+
+class UnmatchedNetworkConnect(NetworkConnect):
+    """A NetworkConnect the join could not enrich, and why (``sysmon-network-unmatched``)."""
+
+    unmatched_reason: str = "process_unknown"
+
+
+class EnrichedNetworkConnect(NetworkConnect):
+    """One ``sysmon-join`` record: the connect plus its process's creation fields.
+
+    The network side comes from the connect (its own ``process_path``,
+    ``user_account``...); the process side from the ProcessCreate row.
+    """
+
+    process_command_line: str | None = None
+    process_current_directory: str | None = None
+    process_integrity_level: str | None = None
+    hashes: str | None = None
+    user_logon_guid: str | None = None
+    user_logon_id: str | None = None
+    user_session_id: int | None = None
+    parent_process_guid: str | None = None
+    parent_process_id: int | None = None
+    parent_process_path: str | None = None
+    parent_process_command_line: str | None = None
+
+
+class Alert(_Record):
+    """A detection on an enriched event (``sysmon-alerts``)."""
+
+    rule_id: str
+    rule_name: str
+    attack_technique: str
+    severity: str
+    detected_at: str
+    event: EnrichedNetworkConnect
+
+
+class DeadLetter(_Record):
+    """An input value the pipeline could not process (``sysmon-dlq``), with the reason.
+
+    ``raw`` holds the value as text when it is UTF-8, ``raw_base64`` otherwise:
+    the original bytes can always be recovered.
+    """
+
+    error: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    received_at: str
+    raw: str | None = None
+    raw_base64: str | None = None
+
+
+def record_fields(model: type[faust.Record]) -> list[str]:
+    """Field names of a record class in declaration order."""
+    return list(model._options.fields)
+
+
+def as_json_dict(record: faust.Record) -> dict[str, Any]:
+    return dict(record.to_representation())

@@ -1,0 +1,382 @@
+"""Raw input value (bytes) → a normalized Sysmon event, or the reason it is not one.
+
+Pure functions, no Faust and no Kafka: everything here is table-tested on real
+recorded lines (tests/unit/test_normalize.py). :func:`normalize` never raises;
+whatever it cannot read becomes an :class:`Invalid` with a reason that goes to
+the dead-letter topic.
+
+Three shapes reach Kafka (../shared/docs/DATA.md):
+
+=====================  ================  ===========================  ==================
+shape                  event id          channel / provider           origin computer
+=====================  ================  ===========================  ==================
+Winlogbeat 7.x / 8.x   winlog.event_id   winlog.channel/provider_name winlog.computer_name
+Winlogbeat 6.x         event_id          log_name / source_name       computer_name
+flat (NXLog)           EventID           Channel / SourceName         Hostname
+=====================  ================  ===========================  ==================
+
+Field names follow HELK's KSQL recipe. The collector's host name
+(``host.name``, ``beat.hostname``, NXLog's ``host``) and the Sysmon service's
+own pid are deliberately never read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+SYSMON_CHANNEL: Final = "microsoft-windows-sysmon/operational"
+SYSMON_PROVIDER: Final = "microsoft-windows-sysmon"
+
+PROCESS_CREATE: Final = 1
+NETWORK_CONNECT: Final = 3
+
+ZERO_GUID: Final = "{00000000-0000-0000-0000-000000000000}"
+
+_GUID = re.compile(r"^\{?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\}?$")
+_UTC_TIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:Z|\+00:?00)?$"
+)
+_XML_ENTITY = re.compile(r"&(lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});")
+_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedEvent:
+    """A Sysmon event the pipeline handles, with HELK field names.
+
+    ``fields`` holds every field of its kind (``None`` where the source lacks
+    it), ready to become a :mod:`sysmon_faust.models` record.
+    """
+
+    event_id: int
+    process_guid: str | None
+    timestamp_ms: int
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """A well-formed event that the pipeline does not handle (counted, then dropped)."""
+
+    reason: str
+    event_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Input the pipeline cannot read: it goes to the dead-letter topic with ``error``."""
+
+    error: str
+
+
+Outcome = NormalizedEvent | Filtered | Invalid
+
+NOT_SYSMON: Final = "not_sysmon"
+NOT_WINDOWS_EVENT: Final = "not_a_windows_event"
+
+
+class _FieldError(ValueError):
+    """One field has a value of the wrong type; the message names it."""
+
+
+# --- value conversion -------------------------------------------------------
+
+
+def clean_text(value: Any, name: str) -> str | None:
+    """A Sysmon string value: ``"-"``, ``""`` and missing become ``None``; XML escapes undone."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:
+        raise _FieldError(f"{name}: expected a string, got {type(value).__name__}")
+    if text == "" or text == "-":
+        return None
+    if "&" in text:
+        text = _XML_ENTITY.sub(_unescape_entity, text)
+    return text
+
+
+def _unescape_entity(match: re.Match[str]) -> str:
+    entity = match.group(1)
+    if entity[0] != "#":
+        return _NAMED_ENTITIES[entity]
+    code = int(entity[2:], 16) if entity[1] in "xX" else int(entity[1:])
+    # An out-of-range code point is left as it was written rather than guessed at.
+    return chr(code) if 0 < code <= 0x10FFFF else match.group(0)
+
+
+def to_int(value: Any, name: str, low: int = 0, high: int = 2**32 - 1) -> int | None:
+    """Sysmon sends numbers as strings (``"904"``); ``None``/``"-"``/``""`` → ``None``."""
+    if value is None or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise _FieldError(f"{name}={value!r} is not an integer")
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text in ("", "-"):
+            return None
+        try:
+            number = int(text, 16) if text[:2].lower() == "0x" else int(text)
+        except ValueError:
+            raise _FieldError(f"{name}={value!r} is not an integer") from None
+    else:
+        raise _FieldError(f"{name}={value!r} is not an integer")
+    if not low <= number <= high:
+        raise _FieldError(f"{name}={number} is out of range ({low}..{high})")
+    return number
+
+
+def to_bool(value: Any, name: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "-"):
+            return None
+        if text == "true":
+            return True
+        if text == "false":
+            return False
+    raise _FieldError(f"{name}={value!r} is not a boolean")
+
+
+def canonical_guid(value: Any, name: str = "guid") -> str | None:
+    """Lower-case braced GUID; the zero GUID and empty values are no process → ``None``.
+
+    Raises ``ValueError`` (naming ``name``) for text that is not a GUID.
+    """
+    text = clean_text(value, name)
+    if text is None:
+        return None
+    match = _GUID.match(text.strip().lower())
+    if match is None:
+        raise _FieldError(f"{name}={text!r} is not a GUID")
+    guid = "{" + match.group(1) + "}"
+    return None if guid == ZERO_GUID else guid
+
+
+def parse_utc_time(value: Any, name: str = "UtcTime") -> tuple[str, int]:
+    """Sysmon ``UtcTime`` → (ISO 8601 UTC with milliseconds and ``Z``, epoch milliseconds)."""
+    text = clean_text(value, name)
+    if text is None:
+        raise _FieldError(f"{name} is missing")
+    match = _UTC_TIME.match(text.strip())
+    if match is None:
+        raise _FieldError(f"{name}={text!r} is not a time (YYYY-MM-DD hh:mm:ss.fff)")
+    year, month, day, hour, minute, second, fraction = match.groups()
+    millis = int((fraction or "0")[:3].ljust(3, "0"))
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            millis * 1000, tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise _FieldError(f"{name}={text!r}: {exc}") from None
+    iso = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+    return iso, int(moment.timestamp()) * 1000 + millis
+
+
+def file_name(path: str | None) -> str | None:
+    """``C:\\Windows\\System32\\cmd.exe`` → ``cmd.exe``."""
+    if path is None:
+        return None
+    name = path.replace("/", "\\").rsplit("\\", 1)[-1]
+    return name or None
+
+
+# --- field maps (Sysmon name → HELK name, converter) ------------------------
+
+_Convert = Callable[[Any, str], Any]
+
+
+def _port(value: Any, name: str) -> int | None:
+    return to_int(value, name, 0, 65535)
+
+
+_COMMON: tuple[tuple[str, str, _Convert], ...] = (
+    ("ProcessId", "process_id", to_int),
+    ("Image", "process_path", clean_text),
+    ("User", "user_account", clean_text),
+)
+
+PROCESS_CREATE_MAP: tuple[tuple[str, str, _Convert], ...] = (
+    *_COMMON,
+    ("CommandLine", "process_command_line", clean_text),
+    ("CurrentDirectory", "process_current_directory", clean_text),
+    ("IntegrityLevel", "process_integrity_level", clean_text),
+    ("LogonGuid", "user_logon_guid", canonical_guid),
+    ("LogonId", "user_logon_id", clean_text),
+    ("TerminalSessionId", "user_session_id", to_int),
+    ("Hashes", "hashes", clean_text),
+    ("FileVersion", "file_version", clean_text),
+    ("Description", "file_description", clean_text),
+    ("Company", "file_company", clean_text),
+    ("ParentProcessGuid", "parent_process_guid", canonical_guid),
+    ("ParentProcessId", "parent_process_id", to_int),
+    ("ParentImage", "parent_process_path", clean_text),
+    ("ParentCommandLine", "parent_process_command_line", clean_text),
+)
+
+NETWORK_CONNECT_MAP: tuple[tuple[str, str, _Convert], ...] = (
+    *_COMMON,
+    ("Protocol", "network_protocol", clean_text),
+    ("Initiated", "network_connection_initiated", to_bool),
+    ("SourceIsIpv6", "src_is_ipv6", to_bool),
+    ("SourceIp", "src_ip_addr", clean_text),
+    ("SourceHostname", "src_host_name", clean_text),
+    ("SourcePort", "src_port", _port),
+    ("SourcePortName", "src_port_name", clean_text),
+    ("DestinationIsIpv6", "dst_is_ipv6", to_bool),
+    ("DestinationIp", "dst_ip_addr", clean_text),
+    ("DestinationHostname", "dst_host_name", clean_text),
+    ("DestinationPort", "dst_port", _port),
+    ("DestinationPortName", "dst_port_name", clean_text),
+)
+
+FIELD_MAPS: Mapping[int, tuple[tuple[str, str, _Convert], ...]] = {
+    PROCESS_CREATE: PROCESS_CREATE_MAP,
+    NETWORK_CONNECT: NETWORK_CONNECT_MAP,
+}
+
+
+# --- shapes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """Where one shape keeps the event id, channel, provider, computer and data."""
+
+    event_id: Any
+    channel: Any
+    provider: Any
+    computer: Any
+    data: Any
+
+
+def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
+    winlog = doc.get("winlog")
+    if isinstance(winlog, dict):  # Winlogbeat 7.x / 8.x (ECS)
+        return _Envelope(
+            winlog.get("event_id"),
+            winlog.get("channel"),
+            winlog.get("provider_name"),
+            winlog.get("computer_name"),
+            winlog.get("event_data"),
+        )
+    if "EventID" in doc:  # flat Windows event (NXLog and similar exports)
+        return _Envelope(
+            doc.get("EventID"),
+            doc.get("Channel"),
+            doc.get("SourceName") or doc.get("ProviderName"),
+            doc.get("Hostname"),
+            doc,
+        )
+    if "event_id" in doc or "log_name" in doc:  # Winlogbeat 6.x
+        return _Envelope(
+            doc.get("event_id"),
+            doc.get("log_name"),
+            doc.get("source_name"),
+            doc.get("computer_name"),
+            doc.get("event_data"),
+        )
+    return None
+
+
+def _is_sysmon(envelope: _Envelope) -> bool:
+    channel, provider = envelope.channel, envelope.provider
+    return (isinstance(channel, str) and channel.lower() == SYSMON_CHANNEL) or (
+        isinstance(provider, str) and provider.lower() == SYSMON_PROVIDER
+    )
+
+
+# --- entry points -----------------------------------------------------------
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any] | Invalid:
+    """Decode one input value; anything that is not a UTF-8 JSON object is :class:`Invalid`."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if isinstance(exc.__cause__, UnicodeDecodeError) or "utf-8" in str(exc).lower():
+            return Invalid(f"not valid UTF-8: {exc}")
+        return Invalid(f"not valid JSON: {exc}")
+    if not isinstance(doc, dict):
+        return Invalid(f"JSON value is {type(doc).__name__}, not an object")
+    return doc
+
+
+def normalize(raw: bytes) -> Outcome:
+    """One raw input value → :class:`NormalizedEvent`, :class:`Filtered` or :class:`Invalid`.
+
+    Never raises: a bug in here would otherwise stop a partition for good.
+    """
+    try:
+        doc = parse_json_object(raw)
+        if isinstance(doc, Invalid):
+            return doc
+        return normalize_document(doc)
+    except Exception as exc:
+        return Invalid(f"normalizer failed: {type(exc).__name__}: {exc}")
+
+
+def normalize_document(doc: Mapping[str, Any]) -> Outcome:
+    """A decoded JSON object → outcome. See :func:`normalize`."""
+    envelope = _envelope(doc)
+    if envelope is None:
+        return Filtered(NOT_WINDOWS_EVENT)
+    if not _is_sysmon(envelope):
+        return Filtered(NOT_SYSMON)
+    try:
+        event_id = to_int(envelope.event_id, "event id", 0, 65535)
+    except _FieldError as exc:
+        return Invalid(str(exc))
+    if event_id is None:
+        return Invalid("Sysmon event without an event id")
+    field_map = FIELD_MAPS.get(event_id)
+    if field_map is None:
+        return Filtered(f"sysmon_event_{event_id}", event_id)
+    data = envelope.data
+    if not isinstance(data, dict):
+        return Invalid(f"Sysmon event {event_id} has no event data object")
+    try:
+        return _map_event(event_id, envelope, data, field_map)
+    except _FieldError as exc:
+        return Invalid(f"Sysmon event {event_id}: {exc}")
+
+
+def _map_event(
+    event_id: int,
+    envelope: _Envelope,
+    data: Mapping[str, Any],
+    field_map: tuple[tuple[str, str, _Convert], ...],
+) -> NormalizedEvent:
+    if "ProcessGuid" not in data:
+        raise _FieldError("ProcessGuid is missing")
+    guid = canonical_guid(data["ProcessGuid"], "ProcessGuid")
+    if guid is None and event_id == PROCESS_CREATE:
+        # A creation with no identity could never be joined or looked up.
+        raise _FieldError("ProcessGuid is empty or the zero GUID")
+    iso_time, timestamp_ms = parse_utc_time(data.get("UtcTime"))
+
+    fields: dict[str, Any] = {
+        "event_date_creation": iso_time,
+        "host_name": clean_text(envelope.computer, "computer name"),
+        "process_guid": guid,
+    }
+    for source, target, convert in field_map:
+        fields[target] = convert(data.get(source), source)
+    fields["process_name"] = file_name(fields["process_path"])
+    return NormalizedEvent(event_id, guid, timestamp_ms, fields)

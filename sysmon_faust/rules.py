@@ -1,0 +1,52 @@
+"""Detections over enriched network events: pure predicates, table-tested.
+
+The one rule of HELK's recipe: ``PARENT_PROCESS_PATH LIKE '%WmiPrvSE.exe%'``
+— a process started by WMI's provider host (remote ``Win32_Process.Create``,
+ATT&CK T1047) that connects out. We match the parent's file name exactly and
+without regard to case, so a path that merely contains the text (for example
+``C:\\tools\\WmiPrvSE.exe.bak``) does not fire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sysmon_faust.models import EnrichedNetworkConnect
+from sysmon_faust.normalize import file_name
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    rule_id: str
+    rule_name: str
+    attack_technique: str
+    severity: str
+    matches: Callable[[EnrichedNetworkConnect], bool]
+
+
+def _parent_is(executable: str) -> Callable[[EnrichedNetworkConnect], bool]:
+    wanted = executable.lower()
+
+    def matches(event: EnrichedNetworkConnect) -> bool:
+        name = file_name(event.parent_process_path)
+        return name is not None and name.lower() == wanted
+
+    return matches
+
+
+WMI_CHILD_NETWORK_CONNECT = Rule(
+    rule_id="sysmon-wmi-child-network-connect",
+    rule_name="Process started by WMI provider host (WmiPrvSE.exe) made a network connection",
+    attack_technique="T1047",
+    severity="high",
+    matches=_parent_is("WmiPrvSE.exe"),
+)
+
+DEFAULT_RULES: tuple[Rule, ...] = (WMI_CHILD_NETWORK_CONNECT,)
+
+
+def matching_rules(
+    event: EnrichedNetworkConnect, rules: tuple[Rule, ...] = DEFAULT_RULES
+) -> list[Rule]:
+    return [rule for rule in rules if rule.matches(event)]

@@ -1,0 +1,166 @@
+"""Every setting of sysmon-faust, read from the environment in this one place.
+
+The names and defaults are the contract's (docs: README "Settings"). A bad
+value raises :class:`SettingsError` with a one-line message that names the
+variable, so a worker refuses to start instead of running half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+
+# A Kafka topic name: legal characters and length (Kafka's own rule).
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOST_PORT = re.compile(r"^[^\s:,]+:\d{1,5}$")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the worker cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str = "sysmon-faust"
+    data_dir: Path = Path("./data")
+    partitions: int = 4
+    topic_input: str = "winlogbeat"
+    topic_process_create: str = "sysmon-process-create"
+    topic_network_connect: str = "sysmon-network-connect"
+    topic_join: str = "sysmon-join"
+    topic_unmatched: str = "sysmon-network-unmatched"
+    topic_alerts: str = "sysmon-alerts"
+    topic_dlq: str = "sysmon-dlq"
+    processing_guarantee: str = "at_least_once"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+
+    @property
+    def topic_by_guid(self) -> str:
+        """Internal topic: ProcessCreate and NetworkConnect events, keyed by process_guid.
+
+        Both event types share it on purpose: Kafka keeps records of one key
+        in one partition in order, so a connect that followed its create in
+        the input is seen by the join after that create, at any speed.
+        """
+        return f"{self.app_id}-events-by-process-guid"
+
+    @property
+    def kafka_broker_url(self) -> str:
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
+
+    def describe(self) -> dict[str, str]:
+        """The settings as text, for the start-up log line."""
+        return {name: str(value) for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def text(variable: str, default: str) -> str:
+            value = env.get(variable, "").strip()
+            return value or default
+
+        def topic(variable: str, default: str) -> str:
+            value = text(variable, default)
+            if not _TOPIC_NAME.match(value) or value in (".", ".."):
+                raise SettingsError(
+                    f"{variable}={value!r} is not a valid Kafka topic name "
+                    "(letters, digits, '.', '_', '-'; at most 249 characters)"
+                )
+            return value
+
+        def integer(variable: str, default: int, low: int, high: int) -> int:
+            raw = text(variable, str(default))
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{variable}={raw!r} is not an integer") from None
+            if not low <= value <= high:
+                raise SettingsError(f"{variable}={value} is out of range ({low}..{high})")
+            return value
+
+        servers = text("KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers)
+        for server in servers.split(","):
+            if not _HOST_PORT.match(server.strip()):
+                raise SettingsError(
+                    f"KAFKA_BOOTSTRAP_SERVERS={servers!r}: expected host:port[,host:port...]"
+                )
+        servers = ",".join(server.strip() for server in servers.split(","))
+
+        app_id = text("SYSMON_APP_ID", defaults.app_id)
+        if not _TOPIC_NAME.match(app_id):
+            raise SettingsError(
+                f"SYSMON_APP_ID={app_id!r} must be usable in topic names "
+                "(letters, digits, '.', '_', '-')"
+            )
+
+        guarantee = text("SYSMON_PROCESSING_GUARANTEE", defaults.processing_guarantee).lower()
+        if guarantee not in PROCESSING_GUARANTEES:
+            raise SettingsError(
+                f"SYSMON_PROCESSING_GUARANTEE={guarantee!r} must be one of "
+                f"{', '.join(PROCESSING_GUARANTEES)}"
+            )
+
+        settings = cls(
+            bootstrap_servers=servers,
+            app_id=app_id,
+            data_dir=Path(text("SYSMON_DATA_DIR", str(defaults.data_dir))),
+            partitions=integer("SYSMON_PARTITIONS", defaults.partitions, 1, 1024),
+            topic_input=topic("SYSMON_TOPIC_INPUT", defaults.topic_input),
+            topic_process_create=topic(
+                "SYSMON_TOPIC_PROCESS_CREATE", defaults.topic_process_create
+            ),
+            topic_network_connect=topic(
+                "SYSMON_TOPIC_NETWORK_CONNECT", defaults.topic_network_connect
+            ),
+            topic_join=topic("SYSMON_TOPIC_JOIN", defaults.topic_join),
+            topic_unmatched=topic("SYSMON_TOPIC_UNMATCHED", defaults.topic_unmatched),
+            topic_alerts=topic("SYSMON_TOPIC_ALERTS", defaults.topic_alerts),
+            topic_dlq=topic("SYSMON_TOPIC_DLQ", defaults.topic_dlq),
+            processing_guarantee=guarantee,
+            web_host=text("SYSMON_WEB_HOST", defaults.web_host),
+            web_port=integer("SYSMON_WEB_PORT", defaults.web_port, 1, 65535),
+        )
+        settings._check_topics_distinct()
+        return settings
+
+    def _check_topics_distinct(self) -> None:
+        seen: dict[str, str] = {}
+        for field in fields(self):
+            if not field.name.startswith("topic_"):
+                continue
+            name = getattr(self, field.name)
+            if name in seen:
+                raise SettingsError(
+                    f"SYSMON_{field.name.upper()}={name!r} is the same topic as "
+                    f"SYSMON_{seen[name].upper()}"
+                )
+            seen[name] = field.name
+
+
+# Environment variable → what it sets; the README's settings table is checked
+# against this list by a test.
+ENVIRONMENT_VARIABLES: tuple[str, ...] = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "SYSMON_APP_ID",
+    "SYSMON_DATA_DIR",
+    "SYSMON_PARTITIONS",
+    "SYSMON_TOPIC_INPUT",
+    "SYSMON_TOPIC_PROCESS_CREATE",
+    "SYSMON_TOPIC_NETWORK_CONNECT",
+    "SYSMON_TOPIC_JOIN",
+    "SYSMON_TOPIC_UNMATCHED",
+    "SYSMON_TOPIC_ALERTS",
+    "SYSMON_TOPIC_DLQ",
+    "SYSMON_PROCESSING_GUARANTEE",
+    "SYSMON_WEB_HOST",
+    "SYSMON_WEB_PORT",
+)

@@ -1,0 +1,47 @@
+"""Per-worker counters behind ``GET /stats``.
+
+They count what this worker process did since it started; they are not
+summed over workers and not persisted (Kafka offsets are the durable record).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PipelineStats:
+    consumed: int = 0
+    filtered: int = 0
+    normalized: int = 0
+    process_creates: int = 0
+    network_connects: int = 0
+    joined: int = 0
+    unmatched: int = 0
+    dead_lettered: int = 0
+    alerts: int = 0
+    filtered_by_reason: Counter[str] = field(default_factory=Counter)
+    unmatched_by_reason: Counter[str] = field(default_factory=Counter)
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "consumed": self.consumed,
+            "filtered": self.filtered,
+            "normalized": self.normalized,
+            "process_creates": self.process_creates,
+            "network_connects": self.network_connects,
+            "joined": self.joined,
+            "unmatched": self.unmatched,
+            "dead_lettered": self.dead_lettered,
+            "alerts": self.alerts,
+            "filtered_by_reason": dict(self.filtered_by_reason),
+            "unmatched_by_reason": dict(self.unmatched_by_reason),
+            "alerts_by_rule": dict(self.alerts_by_rule),
+        }
+
+
+#: The counters of this worker process.
+stats = PipelineStats()

@@ -1,0 +1,152 @@
+"""The Faust App, its topics and its table — built from the settings, nothing else.
+
+Topology (agents in :mod:`sysmon_faust.agents`)::
+
+    winlogbeat (raw bytes, any partitioning)
+        │  normalize_events: parse, filter to Sysmon 1/3, re-key by process_guid
+        ├──► sysmon-process-create    (keyed; for other consumers)
+        ├──► sysmon-network-connect   (keyed; for other consumers)
+        ├──► sysmon-dlq               (what could not be read, with the reason)
+        └──► <app_id>-events-by-process-guid   (1 and 3 together, keyed)
+                 │  join_by_process_guid
+                 ├── process table  (ProcessCreate rows, RocksDB + changelog)
+                 ├──► sysmon-join / sysmon-network-unmatched
+                 └──► sysmon-alerts
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import faust
+from faust.exceptions import AlreadyConfiguredWarning
+
+from sysmon_faust.models import ProcessCreate
+from sysmon_faust.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+# Large enough for a dead letter that carries a 1 MiB input value as base64.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+try:
+    settings = Settings.from_env()
+except SettingsError as error:
+    # One line naming the variable, not a traceback: the worker must not start.
+    sys.exit(f"sysmon-faust: bad setting: {error}")
+
+
+def _worker_datadir(conf_web_port: int) -> Path:
+    # Workers that share a machine (and SYSMON_DATA_DIR) must not open the same
+    # RocksDB files: RocksDB takes an exclusive lock. The web port is unique
+    # per worker on a host and stable across restarts, so a restarted worker
+    # finds its own state again instead of replaying the whole changelog.
+    return settings.data_dir / f"{settings.app_id}-worker-{conf_web_port}"
+
+
+class SysmonApp(faust.App):
+    async def on_first_start(self) -> None:
+        # ``--web-port`` on the command line is applied after the App was
+        # built, and before this, which creates the data directories.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            # Nothing has read datadir yet: the stores open after this.
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            self.conf.datadir = _worker_datadir(self.conf.web_port)
+        described = settings.describe()
+        described.pop("web_host"), described.pop("web_port")
+        log.info(
+            "sysmon-faust settings: %s; state in %s; web on %s:%s",
+            " ".join(f"{name}={value}" for name, value in described.items()),
+            self.conf.tabledir,
+            self.conf.web_bind,
+            self.conf.web_port,
+        )
+        await super().on_first_start()
+
+
+app = SysmonApp(
+    settings.app_id,
+    broker=settings.kafka_broker_url,
+    store="rocksdb://",
+    datadir=_worker_datadir(settings.web_port),
+    processing_guarantee=settings.processing_guarantee,
+    topic_partitions=settings.partitions,
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+    producer_max_request_size=MAX_RECORD_BYTES,
+    # Faust's built-in pages can dump table contents; the product serves its
+    # own views instead.
+    web_tables_enabled=False,
+    web_graph_enabled=False,
+)
+
+
+# --- topics -----------------------------------------------------------------
+
+#: Winlogbeat's topic: read as raw bytes so that nothing can fail to decode
+#: before our own normalizer sees it (bad values become dead letters).
+input_topic = app.topic(settings.topic_input, key_serializer="raw", value_serializer="raw")
+
+#: ProcessCreate and NetworkConnect in ONE topic, keyed by process_guid. Kafka
+#: keeps the records of a key in one partition in the order they were written,
+#: so the join sees a process's creation before the connects that followed it
+#: in the input — whatever the speed. Two topics (ksqlDB's layout) would race.
+events_by_guid_topic = app.topic(
+    settings.topic_by_guid,
+    key_type=str,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+    internal=True,
+)
+
+
+def _keyed_output(name: str) -> faust.TopicT:
+    return app.topic(name, key_type=str, key_serializer="raw", partitions=settings.partitions)
+
+
+process_create_topic = _keyed_output(settings.topic_process_create)
+network_connect_topic = _keyed_output(settings.topic_network_connect)
+join_topic = _keyed_output(settings.topic_join)
+unmatched_topic = _keyed_output(settings.topic_unmatched)
+alerts_topic = _keyed_output(settings.topic_alerts)
+dlq_topic = app.topic(
+    settings.topic_dlq,
+    key_serializer="raw",
+    partitions=settings.partitions,
+    config={"max.message.bytes": str(MAX_RECORD_BYTES)},
+)
+
+OUTPUT_TOPICS = (
+    process_create_topic,
+    network_connect_topic,
+    join_topic,
+    unmatched_topic,
+    alerts_topic,
+    dlq_topic,
+)
+
+# --- table ------------------------------------------------------------------
+
+#: ProcessCreate rows by process_guid: the table side of the join. RocksDB on
+#: local disk, every change also written to a compacted changelog topic so a
+#: worker that loses its disk, or takes over a partition, rebuilds it.
+process_table = app.Table(
+    "process-create",
+    # Keys are the GUID's UTF-8 text, byte for byte the key of the keyed
+    # topics (faust serializes ``bytes`` keys raw, ``str`` keys as JSON), so
+    # the changelog, the source topic and HTTP routing all agree on partitions.
+    key_type=bytes,
+    value_type=ProcessCreate,
+    partitions=settings.partitions,
+    help="Sysmon ProcessCreate rows keyed by canonical process_guid",
+)
+
+# Agents and views register themselves on the app when imported; they import
+# this module, so the imports come last.
+from sysmon_faust import agents, views  # noqa: E402, F401

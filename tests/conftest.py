@@ -1,0 +1,99 @@
+"""Fixtures shared by every test: one real Kafka broker per session, unique names, workers."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import DATASETS, REPO, WorkerProcess, free_port, start_worker, sysmon_env
+
+
+def pytest_report_header() -> list[str]:
+    where = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "a local broker started by the tests"
+    datasets = DATASETS if DATASETS.is_dir() else f"{DATASETS} (absent: dataset tests skip)"
+    return [f"kafka: {where}", f"datasets: {datasets}"]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Apache Kafka broker for the whole session.
+
+    Uses ``KAFKA_BOOTSTRAP_SERVERS`` when set; otherwise starts the project's
+    local KRaft broker on a free port with its own data dir and stops it at the end.
+    """
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    port = free_port()
+    data_dir = REPO / ".kafka-test" / f"broker-{port}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir)}
+    script = str(REPO / "kafka" / "kafka.sh")
+    started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=600)
+    if started.returncode != 0:
+        pytest.exit(
+            f"could not start the test broker:\n{started.stdout}\n{started.stderr}", returncode=3
+        )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Names no other test (or earlier run) uses: for topics, app ids, consumer groups."""
+
+    def make(kind: str = "t") -> str:
+        test = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:40].strip("-")
+        return f"{kind}-{test}-{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture
+def pipeline_env(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> Callable[..., dict[str, str]]:
+    """Factory: the settings of one isolated pipeline (own app id, topics, state dir)."""
+
+    def make(partitions: int = 4) -> dict[str, str]:
+        prefix = unique_name("sf")
+        return sysmon_env(kafka_bootstrap, prefix, tmp_path / prefix / "data", partitions)
+
+    return make
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start a real ``faust -A sysmon_faust worker`` and wait until it is healthy."""
+    workers: list[WorkerProcess] = []
+
+    def make(env: dict[str, str], wait: bool = True, web_port: int | None = None) -> WorkerProcess:
+        worker = start_worker(env, tmp_path / "workers", web_port)
+        workers.append(worker)
+        if wait:
+            worker.wait_healthy()
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def datasets_dir() -> Path:
+    if not DATASETS.is_dir():
+        pytest.skip(
+            f"recordings not found at {DATASETS} (set SYSMON_SHARED_DIR to the shared/ folder)"
+        )
+    return DATASETS

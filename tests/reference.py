@@ -1,0 +1,131 @@
+"""An independent reference for what the pipeline must produce from a recording.
+
+Written apart from ``sysmon_faust.normalize`` on purpose (stdlib json, its
+own field lookups), following the counting rule of ../shared/datasets/README.md:
+Sysmon events are those whose channel is Microsoft-Windows-Sysmon/Operational
+(any case) or whose provider is Microsoft-Windows-Sysmon; a NetworkConnect
+joins when a ProcessCreate with the same ProcessGuid came earlier in file
+order; the zero GUID never joins.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ZERO = "{00000000-0000-0000-0000-000000000000}"
+
+
+@dataclass(frozen=True)
+class Expected:
+    events: int
+    sysmon: int
+    process_creates: dict[str, dict[str, Any]]  # guid → raw Sysmon fields
+    joined: list[tuple[dict[str, Any], dict[str, Any]]]  # (connect fields, create fields)
+    unmatched: list[dict[str, Any]]
+    wmi_alerts: int
+
+
+def lines(path: Path) -> list[bytes]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        return [line.rstrip(b"\r\n") for line in handle if line.strip()]
+
+
+def _sysmon_parts(doc: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    if isinstance(doc.get("winlog"), dict):
+        w = doc["winlog"]
+        channel, provider, event_id, data = (
+            w.get("channel"),
+            w.get("provider_name"),
+            w.get("event_id"),
+            w.get("event_data"),
+        )
+    elif "EventID" in doc:
+        channel, provider, event_id, data = (
+            doc.get("Channel"),
+            doc.get("SourceName"),
+            doc.get("EventID"),
+            doc,
+        )
+    else:
+        channel, provider, event_id, data = (
+            doc.get("log_name"),
+            doc.get("source_name"),
+            doc.get("event_id"),
+            doc.get("event_data"),
+        )
+    is_sysmon = (
+        str(channel or "").lower() == "microsoft-windows-sysmon/operational"
+        or str(provider or "").lower() == "microsoft-windows-sysmon"
+    )
+    if not is_sysmon:
+        return None
+    return int(event_id), dict(data or {})
+
+
+def guid_of(data: dict[str, Any]) -> str:
+    return str(data.get("ProcessGuid", "")).lower()
+
+
+def compute(path: Path) -> Expected:
+    events = sysmon = 0
+    creates: dict[str, dict[str, Any]] = {}
+    joined: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    unmatched: list[dict[str, Any]] = []
+    for line in lines(path):
+        events += 1
+        parts = _sysmon_parts(json.loads(line))
+        if parts is None:
+            continue
+        sysmon += 1
+        event_id, data = parts
+        guid = guid_of(data)
+        if event_id == 1:
+            creates[guid] = data
+        elif event_id == 3:
+            if guid != ZERO and guid in creates:
+                joined.append((data, creates[guid]))
+            else:
+                unmatched.append(data)
+    wmi = sum(
+        1
+        for _, create in joined
+        if re.search(r"\\wmiprvse\.exe$", str(create.get("ParentImage", "")), re.I)
+    )
+    return Expected(events, sysmon, creates, joined, unmatched, wmi)
+
+
+def readme_counts(readme: Path) -> dict[str, dict[str, int]]:
+    """The table 'What a correct pipeline produces from each' of the datasets README."""
+    counts: dict[str, dict[str, int]] = {}
+    columns = ["events", "sysmon", "process_creates", "joined", "unmatched", "alerts"]
+    for row in readme.read_text().splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) == 7 and re.fullmatch(r"\d+", cells[1] or ""):
+            counts[cells[0]] = {
+                name: int(re.match(r"\d+", cell).group(0))  # type: ignore[union-attr]
+                for name, cell in zip(columns, cells[1:], strict=True)
+            }
+    return counts
+
+
+def sysmon_value(data: dict[str, Any], name: str) -> Any:
+    """A raw Sysmon value as the contract wants it: '-'/'' → None, XML escapes undone."""
+    value = data.get(name)
+    if value in (None, "", "-"):
+        return None
+    if isinstance(value, str):
+        for entity, char in (
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&quot;", '"'),
+            ("&apos;", "'"),
+            ("&amp;", "&"),
+        ):
+            value = value.replace(entity, char)
+    return value

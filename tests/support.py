@@ -1,0 +1,302 @@
+"""Helpers for the integration tests: a real broker, real worker processes, topic I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SYSMON_SHARED_DIR", REPO.parent / "shared"))
+DATASETS = SHARED / "datasets"
+FAUST = Path(sys.executable).parent / "faust"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- Kafka I/O ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+    def json(self) -> Any:
+        assert self.value is not None
+        return json.loads(self.value)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _create_topic(
+    bootstrap: str, topic: str, partitions: int, config: Mapping[str, str]
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=dict(config),
+                )
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1, **config: str) -> None:
+    run(
+        _create_topic(
+            bootstrap, topic, partitions, {k.replace("_", "."): v for k, v in config.items()}
+        )
+    )
+
+
+async def _produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes],
+    partition: int | None,
+    keys: Iterable[bytes | None] | None,
+) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=16 * 1024 * 1024,
+    )
+    await producer.start()
+    count = 0
+    try:
+        futures = []
+        key_iter = iter(keys) if keys is not None else None
+        for value in values:
+            key = next(key_iter) if key_iter is not None else None
+            futures.append(await producer.send(topic, value, key=key, partition=partition))
+            count += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return count
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes],
+    partition: int | None = None,
+    keys: Iterable[bytes | None] | None = None,
+) -> int:
+    return int(run(_produce(bootstrap, topic, values, partition, keys)))
+
+
+async def _read_all(
+    bootstrap: str, topic: str, expect: int | None, timeout: float, settle: float
+) -> list[Record]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    records: list[Record] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: set[int] | None = None
+        while partitions is None and time.monotonic() < deadline:
+            partitions = (
+                await consumer.partitions_for_topic(topic)
+                if hasattr(consumer, "partitions_for_topic")
+                else None
+            )
+            if partitions is None:
+                partitions = consumer._client.cluster.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.2)
+        if not partitions:
+            return records
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last_growth = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10000)
+            for messages in batch.values():
+                for m in messages:
+                    records.append(Record(m.key, m.value, m.partition, m.offset, m.timestamp))
+            now = time.monotonic()
+            if batch:
+                last_growth = now
+            if expect is not None and len(records) >= expect and now - last_growth >= settle:
+                break
+            if expect is None and now - last_growth >= settle:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    expect: int | None = None,
+    timeout: float = 60.0,
+    settle: float = 1.0,
+) -> list[Record]:
+    """Every record of ``topic`` from the beginning.
+
+    With ``expect``, reads until at least that many arrived and nothing more
+    came for ``settle`` seconds (so extra records are seen, not hidden), or
+    until ``timeout``. Without it, until the topic was quiet for ``settle``.
+    """
+    return list(run(_read_all(bootstrap, topic, expect, timeout, settle)))
+
+
+# --- worker processes -------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    web_port: int
+    log_path: Path
+    env: dict[str, str] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def http(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            body = error.read()
+            try:
+                return error.code, json.loads(body)
+            except ValueError:
+                return error.code, body.decode("utf-8", "replace")
+
+    def stats(self) -> dict[str, Any]:
+        status, body = self.http("/stats")
+        assert status == 200, body
+        return dict(body)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"worker exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                status, _ = self.http("/health")
+                if status == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"worker not healthy after {timeout} s:\n{self.log_tail()}")
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """Poll /stats until ``predicate(stats)`` holds; fail with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        stats: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"worker exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            stats = self.stats()
+            if predicate(stats):
+                return stats
+            time.sleep(0.25)
+        raise AssertionError(
+            f"condition not met after {timeout} s; last stats {stats}\n{self.log_tail()}"
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return int(self.process.returncode)
+
+
+def start_worker(
+    env: Mapping[str, str], work_dir: Path, web_port: int | None = None
+) -> WorkerProcess:
+    port = web_port or free_port()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_path = work_dir / f"worker-{port}.log"
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(FAUST), "-A", "sysmon_faust", "worker", "-l", "info", "--web-port", str(port)],
+            cwd=work_dir,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return WorkerProcess(process, port, log_path, dict(env))
+
+
+def sysmon_env(bootstrap: str, prefix: str, data_dir: Path, partitions: int = 4) -> dict[str, str]:
+    """Settings for one isolated pipeline: its own app id, topics and state."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SYSMON_APP_ID": prefix,
+        "SYSMON_DATA_DIR": str(data_dir),
+        "SYSMON_PARTITIONS": str(partitions),
+        "SYSMON_TOPIC_INPUT": f"{prefix}-winlogbeat",
+        "SYSMON_TOPIC_PROCESS_CREATE": f"{prefix}-process-create",
+        "SYSMON_TOPIC_NETWORK_CONNECT": f"{prefix}-network-connect",
+        "SYSMON_TOPIC_JOIN": f"{prefix}-join",
+        "SYSMON_TOPIC_UNMATCHED": f"{prefix}-network-unmatched",
+        "SYSMON_TOPIC_ALERTS": f"{prefix}-alerts",
+        "SYSMON_TOPIC_DLQ": f"{prefix}-dlq",
+    }

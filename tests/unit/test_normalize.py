@@ -1,0 +1,371 @@
+"""Normalization, table-driven: one real line per shape, and every rule on hand-written edges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sysmon_faust.models import NetworkConnect, ProcessCreate, record_fields
+from sysmon_faust.normalize import (
+    NOT_SYSMON,
+    NOT_WINDOWS_EVENT,
+    Filtered,
+    Invalid,
+    NormalizedEvent,
+    canonical_guid,
+    clean_text,
+    normalize,
+    parse_utc_time,
+    to_bool,
+    to_int,
+)
+from tests.reference import lines
+from tests.support import DATASETS
+
+GUID = "{905cc552-43ac-5c91-0000-0010b44bb703}"
+
+
+def ecs(
+    event_id: Any,
+    data: dict[str, Any],
+    channel: str = "Microsoft-Windows-Sysmon/Operational",
+    **winlog: Any,
+) -> bytes:
+    doc = {
+        "host": {"name": "WECServer"},
+        "agent": {"hostname": "WECServer"},
+        "winlog": {"event_id": event_id, "channel": channel, "computer_name": "HFDC01.shire.com",
+                   "process": {"pid": 2044}, "event_data": data, **winlog},
+    }  # fmt: skip
+    return json.dumps(doc).encode()
+
+
+def connect_data(**overrides: Any) -> dict[str, Any]:
+    data = {
+        "UtcTime": "2019-10-28 02:31:01.498",
+        "ProcessGuid": GUID,
+        "ProcessId": "2136",
+        "Image": "C:\\Windows\\System32\\svchost.exe",
+        "User": "NT AUTHORITY\\NETWORK SERVICE",
+        "Protocol": "tcp",
+        "Initiated": "true",
+        "SourceIsIpv6": "false",
+        "SourceIp": "172.18.39.5",
+        "SourcePort": "49266",
+        "DestinationIsIpv6": "false",
+        "DestinationIp": "172.18.39.102",
+        "DestinationPort": "5985",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def create_data(**overrides: Any) -> dict[str, Any]:
+    data = {
+        "UtcTime": "2019-03-19 15:28:13.123",
+        "ProcessGuid": GUID,
+        "ProcessId": "904",
+        "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+        "CommandLine": "powershell -nop -w hidden",
+        "ParentProcessGuid": "{905CC552-43AC-5C91-0000-0010B44BB700}",
+        "ParentProcessId": "3112",
+        "ParentImage": "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
+        "TerminalSessionId": "0",
+        "LogonId": "0x3e7",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+# --- real lines, one per shape ----------------------------------------------
+
+SHAPES = [
+    ("empire_invoke_wmi_2019-03-19152813.jsonl.gz", "Winlogbeat 6.5"),
+    ("empire_invoke_psremoting_2019-05-18211456.jsonl.gz", "Winlogbeat 6.7"),
+    ("covenant_installutil_2019-10-27223020.jsonl.gz", "Winlogbeat 7.4 (ECS)"),
+    ("empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod_2020-09-21001437.jsonl.gz", "NXLog flat"),
+]
+
+
+def _first_real(file: str, event_id: int) -> tuple[dict[str, Any], bytes]:
+    path = DATASETS / file
+    if not path.exists():
+        pytest.skip(f"recording {path} not present")
+    for line in lines(path):
+        doc = json.loads(line)
+        w = doc.get("winlog") or {}
+        if (w.get("event_id"), doc.get("event_id"), doc.get("EventID")).count(event_id):
+            return doc, line
+    pytest.fail(f"no event {event_id} in {file}")
+
+
+def _origin_and_data(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if "winlog" in doc:
+        return doc["winlog"]["computer_name"], doc["winlog"]["event_data"]
+    if "EventID" in doc:
+        return doc["Hostname"], doc
+    return doc["computer_name"], doc["event_data"]
+
+
+@pytest.mark.parametrize(("file", "shape"), SHAPES)
+@pytest.mark.parametrize("event_id", [1, 3])
+def test_real_line_of_each_shape(file: str, shape: str, event_id: int) -> None:
+    doc, line = _first_real(file, event_id)
+    origin, data = _origin_and_data(doc)
+    result = normalize(line)
+    assert isinstance(result, NormalizedEvent), (shape, result)
+    fields = result.fields
+    assert result.event_id == event_id
+    assert fields["host_name"] == origin
+    assert fields["process_guid"] == data["ProcessGuid"].lower()
+    # NXLog's flat export loses Sysmon's ProcessId (its ProcessID is the Sysmon
+    # service's own, renamed ExecutionProcessID): null, never the service pid.
+    expected_pid = int(data["ProcessId"]) if "ProcessId" in data else None
+    assert fields["process_id"] == expected_pid
+    assert fields["process_path"] == data["Image"]
+    assert fields["process_name"] == data["Image"].rsplit("\\", 1)[-1]
+    assert fields["event_date_creation"].startswith(data["UtcTime"][:10] + "T")
+    assert fields["event_date_creation"].endswith("Z")
+    model = ProcessCreate if event_id == 1 else NetworkConnect
+    assert set(fields) == set(record_fields(model))
+    if event_id == 1:
+        assert fields["process_command_line"] == data["CommandLine"]
+        assert fields["parent_process_path"] == data["ParentImage"]
+    else:
+        assert fields["dst_ip_addr"] == data["DestinationIp"]
+        assert fields["dst_port"] == int(data["DestinationPort"])
+        assert isinstance(fields["network_connection_initiated"], bool)
+
+
+# --- mapping rules ------------------------------------------------------------
+
+
+def test_network_connect_is_fully_mapped_with_types() -> None:
+    result = normalize(ecs(3, connect_data(SourcePortName="", DestinationPortName="https")))
+    assert isinstance(result, NormalizedEvent)
+    assert result.process_guid == GUID
+    assert result.fields == {
+        "event_date_creation": "2019-10-28T02:31:01.498Z",
+        "host_name": "HFDC01.shire.com",
+        "process_guid": GUID,
+        "process_id": 2136,
+        "process_path": "C:\\Windows\\System32\\svchost.exe",
+        "process_name": "svchost.exe",
+        "user_account": "NT AUTHORITY\\NETWORK SERVICE",
+        "network_protocol": "tcp",
+        "network_connection_initiated": True,
+        "src_is_ipv6": False,
+        "src_ip_addr": "172.18.39.5",
+        "src_host_name": None,
+        "src_port": 49266,
+        "src_port_name": None,
+        "dst_is_ipv6": False,
+        "dst_ip_addr": "172.18.39.102",
+        "dst_host_name": None,
+        "dst_port": 5985,
+        "dst_port_name": "https",
+    }
+    assert result.timestamp_ms == 1572229861498
+
+
+def test_process_create_maps_parent_and_canonical_guids() -> None:
+    result = normalize(ecs(1, create_data()))
+    assert isinstance(result, NormalizedEvent)
+    fields = result.fields
+    assert fields["parent_process_guid"] == "{905cc552-43ac-5c91-0000-0010b44bb700}"
+    assert fields["parent_process_id"] == 3112
+    assert fields["parent_process_path"].endswith("WmiPrvSE.exe")
+    assert fields["user_session_id"] == 0
+    assert fields["user_logon_id"] == "0x3e7"
+    assert fields["hashes"] is None and fields["file_company"] is None
+
+
+@pytest.mark.parametrize(
+    ("shape", "raw"),
+    [
+        (
+            "winlogbeat 6",
+            {
+                "event_id": 3,
+                "log_name": "microsoft-windows-sysmon/operational",
+                "computer_name": "HR001",
+                "beat": {"hostname": "WEC"},
+                "host": {"name": "WEC"},
+                "process_id": 2440,
+                "event_data": connect_data(),
+            },
+        ),
+        (
+            "winlogbeat 6, provider only",
+            {
+                "event_id": "3",
+                "log_name": "Sysmon",
+                "source_name": "MICROSOFT-WINDOWS-SYSMON",
+                "computer_name": "HR001",
+                "event_data": connect_data(),
+            },
+        ),
+        (
+            "flat nxlog",
+            {
+                "EventID": 3,
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Hostname": "HR001",
+                "host": "wec.internal",
+                "ExecutionProcessID": 3392,
+                **connect_data(SourceHostname="-", SourcePortName="-"),
+            },
+        ),
+    ],
+)
+def test_shapes_take_origin_computer_and_event_pid(shape: str, raw: dict[str, Any]) -> None:
+    result = normalize(json.dumps(raw).encode())
+    assert isinstance(result, NormalizedEvent), shape
+    assert result.fields["host_name"] == "HR001"
+    assert result.fields["process_id"] == 2136
+    assert result.fields["src_host_name"] is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (ecs(4624, {"TargetUserName": "x"}, channel="Security"), Filtered(NOT_SYSMON)),
+        (ecs(4624, {"TargetUserName": "x"}, channel="security"), Filtered(NOT_SYSMON)),
+        (ecs("x", {}, channel="Security"), Filtered(NOT_SYSMON)),
+        (b'{"message": "heartbeat"}', Filtered(NOT_WINDOWS_EVENT)),
+        (ecs(7, {"ProcessGuid": GUID}), Filtered("sysmon_event_7", 7)),
+        (ecs(5, {"ProcessGuid": GUID}), Filtered("sysmon_event_5", 5)),
+        (
+            ecs(3, connect_data(), channel="MICROSOFT-WINDOWS-SYSMON/OPERATIONAL").replace(
+                b"X", b"X"
+            ),
+            None,
+        ),
+    ],
+)
+def test_filtering(raw: bytes, expected: Filtered | None) -> None:
+    result = normalize(raw)
+    if expected is None:
+        assert isinstance(result, NormalizedEvent)
+    else:
+        assert result == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "error_contains"),
+    [
+        (b"not json at all", "not valid JSON"),
+        (b'{"winlog": {"event_id": 3', "not valid JSON"),
+        (b"[1, 2, 3]", "not an object"),
+        (b'"a string"', "not an object"),
+        (b"null", "not an object"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b"", "not valid JSON"),
+        (ecs("x", connect_data()), "event id"),
+        (ecs(3, connect_data(SourcePort="abc")), "SourcePort"),
+        (ecs(3, connect_data(DestinationPort="70000")), "DestinationPort"),
+        (ecs(3, connect_data(Initiated="maybe")), "Initiated"),
+        (ecs(3, connect_data(ProcessGuid=None)), "ProcessGuid is missing"),
+        (ecs(1, create_data(ProcessGuid=None)), "ProcessGuid is missing"),
+        (ecs(1, create_data(ProcessGuid="{00000000-0000-0000-0000-000000000000}")), "zero GUID"),
+        (ecs(3, connect_data(ProcessGuid="not-a-guid")), "not a GUID"),
+        (ecs(3, connect_data(UtcTime=None)), "UtcTime is missing"),
+        (ecs(3, connect_data(UtcTime="yesterday")), "UtcTime"),
+        (ecs(3, connect_data(UtcTime="2019-02-30 00:00:00.000")), "UtcTime"),
+        (ecs(3, connect_data(Image={"nested": 1})), "Image"),
+        (ecs(3, "event data as text"), "no event data"),  # type: ignore[arg-type]
+        (ecs(None, connect_data()), "without an event id"),
+    ],
+)
+def test_invalid_input_gives_a_reason_and_never_raises(raw: bytes, error_contains: str) -> None:
+    result = normalize(raw)
+    assert isinstance(result, Invalid), result
+    assert error_contains.lower() in result.error.lower()
+
+
+def test_zero_guid_connect_is_normalized_without_a_process() -> None:
+    result = normalize(ecs(3, connect_data(ProcessGuid="{00000000-0000-0000-0000-000000000000}")))
+    assert isinstance(result, NormalizedEvent)
+    assert result.process_guid is None and result.fields["process_guid"] is None
+
+
+def test_one_mebibyte_value_is_invalid_not_a_crash() -> None:
+    result = normalize(b"x" * (1024 * 1024))
+    assert isinstance(result, Invalid)
+
+
+# --- value helpers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None), ("", None), ("-", None), ("x", "x"),
+        ("&lt;unknown process&gt;", "<unknown process>"),
+        ("a &amp;&amp; b &quot;c&quot; &apos;d&apos;", "a && b \"c\" 'd'"),
+        ("&#65;&#x42;", "AB"), ("&bogus;", "&bogus;"), ("&#x110000;", "&#x110000;"),
+        (5, "5"), (True, "true"),
+    ],
+)  # fmt: skip
+def test_clean_text(value: Any, expected: str | None) -> None:
+    assert clean_text(value, "f") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("904", 904), (904, 904), (" 7 ", 7), ("0x10", 16), ("-", None), ("", None), (None, None)],
+)
+def test_to_int(value: Any, expected: int | None) -> None:
+    assert to_int(value, "f") == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", True, [1], "-1", "99999999999"])
+def test_to_int_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match="f"):
+        to_int(value, "f")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("FALSE", False), (True, True), ("-", None), (None, None)],
+)
+def test_to_bool(value: Any, expected: bool | None) -> None:
+    assert to_bool(value, "f") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("{905CC552-43AC-5C91-0000-0010B44BB703}", GUID),
+        ("905cc552-43ac-5c91-0000-0010b44bb703", GUID),
+        (" {905cc552-43ac-5c91-0000-0010b44bb703} ", GUID),
+        ("{00000000-0000-0000-0000-000000000000}", None),
+        ("-", None),
+        (None, None),
+    ],
+)
+def test_canonical_guid(value: Any, expected: str | None) -> None:
+    assert canonical_guid(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "iso"),
+    [
+        ("2019-10-28 02:31:01.498", "2019-10-28T02:31:01.498Z"),
+        ("2019-10-28 02:31:01", "2019-10-28T02:31:01.000Z"),
+        ("2019-10-28T02:31:01.4987654Z", "2019-10-28T02:31:01.498Z"),
+        ("2019-10-28 02:31:01.5", "2019-10-28T02:31:01.500Z"),
+    ],
+)
+def test_parse_utc_time(value: str, iso: str) -> None:
+    assert parse_utc_time(value)[0] == iso
+
+
+def test_datasets_folder_is_where_the_tests_expect_it() -> None:
+    # Not a skip: a missing ../shared must be visible, since other tests skip on it.
+    if not DATASETS.is_dir():
+        pytest.skip(f"{DATASETS} absent")
+    assert any(Path(DATASETS).glob("*.jsonl.gz"))
