@@ -149,4 +149,4 @@ process_table = app.Table(
 
 # Agents and views register themselves on the app when imported; they import
 # this module, so the imports come last.
-from sysmon_faust import agents, views  # noqa: E402, F401
+from sysmon_faust import agents, purge, views  # noqa: E402, F401

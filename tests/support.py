@@ -118,6 +118,22 @@ def produce(
     return int(run(_produce(bootstrap, topic, values, partition, keys)))
 
 
+async def _partitions(bootstrap: str, topic: str, deadline: float) -> set[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        while True:
+            described = await admin.describe_topics([topic])
+            found = {
+                p["partition"] for d in described if d["error_code"] == 0 for p in d["partitions"]
+            }
+            if found or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 async def _read_all(
     bootstrap: str, topic: str, expect: int | None, timeout: float, settle: float
 ) -> list[Record]:
@@ -133,18 +149,7 @@ async def _read_all(
     records: list[Record] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions: set[int] | None = None
-        while partitions is None and time.monotonic() < deadline:
-            partitions = (
-                await consumer.partitions_for_topic(topic)
-                if hasattr(consumer, "partitions_for_topic")
-                else None
-            )
-            if partitions is None:
-                partitions = consumer._client.cluster.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.2)
+        partitions = await _partitions(bootstrap, topic, deadline)
         if not partitions:
             return records
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -1,0 +1,166 @@
+"""The pipeline on real attack recordings, end to end: replay → worker → output topics.
+
+Expected results come from tests/reference.py (an independent computation over
+the raw file) and from the counts in ../shared/datasets/README.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reference import Expected, compute, readme_counts, sysmon_value
+from tests.support import WorkerProcess, create_topic, read_topic
+
+RECORDINGS = [
+    "empire_invoke_wmi_2019-03-19152813",
+    "empire_invoke_psremoting_2019-05-18211456",
+    "covenant_installutil_2019-10-27223020",
+    "remoteinteractive_taskmngr_lsass_dump_2019-10-27055035",
+    "empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod_2020-09-21001437",
+]
+
+
+def iso(utc_time: str) -> str:
+    """Sysmon UtcTime → the contract's form (independent of the normalizer)."""
+    moment = datetime.strptime(utc_time, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def epoch_ms(utc_time: str) -> int:
+    moment = datetime.strptime(utc_time, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000 + 0.5)
+
+
+def guid(value: Any) -> str | None:
+    text = str(value).lower()
+    return None if text == "{00000000-0000-0000-0000-000000000000}" else text
+
+
+def port(value: Any) -> int | None:
+    text = sysmon_value({"v": value}, "v")
+    return None if text is None else int(text)
+
+
+def network_identity(data: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        guid(data["ProcessGuid"]),
+        iso(data["UtcTime"]),
+        sysmon_value(data, "SourceIp"),
+        port(data.get("SourcePort")),
+        sysmon_value(data, "DestinationIp"),
+        port(data.get("DestinationPort")),
+    )
+
+
+def output_identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        record["process_guid"],
+        record["event_date_creation"],
+        record["src_ip_addr"],
+        record["src_port"],
+        record["dst_ip_addr"],
+        record["dst_port"],
+    )
+
+
+def process_side(create: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "process_command_line": sysmon_value(create, "CommandLine"),
+        "process_current_directory": sysmon_value(create, "CurrentDirectory"),
+        "process_integrity_level": sysmon_value(create, "IntegrityLevel"),
+        "hashes": sysmon_value(create, "Hashes"),
+        "user_logon_id": sysmon_value(create, "LogonId"),
+        "parent_process_guid": guid(create.get("ParentProcessGuid", "")) or None,
+        "parent_process_path": sysmon_value(create, "ParentImage"),
+        "parent_process_command_line": sysmon_value(create, "ParentCommandLine"),
+    }
+
+
+def run_recording(
+    path: Path, env: dict[str, str], start_worker: Callable[..., WorkerProcess]
+) -> tuple[WorkerProcess, dict[str, Any]]:
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=1)
+    worker = start_worker(env)
+    replay = subprocess.run(
+        [sys.executable, "-m", "sysmon_faust", "replay", str(path)],
+        env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    sent = int(replay.stdout.split("sent ")[1].split()[0])
+    stats = worker.wait_for(
+        lambda s: (
+            s["consumed"] >= sent
+            and s["process_creates"] + s["network_connects"] >= s["normalized"]
+        ),
+        timeout=240,
+    )
+    return worker, stats
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_recording_joins_like_the_reference(
+    name: str,
+    datasets_dir: Path,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    path = datasets_dir / f"{name}.jsonl.gz"
+    expected: Expected = compute(path)
+    counts = readme_counts(datasets_dir / "README.md")[name.rsplit("_", 1)[0]]
+    env = pipeline_env(partitions=4)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    _, stats = run_recording(path, env, worker_factory)
+
+    joined = [r.json() for r in read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], stats["joined"])]
+    alerts = read_topic(bootstrap, env["SYSMON_TOPIC_ALERTS"], stats["alerts"])
+    unmatched = read_topic(bootstrap, env["SYSMON_TOPIC_UNMATCHED"], stats["unmatched"])
+
+    # The counts of the datasets README, and the reference's.
+    assert stats["consumed"] == counts["events"] == expected.events
+    assert stats["consumed"] - stats["filtered_by_reason"].get("not_sysmon", 0) == counts["sysmon"]
+    assert stats["process_creates"] == len(expected.process_creates) == counts["process_creates"]
+    assert len(joined) == len(expected.joined) == counts["joined"]
+    assert len(unmatched) == len(expected.unmatched) == counts["unmatched"]
+    assert len(alerts) == expected.wmi_alerts == counts["alerts"]
+    assert stats["dead_lettered"] == 0
+    assert stats["table_rows"] == counts["process_creates"]
+
+    # Same network events, same process fields.
+    assert Counter(map(output_identity, joined)) == Counter(
+        network_identity(connect) for connect, _ in expected.joined
+    )
+    by_identity = {network_identity(c): process_side(p) for c, p in expected.joined}
+    for record in joined:
+        want = by_identity[output_identity(record)]
+        assert {k: record[k] for k in want} == want
+    assert Counter(output_identity(r.json()) for r in unmatched) == Counter(
+        network_identity(c) for c in expected.unmatched
+    )
+    assert all(r.json()["unmatched_reason"] for r in unmatched)
+
+    # Keys are the canonical GUID, record timestamps the event time.
+    for record in read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], stats["joined"], settle=0):
+        value = record.json()
+        assert record.key == value["process_guid"].encode()
+        assert record.timestamp_ms == epoch_ms(value["event_date_creation"][:-1].replace("T", " "))
+
+    # Every alert is the WMI rule on one of the joined events.
+    joined_ids = Counter(map(output_identity, joined))
+    for record in alerts:
+        alert = record.json()
+        assert alert["attack_technique"] == "T1047"
+        assert (
+            alert["rule_id"] and alert["rule_name"] and alert["severity"] and alert["detected_at"]
+        )
+        assert alert["event"]["parent_process_path"].lower().endswith("\\wmiprvse.exe")
+        assert joined_ids[output_identity(alert["event"])] > 0

@@ -1,0 +1,64 @@
+"""``python -m sysmon_faust replay`` against the real broker."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.reference import lines
+from tests.support import read_topic
+
+
+def _replay(bootstrap: str, topic: str, *files: Path, extra: tuple[str, ...] = ()) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "sysmon_faust", "replay", "--topic", topic,
+         "--bootstrap-servers", bootstrap, *extra, *map(str, files)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_replay_sends_a_recording_unchanged_and_in_order(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], datasets_dir: Path
+) -> None:
+    recording = datasets_dir / "covenant_installutil_2019-10-27223020.jsonl.gz"
+    topic = unique_name("replay")
+    expected = lines(recording)
+    out = _replay(kafka_bootstrap, topic, recording)
+    assert f"sent {len(expected)} records (0 not JSON)" in out
+    records = read_topic(kafka_bootstrap, topic, expect=len(expected))
+    assert [r.value for r in records] == expected
+
+
+def test_replay_handles_bom_crlf_non_json_and_plain_json(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    crlf = tmp_path / "export.json"
+    crlf.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\nnot json\r\n\r\n{"b": 2}\r\n')
+    packed = tmp_path / "more.jsonl.gz"
+    with gzip.open(packed, "wb") as handle:
+        handle.write(b'{"c": 3}\n{"d": \n')
+    array = tmp_path / "array.json"
+    array.write_bytes(b'[{"e": 5}, {"f": 6}]')
+    topic = unique_name("replay")
+    out = _replay(kafka_bootstrap, topic, crlf, packed, array, extra=("--rate", "1000"))
+    assert "sent 7 records (2 not JSON) from 3 file(s)" in out
+    values = [r.value for r in read_topic(kafka_bootstrap, topic, expect=7)]
+    assert values == [
+        b'{"a": 1}', b"not json", b'{"b": 2}',  # BOM and CRLF gone, blank line skipped
+        b'{"c": 3}', b'{"d": ',  # gzip; a broken line is still sent
+        b'{"e":5}', b'{"f":6}',  # a JSON array, element by element
+    ]  # fmt: skip
+
+
+def test_replay_says_what_is_wrong(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sysmon_faust", "replay", str(tmp_path / "missing.jsonl")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no such file" in result.stderr
