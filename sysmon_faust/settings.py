@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -40,6 +41,7 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_advertised_host: str = ""
 
     @property
     def topic_by_guid(self) -> str:
@@ -50,6 +52,16 @@ class Settings:
         the input is seen by the join after that create, at any speed.
         """
         return f"{self.app_id}-events-by-process-guid"
+
+    @property
+    def web_url_host(self) -> str:
+        """The host name other workers use to reach this one (HTTP requests are forwarded
+        to the worker that owns a key). A wildcard bind address is no address to call."""
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        if self.web_host in ("0.0.0.0", "::", ""):
+            return socket.gethostname()
+        return self.web_host
 
     @property
     def kafka_broker_url(self) -> str:
@@ -128,6 +140,7 @@ class Settings:
             processing_guarantee=guarantee,
             web_host=text("SYSMON_WEB_HOST", defaults.web_host),
             web_port=integer("SYSMON_WEB_PORT", defaults.web_port, 1, 65535),
+            web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
         )
         settings._check_topics_distinct()
         return settings
@@ -163,4 +176,5 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_PROCESSING_GUARANTEE",
     "SYSMON_WEB_HOST",
     "SYSMON_WEB_PORT",
+    "SYSMON_WEB_ADVERTISED_HOST",
 )

@@ -57,13 +57,15 @@ class SysmonApp(faust.App):
             warnings.simplefilter("ignore", AlreadyConfiguredWarning)
             self.conf.datadir = _worker_datadir(self.conf.web_port)
         described = settings.describe()
-        described.pop("web_host"), described.pop("web_port")
+        for web_setting in ("web_host", "web_port", "web_advertised_host"):
+            described.pop(web_setting)
         log.info(
-            "sysmon-faust settings: %s; state in %s; web on %s:%s",
+            "sysmon-faust settings: %s; state in %s; web on %s:%s, reached as %s",
             " ".join(f"{name}={value}" for name, value in described.items()),
             self.conf.tabledir,
             self.conf.web_bind,
             self.conf.web_port,
+            self.conf.canonical_url,
         )
         await super().on_first_start()
 
@@ -75,7 +77,7 @@ app = SysmonApp(
     datadir=_worker_datadir(settings.web_port),
     processing_guarantee=settings.processing_guarantee,
     topic_partitions=settings.partitions,
-    web_host=settings.web_host,
+    web_host=settings.web_url_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,
     producer_max_request_size=MAX_RECORD_BYTES,
@@ -90,7 +92,13 @@ app = SysmonApp(
 
 #: Winlogbeat's topic: read as raw bytes so that nothing can fail to decode
 #: before our own normalizer sees it (bad values become dead letters).
-input_topic = app.topic(settings.topic_input, key_serializer="raw", value_serializer="raw")
+#: ``internal=True`` only makes faust create it (with SYSMON_PARTITIONS
+#: partitions) when it does not exist yet, before subscribing: a consumer
+#: subscribed to a missing topic would notice it only at its next metadata
+#: refresh, minutes later. An existing topic is left as it is.
+input_topic = app.topic(
+    settings.topic_input, key_serializer="raw", value_serializer="raw", internal=True
+)
 
 #: ProcessCreate and NetworkConnect in ONE topic, keyed by process_guid. Kafka
 #: keeps the records of a key in one partition in the order they were written,
