@@ -16,6 +16,7 @@
 #   KAFKA_STOP_TIMEOUT    seconds before SIGKILL on down     (default 30)
 #   KAFKA_HEAP_OPTS       JVM heap flags                     (default -Xmx512m -Xms256m)
 #   KAFKA_JVM_PERFORMANCE_OPTS  GC/JIT flags (default: Kafka's own G1 settings)
+#   KAFKA_RETENTION_CHECK_MS    log.retention.check.interval.ms  (default 300000)
 #
 # Several brokers can run at once with different KAFKA_PORT/KAFKA_DATA_DIR.
 # The lib dir and data dir each get a `.gitignore` containing `*`.
@@ -179,6 +180,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
 group.initial.rebalance.delay.ms=0
+# How often time retention runs (Kafka's default: 5 minutes). Tests shorten it
+# so that a topic whose records would expire by age fails at once, not by luck.
+log.retention.check.interval.ms=${KAFKA_RETENTION_CHECK_MS:-300000}
 EOF
 }
 

@@ -112,8 +112,10 @@ def _unescape_entity(match: re.Match[str]) -> str:
     if entity[0] != "#":
         return _NAMED_ENTITIES[entity]
     code = int(entity[2:], 16) if entity[1] in "xX" else int(entity[1:])
-    # An out-of-range code point is left as it was written rather than guessed at.
-    return chr(code) if 0 < code <= 0x10FFFF else match.group(0)
+    # A code point that is out of range, NUL or a lone surrogate (which no
+    # UTF-8 encoder accepts) is left as it was written rather than guessed at.
+    valid = 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF
+    return chr(code) if valid else match.group(0)
 
 
 def to_int(value: Any, name: str, low: int = 0, high: int = 2**32 - 1) -> int | None:

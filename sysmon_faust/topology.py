@@ -111,11 +111,26 @@ events_by_guid_topic = app.topic(
     value_serializer="raw",
     partitions=settings.partitions,
     internal=True,
+    # Records carry the event time, which may be years old (a replayed
+    # recording): time-based retention would delete them before the join reads
+    # them. Nothing expires by time; sysmon_faust.purge deletes what the join
+    # has committed, as Kafka Streams does with its repartition topics.
+    config={"retention.ms": "-1"},
 )
+
+#: Keyed output topics also carry event time, so the ones this app creates keep
+#: records by size, not age. Per partition.
+OUTPUT_RETENTION_BYTES = 1024**3
 
 
 def _keyed_output(name: str) -> faust.TopicT:
-    return app.topic(name, key_type=str, key_serializer="raw", partitions=settings.partitions)
+    return app.topic(
+        name,
+        key_type=str,
+        key_serializer="raw",
+        partitions=settings.partitions,
+        config={"retention.ms": "-1", "retention.bytes": str(OUTPUT_RETENTION_BYTES)},
+    )
 
 
 process_create_topic = _keyed_output(settings.topic_process_create)

@@ -305,3 +305,40 @@ def sysmon_env(bootstrap: str, prefix: str, data_dir: Path, partitions: int = 4)
         "SYSMON_TOPIC_ALERTS": f"{prefix}-alerts",
         "SYSMON_TOPIC_DLQ": f"{prefix}-dlq",
     }
+
+
+async def _topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
+        )
+        configs: dict[str, dict[str, str]] = {}
+        for response in responses:
+            for resource in response.resources:
+                configs[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+        return configs
+    finally:
+        await admin.close()
+
+
+def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
+    """Each topic's effective configuration (``retention.ms``, ``cleanup.policy``...)."""
+    return dict(run(_topic_configs(bootstrap, topics)))
+
+
+async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+        return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
+    finally:
+        await admin.close()
+
+
+def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    return dict(run(_partition_counts(bootstrap, topics)))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from sysmon_faust.models import NetworkConnect, ProcessCreate, record_fields
@@ -307,6 +308,7 @@ def test_one_mebibyte_value_is_invalid_not_a_crash() -> None:
         ("&lt;unknown process&gt;", "<unknown process>"),
         ("a &amp;&amp; b &quot;c&quot; &apos;d&apos;", "a && b \"c\" 'd'"),
         ("&#65;&#x42;", "AB"), ("&bogus;", "&bogus;"), ("&#x110000;", "&#x110000;"),
+        ("&#55296;", "&#55296;"), ("&#0;", "&#0;"),
         (5, "5"), (True, "true"),
     ],
 )  # fmt: skip
@@ -369,3 +371,32 @@ def test_datasets_folder_is_where_the_tests_expect_it() -> None:
     if not DATASETS.is_dir():
         pytest.skip(f"{DATASETS} absent")
     assert any(Path(DATASETS).glob("*.jsonl.gz"))
+
+
+def test_normalizer_never_raises_on_mangled_real_lines() -> None:
+    # Seeded mutations of real events of every shape: truncations, byte flips,
+    # values swapped for other JSON types. Each must give an outcome, not raise.
+    import random
+
+    rng = random.Random(20261129)
+    samples = [_first_real(file, event_id)[1] for file, _ in SHAPES for event_id in (1, 3)]
+    others: list[Any] = [None, 0, -1, 2**70, 1.5, True, "", "-", [], {}, "x" * 5000, "&#xD800;"]
+    for _ in range(3000):
+        line = bytearray(rng.choice(samples))
+        kind = rng.randrange(3)
+        if kind == 0:
+            line = line[: rng.randrange(len(line))]
+        elif kind == 1:
+            for _ in range(rng.randint(1, 5)):
+                line[rng.randrange(len(line))] = rng.randrange(256)
+        else:
+            doc = json.loads(line)
+            data = doc.get("winlog", {}).get("event_data") or doc.get("event_data") or doc
+            key = rng.choice(sorted(data))
+            data[key] = rng.choice(others)
+            line = bytearray(json.dumps(doc).encode())
+        result = normalize(bytes(line))
+        assert isinstance(result, NormalizedEvent | Filtered | Invalid)
+        assert not (isinstance(result, Invalid) and result.error.startswith("normalizer failed"))
+        if isinstance(result, NormalizedEvent):
+            orjson.dumps(result.fields)  # what the agent will write must serialize
