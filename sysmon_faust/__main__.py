@@ -7,6 +7,9 @@ from collections.abc import Sequence
 
 COMMANDS = {
     "replay": "load recorded events (.json, .jsonl, .gz) into the input topic",
+    "topics": "the app's topics: partitions, end offsets, committed offsets, lag",
+    "print": "print a topic's records: TOPIC [--from-beginning] [--limit N] [--follow]",
+    "describe": "the record types' fields and types; each topic's partitions and policy",
 }
 
 
@@ -23,7 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sysmon_faust.replay import main as replay_main
 
         return replay_main(rest, prog="python -m sysmon_faust replay")
-    return 2
+    from sysmon_faust.ops import main as ops_main
+
+    return ops_main(command, rest)
 
 
 if __name__ == "__main__":

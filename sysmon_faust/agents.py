@@ -16,6 +16,7 @@ Guarantees that shape this code:
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 # Key of the event id in values of ``events_by_guid_topic``; the other keys are
 # the normalized fields.
 _EVENT_ID = "_event_id"
+# ... and of the Kafka timestamp of the input record it came from, for the
+# processing-latency histogram.
+_RECEIVED = "_received"
 
 
 async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None:
@@ -93,10 +97,10 @@ async def _route(event: EventT, raw: Any) -> None:
         stats.filtered += 1
         stats.filtered_by_reason[outcome.reason] += 1
         return
-    await _publish(outcome)
+    await _publish(outcome, event.message.timestamp)
 
 
-async def _publish(normalized: NormalizedEvent) -> None:
+async def _publish(normalized: NormalizedEvent, received: float) -> None:
     stats.normalized += 1
     key = normalized.process_guid
     timestamp = normalized.timestamp_ms / 1000.0
@@ -106,7 +110,7 @@ async def _publish(normalized: NormalizedEvent) -> None:
         else (network_connect_topic, NetworkConnect)
     )
     await derived_topic.send(key=key, value=model(**normalized.fields), timestamp=timestamp)
-    value = orjson.dumps({_EVENT_ID: normalized.event_id, **normalized.fields})
+    value = orjson.dumps({_EVENT_ID: normalized.event_id, _RECEIVED: received, **normalized.fields})
     await events_by_guid_topic.send(key=key, value=value, timestamp=timestamp)
 
 
@@ -130,6 +134,7 @@ async def join_by_process_guid(stream: StreamT[bytes]) -> None:
 async def _join_one(event: EventT) -> None:
     fields = orjson.loads(event.value)
     event_id = fields.pop(_EVENT_ID)
+    received = fields.pop(_RECEIVED, None)
     timestamp = event.message.timestamp
     if event_id == PROCESS_CREATE:
         created = ProcessCreate(**fields)
@@ -153,6 +158,10 @@ async def _join_one(event: EventT) -> None:
     enriched = enrich(connect, process)
     await join_topic.send(key=guid, value=enriched, timestamp=timestamp)
     stats.joined += 1
+    now = time.time()
+    stats.event_age.observe(max(now - timestamp, 0.0))
+    if received is not None:
+        stats.processing_latency.observe(max(now - received, 0.0))
     for rule in matching_rules(enriched):
         alert = Alert(
             rule_id=rule.rule_id,

@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
@@ -42,6 +42,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_advertised_host: str = ""
+    http_token: str = field(default="", repr=False)
 
     @property
     def topic_by_guid(self) -> str:
@@ -69,7 +70,9 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """The settings as text, for the start-up log line."""
-        return {name: str(value) for name, value in asdict(self).items()}
+        described = {name: str(value) for name, value in asdict(self).items()}
+        described["http_token"] = "(set)" if self.http_token else "(none)"
+        return described
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -141,22 +144,23 @@ class Settings:
             web_host=text("SYSMON_WEB_HOST", defaults.web_host),
             web_port=integer("SYSMON_WEB_PORT", defaults.web_port, 1, 65535),
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
+            http_token=env.get("SYSMON_HTTP_TOKEN", "").strip(),
         )
         settings._check_topics_distinct()
         return settings
 
     def _check_topics_distinct(self) -> None:
         seen: dict[str, str] = {}
-        for field in fields(self):
-            if not field.name.startswith("topic_"):
+        for setting in fields(self):
+            if not setting.name.startswith("topic_"):
                 continue
-            name = getattr(self, field.name)
+            name = getattr(self, setting.name)
             if name in seen:
                 raise SettingsError(
-                    f"SYSMON_{field.name.upper()}={name!r} is the same topic as "
+                    f"SYSMON_{setting.name.upper()}={name!r} is the same topic as "
                     f"SYSMON_{seen[name].upper()}"
                 )
-            seen[name] = field.name
+            seen[name] = setting.name
 
 
 # Environment variable → what it sets; the README's settings table is checked
@@ -177,4 +181,5 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_WEB_HOST",
     "SYSMON_WEB_PORT",
     "SYSMON_WEB_ADVERTISED_HOST",
+    "SYSMON_HTTP_TOKEN",
 )

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from sysmon_faust.metrics import Histogram
+
 
 @dataclass
 class PipelineStats:
@@ -25,6 +27,8 @@ class PipelineStats:
     filtered_by_reason: Counter[str] = field(default_factory=Counter)
     unmatched_by_reason: Counter[str] = field(default_factory=Counter)
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    processing_latency: Histogram = field(default_factory=Histogram)
+    event_age: Histogram = field(default_factory=Histogram)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -81,9 +81,8 @@ app = SysmonApp(
     web_bind=settings.web_host,
     web_port=settings.web_port,
     producer_max_request_size=MAX_RECORD_BYTES,
-    # Faust's built-in pages can dump table contents; the product serves its
-    # own views instead.
-    web_tables_enabled=False,
+    # Faust's built-in table pages dump table contents: only behind the token.
+    web_tables_enabled=bool(settings.http_token),
     web_graph_enabled=False,
 )
 
@@ -172,4 +171,4 @@ process_table = app.Table(
 
 # Agents and views register themselves on the app when imported; they import
 # this module, so the imports come last.
-from sysmon_faust import agents, purge, views  # noqa: E402, F401
+from sysmon_faust import agents, observability, purge, views  # noqa: E402, F401

@@ -203,16 +203,14 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def http(self, path: str) -> tuple[int, Any]:
+    def http(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        """(status, body): the body decoded from JSON, or as text when it is not JSON."""
+        request = urllib.request.Request(self.url + path, headers=dict(headers or {}))
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, _decode(response.read())
         except urllib.error.HTTPError as error:
-            body = error.read()
-            try:
-                return error.code, json.loads(body)
-            except ValueError:
-                return error.code, body.decode("utf-8", "replace")
+            return error.code, _decode(error.read())
 
     def stats(self) -> dict[str, Any]:
         status, body = self.http("/stats")
@@ -269,6 +267,13 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(10)
         return int(self.process.returncode)
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return body.decode("utf-8", "replace")
 
 
 def start_worker(

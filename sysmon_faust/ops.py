@@ -1,0 +1,261 @@
+"""Operator commands, after ksqlDB's SHOW TOPICS, PRINT and DESCRIBE, for this app.
+
+    python -m sysmon_faust topics
+    python -m sysmon_faust print TOPIC [--from-beginning] [--limit N] [--follow]
+    python -m sysmon_faust describe
+
+They read the settings like a worker does and talk to Kafka directly; no
+worker needs to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+
+from sysmon_faust.settings import Settings
+
+TABLE_NAME = "process-create"
+
+
+def app_topics(settings: Settings) -> list[tuple[str, str]]:
+    """(topic, role) of every topic the app reads or writes."""
+    return [
+        (settings.topic_input, "input (raw)"),
+        (settings.topic_process_create, "output: Sysmon 1 keyed"),
+        (settings.topic_network_connect, "output: Sysmon 3 keyed"),
+        (settings.topic_join, "output: enriched"),
+        (settings.topic_unmatched, "output: unmatched"),
+        (settings.topic_alerts, "output: alerts"),
+        (settings.topic_dlq, "output: dead letters"),
+        (settings.topic_by_guid, "internal: re-keyed 1+3"),
+        (f"{settings.app_id}-{TABLE_NAME}-changelog", "internal: table changelog"),
+    ]
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    described = await admin.describe_topics(topics)
+    return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
+
+
+async def _end_offsets(settings: Settings, partitions: dict[str, int]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
+        return dict(await consumer.end_offsets(tps)) if tps else {}
+    finally:
+        await consumer.stop()
+
+
+async def show_topics(settings: Settings, out: TextIO) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        topics = app_topics(settings)
+        partitions = await _partitions(admin, [t for t, _ in topics])
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    ends = await _end_offsets(settings, partitions)
+    rows = [("topic", "role", "partitions", "end offset", "committed", "lag")]
+    for topic, role in topics:
+        if topic not in partitions:
+            rows.append((topic, role, "-", "(missing)", "", ""))
+            continue
+        tps = [TopicPartition(topic, p) for p in range(partitions[topic])]
+        end = sum(ends.get(tp, 0) for tp in tps)
+        mine = [committed[tp].offset for tp in tps if tp in committed]
+        if mine:
+            done = sum(max(committed[tp].offset, 0) for tp in tps if tp in committed)
+            rows.append((topic, role, str(len(tps)), str(end), str(done), str(end - done)))
+        else:
+            rows.append((topic, role, str(len(tps)), str(end), "-", "-"))
+    _table(rows, out)
+    out.write(f"consumer group: {settings.app_id}; broker: {settings.bootstrap_servers}\n")
+    return 0
+
+
+def _table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        out.write("\n")
+
+
+def _format_value(value: bytes | None, pretty: bool) -> str:
+    if value is None:
+        return "null"
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value.decode("utf-8", "backslashreplace")
+    return json.dumps(decoded, indent=2 if pretty else None, ensure_ascii=False)
+
+
+async def print_topic(
+    settings: Settings,
+    topic: str,
+    out: TextIO,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    follow: bool = False,
+    pretty: bool | None = None,
+) -> int:
+    pretty = out.isatty() if pretty is None else pretty
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    printed = 0
+    try:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        try:
+            count = (await _partitions(admin, [topic])).get(topic)
+        finally:
+            await admin.close()
+        if count is None:
+            sys.stderr.write(f"print: no topic {topic!r} (see: python -m sysmon_faust topics)\n")
+            return 1
+        tps = [TopicPartition(topic, p) for p in range(count)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        ends = await consumer.end_offsets(tps)
+        while limit is None or printed < limit:
+            if not follow and await _reached_all(consumer, ends):
+                break
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for m in messages:
+                    if limit is not None and printed >= limit:
+                        break
+                    stamp = datetime.fromtimestamp(m.timestamp / 1000, UTC).isoformat(
+                        timespec="milliseconds"
+                    )
+                    key = m.key.decode("utf-8", "backslashreplace") if m.key else "null"
+                    out.write(
+                        f"{m.partition}/{m.offset} {stamp} key={key} "
+                        f"{_format_value(m.value, pretty)}\n"
+                    )
+                    printed += 1
+            out.flush()
+    finally:
+        await consumer.stop()
+    return 0
+
+
+async def _reached_all(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+def record_types() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(record, topic role, [(field, type)]) of every record the app writes."""
+    from sysmon_faust import models
+
+    described = []
+    for model, where in (
+        (models.ProcessCreate, "sysmon-process-create, process table"),
+        (models.NetworkConnect, "sysmon-network-connect"),
+        (models.EnrichedNetworkConnect, "sysmon-join"),
+        (models.UnmatchedNetworkConnect, "sysmon-network-unmatched"),
+        (models.Alert, "sysmon-alerts"),
+        (models.DeadLetter, "sysmon-dlq"),
+    ):
+        fields = [
+            (name, _type_name(field.type)) for name, field in model._options.descriptors.items()
+        ]
+        described.append((model.__name__, where, fields))
+    return described
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return str(text).replace("typing.", "").replace("NoneType", "None")
+
+
+async def describe(settings: Settings, out: TextIO) -> int:
+    for name, where, fields in record_types():
+        out.write(f"{name}  ({where})\n")
+        for field, type_name in fields:
+            out.write(f"  {field:<32} {type_name}\n")
+        out.write("\n")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        topics = app_topics(settings)
+        partitions = await _partitions(admin, [t for t, _ in topics])
+        existing = [t for t, _ in topics if t in partitions]
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in existing]
+        )
+    finally:
+        await admin.close()
+    policy: dict[str, dict[str, str]] = {}
+    for response in configs:
+        for resource in response.resources:
+            policy[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+    rows = [("topic", "role", "partitions", "cleanup.policy", "retention.ms")]
+    for topic, role in topics:
+        config = policy.get(topic, {})
+        rows.append(
+            (
+                topic,
+                role,
+                str(partitions.get(topic, "(missing)")),
+                config.get("cleanup.policy", "-"),
+                config.get("retention.ms", "-"),
+            )
+        )
+    _table(rows, out)
+    return 0
+
+
+def main(command: str, argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m sysmon_faust {command}")
+    if command == "print":
+        parser.add_argument("topic")
+        parser.add_argument("--from-beginning", action="store_true")
+        parser.add_argument("--limit", type=int)
+        parser.add_argument("--follow", action="store_true", help="keep printing new records")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        if command == "topics":
+            return asyncio.run(show_topics(settings, sys.stdout))
+        if command == "describe":
+            return asyncio.run(describe(settings, sys.stdout))
+        return asyncio.run(
+            print_topic(
+                settings, args.topic, sys.stdout, args.from_beginning, args.limit, args.follow
+            )
+        )
+    except KeyboardInterrupt:
+        return 130
+    except (KafkaError, OSError, TimeoutError) as exc:
+        sys.stderr.write(
+            f"{command}: cannot talk to Kafka at {settings.bootstrap_servers}: "
+            f"{type(exc).__name__}: {exc}\n"
+            "  Is the broker up? Start the local one with 'make kafka-up', or set "
+            "KAFKA_BOOTSTRAP_SERVERS.\n"
+        )
+        return 1

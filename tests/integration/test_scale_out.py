@@ -1,0 +1,209 @@
+"""Several workers share the partitions; any of them answers for any process.
+
+Real worker processes on the real broker: three workers with one app id,
+recordings keyed by origin host (so a host's events keep their order, as a
+process's creation and connections come from one host), lookups through each
+worker, and a worker killed with SIGKILL in the middle of a replay.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.integration.test_join_ordering import stream
+from tests.reference import compute, lines
+from tests.support import WorkerProcess, create_topic, produce, read_topic
+
+RECORDINGS = [
+    "empire_invoke_wmi_2019-03-19152813",
+    "empire_invoke_psremoting_2019-05-18211456",
+    "covenant_installutil_2019-10-27223020",
+    "remoteinteractive_taskmngr_lsass_dump_2019-10-27055035",
+    "empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod_2020-09-21001437",
+]
+
+
+def origin_host(line: bytes) -> bytes:
+    """The computer an event came from, in any of the three shapes (a partitioning key)."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return b"?"
+    winlog = doc.get("winlog") or {}
+    host = winlog.get("computer_name") or doc.get("computer_name") or doc.get("Hostname")
+    return str(host).encode()
+
+
+def start_group(
+    count: int, env: dict[str, str], worker_factory: Callable[..., WorkerProcess]
+) -> list[WorkerProcess]:
+    workers = [worker_factory(env, wait=False) for _ in range(count)]
+    wait_settled(workers)
+    return workers
+
+
+def wait_settled(workers: list[WorkerProcess], timeout: float = 180.0) -> None:
+    """Every worker healthy, and together they own every partition (the group has settled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = [w.http("/health") for w in workers]
+        except OSError:
+            states = []
+        if states and all(status == 200 for status, _ in states):
+            return
+        time.sleep(0.5)
+    raise AssertionError("workers did not settle:\n" + "\n".join(w.log_tail(20) for w in workers))
+
+
+def lookup_until(worker: WorkerProcess, guid: str, timeout: float = 60.0) -> tuple[int, Any]:
+    """GET /process/{guid}, retrying while the group rebalances (503)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = worker.http(f"/process/{guid}")
+        if status != 503 or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.5)
+
+
+def test_three_workers_answer_for_every_process(
+    datasets_dir: Path,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    env = pipeline_env(partitions=6)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
+    workers = start_group(3, env, worker_factory)
+
+    creates: dict[str, dict[str, Any]] = {}
+    values: list[bytes] = []
+    for name in RECORDINGS:
+        path = datasets_dir / f"{name}.jsonl.gz"
+        creates.update(compute(path).process_creates)
+        values.extend(lines(path))
+    produce(bootstrap, env["SYSMON_TOPIC_INPUT"], values, keys=map(origin_host, values))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        totals = [w.stats() for w in workers]
+        if sum(t["consumed"] for t in totals) >= len(values) and sum(
+            t["process_creates"] for t in totals
+        ) >= len(creates):
+            break
+        time.sleep(0.5)
+    assert sum(t["table_rows"] for t in totals) == len(creates)
+    assert all(t["table_rows"] > 0 for t in totals), "a worker owns no rows: no scale-out"
+
+    for guid, raw in creates.items():
+        for worker in workers:
+            asked = guid.upper() if worker is workers[1] else guid.strip("{}")
+            status, row = lookup_until(worker, asked)
+            assert status == 200, (worker.web_port, guid, row)
+            assert row["process_guid"] == guid
+            assert row["process_path"] == raw["Image"]
+            assert row["process_command_line"] == raw.get("CommandLine")
+            assert (row["parent_process_guid"] or "") == str(
+                raw.get("ParentProcessGuid", "")
+            ).lower()
+
+    # A three-level chain from the recordings, walked through every worker.
+    chains = []
+    for guid, raw in creates.items():
+        chain = [guid]
+        parent = str(raw.get("ParentProcessGuid", "")).lower()
+        while parent in creates and parent not in chain:
+            chain.append(parent)
+            parent = str(creates[parent].get("ParentProcessGuid", "")).lower()
+        if len(chain) >= 3:
+            chains.append((chain, parent))
+    assert chains, "the recordings hold a three-level process chain"
+    chain, unknown_parent = chains[0]
+    for worker in workers:
+        status, body = worker.http(f"/process/{chain[0]}/ancestry")
+        assert status == 200, body
+        assert [hop["process_guid"] for hop in body["ancestry"]] == chain
+        assert body["stopped"] == "unknown_parent"
+        assert body["unknown_parent_guid"] == unknown_parent
+
+    for worker in workers:
+        for bad in ("not-a-guid", "{1234}", "x" * 300, "%ff%fe", "'; DROP TABLE processes;--"):
+            status, body = worker.http(f"/process/{quote(bad, safe='%')}")
+            assert status == 400 and isinstance(body, dict) and body["error"], (bad, body)
+        status, body = worker.http("/process/{00000000-1111-2222-3333-444444444444}")
+        assert status == 404 and body["error"] == "process not found"
+        status, body = worker.http("/process/{00000000-1111-2222-3333-444444444444}/ancestry")
+        assert status == 404
+        status, body = worker.http("/no/such/page")
+        assert status == 404 and isinstance(body, dict)
+        status, text = worker.http("/metrics")
+        assert status == 200
+        assert (
+            "sysmon_consumed_total" in text and "sysmon_processing_latency_seconds_bucket" in text
+        )
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_of_one_worker_loses_nothing(
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    processes, connects_each = 3000, 2
+    values, keys = stream(processes, connects_each, filler_each=6)
+    env = pipeline_env(partitions=6)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
+    workers = start_group(3, env, worker_factory)
+
+    half = len(values) // 2
+    produce(bootstrap, env["SYSMON_TOPIC_INPUT"], values[:half], keys=keys[:half])
+    # Kill a worker while it is busy with the first half.
+    victim = workers[0]
+    victim.wait_for(lambda s: s["consumed"] > 0, timeout=60)
+    victim.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    survivors = workers[1:]
+    produce(bootstrap, env["SYSMON_TOPIC_INPUT"], values[half:], keys=keys[half:])
+
+    # Lookups answer correctly again once the group has settled.
+    probe = "{" + "00000000-0000-0000-0000-000000000001" + "}"  # process 0 of the stream
+    recovered_after = None
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and recovered_after is None:
+        answers = [w.http(f"/process/{probe}") for w in survivors]
+        if all(
+            status == 200 and body["process_command_line"] == "a.exe 0" for status, body in answers
+        ):
+            recovered_after = time.monotonic() - killed_at
+        else:
+            time.sleep(0.25)
+    assert recovered_after is not None, [w.log_tail(20) for w in survivors]
+
+    # The stream's process n has GUID UUID(int=n + 1) and connects to ports 1..connects_each.
+    expected = {
+        ("{" + str(uuid.UUID(int=n + 1)) + "}", port)
+        for n in range(processes)
+        for port in range(1, connects_each + 1)
+    }
+    joined = read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], len(expected), timeout=300, settle=3)
+    seen = [(r.json()["process_guid"], r.json()["dst_port"]) for r in joined]
+    missing = expected - set(seen)
+    duplicates = len(seen) - len(set(seen))
+    rebalances = [w.stats() for w in survivors]
+    print(
+        f"\nSIGKILL: lookups correct again after {recovered_after:.1f} s; "
+        f"{len(set(seen))}/{len(expected)} joined, {len(missing)} missing, "
+        f"{duplicates} duplicates (at-least-once); survivors' stats: "
+        f"{[s['consumed'] for s in rebalances]} consumed"
+    )
+    assert not missing, f"{len(missing)} joined records missing, e.g. {sorted(missing)[:5]}"
+    for status, body in (w.http(f"/process/{probe}") for w in survivors):
+        assert status == 200 and body["process_command_line"] == "a.exe 0"

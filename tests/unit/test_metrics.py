@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from sysmon_faust.metrics import Histogram, Metric, Sample, render
+
+
+def test_histogram_buckets_are_cumulative() -> None:
+    histogram = Histogram(buckets=(0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 2.0):
+        histogram.observe(value)
+    assert histogram.cumulative() == [("0.1", 2), ("1", 3), ("+Inf", 4)]
+    assert histogram.count == 4
+    assert abs(histogram.total - 2.65) < 1e-9
+
+
+def test_render_follows_the_text_format() -> None:
+    histogram = Histogram(buckets=(1.0,))
+    histogram.observe(0.5)
+    text = render(
+        [
+            Metric("sysmon_joined_total", "counter", "Joined", [Sample(3)]),
+            Metric(
+                "sysmon_lag", "gauge", "Lag", [Sample(7, {"topic": 'a"b\\c', "partition": "0"})]
+            ),
+        ],
+        {"sysmon_latency_seconds": ("Latency", histogram)},
+    )
+    assert text.splitlines() == [
+        "# HELP sysmon_joined_total Joined",
+        "# TYPE sysmon_joined_total counter",
+        "sysmon_joined_total 3",
+        "# HELP sysmon_lag Lag",
+        "# TYPE sysmon_lag gauge",
+        'sysmon_lag{topic="a\\"b\\\\c",partition="0"} 7',
+        "# HELP sysmon_latency_seconds Latency",
+        "# TYPE sysmon_latency_seconds histogram",
+        'sysmon_latency_seconds_bucket{le="1"} 1',
+        'sysmon_latency_seconds_bucket{le="+Inf"} 1',
+        "sysmon_latency_seconds_sum 0.5",
+        "sysmon_latency_seconds_count 1",
+    ]
