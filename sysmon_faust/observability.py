@@ -72,6 +72,21 @@ def table_rows() -> int:
         return 0
 
 
+def worker_state() -> dict[str, Any]:
+    """What belongs to this worker rather than to the pipeline: rows, partitions, rebalances."""
+    changelog = process_table.changelog_topic.get_topic_name()
+    actives = app.assignor.assigned_actives()
+    standbys = app.assignor.assigned_standbys()
+    return {
+        "table_rows": table_rows(),
+        "table_partitions_active": sorted(tp.partition for tp in actives if tp.topic == changelog),
+        "table_partitions_standby": sorted(
+            tp.partition for tp in standbys if tp.topic == changelog
+        ),
+        "rebalances": app.monitor.rebalances,
+    }
+
+
 def consumer_lag() -> dict[TP, int]:
     """Per source partition this worker reads: records not yet processed."""
     lag: dict[TP, int] = {}

@@ -42,6 +42,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_advertised_host: str = ""
+    session_timeout: float = 10.0
     http_token: str = field(default="", repr=False)
 
     @property
@@ -145,6 +146,7 @@ class Settings:
             web_port=integer("SYSMON_WEB_PORT", defaults.web_port, 1, 65535),
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
             http_token=env.get("SYSMON_HTTP_TOKEN", "").strip(),
+            session_timeout=integer("SYSMON_SESSION_TIMEOUT", 10, 6, 1800) * 1.0,
         )
         settings._check_topics_distinct()
         return settings
@@ -182,4 +184,5 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_WEB_PORT",
     "SYSMON_WEB_ADVERTISED_HOST",
     "SYSMON_HTTP_TOKEN",
+    "SYSMON_SESSION_TIMEOUT",
 )

@@ -81,6 +81,15 @@ app = SysmonApp(
     web_bind=settings.web_host,
     web_port=settings.web_port,
     producer_max_request_size=MAX_RECORD_BYTES,
+    # How soon the group notices a worker that died without saying goodbye
+    # (SIGKILL, lost host) and gives its partitions to the others. Faust's
+    # default is 60 s; heartbeats come from a thread of their own, so a busy
+    # agent does not miss them.
+    broker_session_timeout=settings.session_timeout,
+    # A warm copy of every table partition on one other worker, so a takeover
+    # does not wait for a full changelog replay.
+    table_standby_replicas=1,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
     # Faust's built-in table pages dump table contents: only behind the token.
     web_tables_enabled=bool(settings.http_token),
     web_graph_enabled=False,

@@ -18,7 +18,7 @@ from faust import web
 
 from sysmon_faust import ancestry, routing
 from sysmon_faust.normalize import canonical_guid
-from sysmon_faust.observability import health_state, render_metrics, table_rows
+from sysmon_faust.observability import health_state, render_metrics, worker_state
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import app, settings
 
@@ -77,7 +77,7 @@ class Health(web.View):
 @app.page("/stats")
 class Stats(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        return self.json({**stats.as_dict(), "table_rows": table_rows()})
+        return self.json({**stats.as_dict(), **worker_state()})
 
 
 @app.page("/metrics")

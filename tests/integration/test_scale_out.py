@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from tests.integration.test_join_ordering import stream
 from tests.reference import compute, lines
@@ -41,6 +42,16 @@ def origin_host(line: bytes) -> bytes:
     winlog = doc.get("winlog") or {}
     host = winlog.get("computer_name") or doc.get("computer_name") or doc.get("Hostname")
     return str(host).encode()
+
+
+def guid_of(n: int) -> str:
+    """GUID of process ``n`` of tests.integration.test_join_ordering.stream."""
+    return "{" + str(uuid.UUID(int=n + 1)) + "}"
+
+
+def table_partition(guid: str, partitions: int) -> int:
+    # Kafka's default partitioner, as aiokafka implements it.
+    return (murmur2(guid.encode()) & 0x7FFFFFFF) % partitions
 
 
 def start_group(
@@ -144,6 +155,9 @@ def test_three_workers_answer_for_every_process(
         assert status == 404
         status, body = worker.http("/no/such/page")
         assert status == 404 and isinstance(body, dict)
+        # Without SYSMON_HTTP_TOKEN, Faust's table pages are off.
+        status, body = worker.http("/table/")
+        assert status == 404 and isinstance(body, dict)
         status, text = worker.http("/metrics")
         assert status == 200
         assert (
@@ -165,22 +179,28 @@ def test_sigkill_of_one_worker_loses_nothing(
 
     half = len(values) // 2
     produce(bootstrap, env["SYSMON_TOPIC_INPUT"], values[:half], keys=keys[:half])
-    # Kill a worker while it is busy with the first half.
+    # Kill a worker while it is busy with the first half, once it holds table
+    # rows: a process in one of its partitions is the probe.
     victim = workers[0]
-    victim.wait_for(lambda s: s["consumed"] > 0, timeout=60)
+    victim_stats = victim.wait_for(lambda s: s["table_rows"] > 0, timeout=120)
+    owned = set(victim_stats["table_partitions_active"])
+    probe_n = next(n for n in range(processes // 4) if table_partition(guid_of(n), 6) in owned)
+    probe = guid_of(probe_n)
+    victim.wait_for(lambda s: victim.http(f"/process/{probe}")[0] == 200, timeout=120)
     victim.stop(signal.SIGKILL)
     killed_at = time.monotonic()
     survivors = workers[1:]
     produce(bootstrap, env["SYSMON_TOPIC_INPUT"], values[half:], keys=keys[half:])
 
-    # Lookups answer correctly again once the group has settled.
-    probe = "{" + "00000000-0000-0000-0000-000000000001" + "}"  # process 0 of the stream
+    # Lookups of a process the dead worker owned answer correctly again once
+    # the group has settled.
     recovered_after = None
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and recovered_after is None:
         answers = [w.http(f"/process/{probe}") for w in survivors]
         if all(
-            status == 200 and body["process_command_line"] == "a.exe 0" for status, body in answers
+            status == 200 and body["process_command_line"] == f"a.exe {probe_n}"
+            for status, body in answers
         ):
             recovered_after = time.monotonic() - killed_at
         else:
@@ -189,21 +209,73 @@ def test_sigkill_of_one_worker_loses_nothing(
 
     # The stream's process n has GUID UUID(int=n + 1) and connects to ports 1..connects_each.
     expected = {
-        ("{" + str(uuid.UUID(int=n + 1)) + "}", port)
-        for n in range(processes)
-        for port in range(1, connects_each + 1)
+        (guid_of(n), port) for n in range(processes) for port in range(1, connects_each + 1)
     }
     joined = read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], len(expected), timeout=300, settle=3)
     seen = [(r.json()["process_guid"], r.json()["dst_port"]) for r in joined]
     missing = expected - set(seen)
     duplicates = len(seen) - len(set(seen))
-    rebalances = [w.stats() for w in survivors]
+    after = [w.stats() for w in survivors]
     print(
-        f"\nSIGKILL: lookups correct again after {recovered_after:.1f} s; "
-        f"{len(set(seen))}/{len(expected)} joined, {len(missing)} missing, "
-        f"{duplicates} duplicates (at-least-once); survivors' stats: "
-        f"{[s['consumed'] for s in rebalances]} consumed"
+        f"\nSIGKILL: lookups of the dead worker's process correct again after "
+        f"{recovered_after:.1f} s; {len(set(seen))}/{len(expected)} joined, "
+        f"{len(missing)} missing, {duplicates} duplicates (at-least-once); survivors "
+        f"consumed {[s['consumed'] for s in after]}, rebalances {[s['rebalances'] for s in after]}"
     )
     assert not missing, f"{len(missing)} joined records missing, e.g. {sorted(missing)[:5]}"
     for status, body in (w.http(f"/process/{probe}") for w in survivors):
-        assert status == 200 and body["process_command_line"] == "a.exe 0"
+        assert status == 200 and body["process_command_line"] == f"a.exe {probe_n}"
+
+    # The killed worker comes back (same port, so the same state folder) and
+    # gets a share again; then another one stops politely (SIGTERM).
+    back = worker_factory(env, web_port=victim.web_port)
+    group = [back, *survivors]
+    back.wait_for(lambda s: bool(s["table_partitions_active"]), timeout=180)
+    wait_settled(group)
+    assert survivors[0].stop(signal.SIGTERM) == 0
+    remaining = [back, survivors[1]]
+    for worker in remaining:
+        status, body = lookup_until(worker, probe, timeout=120)
+        assert status == 200 and body["process_command_line"] == f"a.exe {probe_n}"
+    owned = sorted(p for w in remaining for p in w.stats()["table_partitions_active"])
+    assert owned == list(range(6)), owned
+
+
+def test_bearer_token_guards_every_endpoint_but_health(
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    token = "s3cret-token"
+    env = {**pipeline_env(partitions=4), "SYSMON_HTTP_TOKEN": token}
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=1)
+    first = worker_factory(env, wait=False)
+    second = worker_factory(env, wait=False)
+    workers = [first, second]
+    wait_settled(workers)
+    values, keys = stream(40, 1, filler_each=0)
+    produce(bootstrap, env["SYSMON_TOPIC_INPUT"], values, keys=keys)
+    auth = {"Authorization": f"Bearer {token}"}
+
+    for worker in workers:
+        assert worker.http("/health")[0] == 200
+        status, body = worker.http("/stats")
+        assert status == 401 and "token" in body["error"]
+        assert worker.http("/stats", {"Authorization": "Bearer wrong"})[0] == 401
+        assert worker.http("/metrics")[0] == 401
+        assert worker.http(f"/process/{guid_of(0)}")[0] == 401
+        # Faust's own table pages exist only behind the token.
+        assert worker.http("/table/", auth)[0] == 200
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rows = sum(w.http("/stats", auth)[1]["table_rows"] for w in workers)
+        if rows == 40:
+            break
+        time.sleep(0.5)
+    # Every lookup through either worker, forwarded with the token where needed.
+    for n in range(40):
+        for worker in workers:
+            status, body = worker.http(f"/process/{guid_of(n)}", auth)
+            assert status == 200, body
+            assert body["process_command_line"] == f"a.exe {n}"
