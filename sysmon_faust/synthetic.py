@@ -1,10 +1,17 @@
-"""Seeded synthetic Winlogbeat 7 (ECS) events: a sample for the demo and for tests.
+"""Seeded synthetic Winlogbeat 7 (ECS) events: the benchmark's workload and the demo's sample.
 
-Shaped like the real recordings: a few hosts, process trees (services,
-explorer, shells and their children), network connections, other Sysmon
-events and non-Sysmon channels. Every host also plays one WMI lateral
-movement: ``WmiPrvSE.exe`` starts ``powershell.exe``, which connects out —
-the case the recipe's detection is for.
+Shaped like the real recordings (../shared/datasets): many hosts, process
+trees (services → svchost, explorer → shells → children), network
+connections, the other Sysmon events (7, 10, 11, 12, 13, 22) and non-Sysmon
+channels, in the mix the recordings show — about 1 % process creations, 5 %
+network connections. Events are 1-2 KiB like Winlogbeat's (long command
+lines, hashes, the rendered ``message``). Every so often a host plays a WMI
+lateral movement: ``WmiPrvSE.exe`` starts ``powershell.exe``, which connects
+out — the case the recipe's detection is for.
+
+The same config and seed give the same bytes. The generator also counts what
+a correct pipeline must make of its output (``Expected``), so a benchmark or a
+test knows when the last enriched record is out.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -22,11 +29,57 @@ _SYSTEM32 = "C:\\Windows\\System32\\"
 _WMIPRVSE = _SYSTEM32 + "wbem\\WmiPrvSE.exe"
 _POWERSHELL = _SYSTEM32 + "WindowsPowerShell\\v1.0\\powershell.exe"
 _CHILDREN = (
-    (_SYSTEM32 + "cmd.exe", "cmd.exe /c whoami /all"),
-    (_SYSTEM32 + "notepad.exe", "notepad.exe C:\\Users\\Public\\notes.txt"),
-    (_POWERSHELL, "powershell.exe -NoProfile -Command Get-Process"),
-    ("C:\\Program Files\\Mozilla Firefox\\firefox.exe", '"firefox.exe" -contentproc'),
+    (_SYSTEM32 + "cmd.exe", 'cmd.exe /c "whoami /all & ipconfig /all & net use"'),
+    (_SYSTEM32 + "notepad.exe", "notepad.exe C:\\Users\\Public\\Documents\\quarterly-notes.txt"),
+    (_POWERSHELL, "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command Get-Process"),
+    ("C:\\Program Files\\Mozilla Firefox\\firefox.exe",
+     '"C:\\Program Files\\Mozilla Firefox\\firefox.exe" -contentproc --channel=1234 '
+     "-childID 7 -isForBrowser -prefsLen 9000 -prefMapSize 250000 tab"),
+    (_SYSTEM32 + "svchost.exe", "C:\\Windows\\system32\\svchost.exe -k netsvcs -p -s Schedule"),
+)  # fmt: skip
+_OTHER_SYSMON = (7, 10, 11, 12, 13, 22)
+_NON_SYSMON = (
+    ("Security", 4624),
+    ("Security", 4688),
+    ("Windows PowerShell", 800),
+    ("System", 7036),
 )
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """Knobs of the generated stream. Shares are of all events."""
+
+    events: int = 10_000
+    hosts: int = 20
+    seed: int = 7
+    process_create_share: float = 0.01
+    network_connect_share: float = 0.05
+    other_sysmon_share: float = 0.60  # the rest is non-Sysmon channels
+    #: Of the connects, the share made by processes created in the stream
+    #: (the others started before it, as most do in real recordings).
+    joinable_share: float = 0.5
+    #: Of the joinable connects, the share emitted *before* their creation
+    #: (out of order, up to ``early_max_seconds`` earlier in event time).
+    early_connect_share: float = 0.0
+    early_max_seconds: float = 120.0
+    #: One WMI lateral movement (create + connect, one alert) per this many events.
+    wmi_every: int = 5_000
+    start: datetime = field(default_factory=lambda: datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    #: Stamp events with the wall clock at generation (for latency runs).
+    realtime: bool = False
+
+
+@dataclass
+class Expected:
+    """What a correct pipeline makes of the generated stream (one partition per host)."""
+
+    events: int = 0
+    process_creates: int = 0
+    network_connects: int = 0
+    joined_in_order: int = 0  # connects emitted after their creation
+    joined_early: int = 0  # connects emitted before their creation
+    wmi_alerts: int = 0
 
 
 @dataclass
@@ -38,24 +91,52 @@ class _Process:
     parent: _Process | None
 
 
-class SyntheticRecording:
-    """Generates one recording's lines; the same seed gives the same lines."""
+@dataclass(frozen=True)
+class GeneratedEvent:
+    host: bytes  # a partitioning key that keeps a host's events in order
+    value: bytes
 
-    def __init__(self, seed: int = 7, hosts: int = 3, start: datetime | None = None) -> None:
-        self.random = random.Random(seed)
-        self.hosts = [f"WORKSTATION{n}.contoso.local" for n in range(1, hosts + 1)]
-        self.clock = start or datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
-        self.record_id = 1000
+
+class Workload:
+    def __init__(self, config: WorkloadConfig | None = None) -> None:
+        self.config = config or WorkloadConfig()
+        self.random = random.Random(self.config.seed)
+        self.hosts = [f"WKS{n:04d}.contoso.local" for n in range(self.config.hosts)]
+        self.clock = self.config.start
+        self.record_id = 1_000_000
+        self.expected = Expected()
+        self._running: dict[str, list[_Process]] = {host: [] for host in self.hosts}
+        self._before: dict[str, list[_Process]] = {}
+        for host in self.hosts:
+            services = _Process(self._guid(), 640, _SYSTEM32 + "services.exe", "services.exe", None)
+            explorer = _Process(
+                self._guid(), 4100, "C:\\Windows\\explorer.exe", "explorer.exe", None
+            )
+            wmi = _Process(
+                self._guid(), 3112, _WMIPRVSE, _WMIPRVSE + " -secured -Embedding", services
+            )
+            # Started before the stream: their connects can never join.
+            self._before[host] = [services, explorer, wmi]
+
+    # --- values -----------------------------------------------------------
 
     def _guid(self) -> str:
         return "{" + str(uuid.UUID(int=self.random.getrandbits(128))) + "}"
 
-    def _tick(self) -> str:
-        self.clock += timedelta(milliseconds=self.random.randint(1, 400))
-        return self.clock.strftime("%Y-%m-%d %H:%M:%S.") + f"{self.clock.microsecond // 1000:03d}"
+    def _tick(self) -> datetime:
+        if self.config.realtime:
+            self.clock = datetime.now(UTC)
+        else:
+            self.clock += timedelta(milliseconds=self.random.randint(0, 40))
+        return self.clock
+
+    @staticmethod
+    def _utc(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
     def _event(self, host: str, event_id: int, data: dict[str, str], channel: str) -> bytes:
         self.record_id += 1
+        sysmon = channel == SYSMON_CHANNEL
         doc = {
             "@timestamp": self.clock.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "@metadata": {"beat": "winlogbeat", "type": "_doc", "version": "7.4.0"},
@@ -64,25 +145,29 @@ class SyntheticRecording:
             "winlog": {
                 "event_id": event_id,
                 "channel": channel,
-                "provider_name": "Microsoft-Windows-Sysmon"
-                if channel == SYSMON_CHANNEL
-                else "Microsoft-Windows-Security-Auditing",
+                "provider_name": "Microsoft-Windows-Sysmon" if sysmon else channel,
                 "computer_name": host,
                 "record_id": self.record_id,
                 "process": {"pid": 2044, "thread": {"id": 3636}},
                 "event_data": data,
             },
             "event": {"code": event_id, "kind": "event"},
+            "log": {"level": "information"},
+            # Winlogbeat carries the rendered event as text too: most of its size.
+            "message": "\n".join(f"{k}: {v}" for k, v in data.items()),
         }
         return orjson.dumps(doc)
 
-    def process_create(self, host: str, process: _Process) -> bytes:
+    def _create(self, host: str, process: _Process, when: datetime) -> bytes:
         parent = process.parent
         data = {
-            "UtcTime": self._tick(),
+            "UtcTime": self._utc(when),
             "ProcessGuid": process.guid,
             "ProcessId": str(process.pid),
             "Image": process.image,
+            "FileVersion": "10.0.19041.1 (WinBuild.160101.0800)",
+            "Description": process.image.rsplit("\\", 1)[-1],
+            "Company": "Microsoft Corporation",
             "CommandLine": process.command_line,
             "CurrentDirectory": "C:\\Windows\\system32\\",
             "User": "CONTOSO\\analyst",
@@ -90,7 +175,9 @@ class SyntheticRecording:
             "LogonId": hex(self.random.randint(0x10000, 0xFFFFFF)),
             "TerminalSessionId": "1",
             "IntegrityLevel": "High",
-            "Hashes": "SHA1=" + f"{self.random.getrandbits(160):040x}",
+            "Hashes": f"SHA1={self.random.getrandbits(160):040X},"
+            f"MD5={self.random.getrandbits(128):032X},"
+            f"SHA256={self.random.getrandbits(256):064X}",
         }
         if parent is not None:
             data |= {
@@ -99,11 +186,12 @@ class SyntheticRecording:
                 "ParentImage": parent.image,
                 "ParentCommandLine": parent.command_line,
             }
+        self.expected.process_creates += 1
         return self._event(host, 1, data, SYSMON_CHANNEL)
 
-    def network_connect(self, host: str, process: _Process, destination: str, port: int) -> bytes:
+    def _connect(self, host: str, process: _Process, when: datetime, dst: str, port: int) -> bytes:
         data = {
-            "UtcTime": self._tick(),
+            "UtcTime": self._utc(when),
             "ProcessGuid": process.guid,
             "ProcessId": str(process.pid),
             "Image": process.image,
@@ -111,64 +199,120 @@ class SyntheticRecording:
             "Protocol": "tcp",
             "Initiated": "true",
             "SourceIsIpv6": "false",
-            "SourceIp": f"10.0.1.{self.hosts.index(host) + 10}",
+            "SourceIp": f"10.1.{self.hosts.index(host) // 250}.{self.hosts.index(host) % 250 + 1}",
             "SourceHostname": host,
             "SourcePort": str(self.random.randint(49152, 65535)),
             "DestinationIsIpv6": "false",
-            "DestinationIp": destination,
+            "DestinationIp": dst,
             "DestinationPort": str(port),
-            "DestinationPortName": "https" if port == 443 else "",
         }
-        return self._event(host, 3, {k: v for k, v in data.items() if v}, SYSMON_CHANNEL)
+        if port == 443:
+            data["DestinationPortName"] = "https"
+        self.expected.network_connects += 1
+        return self._event(host, 3, data, SYSMON_CHANNEL)
 
-    def noise(self, host: str) -> bytes:
-        if self.random.random() < 0.5:
-            return self._event(
-                host, 4624, {"TargetUserName": "analyst", "LogonType": "3"}, "Security"
-            )
-        return self._event(
-            host,
-            self.random.choice((7, 10, 11, 12, 13)),
-            {
-                "UtcTime": self._tick(),
-                "ProcessGuid": self._guid(),
-                "Image": _SYSTEM32 + "svchost.exe",
-            },
-            SYSMON_CHANNEL,
-        )
+    def _other(self, host: str) -> bytes:
+        event_id = self.random.choice(_OTHER_SYSMON)
+        process = self.random.choice(self._before[host])
+        data = {
+            "UtcTime": self._utc(self._tick()),
+            "ProcessGuid": process.guid,
+            "ProcessId": str(process.pid),
+            "Image": process.image,
+            "TargetObject": "HKLM\\System\\CurrentControlSet\\Services\\bam\\State\\UserSettings\\"
+            f"S-1-5-21-{self.random.getrandbits(32)}\\Device\\HarddiskVolume2\\Windows\\"
+            "System32\\wbem\\WmiPrvSE.exe",
+        }
+        return self._event(host, event_id, data, SYSMON_CHANNEL)
 
-    def lines(self, processes_per_host: int = 6, noise_per_process: int = 5) -> Iterator[bytes]:
-        for host in self.hosts:
-            services = _Process(self._guid(), 640, _SYSTEM32 + "services.exe", "services.exe", None)
-            wmi = _Process(
-                self._guid(), 3112, _WMIPRVSE, _WMIPRVSE + " -secured -Embedding", services
+    def _non_sysmon(self, host: str) -> bytes:
+        channel, event_id = self.random.choice(_NON_SYSMON)
+        data = {
+            "SubjectUserName": "analyst",
+            "TargetUserName": "svc-backup",
+            "LogonType": "3",
+            "IpAddress": f"10.2.{self.random.randint(0, 255)}.{self.random.randint(1, 254)}",
+            "ProcessName": _SYSTEM32 + "lsass.exe",
+            "AuthenticationPackageName": "Kerberos",
+            "WorkstationName": host.split(".")[0],
+        }
+        self._tick()
+        return self._event(host, event_id, data, channel)
+
+    # --- the stream ---------------------------------------------------------
+
+    def __iter__(self) -> Iterator[GeneratedEvent]:
+        c = self.config
+        create_at = c.process_create_share
+        connect_at = create_at + c.network_connect_share
+        other_at = connect_at + c.other_sysmon_share
+        emitted = 0
+        while emitted < c.events:
+            host = self.random.choice(self.hosts)
+            key = host.encode()
+            if c.wmi_every and emitted % c.wmi_every == c.wmi_every - 1:
+                for value in self._wmi_lateral_movement(host):
+                    yield GeneratedEvent(key, value)
+                    emitted += 1
+                continue
+            roll = self.random.random()
+            if roll < create_at:
+                for value in self._new_process(host):
+                    yield GeneratedEvent(key, value)
+                    emitted += 1
+            elif roll < connect_at:
+                yield GeneratedEvent(key, self._connect_from_running(host))
+                emitted += 1
+            elif roll < other_at:
+                yield GeneratedEvent(key, self._other(host))
+                emitted += 1
+            else:
+                yield GeneratedEvent(key, self._non_sysmon(host))
+                emitted += 1
+        self.expected.events = emitted
+
+    def _new_process(self, host: str) -> Iterator[bytes]:
+        image, command_line = self.random.choice(_CHILDREN)
+        parents = self._running[host][-5:] or self._before[host][:2]
+        process = _Process(
+            self._guid(), self.random.randint(1000, 60000), image, command_line,
+            self.random.choice(parents),
+        )  # fmt: skip
+        when = self._tick()
+        if self.random.random() < self.config.early_connect_share:
+            # Its first connection reaches Kafka before its creation does.
+            earlier = when - timedelta(
+                seconds=self.random.uniform(0, self.config.early_max_seconds)
             )
-            # The WMI provider host started before the recording: its creation
-            # is not in it, as in the real recordings.
-            for _ in range(processes_per_host):
-                image, command_line = self.random.choice(_CHILDREN)
-                child = _Process(
-                    self._guid(), self.random.randint(1000, 9000), image, command_line, services
-                )
-                yield self.process_create(host, child)
-                for _ in range(noise_per_process):
-                    yield self.noise(host)
-                yield self.network_connect(
-                    host, child, f"93.184.216.{self.random.randint(1, 254)}", 443
-                )
-            # WMI lateral movement: Win32_Process.Create → powershell → C2.
-            payload = _Process(
-                self._guid(),
-                4242,
-                _POWERSHELL,
-                "powershell.exe -NoP -sta -NonI -W Hidden -Enc SQBFAFgA",
-                wmi,
-            )
-            yield self.process_create(host, payload)
-            yield self.network_connect(host, payload, "10.0.10.106", 443)
-            # A connect of a process the recording never saw start: unmatched.
-            yield self.network_connect(host, wmi, "10.0.1.1", 135)
+            yield self._connect(host, process, earlier, "203.0.113.7", 443)
+            self.expected.joined_early += 1
+        yield self._create(host, process, when)
+        running = self._running[host]
+        running.append(process)
+        if len(running) > 50:  # processes end; a host keeps a bounded set running
+            running.pop(0)
+
+    def _connect_from_running(self, host: str) -> bytes:
+        running = self._running[host]
+        if running and self.random.random() < self.config.joinable_share:
+            process = self.random.choice(running)
+            self.expected.joined_in_order += 1
+        else:
+            process = self.random.choice(self._before[host])
+        dst = f"93.184.{self.random.randint(0, 255)}.{self.random.randint(1, 254)}"
+        return self._connect(host, process, self._tick(), dst, self.random.choice((443, 80, 8080)))
+
+    def _wmi_lateral_movement(self, host: str) -> Iterator[bytes]:
+        wmi = self._before[host][2]
+        command_line = "powershell.exe -NoP -sta -NonI -W Hidden -Enc SQBFAFgAIAAoAE4AZQB3AC0A"
+        payload = _Process(self._guid(), 4242, _POWERSHELL, command_line, wmi)
+        yield self._create(host, payload, self._tick())
+        yield self._connect(host, payload, self._tick(), "10.0.10.106", 443)
+        self.expected.joined_in_order += 1
+        self.expected.wmi_alerts += 1
 
 
 def sample_lines(seed: int = 7) -> list[bytes]:
-    return list(SyntheticRecording(seed).lines())
+    """A small recording for the demo when ../shared/datasets is absent (3 WMI alerts)."""
+    config = WorkloadConfig(events=3000, hosts=3, seed=seed, wmi_every=1000)
+    return [event.value for event in Workload(config)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web as aiohttp_web
@@ -86,11 +87,23 @@ class Metrics(web.View):
         return self.text(render_metrics(), content_type="text/plain; version=0.0.4")
 
 
-def _parse_guid(text: str) -> str | None:
+async def _answer_for_process(
+    view: web.View, guid: str, lookup: Callable[[str], Awaitable[Any]]
+) -> web.Response:
+    """400 for a non-GUID, 503 while the owner is unavailable, 404 when unknown, else 200."""
     try:
-        return canonical_guid(text, "guid")
+        canonical = canonical_guid(guid, "guid")
     except ValueError:
-        return None
+        canonical = None
+    if canonical is None:
+        return _error(view, 400, "not a process GUID", value=guid[:100])
+    try:
+        answer = await lookup(canonical)
+    except routing.OwnerUnavailable as exc:
+        return _error(view, 503, f"{exc}; retry shortly", process_guid=canonical)
+    if answer is None:
+        return _error(view, 404, "process not found", process_guid=canonical)
+    return view.json(answer)
 
 
 # aiohttp's default segment pattern refuses braces, which GUIDs usually carry.
@@ -99,17 +112,12 @@ class ProcessLookup(web.View):
     """The ProcessCreate row of a process, from whichever worker owns it."""
 
     async def get(self, request: web.Request, guid: str) -> web.Response:
-        canonical = _parse_guid(guid)
-        if canonical is None:
-            return _error(self, 400, "not a process GUID", value=guid[:100])
         forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
-        try:
-            row = await routing.fetch_process(canonical, settings.http_token, forwarded)
-        except routing.OwnerUnavailable as exc:
-            return _error(self, 503, f"{exc}; retry shortly", process_guid=canonical)
-        if row is None:
-            return _error(self, 404, "process not found", process_guid=canonical)
-        return self.json(row)
+
+        async def lookup(canonical: str) -> Any:
+            return await routing.fetch_process(canonical, settings.http_token, forwarded)
+
+        return await _answer_for_process(self, guid, lookup)
 
 
 @app.page("/process/{guid:[^/]+}/ancestry")
@@ -117,18 +125,11 @@ class ProcessAncestry(web.View):
     """The chain from a process up through parent_process_guid, each hop from its owner."""
 
     async def get(self, request: web.Request, guid: str) -> web.Response:
-        canonical = _parse_guid(guid)
-        if canonical is None:
-            return _error(self, 400, "not a process GUID", value=guid[:100])
-
         async def fetch(hop: str) -> dict[str, Any] | None:
             row: dict[str, Any] | None = await routing.fetch_process(hop, settings.http_token)
             return row
 
-        try:
-            chain = await ancestry.walk(canonical, fetch)
-        except routing.OwnerUnavailable as exc:
-            return _error(self, 503, f"{exc}; retry shortly", process_guid=canonical)
-        if chain is None:
-            return _error(self, 404, "process not found", process_guid=canonical)
-        return self.json(chain)
+        async def lookup(canonical: str) -> Any:
+            return await ancestry.walk(canonical, fetch)
+
+        return await _answer_for_process(self, guid, lookup)

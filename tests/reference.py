@@ -19,6 +19,15 @@ from typing import Any
 
 ZERO = "{00000000-0000-0000-0000-000000000000}"
 
+#: The recordings in ../shared/datasets (file names without .jsonl.gz).
+RECORDINGS = [
+    "empire_invoke_wmi_2019-03-19152813",
+    "empire_invoke_psremoting_2019-05-18211456",
+    "covenant_installutil_2019-10-27223020",
+    "remoteinteractive_taskmngr_lsass_dump_2019-10-27055035",
+    "empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod_2020-09-21001437",
+]
+
 
 @dataclass(frozen=True)
 class Expected:

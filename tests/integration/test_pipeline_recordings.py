@@ -16,16 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.reference import Expected, compute, readme_counts, sysmon_value
+from tests.reference import RECORDINGS, Expected, compute, readme_counts, sysmon_value
 from tests.support import WorkerProcess, create_topic, read_topic
-
-RECORDINGS = [
-    "empire_invoke_wmi_2019-03-19152813",
-    "empire_invoke_psremoting_2019-05-18211456",
-    "covenant_installutil_2019-10-27223020",
-    "remoteinteractive_taskmngr_lsass_dump_2019-10-27055035",
-    "empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod_2020-09-21001437",
-]
 
 
 def iso(utc_time: str) -> str:

@@ -21,16 +21,8 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from tests.integration.test_join_ordering import stream
-from tests.reference import compute, lines
+from tests.reference import RECORDINGS, compute, lines
 from tests.support import WorkerProcess, create_topic, produce, read_topic
-
-RECORDINGS = [
-    "empire_invoke_wmi_2019-03-19152813",
-    "empire_invoke_psremoting_2019-05-18211456",
-    "covenant_installutil_2019-10-27223020",
-    "remoteinteractive_taskmngr_lsass_dump_2019-10-27055035",
-    "empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod_2020-09-21001437",
-]
 
 
 def origin_host(line: bytes) -> bytes:
