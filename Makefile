@@ -57,6 +57,9 @@ worker: install broker ## run one worker in the foreground
 demo: install broker ## broker + worker + replay of a recording, then what came out
 	@KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR)
 
+bench: install broker ## the benchmark (knobs: make bench BENCH_ARGS="--events 500000")
+	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/run.py $(BENCH_ARGS)
+
 stop: ## stop the demo worker and the local broker
 	@[ ! -x $(BIN)/python ] || $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR) --stop 2>/dev/null || true
 	@kafka/kafka.sh down

@@ -1,0 +1,446 @@
+"""``make bench``: throughput, latency and memory of the pipeline, beside the raw Kafka ceiling.
+
+One run, one broker, measured side by side:
+
+1. fill an input topic with the generated workload (sysmon_faust.synthetic);
+2. the ceiling: a plain aiokafka consume→produce passthrough of that topic;
+3. the pipeline, one worker, cold start over the filled topic: input events/s
+   until the last enriched record is out, and the ratio to the ceiling;
+4. the same with two workers;
+5. end-to-end latency (event produced → enriched record appended) at a fixed
+   rate of half the measured maximum;
+6. peak RSS of a worker and its RocksDB size after N distinct processes.
+
+Prints a table; writes bench/results/<timestamp>.json and latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from sysmon_faust.progress import Progress
+from sysmon_faust.synthetic import Workload, WorkloadConfig
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+FAUST = Path(sys.executable).parent / "faust"
+
+
+def log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- Kafka helpers -------------------------------------------------------------
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def fill(bootstrap: str, topic: str, config: WorkloadConfig, rate: float = 0) -> Workload:
+    """Produce the workload; with ``rate``, at that many events/s (for the latency run)."""
+    workload = Workload(config)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
+    )
+    await producer.start()
+    progress = Progress(config.events, f"fill {topic}")
+    started = time.monotonic()
+    pending = []
+    try:
+        for n, event in enumerate(workload, 1):
+            pending.append(await producer.send(topic, event.value, key=event.host))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            progress.update(n)
+            if rate:
+                ahead = n / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    progress.finish(workload.expected.events)
+    return workload
+
+
+async def end_offset_total(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
+    finally:
+        await consumer.stop()
+
+
+async def passthrough(bootstrap: str, source: str, target: str, events: int) -> float:
+    """The ceiling: bytes in, bytes out, same keys and partitions, offsets committed."""
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-passthrough-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
+    )
+    await consumer.start()
+    await producer.start()
+    done = 0
+    started = None
+    try:
+        while done < events:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+            if started is None and batch:
+                started = time.monotonic()
+            pending = []
+            for tp, messages in batch.items():
+                for m in messages:
+                    pending.append(
+                        await producer.send(target, m.value, key=m.key, partition=tp.partition)
+                    )
+                done += len(messages)
+            await asyncio.gather(*pending)
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return events / (time.monotonic() - (started or time.monotonic()))
+
+
+# --- workers ---------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], work: Path) -> None:
+        self.port = free_port()
+        work.mkdir(parents=True, exist_ok=True)
+        self.log = work / f"worker-{self.port}.log"
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(FAUST), "-A", "sysmon_faust", "worker", "-l", "warn",
+                 "--web-port", str(self.port)],
+                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=work,
+            )  # fmt: skip
+
+    def stats(self) -> dict[str, Any] | None:
+        try:
+            url = f"http://127.0.0.1:{self.port}/stats"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return dict(json.loads(response.read()))
+        except OSError:
+            return None
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def pipeline_env(
+    bootstrap: str, app_id: str, input_topic: str, data: Path, partitions: int
+) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SYSMON_APP_ID": app_id,
+        "SYSMON_DATA_DIR": str(data),
+        "SYSMON_PARTITIONS": str(partitions),
+        "SYSMON_TOPIC_INPUT": input_topic,
+        **{
+            f"SYSMON_TOPIC_{name}": f"{app_id}-{name.lower().replace('_', '-')}"
+            for name in ("PROCESS_CREATE", "NETWORK_CONNECT", "JOIN", "UNMATCHED", "ALERTS", "DLQ")
+        },
+    }
+
+
+def run_pipeline(
+    bootstrap: str, input_topic: str, workload: Workload, workers: int, partitions: int, work: Path
+) -> dict[str, Any]:
+    """Cold start over the filled topic; measured until every expected join is out."""
+    app_id = f"bench-{workers}w-{uuid.uuid4().hex[:6]}"
+    env = pipeline_env(bootstrap, app_id, input_topic, work / app_id, partitions)
+    expected = workload.expected
+    launched = time.monotonic()
+    group = [Worker(env, work / app_id) for _ in range(workers)]
+    progress = Progress(expected.events, f"pipeline x{workers}")
+    first = None
+    try:
+        while True:
+            stats = [s for s in (w.stats() for w in group) if s]
+            consumed = sum(s["consumed"] for s in stats)
+            if first is None and consumed:
+                first = time.monotonic()
+            progress.update(consumed)
+            # The last enriched record is out when the join topic holds them all
+            # (only asked once everything was read: it opens a client).
+            if consumed >= expected.events and (
+                asyncio.run(end_offset_total(bootstrap, env["SYSMON_TOPIC_JOIN"]))
+                >= expected.joined_in_order
+            ):
+                break
+            if any(w.process.poll() is not None for w in group):
+                raise SystemExit(f"a worker died; see {group[0].log}")
+            time.sleep(0.2)
+        finished = time.monotonic()
+        progress.finish(consumed)
+        rss = max(w.peak_rss_mb() for w in group)
+    finally:
+        for w in group:
+            w.stop()
+    seconds = finished - (first or launched)
+    return {
+        "input_eps": expected.events / seconds,
+        "enriched_eps": expected.joined_in_order / seconds,
+        "seconds": seconds,
+        "startup_seconds": (first or launched) - launched,
+        "rss_mb": rss,
+    }
+
+
+def run_latency(
+    bootstrap: str, rate: float, seconds: float, partitions: int, work: Path
+) -> dict[str, float]:
+    """Events stamped with the wall clock at production; latency = join record seen - stamp."""
+    topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topic(bootstrap, topic, partitions))
+    app_id = f"bench-lat-{uuid.uuid4().hex[:6]}"
+    env = pipeline_env(bootstrap, app_id, topic, work / app_id, partitions)
+    worker = Worker(env, work / app_id)
+    try:
+        while not (worker.stats() or {}).get("rebalances"):
+            time.sleep(0.5)
+        config = WorkloadConfig(events=int(rate * seconds), realtime=True, seed=11,
+                                process_create_share=0.05, network_connect_share=0.2)  # fmt: skip
+        latencies = asyncio.run(
+            _measure_latency(bootstrap, env["SYSMON_TOPIC_JOIN"], topic, config, rate)
+        )
+    finally:
+        worker.stop()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else -1
+        )
+
+    return {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "samples": len(latencies)}
+
+
+async def _measure_latency(
+    bootstrap: str, join_topic: str, input_topic: str, config: WorkloadConfig, rate: float
+) -> list[float]:
+    consumer = AIOKafkaConsumer(
+        join_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    latencies: list[float] = []
+    producing = asyncio.create_task(fill(bootstrap, input_topic, config, rate=rate))
+    idle_since = None
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            now = time.time()
+            for messages in batch.values():
+                for m in messages:
+                    stamp = json.loads(m.value)["event_date_creation"]
+                    event_time = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                        tzinfo=UTC
+                    )
+                    latencies.append(now - event_time.timestamp())
+            if producing.done():
+                idle_since = idle_since or time.monotonic()
+                if batch:
+                    idle_since = time.monotonic()
+                if time.monotonic() - idle_since > 10:
+                    break
+    finally:
+        await consumer.stop()
+    await producing
+    return latencies
+
+
+def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> dict[str, float]:
+    topic = f"bench-state-{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topic(bootstrap, topic, partitions))
+    config = WorkloadConfig(
+        events=processes,
+        hosts=200,
+        seed=5,
+        process_create_share=1.0,  # creations only: every event is a table row
+        network_connect_share=0.0,
+        other_sysmon_share=0.0,
+        wmi_every=0,
+    )
+    workload = asyncio.run(fill(bootstrap, topic, config))
+    app_id = f"bench-state-{uuid.uuid4().hex[:6]}"
+    env = pipeline_env(bootstrap, app_id, topic, work / app_id, partitions)
+    worker = Worker(env, work / app_id)
+    progress = Progress(workload.expected.process_creates, "table fill")
+    try:
+        while True:
+            stats = worker.stats() or {}
+            progress.update(stats.get("process_creates", 0))
+            if stats.get("process_creates", 0) >= workload.expected.process_creates:
+                break
+            if worker.process.poll() is not None:
+                raise SystemExit(f"worker died; see {worker.log}")
+            time.sleep(1)
+        progress.finish(workload.expected.process_creates)
+        rss = worker.peak_rss_mb()
+    finally:
+        worker.stop()
+    state_bytes = sum(f.stat().st_size for f in (work / app_id).rglob("*") if f.is_file())
+    return {"rss_mb": rss, "state_mb": state_bytes / 1024 / 1024, "processes": processes}
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--table-processes", type=int, default=1_000_000)
+    parser.add_argument("--skip", default="", help="comma list of: two,latency,state")
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    skip = set(filter(None, args.skip.split(",")))
+    work = REPO / "bench" / "work"
+    shutil.rmtree(work, ignore_errors=True)
+
+    run_id = uuid.uuid4().hex[:6]
+    source = f"bench-input-{run_id}"
+    asyncio.run(create_topic(bootstrap, source, args.partitions))
+    config = WorkloadConfig(events=args.events, hosts=200)
+    log(f"filling {source} with {args.events:,} generated events over {args.partitions} partitions")
+    workload = asyncio.run(fill(bootstrap, source, config))
+
+    log("passthrough ceiling (aiokafka consume -> produce)")
+    target = f"bench-passthrough-{run_id}"
+    asyncio.run(create_topic(bootstrap, target, args.partitions))
+    passthrough_eps = asyncio.run(passthrough(bootstrap, source, target, workload.expected.events))
+
+    log("pipeline, one worker, cold start")
+    one = run_pipeline(bootstrap, source, workload, 1, args.partitions, work)
+    two = (
+        run_pipeline(bootstrap, source, workload, 2, args.partitions, work)
+        if "two" not in skip
+        else None
+    )
+    latency = (
+        run_latency(bootstrap, one["input_eps"] / 2, args.latency_seconds, args.partitions, work)
+        if "latency" not in skip
+        else None
+    )
+    state = (
+        run_state(bootstrap, args.table_processes, args.partitions, work)
+        if "state" not in skip
+        else None
+    )
+
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "make bench " + " ".join(sys.argv[1:]),
+        "events": workload.expected.events,
+        "expected_joins": workload.expected.joined_in_order,
+        "partitions": args.partitions,
+        "passthrough_eps": round(passthrough_eps),
+        "pipeline_eps": round(one["input_eps"]),
+        "enriched_eps": round(one["enriched_eps"]),
+        "ratio": round(one["input_eps"] / passthrough_eps, 3),
+        "startup_seconds": round(one["startup_seconds"], 1),
+        "two_worker_eps": round(two["input_eps"]) if two else None,
+        "scaling": round(two["input_eps"] / one["input_eps"], 2) if two else None,
+        "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
+        "rss_mb": round(state["rss_mb"], 1) if state else round(one["rss_mb"], 1),
+        "state_mb": round(state["state_mb"], 1) if state else None,
+        "table_processes": state["processes"] if state else None,
+        "versions": {
+            "faust-streaming": faust.__version__,
+            "aiokafka": aiokafka.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": machine(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path in (RESULTS / f"{stamp}.json", RESULTS / "latest.json"):
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    rows = [
+        ("passthrough ceiling (events/s)", result["passthrough_eps"]),
+        ("pipeline, 1 worker (input events/s)", result["pipeline_eps"]),
+        ("  enriched records/s", result["enriched_eps"]),
+        ("  ratio to ceiling", result["ratio"]),
+        ("  cold start to first record (s)", result["startup_seconds"]),
+        ("pipeline, 2 workers (input events/s)", result["two_worker_eps"]),
+        ("  scaling factor", result["scaling"]),
+        ("latency at half load p50/p95/p99 (ms)",
+         "/".join(str(latency[k]) for k in ("p50", "p95", "p99")) if latency else None),
+        (f"peak RSS (MB){' after table fill' if state else ''}", result["rss_mb"]),
+        (f"RocksDB state (MB) for {args.table_processes:,} processes", result["state_mb"]),
+    ]  # fmt: skip
+    for label, value in rows:
+        print(f"  {label:<48} {value if value is not None else 'skipped'}")
+    print(f"\nwritten: {RESULTS / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
