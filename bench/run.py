@@ -258,8 +258,7 @@ def run_latency(
     try:
         while not (worker.stats() or {}).get("rebalances"):
             time.sleep(0.5)
-        config = WorkloadConfig(events=int(rate * seconds), realtime=True, seed=11,
-                                process_create_share=0.05, network_connect_share=0.2)  # fmt: skip
+        config = WorkloadConfig(events=int(rate * seconds), hosts=200, realtime=True, seed=11)
         latencies = asyncio.run(
             _measure_latency(bootstrap, env["SYSMON_TOPIC_JOIN"], topic, config, rate)
         )
@@ -356,7 +355,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--latency-seconds", type=float, default=20)
-    parser.add_argument("--table-processes", type=int, default=1_000_000)
+    parser.add_argument("--table-processes", type=int, default=100_000)
     parser.add_argument("--skip", default="", help="comma list of: two,latency,state")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

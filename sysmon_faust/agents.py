@@ -1,23 +1,22 @@
-"""The two agents of the pipeline: normalize-and-re-key, then the join.
+"""The join agent: ProcessCreate rows into the table, NetworkConnects looked up in it.
 
-Guarantees that shape this code:
+It reads ``<app_id>-events-by-process-guid``, which :mod:`sysmon_faust.intake`
+fills with Sysmon 1 and 3 keyed by process_guid. Guarantees that shape it:
 
-* Nothing raised inside an agent may escape: faust would stop the agent and
-  with it the partition. Every record either produces output, is counted as
-  filtered, or becomes a dead letter.
-* Order: within one input partition, records are handled one at a time in
-  offset order, and every keyed record of a process goes to the same
-  partition of ``events_by_guid_topic``; that is what makes the join see a
-  creation before the connects that followed it.
-* Offsets are committed only after the agent has handled a record (faust's
-  acking), so a crash replays rather than loses (at-least-once).
+* Order: both event types of a process arrive through the same partition of
+  that one topic, in the order the intake read them, so a creation is in the
+  table before a connect that followed it is looked up — at any speed.
+* Nothing raised inside the agent may escape: Faust would stop the agent and
+  with it the partition. A record the join cannot handle becomes a dead letter.
+* Offsets are committed only after the agent has handled a record and the
+  records it sent are flushed (Faust's acking), so a crash replays rather
+  than loses (at-least-once).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import orjson
 from faust import StreamT
@@ -27,38 +26,22 @@ from sysmon_faust import deadletter
 from sysmon_faust.clock import utc_now_iso
 from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, enrich, unmatched
 from sysmon_faust.models import Alert, NetworkConnect, ProcessCreate
-from sysmon_faust.normalize import (
-    NETWORK_CONNECT,
-    PROCESS_CREATE,
-    Filtered,
-    Invalid,
-    NormalizedEvent,
-    normalize,
-)
+from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE
 from sysmon_faust.rules import matching_rules
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import (
-    OUTPUT_TOPICS,
+    EVENT_ID_FIELD,
+    RECEIVED_FIELD,
     alerts_topic,
     app,
     dlq_topic,
     events_by_guid_topic,
-    input_topic,
     join_topic,
-    network_connect_topic,
-    process_create_topic,
     process_table,
     unmatched_topic,
 )
 
 log = logging.getLogger(__name__)
-
-# Key of the event id in values of ``events_by_guid_topic``; the other keys are
-# the normalized fields.
-_EVENT_ID = "_event_id"
-# ... and of the Kafka timestamp of the input record it came from, for the
-# processing-latency histogram.
-_RECEIVED = "_received"
 
 
 async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None:
@@ -68,61 +51,9 @@ async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None
     stats.dead_lettered += 1
 
 
-@app.agent(input_topic, name="normalize-events")
-async def normalize_events(stream: StreamT[bytes]) -> None:
-    """Raw input → keyed ProcessCreate / NetworkConnect records, dead letters, counts."""
-    # Output topics are declared before the first record, so they get the
-    # configured partition count instead of the broker's auto-create default.
-    for topic in OUTPUT_TOPICS:
-        await topic.maybe_declare()
-    async for event in stream.events():
-        raw = event.value
-        stats.consumed += 1
-        try:
-            await _route(event, raw)
-        except Exception as exc:
-            log.exception("normalize-events: record %s failed", _where(event))
-            await send_dead_letter(event, raw, f"pipeline error: {type(exc).__name__}: {exc}")
-
-
-async def _route(event: EventT, raw: Any) -> None:
-    if not isinstance(raw, bytes):  # a tombstone (None) or an unexpected type
-        await send_dead_letter(event, None, f"value is {type(raw).__name__}, not bytes")
-        return
-    outcome = normalize(raw)
-    if isinstance(outcome, Invalid):
-        await send_dead_letter(event, raw, outcome.error)
-        return
-    if isinstance(outcome, Filtered):
-        stats.filtered += 1
-        stats.filtered_by_reason[outcome.reason] += 1
-        return
-    await _publish(outcome, event.message.timestamp)
-
-
-async def _publish(normalized: NormalizedEvent, received: float) -> None:
-    stats.normalized += 1
-    key = normalized.process_guid
-    timestamp = normalized.timestamp_ms / 1000.0
-    derived_topic, model = (
-        (process_create_topic, ProcessCreate)
-        if normalized.event_id == PROCESS_CREATE
-        else (network_connect_topic, NetworkConnect)
-    )
-    await derived_topic.send(key=key, value=model(**normalized.fields), timestamp=timestamp)
-    value = orjson.dumps({_EVENT_ID: normalized.event_id, _RECEIVED: received, **normalized.fields})
-    await events_by_guid_topic.send(key=key, value=value, timestamp=timestamp)
-
-
 @app.agent(events_by_guid_topic, name="join-by-process-guid")
 async def join_by_process_guid(stream: StreamT[bytes]) -> None:
-    """The stream-table join, one process_guid partition at a time.
-
-    A ProcessCreate updates the process table; a NetworkConnect is looked up
-    in it. Both arrive through the same partition of the same topic, in the
-    order the normalizer wrote them, so a create is always in the table
-    before a connect that followed it is looked up.
-    """
+    """The stream-table join, one process_guid partition at a time (see the module docstring)."""
     async for event in stream.events():
         try:
             await _join_one(event)
@@ -133,8 +64,8 @@ async def join_by_process_guid(stream: StreamT[bytes]) -> None:
 
 async def _join_one(event: EventT) -> None:
     fields = orjson.loads(event.value)
-    event_id = fields.pop(_EVENT_ID)
-    received = fields.pop(_RECEIVED, None)
+    event_id = fields.pop(EVENT_ID_FIELD)
+    received = fields.pop(RECEIVED_FIELD, None)
     timestamp = event.message.timestamp
     if event_id == PROCESS_CREATE:
         created = ProcessCreate(**fields)

@@ -7,9 +7,9 @@ from typing import Any
 
 from faust.types import TP
 
-from sysmon_faust import metrics
+from sysmon_faust import intake, metrics
 from sysmon_faust.stats import stats
-from sysmon_faust.topology import app, process_table
+from sysmon_faust.topology import app, process_table, settings
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,14 @@ def health_state() -> dict[str, Any]:
     checks = {
         "started": bool(app.started),
         "partitions_assigned": _assigned_once,
+        "intake_joined": intake.state.joined_group,
         "rebalancing": bool(app.rebalancing),
         "recovering": bool(recovery.in_recovery) or not recovery.completed.is_set(),
     }
     healthy = (
         checks["started"]
         and checks["partitions_assigned"]
+        and checks["intake_joined"]
         and not checks["rebalancing"]
         and not checks["recovering"]
     )
@@ -84,6 +86,7 @@ def worker_state() -> dict[str, Any]:
             tp.partition for tp in standbys if tp.topic == changelog
         ),
         "rebalances": app.monitor.rebalances,
+        "input_partitions": intake.state.input_partitions,
     }
 
 
@@ -93,6 +96,9 @@ def consumer_lag() -> dict[TP, int]:
     consumer = app.consumer
     if consumer is None:
         return lag
+    for partition, behind in intake.state.lag.items():
+        if partition in intake.state.input_partitions:
+            lag[TP(settings.topic_input, partition)] = behind
     read = app.monitor.tp_read_offsets or {}
     for tp in consumer.assignment():
         if tp.topic.endswith("-changelog"):

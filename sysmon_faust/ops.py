@@ -64,7 +64,9 @@ async def show_topics(settings: Settings, out: TextIO) -> int:
     try:
         topics = app_topics(settings)
         partitions = await _partitions(admin, [t for t, _ in topics])
+        # The intake group reads the input; Faust's group (the app id) the rest.
         committed = await admin.list_consumer_group_offsets(settings.app_id)
+        committed.update(await admin.list_consumer_group_offsets(settings.intake_group))
     finally:
         await admin.close()
     ends = await _end_offsets(settings, partitions)
@@ -82,7 +84,10 @@ async def show_topics(settings: Settings, out: TextIO) -> int:
         else:
             rows.append((topic, role, str(len(tps)), str(end), "-", "-"))
     _table(rows, out)
-    out.write(f"consumer group: {settings.app_id}; broker: {settings.bootstrap_servers}\n")
+    out.write(
+        f"consumer groups: {settings.intake_group} (input), {settings.app_id} (the rest); "
+        f"broker: {settings.bootstrap_servers}\n"
+    )
     return 0
 
 

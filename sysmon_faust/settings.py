@@ -56,6 +56,11 @@ class Settings:
         return f"{self.app_id}-events-by-process-guid"
 
     @property
+    def intake_group(self) -> str:
+        """Consumer group of the intake (the input topic); Faust's own group is the app id."""
+        return f"{self.app_id}-intake"
+
+    @property
     def web_url_host(self) -> str:
         """The host name other workers use to reach this one (HTTP requests are forwarded
         to the worker that owns a key). A wildcard bind address is no address to call."""

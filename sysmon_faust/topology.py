@@ -1,9 +1,9 @@
 """The Faust App, its topics and its table — built from the settings, nothing else.
 
-Topology (agents in :mod:`sysmon_faust.agents`)::
+Topology (:mod:`sysmon_faust.intake`, then the agent in :mod:`sysmon_faust.agents`)::
 
     winlogbeat (raw bytes, any partitioning)
-        │  normalize_events: parse, filter to Sysmon 1/3, re-key by process_guid
+        │  intake (aiokafka batches): parse, filter to Sysmon 1/3, re-key by process_guid
         ├──► sysmon-process-create    (keyed; for other consumers)
         ├──► sysmon-network-connect   (keyed; for other consumers)
         ├──► sysmon-dlq               (what could not be read, with the reason)
@@ -16,12 +16,15 @@ Topology (agents in :mod:`sysmon_faust.agents`)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
 from pathlib import Path
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
 from sysmon_faust.models import ProcessCreate
@@ -67,6 +70,10 @@ class SysmonApp(faust.App):
             self.conf.web_port,
             self.conf.canonical_url,
         )
+        # Before any consumer subscribes: a topic created after the
+        # subscription is only noticed at the next metadata refresh (minutes),
+        # and its partitions would sit unassigned until then.
+        await ensure_topics()
         await super().on_first_start()
 
 
@@ -98,17 +105,10 @@ app = SysmonApp(
 
 # --- topics -----------------------------------------------------------------
 
-#: Winlogbeat's topic: read as raw bytes so that nothing can fail to decode
-#: before our own normalizer sees it (bad values become dead letters).
-#: ``internal=True`` only makes faust create it (with SYSMON_PARTITIONS
-#: partitions) when it does not exist yet, before subscribing: a consumer
-#: subscribed to a missing topic would notice it only at its next metadata
-#: refresh, minutes later. An existing topic is left as it is.
-input_topic = app.topic(
-    settings.topic_input, key_serializer="raw", value_serializer="raw", internal=True
-)
+# The input topic (Winlogbeat's) is read by sysmon_faust.intake, not by Faust.
 
-#: ProcessCreate and NetworkConnect in ONE topic, keyed by process_guid. Kafka
+#: ProcessCreate and NetworkConnect in ONE topic, keyed by process_guid (the
+#: intake writes it, the join agent reads it). Kafka
 #: keeps the records of a key in one partition in the order they were written,
 #: so the join sees a process's creation before the connects that followed it
 #: in the input — whatever the speed. Two topics (ksqlDB's layout) would race.
@@ -125,6 +125,12 @@ events_by_guid_topic = app.topic(
     # has committed, as Kafka Streams does with its repartition topics.
     config={"retention.ms": "-1"},
 )
+
+#: Values of ``events_by_guid_topic`` are the normalized fields plus these two:
+#: the Sysmon event id, and the Kafka timestamp (seconds) of the input record
+#: it came from (for the processing-latency histogram).
+EVENT_ID_FIELD = "_event_id"
+RECEIVED_FIELD = "_received"
 
 #: Keyed output topics also carry event time, so the ones this app creates keep
 #: records by size, not age. Per partition.
@@ -178,6 +184,36 @@ process_table = app.Table(
     help="Sysmon ProcessCreate rows keyed by canonical process_guid",
 )
 
+
+async def ensure_topics() -> None:
+    """Create this app's topics (and the input) if missing, with their configs.
+
+    An existing topic is left as it is: the input may be Winlogbeat's, the
+    others an operator's. The table's changelog is Faust's to create.
+    """
+    wanted = [
+        NewTopic(
+            topic.get_topic_name(),
+            topic.partitions or settings.partitions,
+            1,
+            topic_configs=dict(topic.config or {}),
+        )
+        for topic in (*OUTPUT_TOPICS, events_by_guid_topic)
+    ]
+    wanted.append(NewTopic(settings.topic_input, settings.partitions, 1))
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
+                await admin.create_topics(missing)
+            log.info("created topics: %s", ", ".join(topic.name for topic in missing))
+    finally:
+        await admin.close()
+
+
 # Agents and views register themselves on the app when imported; they import
 # this module, so the imports come last.
-from sysmon_faust import agents, observability, purge, views  # noqa: E402, F401
+from sysmon_faust import agents, intake, observability, purge, views  # noqa: E402, F401
