@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
+from sysmon_faust import faust_fixes
 from sysmon_faust.models import ProcessCreate
 from sysmon_faust.settings import Settings, SettingsError
 
@@ -51,6 +52,11 @@ def _worker_datadir(conf_web_port: int) -> Path:
 
 
 class SysmonApp(faust.App):
+    def _new_transport(self) -> faust.types.TransportT:
+        # faust's transport with a fix for records skipped after a rebalance
+        # (see sysmon_faust.faust_fixes).
+        return faust_fixes.Transport(self.conf.broker_consumer, self)
+
     async def on_first_start(self) -> None:
         # ``--web-port`` on the command line is applied after the App was
         # built, and before this, which creates the data directories.
@@ -125,6 +131,8 @@ events_by_guid_topic = app.topic(
     # has committed, as Kafka Streams does with its repartition topics.
     config={"retention.ms": "-1"},
 )
+
+faust_fixes.start_uncommitted_from_beginning(settings.topic_by_guid)
 
 #: Values of ``events_by_guid_topic`` are the normalized fields plus these two:
 #: the Sysmon event id, and the Kafka timestamp (seconds) of the input record
