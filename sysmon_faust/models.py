@@ -7,8 +7,6 @@ Kafka consumer can read them. A field that the source lacks is ``None``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 
 from sysmon_faust.codecs import ORJSON
@@ -129,7 +127,3 @@ class DeadLetter(_Record):
 def record_fields(model: type[faust.Record]) -> list[str]:
     """Field names of a record class in declaration order."""
     return list(model._options.fields)
-
-
-def as_json_dict(record: faust.Record) -> dict[str, Any]:
-    return dict(record.to_representation())
