@@ -3,9 +3,11 @@
 Why not a Faust agent: Faust's stream machinery costs about 200 µs of CPU per
 record, and 92-95 % of what Winlogbeat sends is not Sysmon 1/3 — it only has
 to be read, counted and dropped. A plain aiokafka consume→transform→produce
-loop reads batches of raw bytes, normalizes them (pure functions), and writes
-the few keyed records; only those travel through Faust (the join agent and
-its table). Measured with ``make bench``, see the README.
+loop reads batches of raw bytes, normalizes them (pure functions), writes
+each Sysmon 1/3 keyed to its output topic, and hands them to the join as one
+record per re-keying partition and batch (:mod:`sysmon_faust.rekey`); only
+those travel through Faust (the join agent and its table). Measured with
+``make bench``, see the README.
 
 Guarantees:
 
@@ -13,9 +15,9 @@ Guarantees:
   record it produced (keyed records, dead letters) is acknowledged by Kafka;
   a crash replays the uncommitted batch;
 * order — a batch is handled record by record in offset order, and the
-  producer is idempotent (no reordering on retry), so the records of one
+  producer is idempotent (no reordering on retry), so the events of one
   process leave in the order they came in, to one partition of the re-keying
-  topic;
+  topic (within a batch record, and batch after batch);
 * scale-out — the intake consumer group (``<app_id>-intake``) spreads the
   input partitions over the workers; on a rebalance the batch in flight is
   finished and committed before the partitions are given up;
@@ -39,14 +41,15 @@ from mode import Service
 
 from sysmon_faust import deadletter
 from sysmon_faust.normalize import PROCESS_CREATE, Filtered, Invalid, normalize
-from sysmon_faust.stats import stats
-from sysmon_faust.topology import (
+from sysmon_faust.rekey import (
     EVENT_ID_FIELD,
-    MAX_RECORD_BYTES,
+    EVENT_TIME_FIELD,
     RECEIVED_FIELD,
-    app,
-    settings,
+    BatchBuilder,
+    key_partition,
 )
+from sysmon_faust.stats import stats
+from sysmon_faust.topology import MAX_RECORD_BYTES, app, settings
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +136,21 @@ class Intake(Service):
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         assert self.consumer is not None
+        assert self.producer is not None
         acks: list[Awaitable[Any]] = []
+        rekeyed = BatchBuilder()
         for messages in batch.values():
             for message in messages:
                 stats.consumed += 1
                 try:
-                    acks.extend(await self._route(message))
+                    acks.extend(await self._route(message, rekeyed))
                 except Exception as exc:
                     log.exception("intake: record %s[%s]@%s failed", *_where(message))
                     error = f"pipeline error: {type(exc).__name__}: {exc}"
                     acks.append(await self._dead_letter(message, error))
+        for partition, value in rekeyed.finish():
+            sent = await self.producer.send(settings.topic_by_guid, value, partition=partition)
+            acks.append(sent)
         # Everything this batch produced is in Kafka before its offsets are.
         await asyncio.gather(*acks)
         await self.consumer.commit({tp: messages[-1].offset + 1 for tp, messages in batch.items()})
@@ -151,7 +159,7 @@ class Intake(Service):
             if highwater is not None:
                 state.lag[tp.partition] = max(highwater - messages[-1].offset - 1, 0)
 
-    async def _route(self, message: ConsumerRecord) -> list[Awaitable[Any]]:
+    async def _route(self, message: ConsumerRecord, rekeyed: BatchBuilder) -> list[Awaitable[Any]]:
         raw = message.value
         if not isinstance(raw, bytes):  # a tombstone
             return [await self._dead_letter(message, "value is null (a tombstone), not an event")]
@@ -172,17 +180,22 @@ class Intake(Service):
         )
         # The fields are exactly those of the models.ProcessCreate / NetworkConnect
         # records (a unit test holds them together); serialized directly.
-        rekeyed = {EVENT_ID_FIELD: outcome.event_id, RECEIVED_FIELD: message.timestamp / 1000}
+        bookkeeping = {
+            EVENT_ID_FIELD: outcome.event_id,
+            RECEIVED_FIELD: message.timestamp / 1000,
+            EVENT_TIME_FIELD: outcome.timestamp_ms,
+        }
+        # A connect without a process identity joins nothing: any partition will do.
+        partition = (
+            key_partition(key, settings.partitions)
+            if key is not None
+            else message.partition % settings.partitions
+        )
+        rekeyed.add(partition, orjson.dumps(bookkeeping | outcome.fields))
         return [
             await self.producer.send(
                 derived, orjson.dumps(outcome.fields), key=key, timestamp_ms=outcome.timestamp_ms
-            ),
-            await self.producer.send(
-                settings.topic_by_guid,
-                orjson.dumps(rekeyed | outcome.fields),
-                key=key,
-                timestamp_ms=outcome.timestamp_ms,
-            ),
+            )
         ]
 
     async def _dead_letter(self, message: ConsumerRecord, error: str) -> Awaitable[Any]:

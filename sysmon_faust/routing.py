@@ -14,10 +14,10 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 from yarl import URL
 
+from sysmon_faust.rekey import key_partition
 from sysmon_faust.topology import app, process_table, settings
 
 #: Set on a request one worker forwards to another, so a stale assignment
@@ -32,13 +32,9 @@ class OwnerUnavailable(Exception):
     """No worker owns the key's partition right now (a rebalance), or it did not answer."""
 
 
-def key_partition(key: bytes) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % settings.partitions
-
-
 def owner_url(key: bytes) -> URL | None:
     """Web address of the worker that owns ``key``'s table partition (None: unassigned)."""
-    tp = TP(process_table.changelog_topic.get_topic_name(), key_partition(key))
+    tp = TP(process_table.changelog_topic.get_topic_name(), key_partition(key, settings.partitions))
     url = app.assignor._tps_url.get(tp)  # type: ignore[attr-defined]  # faust's routing map
     return URL(url) if url else None
 
@@ -66,7 +62,7 @@ async def fetch_process(guid: str, token: str | None, forwarded: bool = False) -
         raise OwnerUnavailable("partition not assigned yet (rebalancing)")
     if is_local(owner):
         row = process_table.get(key)
-        return None if row is None else dict(row.to_representation())
+        return None if row is None else orjson.loads(row)
     if forwarded:
         raise OwnerUnavailable("partition is moving between workers")
     url = owner.with_path(f"/process/{guid}")

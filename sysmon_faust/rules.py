@@ -1,4 +1,4 @@
-"""Detections over enriched network events: pure predicates, table-tested.
+"""Detections over enriched network events (``sysmon-join`` rows): pure predicates, table-tested.
 
 The one rule of HELK's recipe: ``PARENT_PROCESS_PATH LIKE '%WmiPrvSE.exe%'``
 — a process started by WMI's provider host (remote ``Win32_Process.Create``,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sysmon_faust.models import EnrichedNetworkConnect
+from sysmon_faust.join import Row
 from sysmon_faust.normalize import file_name
 
 
@@ -22,14 +22,14 @@ class Rule:
     rule_name: str
     attack_technique: str
     severity: str
-    matches: Callable[[EnrichedNetworkConnect], bool]
+    matches: Callable[[Row], bool]
 
 
-def _parent_is(executable: str) -> Callable[[EnrichedNetworkConnect], bool]:
+def _parent_is(executable: str) -> Callable[[Row], bool]:
     wanted = executable.lower()
 
-    def matches(event: EnrichedNetworkConnect) -> bool:
-        name = file_name(event.parent_process_path)
+    def matches(event: Row) -> bool:
+        name = file_name(event.get("parent_process_path"))
         return name is not None and name.lower() == wanted
 
     return matches
@@ -46,7 +46,6 @@ WMI_CHILD_NETWORK_CONNECT = Rule(
 DEFAULT_RULES: tuple[Rule, ...] = (WMI_CHILD_NETWORK_CONNECT,)
 
 
-def matching_rules(
-    event: EnrichedNetworkConnect, rules: tuple[Rule, ...] = DEFAULT_RULES
-) -> list[Rule]:
+def matching_rules(event: Row, rules: tuple[Rule, ...] = DEFAULT_RULES) -> list[Rule]:
+    """The rules that fire on an enriched (``sysmon-join``) record."""
     return [rule for rule in rules if rule.matches(event)]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sysmon_faust.join import PROCESS_UNKNOWN, enrich, unmatched
+from sysmon_faust.join import PROCESS_UNKNOWN, Row, enrich, unmatched
 from sysmon_faust.models import (
     EnrichedNetworkConnect,
     NetworkConnect,
@@ -21,7 +21,8 @@ user_logon_id, user_session_id, parent_process_guid, parent_process_id,
 parent_process_path, parent_process_command_line"""
 
 
-def _process() -> ProcessCreate:
+def _process() -> Row:
+    # Built through the model: rows carry exactly its fields (as the intake writes them).
     return ProcessCreate(
         process_guid=GUID,
         event_date_creation="2019-03-19T15:28:10.000Z",
@@ -31,10 +32,10 @@ def _process() -> ProcessCreate:
         parent_process_path="C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
         parent_process_guid="{905cc552-43ac-5c91-0000-0010b44bb700}",
         user_session_id=0,
-    )
+    ).to_representation()
 
 
-def _connect() -> NetworkConnect:
+def _connect() -> Row:
     return NetworkConnect(
         event_date_creation="2019-03-19T15:28:13.000Z",
         process_guid=GUID,
@@ -42,7 +43,7 @@ def _connect() -> NetworkConnect:
         user_account="SHIRE\\connector",
         dst_ip_addr="10.0.10.106",
         dst_port=443,
-    )
+    ).to_representation()
 
 
 def test_join_record_carries_exactly_the_contract_fields() -> None:
@@ -52,16 +53,23 @@ def test_join_record_carries_exactly_the_contract_fields() -> None:
 
 def test_enrich_takes_network_side_from_connect_and_process_side_from_create() -> None:
     joined = enrich(_connect(), _process())
-    assert joined.event_date_creation == "2019-03-19T15:28:13.000Z"
-    assert joined.user_account == "SHIRE\\connector"
-    assert joined.dst_port == 443
-    assert joined.process_command_line == "powershell -nop"
-    assert joined.parent_process_path.endswith("WmiPrvSE.exe")
-    assert joined.user_session_id == 0
+    assert list(joined) == record_fields(EnrichedNetworkConnect)
+    assert joined["event_date_creation"] == "2019-03-19T15:28:13.000Z"
+    assert joined["user_account"] == "SHIRE\\connector"
+    assert joined["dst_port"] == 443
+    assert joined["process_command_line"] == "powershell -nop"
+    assert joined["parent_process_path"].endswith("WmiPrvSE.exe")
+    assert joined["user_session_id"] == 0
 
 
 def test_unmatched_keeps_the_connect_and_says_why() -> None:
     record = unmatched(_connect(), PROCESS_UNKNOWN)
-    assert isinstance(record, UnmatchedNetworkConnect)
-    assert record.unmatched_reason == PROCESS_UNKNOWN
-    assert record.to_representation()["dst_ip_addr"] == "10.0.10.106"
+    assert list(record) == record_fields(UnmatchedNetworkConnect)
+    assert record["unmatched_reason"] == PROCESS_UNKNOWN
+    assert record["dst_ip_addr"] == "10.0.10.106"
+
+
+def test_rows_missing_fields_become_nulls_not_errors() -> None:
+    joined = enrich({"event_date_creation": "2019-03-19T15:28:13.000Z"}, {})
+    assert joined["process_command_line"] is None
+    assert joined["dst_port"] is None

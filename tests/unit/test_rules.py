@@ -2,16 +2,17 @@ from __future__ import annotations
 
 import pytest
 
+from sysmon_faust.join import Row
 from sysmon_faust.models import EnrichedNetworkConnect
 from sysmon_faust.rules import WMI_CHILD_NETWORK_CONNECT, matching_rules
 
 
-def event(parent: str | None) -> EnrichedNetworkConnect:
+def event(parent: str | None) -> Row:
     return EnrichedNetworkConnect(
         event_date_creation="2019-03-19T15:28:13.000Z",
         process_guid="{905cc552-43ac-5c91-0000-0010b44bb703}",
         parent_process_path=parent,
-    )
+    ).to_representation()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from sysmon_faust.rekey import MAX_BATCH_BYTES, BatchBuilder, decode_batch, key_partition
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"{905cc552-43ac-5c91-0000-0010b44bb703}", b"", b"x", "ü{guid}".encode()],
+)
+@pytest.mark.parametrize("partitions", [1, 4, 6, 32])
+def test_key_partition_is_kafkas_default_partitioner(key: bytes, partitions: int) -> None:
+    # The table, HTTP routing and Kafka clients keying by GUID must all agree.
+    expected = DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
+    assert key_partition(key, partitions) == expected
+
+
+def test_batches_keep_input_order_per_partition() -> None:
+    builder = BatchBuilder()
+    for n in range(10):
+        builder.add(n % 3, orjson.dumps({"n": n}))
+    records = builder.finish()
+    assert sorted(partition for partition, _ in records) == [0, 1, 2]
+    for partition, value in records:
+        assert [event["n"] for event in decode_batch(value)] == list(range(partition, 10, 3))
+    assert builder.finish() == []
+
+
+def test_a_full_batch_is_closed_and_nothing_is_lost() -> None:
+    builder = BatchBuilder()
+    event = orjson.dumps({"pad": "x" * 10_000})
+    count = 3 * MAX_BATCH_BYTES // len(event)
+    for _ in range(count):
+        builder.add(0, event)
+    records = builder.finish()
+    assert len(records) >= 3
+    assert all(len(value) <= MAX_BATCH_BYTES + len(event) + 2 for _, value in records)
+    assert sum(len(decode_batch(value)) for _, value in records) == count
+
+
+def test_a_single_event_record_reads_as_a_batch_of_one() -> None:
+    assert decode_batch(b'{"_event_id": 1}') == [{"_event_id": 1}]
+
+
+@pytest.mark.parametrize("value", [b"", b"not json", b"[1, 2]", b'"text"', None, b"[{}, 3]"])
+def test_anything_else_is_refused_with_a_reason(value: bytes | None) -> None:
+    with pytest.raises(ValueError, match="batch"):
+        decode_batch(value)
