@@ -38,8 +38,9 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from sysmon_faust.normalize import NETWORK_CONNECT, NormalizedEvent, normalize
 from sysmon_faust.progress import Progress
-from sysmon_faust.synthetic import Workload, WorkloadConfig
+from sysmon_faust.synthetic import GeneratedEvent, Workload, WorkloadConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -173,6 +174,13 @@ class Worker:
         except OSError:
             return None
 
+    def cpu_seconds(self) -> float:
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -186,6 +194,13 @@ class Worker:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine (all cores, every process) has spent not idle."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def pipeline_env(
@@ -215,6 +230,7 @@ def run_pipeline(
     group = [Worker(env, work / app_id) for _ in range(workers)]
     progress = Progress(expected.events, f"pipeline x{workers}")
     first = None
+    busy_at_first = worker_cpu_at_first = 0.0
     joined, last_joined, last_change = 0, -1, time.monotonic()
     try:
         while True:
@@ -222,6 +238,8 @@ def run_pipeline(
             consumed = sum(s["consumed"] for s in stats)
             if first is None and consumed:
                 first = time.monotonic()
+                busy_at_first = machine_busy_seconds()
+                worker_cpu_at_first = sum(w.cpu_seconds() for w in group)
             progress.update(consumed)
             # The last enriched record is out when the join topic holds them all
             # (only asked once everything was read: it opens a client).
@@ -239,6 +257,8 @@ def run_pipeline(
                 raise SystemExit(f"a worker died; see {group[0].log}")
             time.sleep(0.2)
         finished = time.monotonic()
+        busy = machine_busy_seconds() - busy_at_first
+        worker_cpu = sum(w.cpu_seconds() for w in group) - worker_cpu_at_first
         progress.finish(consumed)
         rss = max(w.peak_rss_mb() for w in group)
     finally:
@@ -254,24 +274,33 @@ def run_pipeline(
         "seconds": seconds,
         "startup_seconds": (first or launched) - launched,
         "rss_mb": rss,
+        # What limits the figure: cores busy on the machine (broker, workers,
+        # this script) and the workers' own CPU per input event.
+        "machine_busy_cores": busy / seconds,
+        "worker_cpu_us_per_event": worker_cpu / expected.events * 1e6,
     }
 
 
 def run_latency(
     bootstrap: str, rate: float, seconds: float, partitions: int, work: Path
 ) -> dict[str, float]:
-    """Events stamped with the wall clock at production; latency = join record seen - stamp."""
+    """Latency = enriched record seen by a consumer - its connect sent to the input topic.
+
+    The events are generated before the clock starts, so the generator does not
+    compete with the worker for the two cores; each connect's send time is
+    remembered under (process_guid, event time), which its enriched record carries.
+    """
     topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
     asyncio.run(create_topic(bootstrap, topic, partitions))
     app_id = f"bench-lat-{uuid.uuid4().hex[:6]}"
     env = pipeline_env(bootstrap, app_id, topic, work / app_id, partitions)
+    events = list(Workload(WorkloadConfig(events=int(rate * seconds), hosts=200, seed=11)))
     worker = Worker(env, work / app_id)
     try:
         while not (worker.stats() or {}).get("rebalances"):
             time.sleep(0.5)
-        config = WorkloadConfig(events=int(rate * seconds), hosts=200, realtime=True, seed=11)
         latencies = asyncio.run(
-            _measure_latency(bootstrap, env["SYSMON_TOPIC_JOIN"], topic, config, rate)
+            _measure_latency(bootstrap, env["SYSMON_TOPIC_JOIN"], topic, events, rate)
         )
     finally:
         worker.stop()
@@ -285,34 +314,42 @@ def run_latency(
     return {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "samples": len(latencies)}
 
 
+def _connect_id(fields: dict[str, Any]) -> tuple[Any, Any]:
+    return fields.get("process_guid"), fields.get("event_date_creation")
+
+
 async def _measure_latency(
-    bootstrap: str, join_topic: str, input_topic: str, config: WorkloadConfig, rate: float
+    bootstrap: str, join_topic: str, input_topic: str, events: list[GeneratedEvent], rate: float
 ) -> list[float]:
+    connect_ids = []  # per event: the id its enriched record will carry, if a connect
+    for event in events:
+        outcome = normalize(event.value)
+        is_connect = isinstance(outcome, NormalizedEvent) and outcome.event_id == NETWORK_CONNECT
+        connect_ids.append(_connect_id(outcome.fields) if is_connect else None)  # type: ignore[union-attr]
+    sent_at: dict[tuple[Any, Any], float] = {}
     # A short fetch wait, so the measuring consumer adds little of its own.
     consumer = AIOKafkaConsumer(
         join_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=20
     )
     await consumer.start()
     latencies: list[float] = []
-    first_seen = None
-    producing = asyncio.create_task(fill(bootstrap, input_topic, config, rate=rate))
+    producing = asyncio.create_task(
+        _send_at_rate(bootstrap, input_topic, events, connect_ids, rate, sent_at)
+    )
+    started = time.monotonic()
     idle_since = None
     try:
         while True:
-            batch = await consumer.getmany(timeout_ms=500)
-            now = time.time()
-            first_seen = first_seen or (now if batch else None)
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.monotonic()
             # Steady state only: the first seconds pay for metadata lookups
             # and connections to topics the worker writes to for the first time.
-            warm = first_seen is not None and now - first_seen >= LATENCY_WARMUP_SECONDS
+            warm = now - started >= LATENCY_WARMUP_SECONDS
             for messages in batch.values():
                 for m in messages:
-                    stamp = json.loads(m.value)["event_date_creation"]
-                    event_time = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-                        tzinfo=UTC
-                    )
-                    if warm:
-                        latencies.append(now - event_time.timestamp())
+                    sent = sent_at.get(_connect_id(json.loads(m.value)))
+                    if warm and sent is not None:
+                        latencies.append(now - sent)
             if producing.done():
                 idle_since = idle_since or time.monotonic()
                 if batch:
@@ -323,6 +360,35 @@ async def _measure_latency(
         await consumer.stop()
     await producing
     return latencies
+
+
+async def _send_at_rate(
+    bootstrap: str,
+    topic: str,
+    events: list[GeneratedEvent],
+    connect_ids: list[tuple[Any, Any] | None],
+    rate: float,
+    sent_at: dict[tuple[Any, Any], float],
+) -> None:
+    """Winlogbeat at a steady ``rate``: small batches, each sent as soon as it is due."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    await producer.start()
+    progress = Progress(len(events), f"latency at {rate:,.0f} events/s")
+    started = time.monotonic()
+    try:
+        for n, event in enumerate(events, 1):
+            ahead = n / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            connect_id = connect_ids[n - 1]
+            if connect_id is not None:
+                sent_at[connect_id] = time.monotonic()
+            await producer.send(topic, event.value, key=event.host)
+            progress.update(n)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    progress.finish(len(events))
 
 
 def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> dict[str, float]:
@@ -370,10 +436,10 @@ def machine() -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--latency-seconds", type=float, default=30)
-    parser.add_argument("--table-processes", type=int, default=100_000)
+    parser.add_argument("--table-processes", type=int, default=1_000_000)
     parser.add_argument("--skip", default="", help="comma list of: two,latency,state")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -426,6 +492,14 @@ def main() -> int:
         "two_worker_eps": round(two["input_eps"]) if two else None,
         "two_worker_missing_joins": two["missing_joins"] if two else None,
         "scaling": round(two["input_eps"] / one["input_eps"], 2) if two else None,
+        "cpu": {
+            name: {
+                "machine_busy_cores": round(run["machine_busy_cores"], 2),
+                "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+            }
+            for name, run in (("one_worker", one), ("two_workers", two))
+            if run
+        },
         "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
         "rss_mb": round(state["rss_mb"], 1) if state else round(one["rss_mb"], 1),
         "state_mb": round(state["state_mb"], 1) if state else None,
@@ -450,8 +524,12 @@ def main() -> int:
         ("  cold start to first record (s)", result["startup_seconds"]),
         ("pipeline, 2 workers (input events/s)", result["two_worker_eps"]),
         ("  scaling factor", result["scaling"]),
+        ("cores busy on the machine, 1 / 2 workers",
+         " / ".join(str(c["machine_busy_cores"]) for c in result["cpu"].values())),
+        ("worker CPU per input event (µs), 1 / 2 workers",
+         " / ".join(str(c["worker_cpu_us_per_event"]) for c in result["cpu"].values())),
         ("latency at half load p50/p95/p99 (ms)",
-         "/".join(str(latency[k]) for k in ("p50", "p95", "p99")) if latency else None),
+         "/".join(str(round(latency[k])) for k in ("p50", "p95", "p99")) if latency else None),
         (f"peak RSS (MB){' after table fill' if state else ''}", result["rss_mb"]),
         (f"RocksDB state (MB) for {args.table_processes:,} processes", result["state_mb"]),
     ]  # fmt: skip

@@ -66,8 +66,6 @@ class WorkloadConfig:
     #: One WMI lateral movement (create + connect, one alert) per this many events.
     wmi_every: int = 5_000
     start: datetime = field(default_factory=lambda: datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
-    #: Stamp events with the wall clock at generation (for latency runs).
-    realtime: bool = False
 
 
 @dataclass
@@ -124,10 +122,7 @@ class Workload:
         return "{" + str(uuid.UUID(int=self.random.getrandbits(128))) + "}"
 
     def _tick(self) -> datetime:
-        if self.config.realtime:
-            self.clock = datetime.now(UTC)
-        else:
-            self.clock += timedelta(milliseconds=self.random.randint(0, 40))
+        self.clock += timedelta(milliseconds=self.random.randint(0, 40))
         return self.clock
 
     @staticmethod

@@ -97,6 +97,9 @@ app = SysmonApp(
     # its own: a quarter of the join's CPU in a profile. 5 ms is Kafka's default
     # since 4.0.
     producer_linger=0.005,
+    # Records of the re-keying topic are batches of up to rekey.MAX_BATCH_BYTES:
+    # Faust's default of 4096 buffered records per stream would be gigabytes.
+    stream_buffer_maxsize=256,
     # How soon the group notices a worker that died without saying goodbye
     # (SIGKILL, lost host) and gives its partitions to the others. Faust's
     # default is 60 s; heartbeats come from a thread of their own, so a busy
@@ -191,6 +194,17 @@ process_table = app.Table(
     # the HTTP views as JSON.
     value_type=bytes,
     partitions=settings.partitions,
+    # Faust's RocksDB defaults are per partition: 3 x 64 MiB write buffers and
+    # a 2 GiB block cache, so memory grows with partitions and table size.
+    # Bounded here: at most 4 x (2 x 16 + 32) MiB on a worker owning four
+    # partitions; the bloom filters (Faust's default) keep lookups of unknown
+    # GUIDs — most connects — off the disk.
+    options={
+        "write_buffer_size": 16 * 1024**2,
+        "max_write_buffer_number": 2,
+        "block_cache_size": 32 * 1024**2,
+        "block_cache_compressed_size": 8 * 1024**2,
+    },
     help="Sysmon ProcessCreate rows keyed by canonical process_guid",
 )
 

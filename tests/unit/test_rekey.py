@@ -2,9 +2,19 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
+import random
 
-from sysmon_faust.rekey import MAX_BATCH_BYTES, BatchBuilder, decode_batch, key_partition
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+from sysmon_faust.rekey import (
+    MAX_BATCH_BYTES,
+    BatchBuilder,
+    decode_batch,
+    kafka_partitioner,
+    key_partition,
+    murmur2,
+)
 
 
 @pytest.mark.parametrize(
@@ -16,6 +26,24 @@ def test_key_partition_is_kafkas_default_partitioner(key: bytes, partitions: int
     # The table, HTTP routing and Kafka clients keying by GUID must all agree.
     expected = DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
     assert key_partition(key, partitions) == expected
+
+
+def test_murmur2_equals_aiokafkas_for_every_length_and_byte() -> None:
+    rng = random.Random(3)
+    for length in range(0, 70):
+        for _ in range(30):
+            data = rng.randbytes(length)
+            assert murmur2(data) == aiokafka_murmur2(data), data
+
+
+def test_kafka_partitioner_agrees_with_aiokafkas() -> None:
+    partitions = list(range(12))
+    for n in range(200):
+        key = f"{{905cc552-43ac-5c91-0000-0010b44b{n:04x}}}".encode()
+        assert kafka_partitioner(key, partitions, partitions) == DefaultPartitioner()(
+            key, partitions, partitions
+        )
+    assert kafka_partitioner(None, partitions, [3]) == 3
 
 
 def test_batches_keep_input_order_per_partition() -> None:
