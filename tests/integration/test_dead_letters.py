@@ -115,3 +115,50 @@ def test_garbage_interleaved_with_a_recording_becomes_dead_letters_one_for_one(
     assert Counter(output_identity(r.json()) for r in unmatched) == Counter(
         network_identity(c) for c in expected.unmatched
     )
+
+
+def test_bad_records_on_the_rekeying_topic_become_dead_letters_and_the_rest_joins(
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    # The internal topic is only written by the intake, but it is a Kafka topic:
+    # anything may land there (an old version, a hand-made record, corruption).
+    env = pipeline_env(partitions=1)
+    bootstrap, app_id = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_APP_ID"]
+    worker = worker_factory(env)
+    guid = "{905cc552-43ac-5c91-0000-0010b44bb703}"
+    create = {
+        "_event_id": 1,
+        "_event_time_ms": 1_553_009_290_000,
+        "process_guid": guid,
+        "event_date_creation": "2019-03-19T15:28:10.000Z",
+        "process_path": "C:\\Windows\\System32\\cmd.exe",
+    }
+    connect = {
+        "_event_id": 3,
+        "_event_time_ms": 1_553_009_293_000,
+        "process_guid": guid,
+        "event_date_creation": "2019-03-19T15:28:13.000Z",
+        "dst_ip_addr": "10.0.10.106",
+    }
+    unknown_id = {"_event_id": 7, "_event_time_ms": 0, "process_guid": guid}
+    no_time = {"_event_id": 3, "process_guid": guid}
+    values = [
+        b"not json",
+        b"[1, 2]",
+        json.dumps([create, unknown_id, no_time, connect]).encode(),
+    ]
+    produce(bootstrap, f"{app_id}-events-by-process-guid", values, partition=0)
+
+    stats = worker.wait_for(lambda s: s["dead_lettered"] >= 4 and s["joined"] >= 1, timeout=120)
+    assert worker.process.poll() is None, "the worker died"
+    assert stats["dead_lettered"] == 4
+    letters = [r.json() for r in read_topic(bootstrap, env["SYSMON_TOPIC_DLQ"], 4)]
+    assert sorted(letter["source_offset"] for letter in letters) == [0, 1, 2, 2]
+    assert all(letter["error"].startswith("join error") for letter in letters), letters
+    # The events of the batch around the bad ones were handled, in order.
+    [joined] = [r.json() for r in read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], 1)]
+    assert joined["process_path"] is None  # the connect's own (it had none)
+    assert joined["dst_ip_addr"] == "10.0.10.106"
+    status, row = worker.http(f"/process/{guid}")
+    assert status == 200 and row["process_path"] == "C:\\Windows\\System32\\cmd.exe"

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import orjson
-import pytest
 import random
 
+import orjson
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
