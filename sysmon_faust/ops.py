@@ -44,7 +44,12 @@ def app_topics(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def _partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
-    described = await admin.describe_topics(topics)
+    # Only topics that exist are described: a metadata request that names a
+    # missing topic creates it on brokers with auto.create.topics.enable (a
+    # typo would leave a topic behind, an app topic would get broker defaults).
+    existing = set(await admin.list_topics())
+    wanted = [topic for topic in topics if topic in existing]
+    described = await admin.describe_topics(wanted) if wanted else []
     return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
 
 

@@ -123,7 +123,10 @@ async def _partitions(bootstrap: str, topic: str, deadline: float) -> set[int]:
     await admin.start()
     try:
         while True:
-            described = await admin.describe_topics([topic])
+            # Described only once it exists: naming a missing topic in a metadata
+            # request creates it, with the broker's defaults, before the app can.
+            exists = topic in await admin.list_topics()
+            described = await admin.describe_topics([topic]) if exists else []
             found = {
                 p["partition"] for d in described if d["error_code"] == 0 for p in d["partitions"]
             }
@@ -339,7 +342,10 @@ async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
+        # describe_topics alone would create a missing topic (auto.create.topics.enable).
+        existing = set(await admin.list_topics())
+        wanted = [topic for topic in topics if topic in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
         return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
     finally:
         await admin.close()

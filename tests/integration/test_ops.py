@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.reference import compute, lines
-from tests.support import WorkerProcess, create_topic, produce
+from tests.support import WorkerProcess, create_topic, partition_counts, produce
 
 RECORDING = "covenant_installutil_2019-10-27223020.jsonl.gz"
 
@@ -65,7 +65,9 @@ def test_topics_print_and_describe_show_what_the_topics_hold(
     assert [json.loads(line.split(" ", 3)[3]) for line in head.stdout.splitlines()] == [
         json.loads(v) for v in values[:3]
     ]
-    assert command(env, "print", "no-such-topic").returncode == 1
+    missing = f"{env['SYSMON_APP_ID']}-no-such-topic"
+    assert command(env, "print", missing).returncode == 1
+    assert missing not in partition_counts(env["KAFKA_BOOTSTRAP_SERVERS"], [missing])
 
     # describe: record types with their fields and types, topics with their policy.
     described = command(env, "describe")
