@@ -1,7 +1,7 @@
 """The join agent: ProcessCreate rows into the table, NetworkConnects looked up in it.
 
 It reads ``<app_id>-events-by-process-guid``, which :mod:`sysmon_faust.intake`
-fills with Sysmon 1 and 3 partitioned by process_guid, in batch records
+fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
 (:mod:`sysmon_faust.rekey`). Guarantees that shape it:
 
 * Order: both event types of a process arrive through the same partition of
@@ -30,7 +30,7 @@ from faust.types import EventT
 from sysmon_faust import deadletter
 from sysmon_faust.clock import utc_now_iso
 from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich, unmatched
-from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE
+from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
 from sysmon_faust.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, RECEIVED_FIELD, decode_batch
 from sysmon_faust.rules import matching_rules
 from sysmon_faust.stats import stats
@@ -86,6 +86,9 @@ async def _join_one(fields: Row) -> None:
         process_table[fields["process_guid"].encode()] = orjson.dumps(fields)
         stats.process_creates += 1
         return
+    if event_id == PROCESS_TERMINATE:
+        _mark_terminated(fields)
+        return
     if event_id != NETWORK_CONNECT:
         raise ValueError(f"unexpected event id {event_id!r}")
 
@@ -119,6 +122,20 @@ async def _join_one(fields: Row) -> None:
         await _send(settings.topic_alerts, key, alert, timestamp)
         stats.alerts += 1
         stats.alerts_by_rule[rule.rule_id] += 1
+
+
+def _mark_terminated(fields: Row) -> None:
+    # The row stays: connects logged after the process ended still join. It
+    # only says since when the process is gone (models.ProcessRow).
+    stats.process_terminates += 1
+    key = fields["process_guid"].encode()
+    stored = process_table.get(key)
+    if stored is None:
+        stats.terminated_unknown += 1  # it started before the pipeline saw it
+        return
+    row = orjson.loads(stored)
+    row["process_terminated_at"] = fields["event_date_creation"]
+    process_table[key] = orjson.dumps(row)
 
 
 def _where(event: EventT) -> str:

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         stats = http_json(base + "/stats")[1]
         done = stats["consumed"] - before["consumed"] >= result.sent
-        caught_up = stats["process_creates"] + stats["network_connects"] >= stats["normalized"]
+        caught_up = stats["join_handled"] >= stats["normalized"]
         if (done and caught_up) or time.monotonic() > deadline:
             break
         print(".", end="", flush=True)

@@ -1,7 +1,7 @@
-"""Intake: the input topic → normalized Sysmon 1/3, re-keyed by process_guid, in batches.
+"""Intake: the input topic → normalized Sysmon 1/3/5, re-keyed by process_guid, in batches.
 
 Why not a Faust agent: Faust's stream machinery costs about 200 µs of CPU per
-record, and 92-95 % of what Winlogbeat sends is not Sysmon 1/3 — it only has
+record, and 92-95 % of what Winlogbeat sends is not Sysmon 1/3/5 — it only has
 to be read, counted and dropped. A plain aiokafka consume→transform→produce
 loop reads batches of raw bytes, normalizes them (pure functions), writes
 each Sysmon 1/3 keyed to its output topic, and hands them to the join as one
@@ -41,7 +41,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 from mode import Service
 
 from sysmon_faust import deadletter
-from sysmon_faust.normalize import PROCESS_CREATE, Filtered, Invalid, normalize
+from sysmon_faust.normalize import (
+    NETWORK_CONNECT,
+    PROCESS_CREATE,
+    Filtered,
+    Invalid,
+    normalize,
+)
 from sysmon_faust.rekey import (
     EVENT_ID_FIELD,
     EVENT_TIME_FIELD,
@@ -196,11 +202,12 @@ class Intake(Service):
         stats.normalized += 1
         assert self.producer is not None
         key = outcome.process_guid.encode() if outcome.process_guid else None
-        derived = (
-            settings.topic_process_create
-            if outcome.event_id == PROCESS_CREATE
-            else settings.topic_network_connect
-        )
+        # Sysmon 5 only goes to the join (it ends a table row); 1 and 3 are
+        # also published, as in the recipe.
+        derived = {
+            PROCESS_CREATE: settings.topic_process_create,
+            NETWORK_CONNECT: settings.topic_network_connect,
+        }.get(outcome.event_id)
         # The fields are exactly those of the models.ProcessCreate / NetworkConnect
         # records (a unit test holds them together); serialized directly.
         bookkeeping = {
@@ -215,6 +222,8 @@ class Intake(Service):
             else message.partition % settings.partitions
         )
         rekeyed.add(partition, orjson.dumps(bookkeeping | outcome.fields))
+        if derived is None:
+            return []
         return [
             await self.producer.send(
                 derived, orjson.dumps(outcome.fields), key=key, timestamp_ms=outcome.timestamp_ms

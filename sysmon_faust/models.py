@@ -47,6 +47,24 @@ class ProcessCreate(_Record):
     parent_process_command_line: str | None = None
 
 
+class ProcessRow(ProcessCreate):
+    """A row of the process table: the creation, and when the process ended if it has."""
+
+    process_terminated_at: str | None = None
+
+
+class ProcessTerminate(_Record):
+    """Sysmon event 5, normalized: marks the process's row as ended (it is not published)."""
+
+    process_guid: str
+    event_date_creation: str
+    host_name: str | None = None
+    process_id: int | None = None
+    process_path: str | None = None
+    process_name: str | None = None
+    user_account: str | None = None
+
+
 class NetworkConnect(_Record):
     """Sysmon event 3, normalized. ``process_guid`` is ``None`` for the zero GUID."""
 

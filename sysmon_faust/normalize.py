@@ -34,6 +34,7 @@ SYSMON_CHANNEL: Final = "microsoft-windows-sysmon/operational"
 SYSMON_PROVIDER: Final = "microsoft-windows-sysmon"
 
 PROCESS_CREATE: Final = 1
+PROCESS_TERMINATE: Final = 5
 NETWORK_CONNECT: Final = 3
 
 ZERO_GUID: Final = "{00000000-0000-0000-0000-000000000000}"
@@ -248,9 +249,12 @@ NETWORK_CONNECT_MAP: tuple[tuple[str, str, _Convert], ...] = (
     ("DestinationPortName", "dst_port_name", clean_text),
 )
 
+PROCESS_TERMINATE_MAP: tuple[tuple[str, str, _Convert], ...] = _COMMON
+
 FIELD_MAPS: Mapping[int, tuple[tuple[str, str, _Convert], ...]] = {
     PROCESS_CREATE: PROCESS_CREATE_MAP,
     NETWORK_CONNECT: NETWORK_CONNECT_MAP,
+    PROCESS_TERMINATE: PROCESS_TERMINATE_MAP,
 }
 
 
@@ -368,8 +372,8 @@ def _map_event(
     if "ProcessGuid" not in data:
         raise _FieldError("ProcessGuid is missing")
     guid = canonical_guid(data["ProcessGuid"], "ProcessGuid")
-    if guid is None and event_id == PROCESS_CREATE:
-        # A creation with no identity could never be joined or looked up.
+    if guid is None and event_id in (PROCESS_CREATE, PROCESS_TERMINATE):
+        # A creation or termination with no identity names no table row.
         raise _FieldError("ProcessGuid is empty or the zero GUID")
     iso_time, timestamp_ms = parse_utc_time(data.get("UtcTime"))
 

@@ -127,8 +127,8 @@ def consumer_lag() -> dict[TP, int]:
 def render_metrics() -> str:
     counters = {
         "consumed": "Input records read",
-        "filtered": "Input records that are not Sysmon 1/3 (counted, dropped)",
-        "normalized": "Sysmon 1/3 events normalized and re-keyed",
+        "filtered": "Input records that are not Sysmon 1/3/5 (counted, dropped)",
+        "normalized": "Sysmon 1/3/5 events normalized and re-keyed",
         "joined": "Network events enriched (sysmon-join)",
         "unmatched": "Network events whose process is unknown",
         "dead_lettered": "Records sent to the dead-letter topic",

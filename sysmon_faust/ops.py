@@ -184,7 +184,8 @@ def record_types() -> list[tuple[str, str, list[tuple[str, str]]]]:
 
     described = []
     for model, where in (
-        (models.ProcessCreate, "sysmon-process-create, process table"),
+        (models.ProcessCreate, "sysmon-process-create"),
+        (models.ProcessRow, "process table (GET /process/{guid})"),
         (models.NetworkConnect, "sysmon-network-connect"),
         (models.EnrichedNetworkConnect, "sysmon-join"),
         (models.UnmatchedNetworkConnect, "sysmon-network-unmatched"),

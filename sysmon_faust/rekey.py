@@ -1,6 +1,6 @@
 """The record format of the internal re-keying topic ``<app_id>-events-by-process-guid``.
 
-The intake writes Sysmon 1 and 3 events to the partition of their
+The intake writes Sysmon 1, 3 and 5 events to the partition of their
 process_guid — Kafka's default partitioner (murmur2 of the key bytes), so
 the partition is the one the table's changelog, HTTP routing and any Kafka
 client agree on. It writes them in *batches*: one record holds, as a JSON

@@ -20,6 +20,9 @@ class PipelineStats:
     normalized: int = 0
     process_creates: int = 0
     network_connects: int = 0
+    process_terminates: int = 0
+    #: Terminations of processes the table does not hold.
+    terminated_unknown: int = 0
     joined: int = 0
     unmatched: int = 0
     dead_lettered: int = 0
@@ -37,6 +40,11 @@ class PipelineStats:
             "normalized": self.normalized,
             "process_creates": self.process_creates,
             "network_connects": self.network_connects,
+            "process_terminates": self.process_terminates,
+            "terminated_unknown": self.terminated_unknown,
+            # Events the join agent has handled: equal to ``normalized`` (summed
+            # over workers) once the join has caught up with the intake.
+            "join_handled": self.process_creates + self.network_connects + self.process_terminates,
             "joined": self.joined,
             "unmatched": self.unmatched,
             "dead_lettered": self.dead_lettered,

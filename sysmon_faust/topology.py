@@ -3,11 +3,11 @@
 Topology (:mod:`sysmon_faust.intake`, then the agent in :mod:`sysmon_faust.agents`)::
 
     winlogbeat (raw bytes, any partitioning)
-        │  intake (aiokafka batches): parse, filter to Sysmon 1/3, re-key by process_guid
+        │  intake (aiokafka batches): parse, filter to Sysmon 1/3/5, re-key by process_guid
         ├──► sysmon-process-create    (keyed; for other consumers)
         ├──► sysmon-network-connect   (keyed; for other consumers)
         ├──► sysmon-dlq               (what could not be read, with the reason)
-        └──► <app_id>-events-by-process-guid   (1 and 3 together, keyed)
+        └──► <app_id>-events-by-process-guid   (1, 3, 5 together, batched)
                  │  join_by_process_guid
                  ├── process table  (ProcessCreate rows, RocksDB + changelog)
                  ├──► sysmon-join / sysmon-network-unmatched

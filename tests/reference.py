@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ class Expected:
     joined: list[tuple[dict[str, Any], dict[str, Any]]]  # (connect fields, create fields)
     unmatched: list[dict[str, Any]]
     wmi_alerts: int
+    #: Sysmon 5 with a process GUID, and among them those whose creation came earlier.
+    terminates: int = 0
+    terminated: dict[str, str] = field(default_factory=dict)  # guid → its UtcTime
 
 
 def lines(path: Path) -> list[bytes]:
@@ -86,6 +89,8 @@ def compute(path: Path) -> Expected:
     creates: dict[str, dict[str, Any]] = {}
     joined: list[tuple[dict[str, Any], dict[str, Any]]] = []
     unmatched: list[dict[str, Any]] = []
+    terminates = 0
+    terminated: dict[str, str] = {}
     for line in lines(path):
         events += 1
         parts = _sysmon_parts(json.loads(line))
@@ -101,12 +106,16 @@ def compute(path: Path) -> Expected:
                 joined.append((data, creates[guid]))
             else:
                 unmatched.append(data)
+        elif event_id == 5 and guid not in ("", ZERO):
+            terminates += 1
+            if guid in creates:
+                terminated[guid] = str(data["UtcTime"])
     wmi = sum(
         1
         for _, create in joined
         if re.search(r"\\wmiprvse\.exe$", str(create.get("ParentImage", "")), re.I)
     )
-    return Expected(events, sysmon, creates, joined, unmatched, wmi)
+    return Expected(events, sysmon, creates, joined, unmatched, wmi, terminates, terminated)
 
 
 def readme_counts(readme: Path) -> dict[str, dict[str, int]]:

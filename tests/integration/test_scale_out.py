@@ -310,7 +310,7 @@ def test_two_workers_starting_together_on_a_filled_topic_skip_nothing(
             time.sleep(0.5)
             continue
         normalized = sum(t["normalized"] for t in totals)
-        joined_side = sum(t["process_creates"] + t["network_connects"] for t in totals)
+        joined_side = sum(t["join_handled"] for t in totals)
         if sum(t["consumed"] for t in totals) >= len(events) and joined_side >= normalized:
             break
         time.sleep(0.5)

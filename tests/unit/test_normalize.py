@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from sysmon_faust.models import NetworkConnect, ProcessCreate, record_fields
+from sysmon_faust.models import NetworkConnect, ProcessCreate, ProcessTerminate, record_fields
 from sysmon_faust.normalize import (
     NOT_SYSMON,
     NOT_WINDOWS_EVENT,
+    PROCESS_TERMINATE,
     Filtered,
     Invalid,
     NormalizedEvent,
@@ -76,6 +77,18 @@ def create_data(**overrides: Any) -> dict[str, Any]:
         "ParentImage": "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
         "TerminalSessionId": "0",
         "LogonId": "0x3e7",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def terminate_data(**overrides: Any) -> dict[str, Any]:
+    # The event data of a real Sysmon 5 (covenant_installutil recording).
+    data = {
+        "UtcTime": "2019-10-28 02:31:41.470",
+        "ProcessGuid": "{a158f72c-530d-5db6-0000-001062e9af00}",
+        "ProcessId": "3728",
+        "Image": "C:\\Windows\\System32\\certutil.exe",
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
@@ -238,7 +251,7 @@ def test_shapes_take_origin_computer_and_event_pid(shape: str, raw: dict[str, An
         (ecs("x", {}, channel="Security"), Filtered(NOT_SYSMON)),
         (b'{"message": "heartbeat"}', Filtered(NOT_WINDOWS_EVENT)),
         (ecs(7, {"ProcessGuid": GUID}), Filtered("sysmon_event_7", 7)),
-        (ecs(5, {"ProcessGuid": GUID}), Filtered("sysmon_event_5", 5)),
+        (ecs(2, {"ProcessGuid": GUID}), Filtered("sysmon_event_2", 2)),
         (
             ecs(3, connect_data(), channel="MICROSOFT-WINDOWS-SYSMON/OPERATIONAL").replace(
                 b"X", b"X"
@@ -272,6 +285,10 @@ def test_filtering(raw: bytes, expected: Filtered | None) -> None:
         (ecs(3, connect_data(ProcessGuid=None)), "ProcessGuid is missing"),
         (ecs(1, create_data(ProcessGuid=None)), "ProcessGuid is missing"),
         (ecs(1, create_data(ProcessGuid="{00000000-0000-0000-0000-000000000000}")), "zero GUID"),
+        (ecs(5, terminate_data(ProcessGuid="{00000000-0000-0000-0000-000000000000}")), "zero GUID"),
+        (ecs(5, terminate_data(ProcessGuid=None)), "ProcessGuid is missing"),
+        (ecs(5, terminate_data(UtcTime=None)), "UtcTime is missing"),
+        (ecs(5, terminate_data(ProcessId="x")), "ProcessId"),
         (ecs(3, connect_data(ProcessGuid="not-a-guid")), "not a GUID"),
         (ecs(3, connect_data(UtcTime=None)), "UtcTime is missing"),
         (ecs(3, connect_data(UtcTime="yesterday")), "UtcTime"),
@@ -285,6 +302,22 @@ def test_invalid_input_gives_a_reason_and_never_raises(raw: bytes, error_contain
     result = normalize(raw)
     assert isinstance(result, Invalid), result
     assert error_contains.lower() in result.error.lower()
+
+
+def test_process_terminate_is_normalized_for_the_join() -> None:
+    result = normalize(ecs(5, terminate_data()))
+    assert isinstance(result, NormalizedEvent)
+    assert result.event_id == PROCESS_TERMINATE
+    assert result.fields == {
+        "event_date_creation": "2019-10-28T02:31:41.470Z",
+        "host_name": "HFDC01.shire.com",
+        "process_guid": "{a158f72c-530d-5db6-0000-001062e9af00}",
+        "process_id": 3728,
+        "process_path": "C:\\Windows\\System32\\certutil.exe",
+        "process_name": "certutil.exe",
+        "user_account": None,
+    }
+    assert set(result.fields) == set(record_fields(ProcessTerminate))
 
 
 def test_zero_guid_connect_is_normalized_without_a_process() -> None:
