@@ -27,8 +27,11 @@ from typing import Any, Final
 
 import orjson
 
-#: The Sysmon event id (1 or 3).
+#: The Sysmon event id (1, 3 or 5), or TICK.
 EVENT_ID_FIELD: Final = "_event_id"
+#: Not an event: a worker's periodic nudge so a quiet partition's waiting
+#: connects can expire by the wall clock (sysmon_faust.ticks).
+TICK: Final = 0
 #: Kafka timestamp (seconds) of the input record: for the processing-latency histogram.
 RECEIVED_FIELD: Final = "_received"
 #: Event time in milliseconds: the timestamp of the records the join writes.

@@ -43,6 +43,11 @@ class Settings:
     web_port: int = 6066
     web_advertised_host: str = ""
     session_timeout: float = 10.0
+    #: Seconds (of stream time) a connect waits for its process's creation.
+    join_grace: float = 300.0
+    #: Connects that may wait for one process, and on one worker in all.
+    pending_per_process: int = 1_000
+    pending_max: int = 200_000
     http_token: str = field(default="", repr=False)
 
     @property
@@ -152,6 +157,11 @@ class Settings:
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
             http_token=env.get("SYSMON_HTTP_TOKEN", "").strip(),
             session_timeout=integer("SYSMON_SESSION_TIMEOUT", 10, 6, 1800) * 1.0,
+            join_grace=integer("SYSMON_JOIN_GRACE", 300, 0, 7 * 86400) * 1.0,
+            pending_per_process=integer(
+                "SYSMON_PENDING_PER_PROCESS", defaults.pending_per_process, 1, 1_000_000
+            ),
+            pending_max=integer("SYSMON_PENDING_MAX", defaults.pending_max, 1, 100_000_000),
         )
         settings._check_topics_distinct()
         return settings
@@ -190,4 +200,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_WEB_ADVERTISED_HOST",
     "SYSMON_HTTP_TOKEN",
     "SYSMON_SESSION_TIMEOUT",
+    "SYSMON_JOIN_GRACE",
+    "SYSMON_PENDING_PER_PROCESS",
+    "SYSMON_PENDING_MAX",
 )

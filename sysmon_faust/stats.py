@@ -23,6 +23,10 @@ class PipelineStats:
     process_terminates: int = 0
     #: Terminations of processes the table does not hold.
     terminated_unknown: int = 0
+    #: Connects waiting in the grace buffer (of this worker's partitions, as
+    #: counted since it started), and those its process's creation released.
+    pending: int = 0
+    network_connects_released: int = 0
     joined: int = 0
     unmatched: int = 0
     dead_lettered: int = 0
@@ -42,6 +46,8 @@ class PipelineStats:
             "network_connects": self.network_connects,
             "process_terminates": self.process_terminates,
             "terminated_unknown": self.terminated_unknown,
+            "pending_connects": self.pending,
+            "released_after_wait": self.network_connects_released,
             # Events the join agent has handled: equal to ``normalized`` (summed
             # over workers) once the join has caught up with the intake.
             "join_handled": self.process_creates + self.network_connects + self.process_terminates,

@@ -178,7 +178,19 @@ OUTPUT_TOPICS = (
     dlq_topic,
 )
 
-# --- table ------------------------------------------------------------------
+# --- tables -----------------------------------------------------------------
+
+# Faust's RocksDB defaults are per partition: 3 x 64 MiB write buffers and a
+# 2 GiB block cache, so memory grows with partitions and table size. Bounded
+# here: at most (2 x 16 + 32) MiB per partition of each table; the bloom
+# filters (Faust's default) keep lookups of unknown GUIDs — most connects —
+# off the disk.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 16 * 1024**2,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 32 * 1024**2,
+    "block_cache_compressed_size": 8 * 1024**2,
+}
 
 #: ProcessCreate rows by process_guid: the table side of the join. RocksDB on
 #: local disk, every change also written to a compacted changelog topic so a
@@ -194,18 +206,32 @@ process_table = app.Table(
     # the HTTP views as JSON.
     value_type=bytes,
     partitions=settings.partitions,
-    # Faust's RocksDB defaults are per partition: 3 x 64 MiB write buffers and
-    # a 2 GiB block cache, so memory grows with partitions and table size.
-    # Bounded here: at most 4 x (2 x 16 + 32) MiB on a worker owning four
-    # partitions; the bloom filters (Faust's default) keep lookups of unknown
-    # GUIDs — most connects — off the disk.
-    options={
-        "write_buffer_size": 16 * 1024**2,
-        "max_write_buffer_number": 2,
-        "block_cache_size": 32 * 1024**2,
-        "block_cache_compressed_size": 8 * 1024**2,
-    },
+    options=dict(ROCKSDB_OPTIONS),  # Faust's store pops keys from the dict it is given
     help="Sysmon ProcessCreate rows keyed by canonical process_guid",
+)
+
+#: The grace buffer (sysmon_faust.grace): NetworkConnects waiting for their
+#: process's creation, a JSON list per process_guid. Co-partitioned with the
+#: process table, changelog-backed: waiting connects survive restarts and
+#: move with their partition.
+pending_table = app.Table(
+    "pending-connects",
+    key_type=bytes,
+    value_type=bytes,
+    partitions=settings.partitions,
+    options=dict(ROCKSDB_OPTIONS),
+    help="NetworkConnects waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate",
+)
+
+#: When waiting connects are due: keys sort by deadline (grace.index_key), so
+#: expiry reads the due prefix of a partition instead of scanning the buffer.
+expiry_index = app.Table(
+    "pending-expiry",
+    key_type=bytes,
+    value_type=bytes,
+    partitions=settings.partitions,
+    options=dict(ROCKSDB_OPTIONS),
+    help="Deadlines of waiting connects (kind, time, process_guid)",
 )
 
 
@@ -240,4 +266,4 @@ async def ensure_topics() -> None:
 
 # Agents and views register themselves on the app when imported; they import
 # this module, so the imports come last.
-from sysmon_faust import agents, intake, observability, purge, views  # noqa: E402, F401
+from sysmon_faust import agents, intake, observability, purge, ticks, views  # noqa: E402, F401

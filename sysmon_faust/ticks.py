@@ -1,0 +1,37 @@
+"""Ticks: a record now and then on every re-keying partition this worker joins.
+
+The grace buffer expires waiting connects when their partition's stream time
+passes the grace, and a partition that receives nothing has no stream time.
+Faust lets a table change only while an agent handles a record of the
+table's partition, so the wall-clock bound needs a record to run in: every
+few seconds each worker sends a tick (``{"_event_id": 0}``) to the re-keying
+partitions it actively owns; the join agent handles it by running expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sysmon_faust.rekey import EVENT_ID_FIELD, TICK
+from sysmon_faust.topology import app, settings
+
+log = logging.getLogger(__name__)
+
+TICK_RECORD = b'[{"%s": %d}]' % (EVENT_ID_FIELD.encode(), TICK)
+TICK_INTERVAL_SECONDS = max(1.0, min(10.0, settings.join_grace / 4))
+
+
+@app.timer(interval=TICK_INTERVAL_SECONDS)
+async def tick_owned_partitions() -> None:
+    if not settings.join_grace:
+        return
+    owned = sorted(
+        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_by_guid
+    )
+    for partition in owned:
+        try:
+            await app.producer.send(
+                settings.topic_by_guid, None, TICK_RECORD, partition, None, None
+            )
+        except Exception as exc:  # the next tick tries again
+            log.warning("tick to %s[%s] failed: %r", settings.topic_by_guid, partition, exc)
