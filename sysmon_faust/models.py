@@ -21,8 +21,8 @@ class _Record(
     pass
 
 
-class ProcessCreate(_Record):
-    """Sysmon event 1, normalized: one row of the process table, keyed by process_guid."""
+class _ProcessEvent(_Record, abstract=True):
+    """What Sysmon 1 and 5 say first: which process, when, where."""
 
     process_guid: str
     event_date_creation: str
@@ -30,6 +30,11 @@ class ProcessCreate(_Record):
     process_id: int | None = None
     process_path: str | None = None
     process_name: str | None = None
+
+
+class ProcessCreate(_ProcessEvent):
+    """Sysmon event 1, normalized: one row of the process table, keyed by process_guid."""
+
     process_command_line: str | None = None
     process_current_directory: str | None = None
     process_integrity_level: str | None = None
@@ -53,15 +58,9 @@ class ProcessRow(ProcessCreate):
     process_terminated_at: str | None = None
 
 
-class ProcessTerminate(_Record):
+class ProcessTerminate(_ProcessEvent):
     """Sysmon event 5, normalized: marks the process's row as ended (it is not published)."""
 
-    process_guid: str
-    event_date_creation: str
-    host_name: str | None = None
-    process_id: int | None = None
-    process_path: str | None = None
-    process_name: str | None = None
     user_account: str | None = None
 
 

@@ -44,7 +44,8 @@ class Settings:
     web_advertised_host: str = ""
     session_timeout: float = 10.0
     #: Seconds (of stream time) a connect waits for its process's creation.
-    join_grace: float = 300.0
+    #: Off by default until the buffer is cheaper (README, "Join semantics").
+    join_grace: float = 0.0
     #: Connects that may wait for one process, and on one worker in all.
     pending_per_process: int = 1_000
     pending_max: int = 200_000
@@ -157,7 +158,7 @@ class Settings:
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
             http_token=env.get("SYSMON_HTTP_TOKEN", "").strip(),
             session_timeout=integer("SYSMON_SESSION_TIMEOUT", 10, 6, 1800) * 1.0,
-            join_grace=integer("SYSMON_JOIN_GRACE", 300, 0, 7 * 86400) * 1.0,
+            join_grace=integer("SYSMON_JOIN_GRACE", 0, 0, 7 * 86400) * 1.0,
             pending_per_process=integer(
                 "SYSMON_PENDING_PER_PROCESS", defaults.pending_per_process, 1, 1_000_000
             ),

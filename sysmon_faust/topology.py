@@ -192,46 +192,42 @@ ROCKSDB_OPTIONS = {
     "block_cache_compressed_size": 8 * 1024**2,
 }
 
-#: ProcessCreate rows by process_guid: the table side of the join. RocksDB on
-#: local disk, every change also written to a compacted changelog topic so a
-#: worker that loses its disk, or takes over a partition, rebuilds it.
-process_table = app.Table(
-    "process-create",
-    # Keys are the GUID's UTF-8 text, byte for byte the key of the keyed
-    # topics (faust serializes ``bytes`` keys raw, ``str`` keys as JSON), so
-    # the changelog, the source topic and HTTP routing all agree on partitions.
-    key_type=bytes,
-    # Values are the JSON of models.ProcessCreate, kept as bytes (``bytes``
-    # means the raw codec): the join reads them as dicts (sysmon_faust.join),
-    # the HTTP views as JSON.
-    value_type=bytes,
-    partitions=settings.partitions,
-    options=dict(ROCKSDB_OPTIONS),  # Faust's store pops keys from the dict it is given
-    help="Sysmon ProcessCreate rows keyed by canonical process_guid",
+
+def _table_by_guid(name: str, help: str) -> faust.types.TableT:
+    # Keys are the GUID's UTF-8 text (or, for the index, bytes that contain
+    # it), byte for byte the key of the keyed topics (faust serializes
+    # ``bytes`` keys raw, ``str`` keys as JSON). Values are bytes, the raw
+    # codec: JSON the join reads as dicts. Every table is co-partitioned with
+    # the re-keying topic and changes only from the join agent.
+    return app.Table(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        options=dict(ROCKSDB_OPTIONS),  # Faust's store pops keys from the dict it is given
+        help=help,
+    )
+
+
+#: ProcessCreate rows by process_guid (models.ProcessRow): the table side of
+#: the join. RocksDB on local disk, every change also written to a compacted
+#: changelog topic so a worker that loses its disk, or takes over a
+#: partition, rebuilds it.
+process_table = _table_by_guid(
+    "process-create", "Sysmon ProcessCreate rows keyed by canonical process_guid"
 )
 
 #: The grace buffer (sysmon_faust.grace): NetworkConnects waiting for their
-#: process's creation, a JSON list per process_guid. Co-partitioned with the
-#: process table, changelog-backed: waiting connects survive restarts and
-#: move with their partition.
-pending_table = app.Table(
-    "pending-connects",
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.partitions,
-    options=dict(ROCKSDB_OPTIONS),
-    help="NetworkConnects waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate",
+#: process's creation, a JSON list per process_guid. Changelog-backed:
+#: waiting connects survive restarts and move with their partition.
+pending_table = _table_by_guid(
+    "pending-connects", "NetworkConnects waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate"
 )
 
 #: When waiting connects are due: keys sort by deadline (grace.index_key), so
 #: expiry reads the due prefix of a partition instead of scanning the buffer.
-expiry_index = app.Table(
-    "pending-expiry",
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.partitions,
-    options=dict(ROCKSDB_OPTIONS),
-    help="Deadlines of waiting connects (kind, time, process_guid)",
+expiry_index = _table_by_guid(
+    "pending-expiry", "Deadlines of waiting connects (kind, time, process_guid)"
 )
 
 

@@ -50,13 +50,21 @@ def guid(n: int) -> str:
     return f"{{905cc552-43ac-5c91-0000-0010b44b{n:04x}}}"
 
 
+def with_grace(
+    pipeline_env: Callable[..., dict[str, str]], seconds: int
+) -> tuple[dict[str, str], str, str]:
+    """Settings with a grace, and the input topic: one partition, so the order is ours."""
+    env = {**pipeline_env(partitions=2), "SYSMON_JOIN_GRACE": str(seconds)}
+    bootstrap, input_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"]
+    create_topic(bootstrap, input_topic, partitions=1)
+    return env, bootstrap, input_topic
+
+
 def test_early_connects_join_in_event_time_order_and_strays_expire(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    env = {**pipeline_env(partitions=2), "SYSMON_JOIN_GRACE": "3"}
-    bootstrap, input_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"]
-    create_topic(bootstrap, input_topic, partitions=1)
+    env, bootstrap, input_topic = with_grace(pipeline_env, seconds=3)
     worker = worker_factory(env)
     values = [
         # Two connects logged before their process's creation reached us...
@@ -89,9 +97,7 @@ def test_a_waiting_connect_survives_a_restart_and_joins_after_it(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    env = {**pipeline_env(partitions=2), "SYSMON_JOIN_GRACE": "120"}
-    bootstrap, input_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"]
-    create_topic(bootstrap, input_topic, partitions=1)
+    env, bootstrap, input_topic = with_grace(pipeline_env, seconds=120)
     first = worker_factory(env)
     produce(bootstrap, input_topic, [connect("2019-03-19 15:28:13.000", guid(3), 443)], partition=0)
     first.wait_for(lambda s: s["pending_connects"] == 1, timeout=60)
