@@ -17,6 +17,7 @@ import orjson
 from faust.types import TP
 from yarl import URL
 
+from sysmon_faust.models import ProcessRow, record_fields
 from sysmon_faust.rekey import key_partition
 from sysmon_faust.topology import app, process_table, settings
 
@@ -30,6 +31,16 @@ _TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 class OwnerUnavailable(Exception):
     """No worker owns the key's partition right now (a rebalance), or it did not answer."""
+
+
+#: The fields of a table row as the HTTP views show them, in the model's order.
+PROCESS_ROW_FIELDS: Final = tuple(record_fields(ProcessRow))
+
+
+def _as_process_row(stored: dict[str, Any]) -> dict[str, Any]:
+    # Every field, in one order: null where the row has none (a process that
+    # has not ended has no process_terminated_at yet).
+    return {name: stored.get(name) for name in PROCESS_ROW_FIELDS}
 
 
 def owner_url(key: bytes) -> URL | None:
@@ -62,7 +73,7 @@ async def fetch_process(guid: str, token: str | None, forwarded: bool = False) -
         raise OwnerUnavailable("partition not assigned yet (rebalancing)")
     if is_local(owner):
         row = process_table.get(key)
-        return None if row is None else orjson.loads(row)
+        return None if row is None else _as_process_row(orjson.loads(row))
     if forwarded:
         raise OwnerUnavailable("partition is moving between workers")
     url = owner.with_path(f"/process/{guid}")

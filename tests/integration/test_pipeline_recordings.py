@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sysmon_faust.models import ProcessRow, record_fields
 from tests.reference import RECORDINGS, Expected, compute, readme_counts, sysmon_value
 from tests.support import WorkerProcess, create_topic, read_topic
 
@@ -130,6 +131,10 @@ def test_recording_joins_like_the_reference(
         status, row = worker.http(f"/process/{guid}")
         assert status == 200, row
         assert row["process_terminated_at"] == utc_time.replace(" ", "T") + "Z"
+    running = next(iter(set(expected.process_creates) - set(expected.terminated)))
+    status, row = worker.http(f"/process/{running}")
+    assert status == 200 and row["process_terminated_at"] is None
+    assert list(row) == record_fields(ProcessRow)
 
     # Same network events, same process fields.
     assert Counter(map(output_identity, joined)) == Counter(
