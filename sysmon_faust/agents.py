@@ -123,7 +123,8 @@ async def _join_one(fields: Row, partition: int) -> None:
         key = fields["process_guid"].encode()
         process_table[key] = orjson.dumps(fields)
         stats.process_creates += 1
-        await _release_waiting(key, fields)
+        if LIMITS.grace_ms:  # with no grace nothing waits: no lookup per creation
+            await _release_waiting(key, fields)
         return
     if event_id == PROCESS_TERMINATE:
         _mark_terminated(fields)

@@ -25,7 +25,8 @@ from aiokafka.errors import KafkaError
 
 from sysmon_faust.settings import Settings
 
-TABLE_NAME = "process-create"
+#: Faust tables of the app (topology.py), each with a changelog topic.
+TABLE_NAMES = ("process-create", "pending-connects", "pending-expiry")
 
 
 def app_topics(settings: Settings) -> list[tuple[str, str]]:
@@ -38,8 +39,11 @@ def app_topics(settings: Settings) -> list[tuple[str, str]]:
         (settings.topic_unmatched, "output: unmatched"),
         (settings.topic_alerts, "output: alerts"),
         (settings.topic_dlq, "output: dead letters"),
-        (settings.topic_by_guid, "internal: re-keyed 1+3"),
-        (f"{settings.app_id}-{TABLE_NAME}-changelog", "internal: table changelog"),
+        (settings.topic_by_guid, "internal: re-keyed 1/3/5, batched"),
+        *(
+            (f"{settings.app_id}-{table}-changelog", f"internal: {table} changelog")
+            for table in TABLE_NAMES
+        ),
     ]
 
 

@@ -21,10 +21,7 @@ TICK_RECORD = b'[{"%s": %d}]' % (EVENT_ID_FIELD.encode(), TICK)
 TICK_INTERVAL_SECONDS = max(1.0, min(10.0, settings.join_grace / 4))
 
 
-@app.timer(interval=TICK_INTERVAL_SECONDS)
 async def tick_owned_partitions() -> None:
-    if not settings.join_grace:
-        return
     owned = sorted(
         tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_by_guid
     )
@@ -35,3 +32,8 @@ async def tick_owned_partitions() -> None:
             )
         except Exception as exc:  # the next tick tries again
             log.warning("tick to %s[%s] failed: %r", settings.topic_by_guid, partition, exc)
+
+
+# Without a grace nothing waits, and no tick is sent.
+if settings.join_grace:
+    app.timer(interval=TICK_INTERVAL_SECONDS)(tick_owned_partitions)
