@@ -8,11 +8,13 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
   one topic, in the order the intake read them, so a creation is in the table
   before a connect that followed it is looked up — at any speed.
 * Out of order: a connect whose process is not in the table yet waits in the
-  grace buffer (:mod:`sysmon_faust.grace`; a changelog-backed table) for up
-  to ``SYSMON_JOIN_GRACE`` of stream time. Its creation releases it, joined,
-  in event-time order; otherwise it expires to ``sysmon-network-unmatched``
-  (``process_unknown_after_grace``). Ticks (:mod:`sysmon_faust.ticks`) let a
-  quiet partition expire by the wall clock.
+  grace buffer for up to ``SYSMON_JOIN_GRACE`` of stream time. Its creation
+  releases it, joined, in event-time order; otherwise it expires to
+  ``sysmon-network-unmatched`` (``process_unknown_after_grace``).
+* Bounded: rows go a retention after their process ended, or a TTL after
+  they were written. Expiry reads a time-ordered index after every record
+  (:mod:`sysmon_faust.state`); ticks (:mod:`sysmon_faust.ticks`) give a quiet
+  partition a record to run it in.
 * Nothing raised inside the agent may escape: Faust would stop the agent and
   with it the partition. An event the join cannot handle becomes a dead
   letter; the rest of its batch goes on.
@@ -46,6 +48,7 @@ from sysmon_faust.rekey import (
     decode_batch,
 )
 from sysmon_faust.rules import matching_rules
+from sysmon_faust.state import JoinState, Lifetimes
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import (
     app,
@@ -59,17 +62,31 @@ from sysmon_faust.topology import (
 
 log = logging.getLogger(__name__)
 
-LIMITS = grace.GraceLimits(
-    grace_ms=int(settings.join_grace * 1000),
-    max_per_process=settings.pending_per_process,
-    max_total=settings.pending_max,
+state = JoinState(
+    process_table,
+    pending_table,
+    expiry_index,
+    Lifetimes(
+        grace=grace.GraceLimits(
+            grace_ms=int(settings.join_grace * 1000),
+            max_per_process=settings.pending_per_process,
+            max_total=settings.pending_max,
+        ),
+        retention_ms=int(settings.table_retention * 1000),
+        ttl_ms=int(settings.table_ttl * 1000),
+    ),
 )
-#: Expired entries handled per batch record at most, so a long-idle partition
-#: catching up does not hold the agent for long (the rest go with the next).
+#: Entries expired per record at most, so a partition whose stream time jumps
+#: (a long-idle partition, a replay) does not hold the agent for long; the
+#: rest go with the next records.
 EXPIRE_AT_MOST = 2_000
 
-#: The greatest event time (ms) seen per partition of the re-keying topic.
-stream_time: dict[int, int] = {}
+
+@app.on_partitions_revoked.connect
+async def _forget_state(*args: Any, **kwargs: Any) -> None:
+    # Faust revokes every partition before each new assignment (eager
+    # rebalancing): what this worker counted may be another's now.
+    state.forget()
 
 
 async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None:
@@ -95,39 +112,45 @@ async def join_by_process_guid(stream: StreamT[bytes]) -> None:
         except ValueError as exc:
             await send_dead_letter(event, event.value, f"join error: {exc}")
             continue
-        partition = event.message.partition
-        for fields in batch:
+        message = event.message
+        wall_ms = int(time.time() * 1000)
+        for index, fields in enumerate(batch):
             try:
-                await _join_one(fields, partition)
+                await _join_one(fields, message.partition, (message.offset, index), wall_ms)
             except Exception as exc:
                 log.exception("join-by-process-guid: an event of %s failed", _where(event))
                 error = f"join error: {type(exc).__name__}: {exc}"
                 await send_dead_letter(event, orjson.dumps(fields), error)
-        if LIMITS.grace_ms:
-            try:
-                await _expire_due(partition)
-            except Exception:
-                # Expiry is retried with the next record of the partition.
-                log.exception("join-by-process-guid: expiry on partition %s failed", partition)
+        try:
+            await _expire_due(message.partition, wall_ms)
+        except Exception:
+            # Expiry is retried with the next record of the partition.
+            log.exception("join-by-process-guid: expiry on %s failed", _where(event))
 
 
-async def _join_one(fields: Row, partition: int) -> None:
+async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall_ms: int) -> None:
     event_id = fields.pop(EVENT_ID_FIELD)
     if event_id == TICK:
         return  # only there to run expiry on a quiet partition
     received = fields.pop(RECEIVED_FIELD, None)
     event_time_ms = fields.pop(EVENT_TIME_FIELD)
-    stream_time[partition] = max(stream_time.get(partition, 0), event_time_ms)
+    stream_time = state.stream_time(partition, wall_ms, event_time_ms)
     timestamp = event_time_ms / 1000
     if event_id == PROCESS_CREATE:
         key = fields["process_guid"].encode()
-        process_table[key] = orjson.dumps(fields)
+        state.put_row(key, fields, stream_time)
         stats.process_creates += 1
-        if LIMITS.grace_ms:  # with no grace nothing waits: no lookup per creation
-            await _release_waiting(key, fields)
+        for waited in state.release(fields["process_guid"], partition):
+            stats.network_connects_released += 1
+            await _emit_joined(waited.connect, fields, waited.event_time_ms / 1000, None)
         return
     if event_id == PROCESS_TERMINATE:
-        _mark_terminated(fields)
+        stats.process_terminates += 1
+        key = fields["process_guid"].encode()
+        # The row stays for the retention: connects logged after the process
+        # ended (or read after its end) still join.
+        if not state.mark_terminated(key, fields["event_date_creation"], stream_time):
+            stats.terminated_unknown += 1  # it started before the pipeline saw it
         return
     if event_id != NETWORK_CONNECT:
         raise ValueError(f"unexpected event id {event_id!r}")
@@ -140,10 +163,10 @@ async def _join_one(fields: Row, partition: int) -> None:
         await _emit_joined(fields, orjson.loads(stored), timestamp, received)
     elif key is None:
         await _emit_unmatched(fields, None, NO_PROCESS_GUID, timestamp)
-    elif not LIMITS.grace_ms:
+    elif not state.lifetimes.grace.grace_ms:
         await _emit_unmatched(fields, key, PROCESS_UNKNOWN, timestamp)
-    else:
-        await _wait_for_process(key, fields, event_time_ms)
+    elif not state.wait(fields, event_time_ms, position, partition, stream_time):
+        await _emit_unmatched(fields, key, grace.OVERFLOW, timestamp)
 
 
 async def _emit_joined(
@@ -177,96 +200,18 @@ async def _emit_unmatched(connect: Row, key: bytes | None, reason: str, timestam
     stats.unmatched_by_reason[reason] += 1
 
 
-# --- the grace buffer ----------------------------------------------------------
-
-
-async def _wait_for_process(key: bytes, connect: Row, event_time_ms: int) -> None:
-    stored = pending_table.get(key)
-    waiting: list[dict[str, Any]] = orjson.loads(stored) if stored is not None else []
-    if not grace.admit(waiting, stats.pending, LIMITS):
-        await _emit_unmatched(connect, key, grace.OVERFLOW, event_time_ms / 1000)
+async def _expire_due(partition: int, wall_ms: int) -> None:
+    """Let go of the waiting connects and rows of ``partition`` whose time has come."""
+    stream_time = state.stream_time(partition, wall_ms)
+    if stream_time < 0:
         return
-    now_ms = int(time.time() * 1000)
-    waiting.append(connect | {grace.EVENT_TIME_MS: event_time_ms, grace.BUFFERED_AT_MS: now_ms})
-    pending_table[key] = orjson.dumps(waiting)
-    guid = key.decode()
-    deadline = event_time_ms + LIMITS.grace_ms
-    expiry_index[grace.index_key(grace.PENDING_BY_EVENT_TIME, deadline, guid)] = b""
-    expiry_index[grace.index_key(grace.PENDING_BY_WALL_TIME, now_ms + LIMITS.grace_ms, guid)] = b""
-    stats.pending += 1
-
-
-async def _release_waiting(key: bytes, process: Row) -> None:
-    stored = pending_table.get(key)
-    if stored is None:
-        return
-    del pending_table[key]
-    # Their index entries stay until due; they then find nothing to expire.
-    for connect in grace.release_order(orjson.loads(stored)):
-        event_time_ms = connect.pop(grace.EVENT_TIME_MS)
-        connect.pop(grace.BUFFERED_AT_MS, None)
-        stats.pending = max(stats.pending - 1, 0)
-        stats.network_connects_released += 1
-        await _emit_joined(connect, process, event_time_ms / 1000, None)
-
-
-async def _expire_due(partition: int) -> None:
-    """Let go of the waiting connects of ``partition`` whose grace has passed."""
-    now_ms = int(time.time() * 1000)
-    current_stream_time = stream_time.get(partition, 0)
-    due_by = {
-        grace.PENDING_BY_EVENT_TIME: current_stream_time,
-        grace.PENDING_BY_WALL_TIME: now_ms,
-    }
-    due: list[bytes] = []
-    store: Any = expiry_index.data  # faust.stores.rocksdb.Store
-    db = store._db_for_partition(partition)  # RocksDB iterates keys in byte order
-    for kind, time_now in due_by.items():
-        keys = db.iterkeys()
-        keys.seek(kind)
-        for index_key in keys:
-            if not index_key.startswith(kind) or len(due) >= EXPIRE_AT_MOST:
-                break
-            if grace.parse_index_key(index_key)[1] > time_now:
-                break  # the rest of this kind is due later
-            due.append(index_key)
-    for index_key in due:
-        del expiry_index[index_key]
-        _, _, guid = grace.parse_index_key(index_key)
-        key = guid.encode()
-        stored = pending_table.get(key)
-        if stored is None:
-            continue  # already released, or expired through its other entry
-        expired: list[Row] = []
-        remaining: list[Row] = []
-        for connect in grace.release_order(orjson.loads(stored)):
-            is_due = grace.is_expired(connect, current_stream_time, now_ms, LIMITS)
-            (expired if is_due else remaining).append(connect)
-        if not expired:
-            continue
-        if remaining:
-            pending_table[key] = orjson.dumps(remaining)
-        else:
-            del pending_table[key]
-        for connect in expired:
-            event_time_ms = connect.pop(grace.EVENT_TIME_MS)
-            connect.pop(grace.BUFFERED_AT_MS, None)
-            stats.pending = max(stats.pending - 1, 0)
-            await _emit_unmatched(connect, key, grace.AFTER_GRACE, event_time_ms / 1000)
-
-
-def _mark_terminated(fields: Row) -> None:
-    # The row stays: connects logged after the process ended still join. It
-    # only says since when the process is gone (models.ProcessRow).
-    stats.process_terminates += 1
-    key = fields["process_guid"].encode()
-    stored = process_table.get(key)
-    if stored is None:
-        stats.terminated_unknown += 1  # it started before the pipeline saw it
-        return
-    row = orjson.loads(stored)
-    row["process_terminated_at"] = fields["event_date_creation"]
-    process_table[key] = orjson.dumps(row)
+    expired = state.expire_due(partition, stream_time, EXPIRE_AT_MOST)
+    stats.rows_expired_after_termination += expired.rows_after_termination
+    stats.rows_expired_after_ttl += expired.rows_after_ttl
+    for waited in expired.connects:
+        key = waited.connect["process_guid"].encode()
+        await _emit_unmatched(waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms / 1000)
+    stats.pending = state.waiting()
 
 
 def _where(event: EventT) -> str:

@@ -1,11 +1,16 @@
-"""The grace buffer's rules: which waiting connects join, expire or overflow.
+"""The grace buffer's rules: how waiting connects are keyed, and when one more may wait.
 
-A NetworkConnect whose process is not (yet) in the table waits, keyed by its
-process_guid, for up to the grace period — in *stream time*, the greatest
-event time its partition has seen, with a wall-clock bound so that an idle
-stream still lets them go. These are the pure decisions; the agent keeps the
-waiting connects in a changelog-backed table and finds expired ones through a
-time-ordered index (:func:`index_key`), so expiry never scans the table.
+A NetworkConnect whose process is not (yet) in the table waits for up to the
+grace period of stream time (:mod:`sysmon_faust.expiry`) for its creation.
+Each waiting connect is one record of the pending table, keyed
+
+    process_guid  NUL  event time (8 bytes, big-endian)  position (12 bytes)
+
+so the connects of one process are one ordered range of RocksDB keys: its
+creation reads them in event-time order with one seek, and a connect read
+twice (a replay after a crash) lands on the same key instead of waiting twice.
+The position is where the connect was read: offset and place in its batch
+record.
 
 Table-tested in tests/unit/test_grace.py.
 """
@@ -14,17 +19,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 #: unmatched_reason of a connect whose process did not appear within the grace.
 AFTER_GRACE: Final = "process_unknown_after_grace"
 #: unmatched_reason of a connect turned away because its process already has
-#: ``max_per_process`` connects waiting, or the partition ``max_total``.
+#: ``max_per_process`` connects waiting, or the worker ``max_total``.
 OVERFLOW: Final = "pending_overflow"
 
-#: Fields a waiting connect carries besides the connect's own.
-EVENT_TIME_MS: Final = "_event_time_ms"
-BUFFERED_AT_MS: Final = "_buffered_at_ms"
+_SEPARATOR = b"\x00"  # never in a GUID's text
+_TIME_AND_POSITION = struct.Struct(">QQI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,52 +38,25 @@ class GraceLimits:
     max_total: int
 
 
-def admit(waiting: list[dict[str, Any]], total_waiting: int, limits: GraceLimits) -> bool:
-    """Whether one more connect may wait beside ``waiting`` (else it overflows, never grows)."""
-    return len(waiting) < limits.max_per_process and total_waiting < limits.max_total
+def admit(waiting_for_process: int, waiting_in_total: int, limits: GraceLimits) -> bool:
+    """Whether one more connect may wait (else it overflows: the buffer never grows past)."""
+    return waiting_for_process < limits.max_per_process and waiting_in_total < limits.max_total
 
 
-def release_order(waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The connects to join when their process's creation arrives: in event-time order."""
-    return sorted(waiting, key=lambda connect: connect[EVENT_TIME_MS])
+def process_prefix(guid: str) -> bytes:
+    """The key prefix shared by the waiting connects of one process."""
+    return guid.encode() + _SEPARATOR
 
 
-def is_expired(
-    connect: dict[str, Any], stream_time_ms: int, wall_time_ms: int, limits: GraceLimits
-) -> bool:
-    """Expired once the stream or the wall clock has moved a grace past it.
-
-    Stream time decides normally (a replay of old data expires at the data's
-    pace, not the clock's). The wall clock bounds the wait when the partition
-    goes quiet: no event, no stream time.
-    """
-    return (
-        stream_time_ms >= connect[EVENT_TIME_MS] + limits.grace_ms
-        or wall_time_ms >= connect[BUFFERED_AT_MS] + limits.grace_ms
-    )
+def pending_key(guid: str, event_time_ms: int, offset: int, index: int) -> bytes:
+    """A waiting connect's key: sorts by process, then event time, then position."""
+    return process_prefix(guid) + _TIME_AND_POSITION.pack(max(event_time_ms, 0), offset, index)
 
 
-# --- the expiry index --------------------------------------------------------
-#
-# Keys sort by (kind, deadline): RocksDB keeps a partition's keys in byte
-# order, so the due entries of one kind are a prefix of an ordered scan.
-
-#: A waiting connect's process_guid, due at its event time + grace (stream time).
-PENDING_BY_EVENT_TIME: Final = b"E"
-#: The same, due at the time it was buffered + grace (wall clock).
-PENDING_BY_WALL_TIME: Final = b"W"
-
-_DEADLINE = struct.Struct(">q")
-
-
-def index_key(kind: bytes, deadline_ms: int, guid: str) -> bytes:
-    """``kind`` + big-endian deadline + GUID: sorts by deadline within a kind."""
-    return kind + _DEADLINE.pack(deadline_ms) + guid.encode()
-
-
-def parse_index_key(key: bytes) -> tuple[bytes, int, str]:
-    """(kind, deadline_ms, guid) of an :func:`index_key`."""
-    if len(key) < 1 + _DEADLINE.size:
-        raise ValueError(f"not an expiry index key: {key!r}")
-    (deadline,) = _DEADLINE.unpack_from(key, 1)
-    return key[:1], deadline, key[1 + _DEADLINE.size :].decode()
+def parse_pending_key(key: bytes) -> tuple[str, int, int, int]:
+    """(guid, event_time_ms, offset, index) of a :func:`pending_key`."""
+    guid, separator, rest = key.partition(_SEPARATOR)
+    if not separator or len(rest) != _TIME_AND_POSITION.size:
+        raise ValueError(f"not a pending connect key: {key!r}")
+    event_time_ms, offset, index = _TIME_AND_POSITION.unpack(rest)
+    return guid.decode(), event_time_ms, offset, index

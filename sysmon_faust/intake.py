@@ -21,6 +21,10 @@ Guarantees:
 * scale-out — the intake consumer group (``<app_id>-intake``) spreads the
   input partitions over the workers; on a rebalance the batch in flight is
   finished and committed before the partitions are given up;
+* in step — an input partition that runs ahead of the others in event time
+  waits for them (:mod:`sysmon_faust.alignment`), so a backlog reaches the
+  join about in event-time order and the grace buffer's stream time does not
+  run ahead of slow partitions;
 * nothing disappears — every record is counted as filtered, produced, or
   dead-lettered; an error inside the loop dead-letters the record it was
   working on and goes on.
@@ -41,6 +45,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from mode import Service
 
 from sysmon_faust import deadletter
+from sysmon_faust.alignment import partitions_to_pause
 from sysmon_faust.normalize import (
     NETWORK_CONNECT,
     PROCESS_CREATE,
@@ -88,7 +93,7 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):
         # A batch in flight is produced and committed before its partitions
         # go to another worker, which then starts right after it.
         async with self.intake.batch_lock:
-            pass
+            self.intake.latest_event_ms.clear()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         state.input_partitions = sorted(tp.partition for tp in assigned)
@@ -106,6 +111,8 @@ class Intake(Service):
         self._next_yield = 0.0
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        #: The greatest event time read per input partition (sysmon_faust.alignment).
+        self.latest_event_ms: dict[int, int] = {}
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -125,7 +132,9 @@ class Intake(Service):
             auto_offset_reset="earliest",
             session_timeout_ms=int(settings.session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            # Partitions paused for running ahead (sysmon_faust.alignment)
+            # lose what was fetched of them: fetches stay at aiokafka's 1 MiB.
+            max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
         )
         await self.consumer.start()
@@ -172,6 +181,27 @@ class Intake(Service):
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 state.lag[tp.partition] = max(highwater - messages[-1].offset - 1, 0)
+        self._read_in_step()
+
+    def _read_in_step(self) -> None:
+        # Pause the input partitions that ran ahead in event time (see
+        # sysmon_faust.alignment); aiokafka drops what it had fetched of them
+        # and fetches it again on resume.
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        ahead = partitions_to_pause(
+            [tp.partition for tp in assigned],
+            self.latest_event_ms,
+            state.lag,
+            int(time.time() * 1000),
+        )
+        paused = self.consumer.paused()
+        to_pause = [tp for tp in assigned if tp.partition in ahead and tp not in paused]
+        to_resume = [tp for tp in paused if tp.partition not in ahead]
+        if to_pause:
+            self.consumer.pause(*to_pause)
+        if to_resume:
+            self.consumer.resume(*to_resume)
 
     async def _make_way_for_the_join(self) -> None:
         # The intake shares the event loop with the join agent, and Faust's
@@ -201,6 +231,8 @@ class Intake(Service):
             return []
         stats.normalized += 1
         assert self.producer is not None
+        if outcome.timestamp_ms > self.latest_event_ms.get(message.partition, -1):
+            self.latest_event_ms[message.partition] = outcome.timestamp_ms
         key = outcome.process_guid.encode() if outcome.process_guid else None
         # Sysmon 5 only goes to the join (it ends a table row); 1 and 3 are
         # also published, as in the recipe.

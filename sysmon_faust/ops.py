@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from sysmon_faust.settings import Settings
 
 #: Faust tables of the app (topology.py), each with a changelog topic.
-TABLE_NAMES = ("process-create", "pending-connects", "pending-expiry")
+TABLE_NAMES = ("process-create", "pending-connects", "expiry-index")
 
 
 def app_topics(settings: Settings) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 # A Kafka topic name: legal characters and length (Kafka's own rule).
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT = re.compile(r"^[^\s:,]+:\d{1,5}$")
+_TEN_YEARS = 3650 * 86400
 
 
 class SettingsError(ValueError):
@@ -44,11 +45,14 @@ class Settings:
     web_advertised_host: str = ""
     session_timeout: float = 10.0
     #: Seconds (of stream time) a connect waits for its process's creation.
-    #: Off by default until the buffer is cheaper (README, "Join semantics").
-    join_grace: float = 0.0
+    join_grace: float = 300.0
     #: Connects that may wait for one process, and on one worker in all.
     pending_per_process: int = 1_000
     pending_max: int = 200_000
+    #: Seconds (of stream time) a row stays after its process ended, and after
+    #: it was written if it never does.
+    table_retention: float = 3600.0
+    table_ttl: float = 7 * 86400.0
     http_token: str = field(default="", repr=False)
 
     @property
@@ -114,6 +118,9 @@ class Settings:
                 raise SettingsError(f"{variable}={value} is out of range ({low}..{high})")
             return value
 
+        def seconds(variable: str, default: float, low: int) -> float:
+            return float(integer(variable, int(default), low, _TEN_YEARS))
+
         servers = text("KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers)
         for server in servers.split(","):
             if not _HOST_PORT.match(server.strip()):
@@ -158,11 +165,13 @@ class Settings:
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
             http_token=env.get("SYSMON_HTTP_TOKEN", "").strip(),
             session_timeout=integer("SYSMON_SESSION_TIMEOUT", 10, 6, 1800) * 1.0,
-            join_grace=integer("SYSMON_JOIN_GRACE", 0, 0, 7 * 86400) * 1.0,
+            join_grace=integer("SYSMON_JOIN_GRACE", int(defaults.join_grace), 0, 7 * 86400) * 1.0,
             pending_per_process=integer(
                 "SYSMON_PENDING_PER_PROCESS", defaults.pending_per_process, 1, 1_000_000
             ),
             pending_max=integer("SYSMON_PENDING_MAX", defaults.pending_max, 1, 100_000_000),
+            table_retention=seconds("SYSMON_TABLE_RETENTION", defaults.table_retention, 0),
+            table_ttl=seconds("SYSMON_TABLE_TTL", defaults.table_ttl, 60),
         )
         settings._check_topics_distinct()
         return settings
@@ -204,4 +213,6 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_JOIN_GRACE",
     "SYSMON_PENDING_PER_PROCESS",
     "SYSMON_PENDING_MAX",
+    "SYSMON_TABLE_RETENTION",
+    "SYSMON_TABLE_TTL",
 )

@@ -23,10 +23,14 @@ class PipelineStats:
     process_terminates: int = 0
     #: Terminations of processes the table does not hold.
     terminated_unknown: int = 0
-    #: Connects waiting in the grace buffer (of this worker's partitions, as
-    #: counted since it started), and those its process's creation released.
+    #: Connects waiting in the grace buffer of this worker's partitions, and
+    #: those a creation released.
     pending: int = 0
     network_connects_released: int = 0
+    #: Rows deleted a retention after their process ended, and a TTL after
+    #: they were written (never ended).
+    rows_expired_after_termination: int = 0
+    rows_expired_after_ttl: int = 0
     joined: int = 0
     unmatched: int = 0
     dead_lettered: int = 0
@@ -48,6 +52,8 @@ class PipelineStats:
             "terminated_unknown": self.terminated_unknown,
             "pending_connects": self.pending,
             "released_after_wait": self.network_connects_released,
+            "rows_expired_after_termination": self.rows_expired_after_termination,
+            "rows_expired_after_ttl": self.rows_expired_after_ttl,
             # Events the join agent has handled: equal to ``normalized`` (summed
             # over workers) once the join has caught up with the intake.
             "join_handled": self.process_creates + self.network_connects + self.process_terminates,

@@ -59,8 +59,9 @@ class WorkloadConfig:
     #: Of the connects, the share made by processes created in the stream
     #: (the others started before it, as most do in real recordings).
     joinable_share: float = 0.5
-    #: Of the joinable connects, the share emitted *before* their creation
-    #: (out of order, up to ``early_max_seconds`` earlier in event time).
+    #: Of the processes created, the share whose first connect is emitted
+    #: *before* their creation: the creation follows up to
+    #: ``early_max_seconds`` later in the stream (and in event time).
     early_connect_share: float = 0.0
     early_max_seconds: float = 120.0
     #: One WMI lateral movement (create + connect, one alert) per this many events.
@@ -105,6 +106,8 @@ class Workload:
         self.expected = Expected()
         self._running: dict[str, list[_Process]] = {host: [] for host in self.hosts}
         self._before: dict[str, list[_Process]] = {}
+        #: Creations of processes whose first connect was emitted already: (when, host, process).
+        self._late_creations: list[tuple[datetime, str, _Process]] = []
         for host in self.hosts:
             services = _Process(self._guid(), 640, _SYSTEM32 + "services.exe", "services.exe", None)
             explorer = _Process(
@@ -243,6 +246,9 @@ class Workload:
         other_at = connect_at + c.other_sysmon_share
         emitted = 0
         while emitted < c.events:
+            while self._late_creations and self._late_creations[0][0] <= self.clock:
+                yield self._late_creation(*self._late_creations.pop(0))
+                emitted += 1
             host = self.random.choice(self.hosts)
             key = host.encode()
             if c.wmi_every and emitted % c.wmi_every == c.wmi_every - 1:
@@ -264,6 +270,10 @@ class Workload:
             else:
                 yield GeneratedEvent(key, self._non_sysmon(host))
                 emitted += 1
+        for late in self._late_creations:  # the stream ends after them
+            yield self._late_creation(*late)
+            emitted += 1
+        self._late_creations.clear()
         self.expected.events = emitted
 
     def _new_process(self, host: str) -> Iterator[bytes]:
@@ -275,13 +285,23 @@ class Workload:
         )  # fmt: skip
         when = self._tick()
         if self.random.random() < self.config.early_connect_share:
-            # Its first connection reaches Kafka before its creation does.
-            earlier = when - timedelta(
-                seconds=self.random.uniform(0, self.config.early_max_seconds)
-            )
-            yield self._connect(host, process, earlier, "203.0.113.7", 443)
+            # Its first connection is logged, and reaches Kafka, before its
+            # creation does (Sysmon and Winlogbeat do not promise the order).
+            yield self._connect(host, process, when, "203.0.113.7", 443)
             self.expected.joined_early += 1
+            later = when + timedelta(seconds=self.random.uniform(0, self.config.early_max_seconds))
+            self._late_creations.append((later, host, process))
+            self._late_creations.sort(key=lambda late: late[0])
+            return
         yield self._create(host, process, when)
+        self._started(host, process)
+
+    def _late_creation(self, when: datetime, host: str, process: _Process) -> GeneratedEvent:
+        value = self._create(host, process, when)
+        self._started(host, process)
+        return GeneratedEvent(host.encode(), value)
+
+    def _started(self, host: str, process: _Process) -> None:
         running = self._running[host]
         running.append(process)
         if len(running) > 50:  # processes end; a host keeps a bounded set running

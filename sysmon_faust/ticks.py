@@ -1,11 +1,12 @@
 """Ticks: a record now and then on every re-keying partition this worker joins.
 
-The grace buffer expires waiting connects when their partition's stream time
-passes the grace, and a partition that receives nothing has no stream time.
-Faust lets a table change only while an agent handles a record of the
-table's partition, so the wall-clock bound needs a record to run in: every
-few seconds each worker sends a tick (``{"_event_id": 0}``) to the re-keying
-partitions it actively owns; the join agent handles it by running expiry.
+Waiting connects and rows expire when their partition's stream time passes
+their deadline, and stream time moves on with the wall clock
+(:mod:`sysmon_faust.expiry`). But Faust lets a table change only while an
+agent handles a record of the table's partition, so a partition that
+receives nothing needs a record to expire in: every few seconds each worker
+sends a tick (``{"_event_id": 0}``) to the re-keying partitions it actively
+owns; the join agent handles it by running expiry.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from sysmon_faust.topology import app, settings
 log = logging.getLogger(__name__)
 
 TICK_RECORD = b'[{"%s": %d}]' % (EVENT_ID_FIELD.encode(), TICK)
-TICK_INTERVAL_SECONDS = max(1.0, min(10.0, settings.join_grace / 4))
+#: A quarter of the shortest lifetime, between 1 and 10 seconds.
+TICK_INTERVAL_SECONDS = max(
+    1.0, min([10.0, *(s / 4 for s in (settings.join_grace, settings.table_retention) if s)])
+)
 
 
 async def tick_owned_partitions() -> None:
@@ -34,6 +38,4 @@ async def tick_owned_partitions() -> None:
             log.warning("tick to %s[%s] failed: %r", settings.topic_by_guid, partition, exc)
 
 
-# Without a grace nothing waits, and no tick is sent.
-if settings.join_grace:
-    app.timer(interval=TICK_INTERVAL_SECONDS)(tick_owned_partitions)
+app.timer(interval=TICK_INTERVAL_SECONDS)(tick_owned_partitions)

@@ -9,7 +9,8 @@ Topology (:mod:`sysmon_faust.intake`, then the agent in :mod:`sysmon_faust.agent
         ├──► sysmon-dlq               (what could not be read, with the reason)
         └──► <app_id>-events-by-process-guid   (1, 3, 5 together, batched)
                  │  join_by_process_guid
-                 ├── process table  (ProcessCreate rows, RocksDB + changelog)
+                 ├── process table  (ProcessCreate rows, RocksDB + changelog;
+                 │                   pending connects and an expiry index beside it)
                  ├──► sysmon-join / sysmon-network-unmatched
                  └──► sysmon-alerts
 """
@@ -218,16 +219,18 @@ process_table = _table_by_guid(
 )
 
 #: The grace buffer (sysmon_faust.grace): NetworkConnects waiting for their
-#: process's creation, a JSON list per process_guid. Changelog-backed:
-#: waiting connects survive restarts and move with their partition.
+#: process's creation, one record each, keyed process_guid + event time.
+#: Changelog-backed: waiting connects survive restarts and move with their
+#: partition.
 pending_table = _table_by_guid(
     "pending-connects", "NetworkConnects waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate"
 )
 
-#: When waiting connects are due: keys sort by deadline (grace.index_key), so
-#: expiry reads the due prefix of a partition instead of scanning the buffer.
+#: Deadlines of waiting connects and of rows (retention, TTL), and the
+#: partition's stream time (sysmon_faust.expiry): keys sort by deadline, so
+#: expiry reads the due prefix of a partition instead of scanning a table.
 expiry_index = _table_by_guid(
-    "pending-expiry", "Deadlines of waiting connects (kind, time, process_guid)"
+    "expiry-index", "Deadlines in stream time: waiting connects, rows after termination or TTL"
 )
 
 

@@ -14,6 +14,7 @@ import gzip
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,49 @@ def sysmon_value(data: dict[str, Any], name: str) -> Any:
         ):
             value = value.replace(entity, char)
     return value
+
+
+# --- identities: one network event, in the raw file and in an output record ---
+
+
+def iso(utc_time: str) -> str:
+    """Sysmon UtcTime → the contract's form (independent of the normalizer)."""
+    moment = datetime.strptime(utc_time, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def epoch_ms(utc_time: str) -> int:
+    moment = datetime.strptime(utc_time, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000 + 0.5)
+
+
+def guid(value: Any) -> str | None:
+    text = str(value).lower()
+    return None if text == "{00000000-0000-0000-0000-000000000000}" else text
+
+
+def port(value: Any) -> int | None:
+    text = sysmon_value({"v": value}, "v")
+    return None if text is None else int(text)
+
+
+def network_identity(data: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        guid(data["ProcessGuid"]),
+        iso(data["UtcTime"]),
+        sysmon_value(data, "SourceIp"),
+        port(data.get("SourcePort")),
+        sysmon_value(data, "DestinationIp"),
+        port(data.get("DestinationPort")),
+    )
+
+
+def output_identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        record["process_guid"],
+        record["event_date_creation"],
+        record["src_ip_addr"],
+        record["src_port"],
+        record["dst_ip_addr"],
+        record["dst_port"],
+    )

@@ -2,52 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
+from sysmon_faust.settings import Settings
+from sysmon_faust.synthetic import Workload, WorkloadConfig
+from tests.events import connect, create, guid
 from tests.support import WorkerProcess, create_topic, produce, read_topic
-
-HOST = "WKS0001.contoso.local"
-
-
-def winlogbeat(event_id: int, utc_time: str, guid: str, **data: str) -> bytes:
-    doc = {
-        "@timestamp": utc_time.replace(" ", "T") + "Z",
-        "winlog": {
-            "event_id": event_id,
-            "channel": "Microsoft-Windows-Sysmon/Operational",
-            "provider_name": "Microsoft-Windows-Sysmon",
-            "computer_name": HOST,
-            "event_data": {"UtcTime": utc_time, "ProcessGuid": guid, "ProcessId": "4242", **data},
-        },
-    }
-    return json.dumps(doc).encode()
-
-
-def create(utc_time: str, guid: str) -> bytes:
-    return winlogbeat(
-        1,
-        utc_time,
-        guid,
-        Image="C:\\Windows\\System32\\cmd.exe",
-        CommandLine="cmd.exe /c whoami",
-        ParentImage="C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
-    )
-
-
-def connect(utc_time: str, guid: str, port: int) -> bytes:
-    return winlogbeat(
-        3,
-        utc_time,
-        guid,
-        Image="C:\\Windows\\System32\\cmd.exe",
-        DestinationIp="10.0.10.106",
-        DestinationPort=str(port),
-    )
-
-
-def guid(n: int) -> str:
-    return f"{{905cc552-43ac-5c91-0000-0010b44b{n:04x}}}"
 
 
 def with_grace(
@@ -112,3 +72,42 @@ def test_a_waiting_connect_survives_a_restart_and_joins_after_it(
     assert stats["network_connects"] == 0 and stats["released_after_wait"] == 1
     [joined] = [r.json() for r in read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], 1)]
     assert joined["process_guid"] == guid(3) and joined["dst_port"] == 443
+
+
+def test_a_generated_stream_with_a_fifth_of_connects_early_joins_them(
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    # The default grace (300 s); early connects come up to 120 s of stream
+    # (and event) time before their creation.
+    env = pipeline_env(partitions=4)
+    del env["SYSMON_JOIN_GRACE"]
+    assert Settings().join_grace == 300
+    bootstrap, input_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"]
+    workload = Workload(WorkloadConfig(events=40_000, seed=11, early_connect_share=0.7))
+    events = list(workload)
+    expected = workload.expected
+    joinable = expected.joined_in_order + expected.joined_early
+    assert expected.joined_early / joinable >= 0.2
+    create_topic(bootstrap, input_topic, partitions=4)
+    produce(bootstrap, input_topic, [e.value for e in events], keys=[e.host for e in events])
+
+    worker = worker_factory(env)
+    worker.wait_for(
+        lambda s: s["consumed"] >= len(events) and s["join_handled"] >= s["normalized"],
+        timeout=240,
+    )
+    stats = worker.wait_for(lambda s: s["joined"] >= joinable, timeout=30)
+    joined = read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], stats["joined"])
+    distinct = {
+        (r.key, r.json()["src_port"], r.json()["dst_ip_addr"], r.json()["event_date_creation"])
+        for r in joined
+    }
+    share = len(distinct) / joinable
+    print(
+        f"joined {len(distinct)} of {joinable} joinable connects ({share:.2%}); "
+        f"{expected.joined_early} came before their creation, "
+        f"{stats['released_after_wait']} were released after waiting"
+    )
+    assert share >= 0.999
+    assert stats["released_after_wait"] >= expected.joined_early * 0.999

@@ -10,58 +10,24 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sysmon_faust.models import ProcessRow, record_fields
-from tests.reference import RECORDINGS, Expected, compute, readme_counts, sysmon_value
+from tests.reference import (
+    RECORDINGS,
+    Expected,
+    compute,
+    epoch_ms,
+    guid,
+    network_identity,
+    output_identity,
+    readme_counts,
+    sysmon_value,
+)
 from tests.support import WorkerProcess, create_topic, read_topic
-
-
-def iso(utc_time: str) -> str:
-    """Sysmon UtcTime → the contract's form (independent of the normalizer)."""
-    moment = datetime.strptime(utc_time, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def epoch_ms(utc_time: str) -> int:
-    moment = datetime.strptime(utc_time, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000 + 0.5)
-
-
-def guid(value: Any) -> str | None:
-    text = str(value).lower()
-    return None if text == "{00000000-0000-0000-0000-000000000000}" else text
-
-
-def port(value: Any) -> int | None:
-    text = sysmon_value({"v": value}, "v")
-    return None if text is None else int(text)
-
-
-def network_identity(data: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        guid(data["ProcessGuid"]),
-        iso(data["UtcTime"]),
-        sysmon_value(data, "SourceIp"),
-        port(data.get("SourcePort")),
-        sysmon_value(data, "DestinationIp"),
-        port(data.get("DestinationPort")),
-    )
-
-
-def output_identity(record: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        record["process_guid"],
-        record["event_date_creation"],
-        record["src_ip_addr"],
-        record["src_port"],
-        record["dst_ip_addr"],
-        record["dst_port"],
-    )
 
 
 def process_side(create: dict[str, Any]) -> dict[str, Any]:
@@ -127,8 +93,8 @@ def test_recording_joins_like_the_reference(
     # Sysmon 5 marks the rows of the processes that ended (and deletes nothing).
     assert stats["process_terminates"] == expected.terminates
     assert stats["process_terminates"] - stats["terminated_unknown"] == len(expected.terminated)
-    for guid, utc_time in list(expected.terminated.items())[:3]:
-        status, row = worker.http(f"/process/{guid}")
+    for ended, utc_time in list(expected.terminated.items())[:3]:
+        status, row = worker.http(f"/process/{ended}")
         assert status == 200, row
         assert row["process_terminated_at"] == utc_time.replace(" ", "T") + "Z"
     running = next(iter(set(expected.process_creates) - set(expected.terminated)))

@@ -84,7 +84,14 @@ def test_three_workers_answer_for_every_process(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    env = pipeline_env(partitions=6)
+    # The recordings span 2019 to 2020 in event time: rows are kept for ten
+    # years, so that the table holds them all.
+    ten_years = str(3650 * 86400)
+    env = {
+        **pipeline_env(partitions=6),
+        "SYSMON_TABLE_TTL": ten_years,
+        "SYSMON_TABLE_RETENTION": ten_years,
+    }
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
     workers = start_group(3, env, worker_factory)
@@ -165,7 +172,14 @@ def test_sigkill_of_one_worker_loses_nothing(
 ) -> None:
     processes, connects_each = 3000, 2
     values, keys = stream(processes, connects_each, filler_each=6)
-    env = pipeline_env(partitions=6)
+    # The recordings span 2019 to 2020 in event time: rows are kept for ten
+    # years, so that the table holds them all.
+    ten_years = str(3650 * 86400)
+    env = {
+        **pipeline_env(partitions=6),
+        "SYSMON_TABLE_TTL": ten_years,
+        "SYSMON_TABLE_RETENTION": ten_years,
+    }
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
     workers = start_group(3, env, worker_factory)

@@ -5,72 +5,58 @@ import random
 import pytest
 
 from sysmon_faust.grace import (
-    BUFFERED_AT_MS,
-    EVENT_TIME_MS,
-    PENDING_BY_EVENT_TIME,
-    PENDING_BY_WALL_TIME,
     GraceLimits,
     admit,
-    index_key,
-    is_expired,
-    parse_index_key,
-    release_order,
+    parse_pending_key,
+    pending_key,
+    process_prefix,
 )
 
 LIMITS = GraceLimits(grace_ms=300_000, max_per_process=3, max_total=10)
 GUID = "{905cc552-43ac-5c91-0000-0010b44bb703}"
 
 
-def waiting_connect(event_time_ms: int, buffered_at_ms: int = 0) -> dict[str, int]:
-    return {EVENT_TIME_MS: event_time_ms, BUFFERED_AT_MS: buffered_at_ms}
-
-
 @pytest.mark.parametrize(
-    ("already_waiting", "total", "admitted"),
+    ("for_process", "in_total", "admitted"),
     [(0, 0, True), (2, 2, True), (3, 3, False), (0, 9, True), (0, 10, False), (1, 50, False)],
 )
 def test_admit_caps_per_process_and_in_total(
-    already_waiting: int, total: int, admitted: bool
+    for_process: int, in_total: int, admitted: bool
 ) -> None:
-    waiting = [waiting_connect(n) for n in range(already_waiting)]
-    assert admit(waiting, total, LIMITS) is admitted
+    assert admit(for_process, in_total, LIMITS) is admitted
 
 
-def test_release_is_in_event_time_order_whatever_the_arrival_order() -> None:
-    times = [5_000, 1_000, 3_000, 1_000, 4_000]
-    released = release_order([waiting_connect(t) for t in times])
-    assert [c[EVENT_TIME_MS] for c in released] == sorted(times)
-
-
-@pytest.mark.parametrize(
-    ("stream_time", "wall_time", "expired"),
-    [
-        (1_000 + 299_999, 10_000, False),  # a millisecond short of the grace
-        (1_000 + 300_000, 10_000, True),  # the stream moved a grace past it
-        (0, 10_000 + 300_000, True),  # quiet partition: the wall clock bounds it
-        (0, 10_000 + 299_999, False),
-    ],
-)
-def test_expiry_by_stream_time_or_wall_clock(
-    stream_time: int, wall_time: int, expired: bool
-) -> None:
-    connect = waiting_connect(event_time_ms=1_000, buffered_at_ms=10_000)
-    assert is_expired(connect, stream_time, wall_time, LIMITS) is expired
-
-
-def test_index_keys_sort_by_kind_then_deadline() -> None:
-    rng = random.Random(4)
+def test_a_process_s_connects_are_one_range_in_event_time_order() -> None:
+    rng = random.Random(6)
+    guids = [f"{{{rng.getrandbits(128):032x}}}" for _ in range(20)]
     entries = [
-        (kind, rng.randrange(0, 2**45), f"{{{rng.getrandbits(128):032x}}}")
-        for kind in (PENDING_BY_EVENT_TIME, PENDING_BY_WALL_TIME)
-        for _ in range(200)
+        (guid, rng.randrange(0, 2**45), rng.randrange(0, 2**40), rng.randrange(0, 500))
+        for guid in guids
+        for _ in range(rng.randrange(1, 12))
     ]
-    keys = sorted(index_key(*entry) for entry in entries)
-    assert [parse_index_key(key) for key in keys] == sorted(entries)
+    keys = sorted(pending_key(*entry) for entry in entries)
+    # Byte order is (process, event time, position) order...
+    assert [parse_pending_key(key) for key in keys] == sorted(entries)
+    # ...and one process's keys are exactly those under its prefix, contiguous.
+    for guid in guids:
+        under = [n for n, key in enumerate(keys) if key.startswith(process_prefix(guid))]
+        assert under == list(range(under[0], under[-1] + 1))
+        assert len(under) == sum(1 for entry in entries if entry[0] == guid)
 
 
-def test_index_key_round_trip_and_rejects_garbage() -> None:
-    key = index_key(PENDING_BY_EVENT_TIME, 1_553_009_293_000, GUID)
-    assert parse_index_key(key) == (PENDING_BY_EVENT_TIME, 1_553_009_293_000, GUID)
-    with pytest.raises(ValueError, match="expiry index"):
-        parse_index_key(b"E123")
+def test_the_same_connect_read_twice_has_the_same_key() -> None:
+    assert pending_key(GUID, 1_553_009_293_000, 17, 3) == pending_key(
+        GUID, 1_553_009_293_000, 17, 3
+    )
+    assert pending_key(GUID, 1_553_009_293_000, 17, 3) != pending_key(
+        GUID, 1_553_009_293_000, 17, 4
+    )
+
+
+def test_pending_key_round_trip_and_rejects_garbage() -> None:
+    key = pending_key(GUID, 1_553_009_293_000, 42, 7)
+    assert parse_pending_key(key) == (GUID, 1_553_009_293_000, 42, 7)
+    with pytest.raises(ValueError, match="pending connect"):
+        parse_pending_key(GUID.encode())
+    with pytest.raises(ValueError, match="pending connect"):
+        parse_pending_key(process_prefix(GUID) + b"short")

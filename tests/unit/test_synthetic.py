@@ -47,3 +47,27 @@ def test_mix_sizes_and_expected_joins_match_an_in_order_join() -> None:
 def test_demo_sample_holds_wmi_lateral_movements() -> None:
     lines = sample_lines()
     assert sum(b"WmiPrvSE.exe -secured" in line and b'"event_id":1,' in line for line in lines) >= 3
+
+
+def test_early_connects_precede_their_creation_by_at_most_the_configured_time() -> None:
+    config = WorkloadConfig(events=20_000, early_connect_share=0.7, early_max_seconds=120)
+    workload = Workload(config)
+    first_connect_ms: dict[str, int] = {}
+    early_gaps: list[int] = []
+    created: set[str] = set()
+    for event in workload:
+        outcome = normalize(event.value)
+        if not isinstance(outcome, NormalizedEvent) or outcome.process_guid is None:
+            continue
+        guid = outcome.process_guid
+        if outcome.event_id == 3 and guid not in created:
+            first_connect_ms.setdefault(guid, outcome.timestamp_ms)
+        elif outcome.event_id == 1:
+            created.add(guid)
+            if guid in first_connect_ms:
+                early_gaps.append(outcome.timestamp_ms - first_connect_ms[guid])
+    expected = workload.expected
+    assert len(early_gaps) == expected.joined_early > 0
+    assert all(0 <= gap <= 120_000 for gap in early_gaps)
+    assert max(early_gaps) > 60_000  # spread over the window, not bunched at its start
+    assert expected.joined_early / (expected.joined_early + expected.joined_in_order) >= 0.2
