@@ -16,7 +16,7 @@ export KAFKA_PORT KAFKA_DATA_DIR SYSMON_WEB_PORT
 LOCAL_BROKER := $(if $(KAFKA_BOOTSTRAP_SERVERS),,yes)
 BOOTSTRAP := $(or $(KAFKA_BOOTSTRAP_SERVERS),127.0.0.1:$(KAFKA_PORT))
 
-.PHONY: help install test lint format kafka-up kafka-down broker worker demo stop bench clean
+.PHONY: help install test lint format kafka-up kafka-down broker worker demo stop bench bench-churn clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ demo: install broker ## broker + worker + replay of a recording, then what came 
 
 bench: install broker ## the benchmark (knobs: make bench BENCH_ARGS="--events 500000")
 	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-churn: install broker ## the process table under churn: rows, RocksDB and RSS plateau
+	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/churn.py $(BENCH_ARGS)
 
 stop: ## stop the demo worker and the local broker
 	@[ ! -x $(BIN)/python ] || $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR) --stop 2>/dev/null || true

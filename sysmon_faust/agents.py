@@ -138,7 +138,7 @@ async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall
     timestamp = event_time_ms / 1000
     if event_id == PROCESS_CREATE:
         key = fields["process_guid"].encode()
-        state.put_row(key, fields, stream_time)
+        state.put_row(partition, key, fields, stream_time)
         stats.process_creates += 1
         for waited in state.release(fields["process_guid"], partition):
             stats.network_connects_released += 1
@@ -149,22 +149,27 @@ async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall
         key = fields["process_guid"].encode()
         # The row stays for the retention: connects logged after the process
         # ended (or read after its end) still join.
-        if not state.mark_terminated(key, fields["event_date_creation"], stream_time):
+        ended_at = fields["event_date_creation"]
+        if not state.mark_terminated(partition, key, ended_at, stream_time):
             stats.terminated_unknown += 1  # it started before the pipeline saw it
         return
     if event_id != NETWORK_CONNECT:
         raise ValueError(f"unexpected event id {event_id!r}")
 
     stats.network_connects += 1
-    guid = fields.get("process_guid")
-    key = guid.encode() if guid is not None else None
-    stored = process_table.get(key) if key is not None else None
+    guid: str | None = fields.get("process_guid")
+    if guid is None:
+        await _emit_unmatched(fields, None, NO_PROCESS_GUID, timestamp)
+        return
+    key = guid.encode()
+    stored = state.row(partition, key)
+    grace_ms = state.lifetimes.grace.grace_ms
     if stored is not None:
         await _emit_joined(fields, orjson.loads(stored), timestamp, received)
-    elif key is None:
-        await _emit_unmatched(fields, None, NO_PROCESS_GUID, timestamp)
-    elif not state.lifetimes.grace.grace_ms:
+    elif not grace_ms:
         await _emit_unmatched(fields, key, PROCESS_UNKNOWN, timestamp)
+    elif not grace.creation_may_still_come(guid, event_time_ms, grace_ms):
+        await _emit_unmatched(fields, key, grace.STARTED_BEFORE_GRACE, timestamp)
     elif not state.wait(fields, event_time_ms, position, partition, stream_time):
         await _emit_unmatched(fields, key, grace.OVERFLOW, timestamp)
 
@@ -205,6 +210,7 @@ async def _expire_due(partition: int, wall_ms: int) -> None:
     stream_time = state.stream_time(partition, wall_ms)
     if stream_time < 0:
         return
+    state.keep_stream_time(partition, stream_time)
     expired = state.expire_due(partition, stream_time, EXPIRE_AT_MOST)
     stats.rows_expired_after_termination += expired.rows_after_termination
     stats.rows_expired_after_ttl += expired.rows_after_ttl

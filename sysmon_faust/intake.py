@@ -14,17 +14,18 @@ Guarantees:
 * at-least-once — a batch's input offsets are committed only after every
   record it produced (keyed records, dead letters) is acknowledged by Kafka;
   a crash replays the uncommitted batch;
-* order — a batch is handled record by record in offset order, and the
-  producer is idempotent (no reordering on retry), so the events of one
-  process leave in the order they came in, to one partition of the re-keying
-  topic (within a batch record, and batch after batch);
+* order — each input partition's records are handled in offset order (the
+  partitions of a batch merged by event time), and the producer is
+  idempotent (no reordering on retry), so the events of one process that
+  share an input partition leave in the order they came in, to one partition
+  of the re-keying topic (within a batch record, and batch after batch);
 * scale-out — the intake consumer group (``<app_id>-intake``) spreads the
   input partitions over the workers; on a rebalance the batch in flight is
   finished and committed before the partitions are given up;
-* in step — an input partition that runs ahead of the others in event time
-  waits for them (:mod:`sysmon_faust.alignment`), so a backlog reaches the
-  join about in event-time order and the grace buffer's stream time does not
-  run ahead of slow partitions;
+* in step — Sysmon 1/3/5 of the input partitions are handled merged by
+  event time, as Kafka Streams does (:mod:`sysmon_faust.alignment`), so a
+  backlog reaches the join in event-time order and stream time does not run
+  ahead of a partition that is read later;
 * nothing disappears — every record is counted as filtered, produced, or
   dead-lettered; an error inside the loop dead-letters the record it was
   working on and goes on.
@@ -45,12 +46,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 from mode import Service
 
 from sysmon_faust import deadletter
-from sysmon_faust.alignment import partitions_to_pause
+from sysmon_faust.alignment import InStep
 from sysmon_faust.normalize import (
     NETWORK_CONNECT,
     PROCESS_CREATE,
     Filtered,
     Invalid,
+    NormalizedEvent,
     normalize,
 )
 from sysmon_faust.rekey import (
@@ -67,6 +69,9 @@ from sysmon_faust.topology import MAX_RECORD_BYTES, app, settings
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 5_000
+#: Sysmon 1/3/5 events an input partition may have waiting for the others
+#: (sysmon_faust.alignment) before it is paused.
+BUFFERED_AT_MOST = 5_000
 #: The intake lets the join run at least this often (seconds of CPU) within
 #: a batch, which is ~100 ms of CPU at 5,000 records.
 YIELD_EVERY_SECONDS = 0.002
@@ -93,9 +98,15 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):
         # A batch in flight is produced and committed before its partitions
         # go to another worker, which then starts right after it.
         async with self.intake.batch_lock:
-            self.intake.latest_event_ms.clear()
+            # Events buffered but not handled are not committed either: the
+            # partition's new owner reads them again.
+            for tp in revoked:
+                self.intake.in_step.drop(tp.partition)
+                self.intake.read_up_to.pop(tp, None)
+                state.lag.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.intake.in_step.track([tp.partition for tp in assigned])
         state.input_partitions = sorted(tp.partition for tp in assigned)
         state.joined_group = True
         log.info("intake: input partitions %s", state.input_partitions or "none")
@@ -111,8 +122,12 @@ class Intake(Service):
         self._next_yield = 0.0
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        #: The greatest event time read per input partition (sysmon_faust.alignment).
-        self.latest_event_ms: dict[int, int] = {}
+        #: Sysmon 1/3/5 read but not handled yet, released in event-time order
+        #: across the input partitions (sysmon_faust.alignment).
+        self.in_step: InStep[tuple[ConsumerRecord, NormalizedEvent]] = InStep()
+        #: Per input partition: the offset after the last record read.
+        self.read_up_to: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -150,8 +165,8 @@ class Intake(Service):
     async def _consume(self) -> None:
         assert self.consumer is not None
         while not self.should_stop:
-            batch = await self.consumer.getmany(timeout_ms=500, max_records=BATCH_RECORDS)
-            if not batch:
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
+            if not batch and not self.read_up_to:
                 continue
             async with self.batch_lock:
                 await self._process(batch)
@@ -160,47 +175,67 @@ class Intake(Service):
         assert self.consumer is not None
         assert self.producer is not None
         acks: list[Awaitable[Any]] = []
-        rekeyed = BatchBuilder()
-        for messages in batch.values():
+        wall_ms = int(time.time() * 1000)
+        for tp, messages in batch.items():
             for message in messages:
                 stats.consumed += 1
                 await self._make_way_for_the_join()
                 try:
-                    acks.extend(await self._route(message, rekeyed))
+                    outcome = await self._read(message, acks)
                 except Exception as exc:
                     log.exception("intake: record %s[%s]@%s failed", *_where(message))
                     error = f"pipeline error: {type(exc).__name__}: {exc}"
                     acks.append(await self._dead_letter(message, error))
+                    continue
+                if outcome is not None:
+                    self.in_step.add(
+                        tp.partition, outcome.timestamp_ms, (message, outcome), wall_ms
+                    )
+            self.read_up_to[tp] = messages[-1].offset + 1
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                state.lag[tp.partition] = max(highwater - self.read_up_to[tp], 0)
+
+        rekeyed = BatchBuilder()
+        for message, outcome in self.in_step.release(self._has_more, wall_ms):
+            await self._make_way_for_the_join()
+            try:
+                acks.extend(await self._route(message, outcome, rekeyed))
+            except Exception as exc:
+                log.exception("intake: record %s[%s]@%s failed", *_where(message))
+                error = f"pipeline error: {type(exc).__name__}: {exc}"
+                acks.append(await self._dead_letter(message, error))
         for partition, value in rekeyed.finish():
             sent = await self.producer.send(settings.topic_by_guid, value, partition=partition)
             acks.append(sent)
-        # Everything this batch produced is in Kafka before its offsets are.
+        # Everything produced is in Kafka before the offsets are, and no offset
+        # passes an event still waiting in the buffer.
         await asyncio.gather(*acks)
-        await self.consumer.commit({tp: messages[-1].offset + 1 for tp, messages in batch.items()})
-        for tp, messages in batch.items():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                state.lag[tp.partition] = max(highwater - messages[-1].offset - 1, 0)
-        self._read_in_step()
+        offsets = {tp: self._committable(tp) for tp in self.read_up_to}
+        if offsets != self._committed:
+            await self.consumer.commit(offsets)
+            self._committed = offsets
+        self._bound_buffers()
 
-    def _read_in_step(self) -> None:
-        # Pause the input partitions that ran ahead in event time (see
-        # sysmon_faust.alignment); aiokafka drops what it had fetched of them
-        # and fetches it again on resume.
+    def _has_more(self, partition: int) -> bool:
+        lag = state.lag.get(partition)
+        return lag is None or lag > 0
+
+    def _committable(self, tp: TopicPartition) -> int:
+        waiting = self.in_step.first(tp.partition)
+        return waiting[0].offset if waiting is not None else self.read_up_to[tp]
+
+    def _bound_buffers(self) -> None:
+        # A partition far ahead of the others fills its buffer: it is paused
+        # (as Kafka Streams does) until the others catch up. aiokafka drops
+        # what it had fetched of it and fetches it again on resume.
         assert self.consumer is not None
         assigned = self.consumer.assignment()
-        ahead = partitions_to_pause(
-            [tp.partition for tp in assigned],
-            self.latest_event_ms,
-            state.lag,
-            int(time.time() * 1000),
-        )
+        full = {tp for tp in assigned if self.in_step.buffered(tp.partition) >= BUFFERED_AT_MOST}
         paused = self.consumer.paused()
-        to_pause = [tp for tp in assigned if tp.partition in ahead and tp not in paused]
-        to_resume = [tp for tp in paused if tp.partition not in ahead]
-        if to_pause:
+        if to_pause := full - paused:
             self.consumer.pause(*to_pause)
-        if to_resume:
+        if to_resume := paused - full:
             self.consumer.resume(*to_resume)
 
     async def _make_way_for_the_join(self) -> None:
@@ -218,21 +253,31 @@ class Intake(Service):
                     break
             self._next_yield = time.perf_counter() + YIELD_EVERY_SECONDS
 
-    async def _route(self, message: ConsumerRecord, rekeyed: BatchBuilder) -> list[Awaitable[Any]]:
+    async def _read(
+        self, message: ConsumerRecord, acks: list[Awaitable[Any]]
+    ) -> NormalizedEvent | None:
+        """The record's Sysmon 1/3/5 event; anything else is counted (or dead-lettered) here."""
         raw = message.value
         if not isinstance(raw, bytes):  # a tombstone
-            return [await self._dead_letter(message, "value is null (a tombstone), not an event")]
+            acks.append(
+                await self._dead_letter(message, "value is null (a tombstone), not an event")
+            )
+            return None
         outcome = normalize(raw)
         if isinstance(outcome, Invalid):
-            return [await self._dead_letter(message, outcome.error)]
+            acks.append(await self._dead_letter(message, outcome.error))
+            return None
         if isinstance(outcome, Filtered):
             stats.filtered += 1
             stats.filtered_by_reason[outcome.reason] += 1
-            return []
+            return None
+        return outcome
+
+    async def _route(
+        self, message: ConsumerRecord, outcome: NormalizedEvent, rekeyed: BatchBuilder
+    ) -> list[Awaitable[Any]]:
         stats.normalized += 1
         assert self.producer is not None
-        if outcome.timestamp_ms > self.latest_event_ms.get(message.partition, -1):
-            self.latest_event_ms[message.partition] = outcome.timestamp_ms
         key = outcome.process_guid.encode() if outcome.process_guid else None
         # Sysmon 5 only goes to the join (it ends a table row); 1 and 3 are
         # also published, as in the recipe.

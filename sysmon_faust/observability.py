@@ -8,6 +8,7 @@ from typing import Any
 from faust.types import TP
 
 from sysmon_faust import intake, metrics
+from sysmon_faust.agents import state
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import app, process_table, settings
 
@@ -66,24 +67,21 @@ def health_state() -> dict[str, Any]:
     }
 
 
-#: Up to this many rows /stats and /metrics count them exactly (a scan of the
-#: keys); above it they report RocksDB's estimate, which is O(1) but counts an
-#: overwritten key until compaction merges it. A scan of 1 M rows stalls the
-#: worker for seconds on every scrape.
-EXACT_ROW_COUNT_LIMIT = 10_000
-
-
 def table_rows() -> int:
-    """Rows of the process table in the partitions this worker owns (see EXACT_ROW_COUNT_LIMIT)."""
-    store: Any = process_table.data  # faust.stores.rocksdb.Store
-    try:
-        dbs = list(store._dbs_for_actives())
-    except Exception:  # the store is not open before the first assignment
-        return 0
-    estimate = sum(int(db.get_property(b"rocksdb.estimate-num-keys") or 0) for db in dbs)
-    if estimate > EXACT_ROW_COUNT_LIMIT:
-        return estimate
-    return sum(store._size1(db) for db in dbs)
+    """Rows of the process table in the partitions this worker owns, exactly.
+
+    Counted by a key scan once per partition after each assignment (a second
+    or so at a million rows), then kept up to date by the join
+    (:meth:`sysmon_faust.state.JoinState.row_count`). RocksDB's O(1)
+    estimate is no count under churn: it kept deleted rows for minutes.
+    """
+    changelog = process_table.changelog_topic.get_topic_name()
+    actives = app.assignor.assigned_actives()
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    settled = not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
+    return sum(
+        state.row_count(tp.partition, keep=settled) for tp in actives if tp.topic == changelog
+    )
 
 
 def worker_state() -> dict[str, Any]:

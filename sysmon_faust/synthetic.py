@@ -108,14 +108,21 @@ class Workload:
         self._before: dict[str, list[_Process]] = {}
         #: Creations of processes whose first connect was emitted already: (when, host, process).
         self._late_creations: list[tuple[datetime, str, _Process]] = []
+        self._machine = {host: f"{self.random.getrandbits(32):08x}" for host in self.hosts}
         for host in self.hosts:
-            services = _Process(self._guid(), 640, _SYSTEM32 + "services.exe", "services.exe", None)
+            booted = self.config.start - timedelta(seconds=self.random.uniform(3600, 20 * 86400))
+            services = _Process(
+                self._process_guid(host, booted), 640, _SYSTEM32 + "services.exe",
+                "services.exe", None,
+            )  # fmt: skip
             explorer = _Process(
-                self._guid(), 4100, "C:\\Windows\\explorer.exe", "explorer.exe", None
-            )
+                self._process_guid(host, booted + timedelta(seconds=40)), 4100,
+                "C:\\Windows\\explorer.exe", "explorer.exe", None,
+            )  # fmt: skip
             wmi = _Process(
-                self._guid(), 3112, _WMIPRVSE, _WMIPRVSE + " -secured -Embedding", services
-            )
+                self._process_guid(host, booted + timedelta(seconds=9)), 3112, _WMIPRVSE,
+                _WMIPRVSE + " -secured -Embedding", services,
+            )  # fmt: skip
             # Started before the stream: their connects can never join.
             self._before[host] = [services, explorer, wmi]
 
@@ -123,6 +130,15 @@ class Workload:
 
     def _guid(self) -> str:
         return "{" + str(uuid.UUID(int=self.random.getrandbits(128))) + "}"
+
+    def _process_guid(self, host: str, started: datetime) -> str:
+        # As Sysmon builds them: machine, start time (low then high 16 bits of
+        # the Unix seconds), a counter (sysmon_faust.grace.process_start_ms).
+        seconds = int(started.timestamp())
+        return (
+            f"{{{self._machine[host]}-{seconds & 0xFFFF:04x}-{seconds >> 16:04x}-0000-"
+            f"{self.random.getrandbits(48):012x}}}"
+        )
 
     def _tick(self) -> datetime:
         self.clock += timedelta(milliseconds=self.random.randint(0, 40))
@@ -279,17 +295,18 @@ class Workload:
     def _new_process(self, host: str) -> Iterator[bytes]:
         image, command_line = self.random.choice(_CHILDREN)
         parents = self._running[host][-5:] or self._before[host][:2]
-        process = _Process(
-            self._guid(), self.random.randint(1000, 60000), image, command_line,
-            self.random.choice(parents),
-        )  # fmt: skip
         when = self._tick()
-        if self.random.random() < self.config.early_connect_share:
+        early = self.random.random() < self.config.early_connect_share
+        later = when + timedelta(seconds=self.random.uniform(0, self.config.early_max_seconds))
+        process = _Process(
+            self._process_guid(host, later if early else when), self.random.randint(1000, 60000),
+            image, command_line, self.random.choice(parents),
+        )  # fmt: skip
+        if early:
             # Its first connection is logged, and reaches Kafka, before its
             # creation does (Sysmon and Winlogbeat do not promise the order).
             yield self._connect(host, process, when, "203.0.113.7", 443)
             self.expected.joined_early += 1
-            later = when + timedelta(seconds=self.random.uniform(0, self.config.early_max_seconds))
             self._late_creations.append((later, host, process))
             self._late_creations.sort(key=lambda late: late[0])
             return
@@ -320,8 +337,9 @@ class Workload:
     def _wmi_lateral_movement(self, host: str) -> Iterator[bytes]:
         wmi = self._before[host][2]
         command_line = "powershell.exe -NoP -sta -NonI -W Hidden -Enc SQBFAFgAIAAoAE4AZQB3AC0A"
-        payload = _Process(self._guid(), 4242, _POWERSHELL, command_line, wmi)
-        yield self._create(host, payload, self._tick())
+        when = self._tick()
+        payload = _Process(self._process_guid(host, when), 4242, _POWERSHELL, command_line, wmi)
+        yield self._create(host, payload, when)
         yield self._connect(host, payload, self._tick(), "10.0.10.106", 443)
         self.expected.joined_in_order += 1
         self.expected.wmi_alerts += 1

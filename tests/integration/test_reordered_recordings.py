@@ -73,9 +73,13 @@ def replay(
     today = [create(now, guids_in_partition(p, PARTITIONS, 1)[0]) for p in range(PARTITIONS)]
     produce(bootstrap, input_topic, today, partition=0)
     stats = worker.wait_for(
-        lambda s: s["pending_connects"] == 0 and s["process_creates"] >= len(today), timeout=90
+        lambda s: (
+            s["pending_connects"] == 0
+            and s["process_creates"] >= len(today)
+            and s["table_rows"] == len(today)
+        ),
+        timeout=90,
     )
-    assert stats["table_rows"] == len(today)
     joined = [r.json() for r in read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], stats["joined"])]
     unmatched = [
         r.json() for r in read_topic(bootstrap, env["SYSMON_TOPIC_UNMATCHED"], stats["unmatched"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sysmon_faust.churn import Churn, ChurnConfig
 from tests.events import connect, create, guids_in_partition, terminate
 from tests.support import WorkerProcess, create_topic, produce, read_topic
 
@@ -77,3 +78,51 @@ def test_rows_expire_after_termination_and_after_ttl(
     assert last_value[ended.encode()] is None
     assert last_value[running.encode()] is None
     assert last_value[later.encode()] is not None
+
+
+def test_a_churning_population_keeps_the_table_bounded(
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    retention_s, ttl_s = 30, 120
+    env = {
+        **pipeline_env(partitions=4),
+        "SYSMON_TABLE_RETENTION": str(retention_s),
+        "SYSMON_TABLE_TTL": str(ttl_s),
+    }
+    bootstrap, input_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"]
+    # 6,000 processes over 300 s of event time, living 5 to 60 s; 5 % never end.
+    churn = Churn(ChurnConfig(processes=6_000, per_second=20, max_lifetime_seconds=60))
+    events = list(churn)
+    create_topic(bootstrap, input_topic, partitions=4)
+    produce(bootstrap, input_topic, [e.value for e in events], keys=[e.host for e in events])
+    worker = worker_factory(env)
+
+    expected = churn.expected
+    end_ms = max(expected.created_ms + [t for t in expected.ended_ms if t is not None])
+    # Expiry has caught up once no row is left that is due at the last event.
+    due_at_end = expected.live_rows(end_ms, retention_s * 1000, ttl_s * 1000)
+    stats = worker.wait_for(
+        lambda s: (
+            s["consumed"] >= len(events)
+            and s["join_handled"] >= s["normalized"]
+            and s["table_rows"] <= due_at_end
+        ),
+        timeout=180,
+    )
+    # Each row created is either still there or was deleted once.
+    expired = stats["rows_expired_after_termination"] + stats["rows_expired_after_ttl"]
+    assert stats["process_creates"] == len(expected.created_ms)
+    assert stats["table_rows"] + expired == stats["process_creates"]
+    # Stream time moves on with the wall clock after the last event: a minute
+    # later, fewer rows may be left, never fewer than the reference's.
+    assert stats["table_rows"] >= expected.live_rows(
+        end_ms + 60_000, retention_s * 1000, ttl_s * 1000
+    )
+    assert stats["table_rows"] < len(expected.created_ms) / 4
+    assert stats["rows_expired_after_ttl"] > 0 and stats["rows_expired_after_termination"] > 0
+    print(
+        f"{len(expected.created_ms)} processes: {stats['table_rows']} rows left "
+        f"(reference {due_at_end}), {stats['rows_expired_after_termination']} expired after "
+        f"termination, {stats['rows_expired_after_ttl']} after the TTL"
+    )
