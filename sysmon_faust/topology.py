@@ -183,18 +183,28 @@ OUTPUT_TOPICS = (
 
 # Faust's RocksDB defaults are per partition: 3 x 64 MiB write buffers and a
 # 2 GiB block cache, so memory grows with partitions and table size. Bounded
-# here: at most (2 x 16 + 32) MiB per partition of each table; the bloom
-# filters (Faust's default) keep lookups of unknown GUIDs — most connects —
-# off the disk.
+# here, per partition: (2 x 8 + 16) MiB for the process table, (2 x 2 + 4)
+# MiB for each of the small-valued pending and index tables — 192 MiB in all
+# at 4 partitions. A worker's RSS grows while these fill, then stops (README,
+# "Benchmark"). The bloom filters (Faust's default) keep lookups of unknown
+# GUIDs — most connects — off the disk.
 ROCKSDB_OPTIONS = {
-    "write_buffer_size": 16 * 1024**2,
+    "write_buffer_size": 8 * 1024**2,
     "max_write_buffer_number": 2,
-    "block_cache_size": 32 * 1024**2,
-    "block_cache_compressed_size": 8 * 1024**2,
+    "block_cache_size": 16 * 1024**2,
+    "block_cache_compressed_size": 4 * 1024**2,
+}
+SMALL_ROCKSDB_OPTIONS = {
+    "write_buffer_size": 2 * 1024**2,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 4 * 1024**2,
+    "block_cache_compressed_size": 1 * 1024**2,
 }
 
 
-def _table_by_guid(name: str, help: str) -> faust.types.TableT:
+def _table_by_guid(
+    name: str, help: str, options: dict[str, int] = ROCKSDB_OPTIONS
+) -> faust.types.TableT:
     # Keys are the GUID's UTF-8 text (or, for the index, bytes that contain
     # it), byte for byte the key of the keyed topics (faust serializes
     # ``bytes`` keys raw, ``str`` keys as JSON). Values are bytes, the raw
@@ -205,7 +215,7 @@ def _table_by_guid(name: str, help: str) -> faust.types.TableT:
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        options=dict(ROCKSDB_OPTIONS),  # Faust's store pops keys from the dict it is given
+        options=dict(options),  # Faust's store pops keys from the dict it is given
         help=help,
     )
 
@@ -223,14 +233,18 @@ process_table = _table_by_guid(
 #: Changelog-backed: waiting connects survive restarts and move with their
 #: partition.
 pending_table = _table_by_guid(
-    "pending-connects", "NetworkConnects waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate"
+    "pending-connects",
+    "NetworkConnects waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate",
+    SMALL_ROCKSDB_OPTIONS,
 )
 
 #: Deadlines of waiting connects and of rows (retention, TTL), and the
 #: partition's stream time (sysmon_faust.expiry): keys sort by deadline, so
 #: expiry reads the due prefix of a partition instead of scanning a table.
 expiry_index = _table_by_guid(
-    "expiry-index", "Deadlines in stream time: waiting connects, rows after termination or TTL"
+    "expiry-index",
+    "Deadlines in stream time: waiting connects, rows after termination or TTL",
+    SMALL_ROCKSDB_OPTIONS,
 )
 
 
