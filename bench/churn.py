@@ -25,31 +25,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from run import REPO, RESULTS, Worker, create_topic, log, pipeline_env  # bench/run.py
+from run import (  # bench/run.py
+    REPO,
+    RESULTS,
+    Worker,
+    create_topic,
+    log,
+    pipeline_env,
+    produce_events,
+)
 
 from sysmon_faust.churn import Churn, ChurnConfig, ChurnExpected
-from sysmon_faust.progress import Progress
-
-
-async def fill(bootstrap: str, topic: str, churn: Churn, total: int) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
-    )
-    await producer.start()
-    progress = Progress(total, f"fill {topic}")
-    pending = []
-    try:
-        for n, event in enumerate(churn, 1):
-            pending.append(await producer.send(topic, event.value, key=event.host))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            progress.update(n)
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    progress.finish(churn.expected.events)
 
 
 def directory_mb(path: Path) -> float:
@@ -98,7 +84,7 @@ def main() -> int:
     source = f"bench-churn-{run_id}"
     asyncio.run(create_topic(bootstrap, source, args.partitions))
     log(f"filling {source} with {args.processes:,} processes (create, connect, mostly terminate)")
-    asyncio.run(fill(bootstrap, source, churn, args.processes * 3))
+    asyncio.run(produce_events(bootstrap, source, churn, args.processes * 3))
     expected = churn.expected
 
     app_id = f"bench-churn-{run_id}"

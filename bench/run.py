@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,15 +78,24 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 async def fill(bootstrap: str, topic: str, config: WorkloadConfig, rate: float = 0) -> Workload:
     """Produce the workload; with ``rate``, at that many events/s (for the latency run)."""
     workload = Workload(config)
+    await produce_events(bootstrap, topic, workload, config.events, rate)
+    return workload
+
+
+async def produce_events(
+    bootstrap: str, topic: str, events: Iterable[GeneratedEvent], total: int, rate: float = 0
+) -> int:
+    """Produce generated events keyed by host, with a progress line; returns how many."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
     )
     await producer.start()
-    progress = Progress(config.events, f"fill {topic}")
+    progress = Progress(total, f"fill {topic}")
     started = time.monotonic()
     pending = []
+    n = 0
     try:
-        for n, event in enumerate(workload, 1):
+        for n, event in enumerate(events, 1):
             pending.append(await producer.send(topic, event.value, key=event.host))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
@@ -98,8 +108,8 @@ async def fill(bootstrap: str, topic: str, config: WorkloadConfig, rate: float =
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    progress.finish(workload.expected.events)
-    return workload
+    progress.finish(n)
+    return n
 
 
 async def end_offset_total(bootstrap: str, topic: str) -> int:
