@@ -20,7 +20,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ from run import (  # bench/run.py
     REPO,
     RESULTS,
     Worker,
+    bench_name,
     create_topic,
+    delete_run_topics,
     log,
     pipeline_env,
     produce_events,
@@ -76,18 +77,24 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    try:
+        return measure(args, bootstrap)
+    finally:
+        log(f"deleted this run's {asyncio.run(delete_run_topics(bootstrap))} topics")
+
+
+def measure(args: argparse.Namespace, bootstrap: str) -> int:
     work = REPO / "bench" / "work-churn"
     shutil.rmtree(work, ignore_errors=True)
 
     churn = Churn(ChurnConfig(processes=args.processes, per_second=args.per_second))
-    run_id = uuid.uuid4().hex[:6]
-    source = f"bench-churn-{run_id}"
+    source = bench_name("churn-input")
     asyncio.run(create_topic(bootstrap, source, args.partitions))
     log(f"filling {source} with {args.processes:,} processes (create, connect, mostly terminate)")
     asyncio.run(produce_events(bootstrap, source, churn, args.processes * 3))
     expected = churn.expected
 
-    app_id = f"bench-churn-{run_id}"
+    app_id = bench_name("churn")
     data = work / app_id
     env = pipeline_env(bootstrap, app_id, source, data, args.partitions)
     env |= {"SYSMON_TABLE_RETENTION": str(args.retention), "SYSMON_TABLE_TTL": str(args.ttl)}

@@ -53,6 +53,28 @@ LATENCY_WARMUP_SECONDS = 5.0
 LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "warn")  # the workers' (logs in bench/work/)
 
 
+#: Every topic of this run starts with this (Faust's internal ones too, through
+#: the app ids): the run deletes them when it ends, so runs do not pile up
+#: gigabytes on the broker (retention is by size, 1 GiB per partition).
+RUN_PREFIX = f"bench-{uuid.uuid4().hex[:6]}-"
+
+
+def bench_name(kind: str) -> str:
+    return f"{RUN_PREFIX}{kind}-{uuid.uuid4().hex[:4]}"
+
+
+async def delete_run_topics(bootstrap: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [topic for topic in await admin.list_topics() if topic.startswith(RUN_PREFIX)]
+        if ours:
+            await admin.delete_topics(ours)
+        return len(ours)
+    finally:
+        await admin.close()
+
+
 def log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -236,7 +258,7 @@ def run_pipeline(
     bootstrap: str, input_topic: str, workload: Workload, workers: int, partitions: int, work: Path
 ) -> dict[str, Any]:
     """Cold start over the filled topic; measured until every expected join is out."""
-    app_id = f"bench-{workers}w-{uuid.uuid4().hex[:6]}"
+    app_id = bench_name(f"{workers}w")
     env = pipeline_env(bootstrap, app_id, input_topic, work / app_id, partitions)
     expected = workload.expected
     launched = time.monotonic()
@@ -303,9 +325,9 @@ def run_latency(
     compete with the worker for the two cores; each connect's send time is
     remembered under (process_guid, event time), which its enriched record carries.
     """
-    topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+    topic = bench_name("latency")
     asyncio.run(create_topic(bootstrap, topic, partitions))
-    app_id = f"bench-lat-{uuid.uuid4().hex[:6]}"
+    app_id = bench_name("lat")
     env = pipeline_env(bootstrap, app_id, topic, work / app_id, partitions)
     events = list(Workload(WorkloadConfig(events=int(rate * seconds), hosts=200, seed=11)))
     worker = Worker(env, work / app_id)
@@ -411,9 +433,9 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
     batch format: the intake's speed is measured above, and going through it
     would make a 1 M-row fill take most of the run.
     """
-    topic = f"bench-state-{uuid.uuid4().hex[:6]}"
+    topic = bench_name("state-input")
     asyncio.run(create_topic(bootstrap, topic, partitions))
-    app_id = f"bench-state-{uuid.uuid4().hex[:6]}"
+    app_id = bench_name("state")
     env = pipeline_env(bootstrap, app_id, topic, work / app_id, partitions)
     worker = Worker(env, work / app_id)
     progress = Progress(processes, "table fill")
@@ -496,19 +518,25 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma list of: two,latency,state")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    try:
+        return measure(args, bootstrap)
+    finally:
+        log(f"deleted this run's {asyncio.run(delete_run_topics(bootstrap))} topics")
+
+
+def measure(args: argparse.Namespace, bootstrap: str) -> int:
     skip = set(filter(None, args.skip.split(",")))
     work = REPO / "bench" / "work"
     shutil.rmtree(work, ignore_errors=True)
 
-    run_id = uuid.uuid4().hex[:6]
-    source = f"bench-input-{run_id}"
+    source = bench_name("input")
     asyncio.run(create_topic(bootstrap, source, args.partitions))
     config = WorkloadConfig(events=args.events, hosts=200)
     log(f"filling {source} with {args.events:,} generated events over {args.partitions} partitions")
     workload = asyncio.run(fill(bootstrap, source, config))
 
     log("passthrough ceiling (aiokafka consume -> produce)")
-    target = f"bench-passthrough-{run_id}"
+    target = bench_name("passthrough")
     asyncio.run(create_topic(bootstrap, target, args.partitions))
     passthrough_eps = asyncio.run(passthrough(bootstrap, source, target, workload.expected.events))
 
