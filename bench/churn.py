@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import sys
 import time
@@ -30,8 +29,8 @@ from run import (  # bench/run.py
     Worker,
     bench_name,
     create_topic,
-    delete_run_topics,
     log,
+    measure_then_delete_topics,
     pipeline_env,
     produce_events,
 )
@@ -76,11 +75,7 @@ def main() -> int:
     parser.add_argument("--ttl", type=int, default=1800, help="SYSMON_TABLE_TTL")
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    try:
-        return measure(args, bootstrap)
-    finally:
-        log(f"deleted this run's {asyncio.run(delete_run_topics(bootstrap))} topics")
+    return measure_then_delete_topics(measure, args)
 
 
 def measure(args: argparse.Namespace, bootstrap: str) -> int:

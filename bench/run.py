@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -517,6 +517,13 @@ def main() -> int:
     parser.add_argument("--table-processes", type=int, default=1_000_000)
     parser.add_argument("--skip", default="", help="comma list of: two,latency,state")
     args = parser.parse_args()
+    return measure_then_delete_topics(measure, args)
+
+
+def measure_then_delete_topics(
+    measure: Callable[[argparse.Namespace, str], int], args: argparse.Namespace
+) -> int:
+    """Run ``measure`` against the broker, then delete every topic the run created."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     try:
         return measure(args, bootstrap)

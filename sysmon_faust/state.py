@@ -107,6 +107,16 @@ class _Table:
         self.table.send_changelog(partition, key, None, value_serializer="raw")
         self._db_for_partition(partition).delete(key)
 
+    def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        items = self._db_for_partition(partition).iteritems()
+        items.seek(prefix)
+        found = []
+        for key, value in items:
+            if not key.startswith(prefix):
+                break
+            found.append((key, value))
+        return found
+
     def keys_from(self, partition: int, prefix: bytes) -> Iterator[bytes]:
         keys = self._db_for_partition(partition).iterkeys()
         keys.seek(prefix)
@@ -270,21 +280,11 @@ class JoinState:
         if not self._waiting_in(partition):
             return []  # the common case, and all there is to it without a grace
         released = []
-        for key, value in self._items_from(partition, grace.process_prefix(guid)):
+        for key, value in self.pending.items_from(partition, grace.process_prefix(guid)):
             self.pending.delete(partition, key)
             self._count_waiting(guid, partition, -1)
             released.append(ExpiredConnect(orjson.loads(value), grace.parse_pending_key(key)[1]))
         return released
-
-    def _items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
-        items = self.pending.db(partition).iteritems()
-        items.seek(prefix)
-        found = []
-        for key, value in items:
-            if not key.startswith(prefix):
-                break
-            found.append((key, value))
-        return found
 
     # --- expiry ----------------------------------------------------------------
 
