@@ -16,7 +16,7 @@ export KAFKA_PORT KAFKA_DATA_DIR SYSMON_WEB_PORT
 LOCAL_BROKER := $(if $(KAFKA_BOOTSTRAP_SERVERS),,yes)
 BOOTSTRAP := $(or $(KAFKA_BOOTSTRAP_SERVERS),127.0.0.1:$(KAFKA_PORT))
 
-.PHONY: help install test lint format kafka-up kafka-down broker worker demo stop bench bench-churn clean
+.PHONY: help install test lint format kafka-up kafka-down broker worker demo stop bench bench-churn chaos clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: install broker ## the benchmark (knobs: make bench BENCH_ARGS="--events 5
 
 bench-churn: install broker ## the process table under churn: rows, RocksDB and RSS plateau
 	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/churn.py $(BENCH_ARGS)
+
+chaos: install broker ## kill the worker, wipe its state, restart the broker: count what is lost
+	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 stop: ## stop the demo worker and the local broker
 	@[ ! -x $(BIN)/python ] || $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR) --stop 2>/dev/null || true

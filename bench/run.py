@@ -134,8 +134,15 @@ async def produce_events(
     return n
 
 
-async def end_offset_total(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def end_offset_total(
+    bootstrap: str, topic: str, isolation_level: str = "read_uncommitted"
+) -> int:
+    """Sum of the topic's end offsets; with read_committed, of its last stable offsets.
+
+    (Under exactly_once these also count one commit marker per partition and
+    transaction: a few dozen in a benchmark run.)
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation_level)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -190,8 +197,10 @@ async def passthrough(bootstrap: str, source: str, target: str, events: int) -> 
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], work: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], work: Path, port: int | None = None) -> None:
+        # The web port also names the worker's state directory: a worker
+        # restarted on the same port finds its RocksDB again.
+        self.port = port or free_port()
         work.mkdir(parents=True, exist_ok=True)
         self.log = work / f"worker-{self.port}.log"
         with self.log.open("ab") as out:
@@ -255,11 +264,15 @@ def pipeline_env(
 
 
 def run_pipeline(
-    bootstrap: str, input_topic: str, workload: Workload, workers: int, partitions: int, work: Path
-) -> dict[str, Any]:
+    bootstrap: str, input_topic: str, workload: Workload, workers: int, partitions: int,
+    work: Path, guarantee: str = "at_least_once",
+) -> dict[str, Any]:  # fmt: skip
     """Cold start over the filled topic; measured until every expected join is out."""
-    app_id = bench_name(f"{workers}w")
+    app_id = bench_name(f"{workers}w-{guarantee.replace('_', '-')}")
     env = pipeline_env(bootstrap, app_id, input_topic, work / app_id, partitions)
+    env["SYSMON_PROCESSING_GUARANTEE"] = guarantee
+    # Under exactly_once a record is out when its transaction is committed.
+    isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     expected = workload.expected
     launched = time.monotonic()
     group = [Worker(env, work / app_id) for _ in range(workers)]
@@ -279,7 +292,9 @@ def run_pipeline(
             # The last enriched record is out when the join topic holds them all
             # (only asked once everything was read: it opens a client).
             if consumed >= expected.events:
-                joined = asyncio.run(end_offset_total(bootstrap, env["SYSMON_TOPIC_JOIN"]))
+                joined = asyncio.run(
+                    end_offset_total(bootstrap, env["SYSMON_TOPIC_JOIN"], isolation)
+                )
                 if joined >= expected.joined_in_order:
                     break
                 if joined != last_joined:
@@ -515,7 +530,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument("--table-processes", type=int, default=1_000_000)
-    parser.add_argument("--skip", default="", help="comma list of: two,latency,state")
+    parser.add_argument("--skip", default="", help="comma list of: two,exactly_once,latency,state")
     args = parser.parse_args()
     return measure_then_delete_topics(measure, args)
 
@@ -554,6 +569,13 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         if "two" not in skip
         else None
     )
+    if "exactly_once" not in skip:
+        log("pipeline, one worker, cold start, SYSMON_PROCESSING_GUARANTEE=exactly_once")
+    eos = (
+        run_pipeline(bootstrap, source, workload, 1, args.partitions, work, "exactly_once")
+        if "exactly_once" not in skip
+        else None
+    )
     latency = (
         run_latency(bootstrap, one["input_eps"] / 2, args.latency_seconds, args.partitions, work)
         if "latency" not in skip
@@ -580,12 +602,17 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "two_worker_eps": round(two["input_eps"]) if two else None,
         "two_worker_missing_joins": two["missing_joins"] if two else None,
         "scaling": round(two["input_eps"] / one["input_eps"], 2) if two else None,
+        "exactly_once_eps": round(eos["input_eps"]) if eos else None,
+        "exactly_once_missing_joins": eos["missing_joins"] if eos else None,
+        "exactly_once_ratio_to_at_least_once": (
+            round(eos["input_eps"] / one["input_eps"], 2) if eos else None
+        ),
         "cpu": {
             name: {
                 "machine_busy_cores": round(run["machine_busy_cores"], 2),
                 "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
             }
-            for name, run in (("one_worker", one), ("two_workers", two))
+            for name, run in (("one_worker", one), ("two_workers", two), ("exactly_once", eos))
             if run
         },
         "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
@@ -612,9 +639,11 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  cold start to first record (s)", result["startup_seconds"]),
         ("pipeline, 2 workers (input events/s)", result["two_worker_eps"]),
         ("  scaling factor", result["scaling"]),
-        ("cores busy on the machine, 1 / 2 workers",
+        ("pipeline, 1 worker, exactly_once (events/s)", result["exactly_once_eps"]),
+        ("  ratio to at_least_once", result["exactly_once_ratio_to_at_least_once"]),
+        ("cores busy on the machine, 1 / 2 workers / exactly_once",
          " / ".join(str(c["machine_busy_cores"]) for c in result["cpu"].values())),
-        ("worker CPU per input event (µs), 1 / 2 workers",
+        ("worker CPU per input event (µs), 1 / 2 workers / exactly_once",
          " / ".join(str(c["worker_cpu_us_per_event"]) for c in result["cpu"].values())),
         ("latency at half load p50/p95/p99 (ms)",
          "/".join(str(round(latency[k])) for k in ("p50", "p95", "p99")) if latency else None),

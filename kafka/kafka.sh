@@ -18,6 +18,26 @@
 #   KAFKA_JVM_PERFORMANCE_OPTS  GC/JIT flags (default: Kafka's own G1 settings)
 #   KAFKA_RETENTION_CHECK_MS    log.retention.check.interval.ms  (default 300000)
 #
+# Optional SASL listener (off unless KAFKA_SASL_PORT is set), for trying and
+# testing clients against a secured broker:
+#   KAFKA_SASL_PORT       SASL_PLAINTEXT listener on 127.0.0.1 beside PLAINTEXT
+#   KAFKA_SASL_USERS      users, "name:password[,name:password...]" (required with
+#                         KAFKA_SASL_PORT; names [A-Za-z0-9._@-], passwords
+#                         [A-Za-z0-9._~!@#%^*+/-])
+#   KAFKA_SASL_MECHANISMS mechanisms the listener offers
+#                         (default SCRAM-SHA-256,SCRAM-SHA-512; PLAIN may be added)
+# The SCRAM credentials of every user are created when the storage is
+# formatted (StorageTool --add-scram); on a data dir formatted earlier, or
+# whose users changed, they are added or updated over the PLAINTEXT listener
+# once the broker answers (users left out are not deleted). PLAIN users are
+# listed in the listener's JAAS config. The PLAINTEXT listener stays,
+# unauthenticated: the broker uses it itself (inter-broker) and so do the
+# readiness probe and `up` for the credentials. Passwords end up in the data
+# dir and on StorageTool's command line: a local development broker, not a
+# hardened one. Example:
+#   KAFKA_PORT=19092 KAFKA_SASL_PORT=19093 KAFKA_SASL_USERS=alice:alice-secret \
+#     KAFKA_DATA_DIR=.kafka-sasl kafka/kafka.sh up
+#
 # Several brokers can run at once with different KAFKA_PORT/KAFKA_DATA_DIR.
 # The lib dir and data dir each get a `.gitignore` containing `*`.
 set -euo pipefail
@@ -42,6 +62,11 @@ PROPS_FILE="$DATA_DIR/server.properties"
 CONTROLLER_PORT_FILE="$DATA_DIR/controller.port"
 LOG_DIRS="$DATA_DIR/logs"
 STAMP_FILE="$LIB_DIR/.pom.sha256"
+SASL_USERS_STAMP="$DATA_DIR/sasl-users.sha256"
+
+SASL_PORT=${KAFKA_SASL_PORT:-}
+SASL_USERS=${KAFKA_SASL_USERS:-}
+SASL_MECHANISMS=${KAFKA_SASL_MECHANISMS:-SCRAM-SHA-256,SCRAM-SHA-512}
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)
 
@@ -149,15 +174,115 @@ cmd_fetch() {
   echo "Kafka ${KAFKA_VERSION} jars in $LIB_DIR ($(compgen -G "$LIB_DIR/*.jar" | wc -l) jars)"
 }
 
+# ---------------------------------------------------------------- SASL listener
+
+# Checks KAFKA_SASL_*; fills SASL_USER_NAMES, SASL_USER_PASSWORDS and SASL_SCRAM.
+check_sasl() {
+  SASL_USER_NAMES=()
+  SASL_USER_PASSWORDS=()
+  SASL_SCRAM=()
+  if [[ -z "$SASL_PORT" ]]; then
+    [[ -z "$SASL_USERS" ]] ||
+      die "KAFKA_SASL_USERS is set but KAFKA_SASL_PORT is not: set both for a SASL listener."
+    return 0
+  fi
+  [[ "$SASL_PORT" =~ ^[0-9]{1,5}$ ]] && ((SASL_PORT >= 1 && SASL_PORT <= 65535)) ||
+    die "KAFKA_SASL_PORT='$SASL_PORT' is not a port number."
+  [[ "$SASL_PORT" != "$KAFKA_PORT" ]] || die "KAFKA_SASL_PORT must differ from KAFKA_PORT ($KAFKA_PORT)."
+  [[ -n "$SASL_USERS" ]] ||
+    die "KAFKA_SASL_PORT is set but KAFKA_SASL_USERS is empty: give name:password[,name:password...]."
+  [[ -n "$SASL_MECHANISMS" ]] || die "KAFKA_SASL_MECHANISMS is empty."
+  local mechanism entry name password mechanisms users
+  IFS=, read -ra mechanisms <<<"$SASL_MECHANISMS"
+  for mechanism in "${mechanisms[@]}"; do
+    case "$mechanism" in
+      SCRAM-SHA-256 | SCRAM-SHA-512) SASL_SCRAM+=("$mechanism") ;;
+      PLAIN) ;;
+      *) die "KAFKA_SASL_MECHANISMS: '$mechanism' is not one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN." ;;
+    esac
+  done
+  IFS=, read -ra users <<<"$SASL_USERS"
+  for entry in "${users[@]}"; do
+    name=${entry%%:*}
+    password=${entry#*:}
+    if [[ "$entry" != *:* ]] || ! [[ "$name" =~ ^[A-Za-z0-9._@-]+$ ]] ||
+        ! [[ "$password" =~ ^[A-Za-z0-9._~!@#%^*+/-]+$ ]]; then
+      die "KAFKA_SASL_USERS: '${name}:...' is not name:password (names [A-Za-z0-9._@-], passwords [A-Za-z0-9._~!@#%^*+/-])."
+    fi
+    SASL_USER_NAMES+=("$name")
+    SASL_USER_PASSWORDS+=("$password")
+  done
+}
+
+sasl_users_hash() { printf '%s|%s' "$SASL_MECHANISMS" "$SASL_USERS" | sha256sum | cut -d' ' -f1; }
+
+sasl_shown() {
+  [[ -z "$SASL_PORT" ]] || printf ', SASL_PLAINTEXT on 127.0.0.1:%s (%s)' "$SASL_PORT" "$SASL_MECHANISMS"
+}
+
+# StorageTool arguments that create the SCRAM credentials at format time.
+scram_format_args() {
+  SCRAM_ARGS=()
+  local i mechanism
+  for mechanism in "${SASL_SCRAM[@]}"; do
+    for i in "${!SASL_USER_NAMES[@]}"; do
+      SCRAM_ARGS+=(--add-scram "${mechanism}=[name=${SASL_USER_NAMES[$i]},password=${SASL_USER_PASSWORDS[$i]}]")
+    done
+  done
+}
+
+# A data dir formatted without these users (earlier, or with other ones): add
+# or update their SCRAM credentials through the running broker's PLAINTEXT
+# listener. Skipped when the format (or an earlier run) already did it.
+upsert_scram_users() {
+  [[ -n "$SASL_PORT" && ${#SASL_SCRAM[@]} -gt 0 ]] || return 0
+  [[ "$(cat "$SASL_USERS_STAMP" 2>/dev/null)" != "$(sasl_users_hash)" ]] || return 0
+  local i mechanism
+  java_cmd
+  for i in "${!SASL_USER_NAMES[@]}"; do
+    # One mechanism per request: the broker refuses two changes of one user in one.
+    for mechanism in "${SASL_SCRAM[@]}"; do
+      if ! "${JAVA_ARGS[@]}" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+          --alter --entity-type users --entity-name "${SASL_USER_NAMES[$i]}" \
+          --add-config "${mechanism}=[password=${SASL_USER_PASSWORDS[$i]}]" >>"$LOG_FILE" 2>&1; then
+        tail -n 20 "$LOG_FILE" >&2
+        die "could not set the ${mechanism} credentials of '${SASL_USER_NAMES[$i]}' (log: $LOG_FILE)"
+      fi
+    done
+  done
+  sasl_users_hash >"$SASL_USERS_STAMP"
+  note "SCRAM credentials of ${SASL_USER_NAMES[*]} set on the running broker"
+}
+
+sasl_props() {
+  [[ -n "$SASL_PORT" ]] || return 0
+  local i plain_users=""
+  for i in "${!SASL_USER_NAMES[@]}"; do
+    plain_users+=" user_${SASL_USER_NAMES[$i]}=\"${SASL_USER_PASSWORDS[$i]}\""
+  done
+  cat <<EOF
+
+# SASL_PLAINTEXT listener (KAFKA_SASL_PORT), users from KAFKA_SASL_USERS. SCRAM
+# credentials live in the cluster metadata; PLAIN users are listed here.
+sasl.enabled.mechanisms=${SASL_MECHANISMS}
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required${plain_users};
+EOF
+}
+
 write_props() {
-  local cport=$1
+  local cport=$1 sasl_listener=""
+  [[ -z "$SASL_PORT" ]] || sasl_listener=",SASL_PLAINTEXT://127.0.0.1:${SASL_PORT}"
+  # Readable by its owner only: it may hold PLAIN passwords.
+  (umask 077 && : >"$PROPS_FILE")
   cat >"$PROPS_FILE" <<EOF
 # Written by kafka/kafka.sh on every start -- edits here are overwritten.
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${cport}${sasl_listener}
+advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT}${sasl_listener}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 # Static single-voter quorum: the controller port may change between restarts.
@@ -184,6 +309,7 @@ group.initial.rebalance.delay.ms=0
 # so that a topic whose records would expire by age fails at once, not by luck.
 log.retention.check.interval.ms=${KAFKA_RETENTION_CHECK_MS:-300000}
 EOF
+  sasl_props >>"$PROPS_FILE"
 }
 
 random_cluster_id() {
@@ -210,6 +336,7 @@ cmd_up() {
   t0=$(now)
   need_cmd java
   need_cmd python3
+  check_sasl
   if ! jars_cached && ! command -v mvn >/dev/null 2>&1; then
     install_hint "'mvn' not found on PATH and no cached Kafka jars in $LIB_DIR."
   fi
@@ -226,12 +353,18 @@ cmd_up() {
     if [[ -n "$running_port" && "$running_port" != "$KAFKA_PORT" ]]; then
       die "a broker from $DATA_DIR_SHOWN is already running on port $running_port (pid $pid), not $KAFKA_PORT; run 'kafka.sh down' first."
     fi
+    if [[ -n "$SASL_PORT" ]] &&
+        ! grep -q "^listeners=.*,SASL_PLAINTEXT://127.0.0.1:${SASL_PORT}\$" "$PROPS_FILE"; then
+      die "the broker from $DATA_DIR_SHOWN (pid $pid) has no SASL listener on port $SASL_PORT; run 'kafka.sh down' first."
+    fi
     if probe "$KAFKA_PORT"; then
-      echo "Kafka already running on 127.0.0.1:$KAFKA_PORT (pid $pid)"
+      upsert_scram_users
+      echo "Kafka already running on 127.0.0.1:$KAFKA_PORT$(sasl_shown) (pid $pid)"
       return 0
     fi
     note "broker pid $pid is alive but not answering yet; waiting up to ${START_TIMEOUT}s..."
     wait_ready "$pid" "$t0"
+    upsert_scram_users
     return 0
   fi
   [[ -z "$pid" ]] || { note "removing stale pid file (pid $pid not running)"; rm -f "$PID_FILE"; }
@@ -241,14 +374,18 @@ cmd_up() {
   if ! port_free "$KAFKA_PORT"; then
     die "port $KAFKA_PORT on 127.0.0.1 is already in use by another process; set KAFKA_PORT to a free port (or KAFKA_BOOTSTRAP_SERVERS to use that server)."
   fi
+  if [[ -n "$SASL_PORT" ]] && ! port_free "$SASL_PORT"; then
+    die "port $SASL_PORT (KAFKA_SASL_PORT) on 127.0.0.1 is already in use by another process; pick a free one."
+  fi
 
   mkdir -p "$LOG_DIRS"
 
   cport=$([[ -f "$CONTROLLER_PORT_FILE" ]] && tr -dc '0-9' <"$CONTROLLER_PORT_FILE" || true)
-  if [[ -z "$cport" ]] || [[ "$cport" == "$KAFKA_PORT" ]] || ! port_free "$cport"; then
+  if [[ -z "$cport" || "$cport" == "$KAFKA_PORT" || "$cport" == "$SASL_PORT" ]] ||
+      ! port_free "$cport"; then
     [[ -z "$cport" ]] || note "recorded controller port $cport is taken; picking a new one"
     cport=$(pick_free_port)
-    while [[ "$cport" == "$KAFKA_PORT" ]]; do cport=$(pick_free_port); done
+    while [[ "$cport" == "$KAFKA_PORT" || "$cport" == "$SASL_PORT" ]]; do cport=$(pick_free_port); done
     echo "$cport" >"$CONTROLLER_PORT_FILE"
   fi
   write_props "$cport"
@@ -258,11 +395,14 @@ cmd_up() {
     local cluster_id
     cluster_id=$(random_cluster_id)
     note "formatting storage in $LOG_DIRS (cluster id $cluster_id)"
+    scram_format_args
     if ! "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" \
-        --ignore-formatted >>"$LOG_FILE" 2>&1; then
+        --ignore-formatted "${SCRAM_ARGS[@]}" >>"$LOG_FILE" 2>&1; then
       tail -n 40 "$LOG_FILE" >&2
       die "formatting storage failed (log: $LOG_FILE)"
     fi
+    # Which users the format created (upsert_scram_users skips them).
+    if [[ -n "$SASL_PORT" ]]; then sasl_users_hash >"$SASL_USERS_STAMP"; else rm -f "$SASL_USERS_STAMP"; fi
   fi
 
   rm -f "$PID_FILE"
@@ -279,6 +419,7 @@ cmd_up() {
   done
   [[ -n "$pid" ]] || die "broker did not start (no pid written); see $LOG_FILE"
   wait_ready "$pid" "$t0"
+  upsert_scram_users
 }
 
 wait_ready() {
@@ -297,7 +438,7 @@ wait_ready() {
     die "broker did not answer on 127.0.0.1:$KAFKA_PORT within ${START_TIMEOUT}s (killed pid $pid)."
   fi
   elapsed=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
-  echo "Kafka ${KAFKA_VERSION} up on 127.0.0.1:$KAFKA_PORT (pid $pid, data $DATA_DIR_SHOWN) in $elapsed s"
+  echo "Kafka ${KAFKA_VERSION} up on 127.0.0.1:$KAFKA_PORT$(sasl_shown) (pid $pid, data $DATA_DIR_SHOWN) in $elapsed s"
 }
 
 cmd_down() {

@@ -20,7 +20,9 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
   letter; the rest of its batch goes on.
 * Offsets are committed only after the agent has handled a whole batch and the
   records it sent are flushed (Faust flushes its producer before every
-  commit), so a crash replays rather than loses (at-least-once).
+  commit), so a crash replays rather than loses (at-least-once). State a
+  replay could not rebuild — a waiting connect handed out — is deleted only
+  after its record is acknowledged (:meth:`JoinState.settle`).
 * Speed: rows travel as JSON bytes and dicts, and outputs go straight to
   Faust's producer — no ``faust.Record`` and no Topic/Channel layer per event
   (see :mod:`sysmon_faust.join`; measured with ``make bench``).
@@ -36,8 +38,8 @@ import orjson
 from faust import StreamT
 from faust.types import EventT
 
-from sysmon_faust import deadletter, grace
-from sysmon_faust.clock import utc_now_iso
+from sysmon_faust import deadletter, grace, transactions
+from sysmon_faust.clock import record_timestamp_ms, utc_now_iso
 from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich, unmatched
 from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
 from sysmon_faust.rekey import (
@@ -52,7 +54,6 @@ from sysmon_faust.state import JoinState, Lifetimes
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import (
     app,
-    dlq_topic,
     events_by_guid_topic,
     expiry_index,
     pending_table,
@@ -62,6 +63,8 @@ from sysmon_faust.topology import (
 
 log = logging.getLogger(__name__)
 
+EXACTLY_ONCE = settings.processing_guarantee == transactions.EXACTLY_ONCE
+outputs = transactions.Outputs(app, settings.topic_by_guid, EXACTLY_ONCE)
 state = JoinState(
     process_table,
     pending_table,
@@ -75,7 +78,10 @@ state = JoinState(
         retention_ms=int(settings.table_retention * 1000),
         ttl_ms=int(settings.table_ttl * 1000),
     ),
+    changelog_sent_by_caller=EXACTLY_ONCE,
 )
+#: Per partition of the re-keying topic: the offset of the last record handled.
+handled_up_to: dict[int, int] = {}
 #: Entries expired per record at most, so a partition whose stream time jumps
 #: (a long-idle partition, a replay) does not hold the agent for long; the
 #: rest go with the next records.
@@ -87,45 +93,72 @@ async def _forget_state(*args: Any, **kwargs: Any) -> None:
     # Faust revokes every partition before each new assignment (eager
     # rebalancing): what this worker counted may be another's now.
     state.forget()
+    handled_up_to.clear()  # after the rebalance: from the committed offsets again
 
 
 async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None:
     message = event.message
     letter = deadletter.dead_letter(raw, error, message.topic, message.partition, message.offset)
-    await dlq_topic.send(value=letter)
+    await outputs.send(settings.topic_dlq, None, letter.dumps(), message.partition)
     stats.dead_lettered += 1
 
 
-async def _send(topic: str, key: bytes | None, row: Row, timestamp: float) -> None:
-    # Faust's own producer, so its flush-before-commit covers these records.
-    await app.producer.send(
-        topic, key, orjson.dumps(row), partition=None, timestamp=timestamp, headers=None
-    )
+async def _send(topic: str, key: bytes | None, row: Row, timestamp: float, partition: int) -> None:
+    # Faust's own producer, so its flush-before-commit covers these records;
+    # under exactly_once, in the transaction of the source partition.
+    now_ms = int(time.time() * 1000)
+    timestamp_ms = record_timestamp_ms(int(timestamp * 1000), now_ms)
+    await outputs.send(topic, key, orjson.dumps(row), partition, timestamp_ms / 1000)
 
 
 @app.agent(events_by_guid_topic, name="join-by-process-guid")
 async def join_by_process_guid(stream: StreamT[bytes]) -> None:
     """The stream-table join, one process_guid partition at a time (see the module docstring)."""
     async for event in stream.events():
-        try:
-            batch = decode_batch(event.value)
-        except ValueError as exc:
-            await send_dead_letter(event, event.value, f"join error: {exc}")
-            continue
         message = event.message
-        wall_ms = int(time.time() * 1000)
-        for index, fields in enumerate(batch):
-            try:
-                await _join_one(fields, message.partition, (message.offset, index), wall_ms)
-            except Exception as exc:
-                log.exception("join-by-process-guid: an event of %s failed", _where(event))
-                error = f"join error: {type(exc).__name__}: {exc}"
-                await send_dead_letter(event, orjson.dumps(fields), error)
+        if message.offset <= handled_up_to.get(message.partition, -1):
+            # Read twice by Faust when a worker starts (sysmon_faust.faust_fixes,
+            # 8.): handled already.
+            continue
+        handled_up_to[message.partition] = message.offset
+        # Under exactly_once, all a record makes goes in one transaction with
+        # the offset after it, or none (sysmon_faust.transactions): the record
+        # is acknowledged before the transaction may be committed.
+        async with outputs.whole_record(event.message.partition):
+            await _handle(event)
+            event.ack()
+
+
+async def _handle(event: EventT) -> None:
+    try:
+        batch = decode_batch(event.value)
+    except ValueError as exc:
+        await send_dead_letter(event, event.value, f"join error: {exc}")
+        return
+    message = event.message
+    wall_ms = int(time.time() * 1000)
+    for index, fields in enumerate(batch):
         try:
-            await _expire_due(message.partition, wall_ms)
-        except Exception:
-            # Expiry is retried with the next record of the partition.
-            log.exception("join-by-process-guid: expiry on %s failed", _where(event))
+            await _join_one(fields, message.partition, (message.offset, index), wall_ms)
+        except Exception as exc:
+            log.exception("join-by-process-guid: an event of %s failed", _where(event))
+            error = f"join error: {type(exc).__name__}: {exc}"
+            await send_dead_letter(event, orjson.dumps(fields), error)
+    try:
+        await _expire_due(message.partition, wall_ms)
+    except Exception:
+        # Expiry is retried with the next record of the partition.
+        log.exception("join-by-process-guid: expiry on %s failed", _where(event))
+    if state.must_settle():
+        # Waiting connects released or expired by this record leave the buffer
+        # only once their records are acknowledged (JoinState.settle). Under
+        # exactly_once the deletes share their records' transaction.
+        if not EXACTLY_ONCE:
+            await app.producer.flush()
+        state.settle()
+    if EXACTLY_ONCE:
+        for table, changes in state.unsent_changes():
+            await outputs.send_changelog(table, changes)
 
 
 async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall_ms: int) -> None:
@@ -142,7 +175,7 @@ async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall
         stats.process_creates += 1
         for waited in state.release(fields["process_guid"], partition):
             stats.network_connects_released += 1
-            await _emit_joined(waited.connect, fields, waited.event_time_ms / 1000, None)
+            await _emit_joined(waited.connect, fields, waited.event_time_ms / 1000, None, partition)
         return
     if event_id == PROCESS_TERMINATE:
         stats.process_terminates += 1
@@ -159,27 +192,27 @@ async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall
     stats.network_connects += 1
     guid: str | None = fields.get("process_guid")
     if guid is None:
-        await _emit_unmatched(fields, None, NO_PROCESS_GUID, timestamp)
+        await _emit_unmatched(fields, None, NO_PROCESS_GUID, timestamp, partition)
         return
     key = guid.encode()
     stored = state.row(partition, key)
     grace_ms = state.lifetimes.grace.grace_ms
     if stored is not None:
-        await _emit_joined(fields, orjson.loads(stored), timestamp, received)
+        await _emit_joined(fields, orjson.loads(stored), timestamp, received, partition)
     elif not grace_ms:
-        await _emit_unmatched(fields, key, PROCESS_UNKNOWN, timestamp)
+        await _emit_unmatched(fields, key, PROCESS_UNKNOWN, timestamp, partition)
     elif not grace.creation_may_still_come(guid, event_time_ms, grace_ms):
-        await _emit_unmatched(fields, key, grace.STARTED_BEFORE_GRACE, timestamp)
+        await _emit_unmatched(fields, key, grace.STARTED_BEFORE_GRACE, timestamp, partition)
     elif not state.wait(fields, event_time_ms, position, partition, stream_time):
-        await _emit_unmatched(fields, key, grace.OVERFLOW, timestamp)
+        await _emit_unmatched(fields, key, grace.OVERFLOW, timestamp, partition)
 
 
 async def _emit_joined(
-    connect: Row, process: Row, timestamp: float, received: float | None
+    connect: Row, process: Row, timestamp: float, received: float | None, partition: int
 ) -> None:
     enriched = enrich(connect, process)
     key = enriched["process_guid"].encode()
-    await _send(settings.topic_join, key, enriched, timestamp)
+    await _send(settings.topic_join, key, enriched, timestamp, partition)
     stats.joined += 1
     now = time.time()
     stats.event_age.observe(max(now - timestamp, 0.0))
@@ -194,13 +227,15 @@ async def _emit_joined(
             "detected_at": utc_now_iso(),
             "event": enriched,
         }
-        await _send(settings.topic_alerts, key, alert, timestamp)
+        await _send(settings.topic_alerts, key, alert, timestamp, partition)
         stats.alerts += 1
         stats.alerts_by_rule[rule.rule_id] += 1
 
 
-async def _emit_unmatched(connect: Row, key: bytes | None, reason: str, timestamp: float) -> None:
-    await _send(settings.topic_unmatched, key, unmatched(connect, reason), timestamp)
+async def _emit_unmatched(
+    connect: Row, key: bytes | None, reason: str, timestamp: float, partition: int
+) -> None:
+    await _send(settings.topic_unmatched, key, unmatched(connect, reason), timestamp, partition)
     stats.unmatched += 1
     stats.unmatched_by_reason[reason] += 1
 
@@ -216,7 +251,9 @@ async def _expire_due(partition: int, wall_ms: int) -> None:
     stats.rows_expired_after_ttl += expired.rows_after_ttl
     for waited in expired.connects:
         key = waited.connect["process_guid"].encode()
-        await _emit_unmatched(waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms / 1000)
+        await _emit_unmatched(
+            waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms / 1000, partition
+        )
     stats.pending = state.waiting()
 
 

@@ -108,7 +108,9 @@ def stop_worker(state: Path) -> None:
 
 
 async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
@@ -120,7 +122,9 @@ async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartit
 async def read_since(
     settings: Settings, start: dict[TopicPartition, int], topic: str, want: int
 ) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+    )
     await consumer.start()
     records: list[dict[str, Any]] = []
     try:
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     before = http_json(base + "/stats")[1]
     result = asyncio.run(
         replay([recording], bootstrap_servers=settings.bootstrap_servers,
-               topic=settings.topic_input)
+               topic=settings.topic_input, client_options=settings.kafka_client_options())
     )  # fmt: skip
     say(result.summary(settings.topic_input))
 

@@ -33,6 +33,43 @@
    they drain. With the intake sharing the loop, that capped the table at
    ~90 new processes/s while the intake ran. The buffer here sends all that
    is queued each time it runs.
+
+5. A worker under exactly_once that never stops. Faust ends every
+   transaction when partitions are revoked or the worker stops, then commits
+   again (``wait_empty`` commits, then ``commit_and_end_transactions``); a
+   commit of a producer that is not in a transaction raises aiokafka's
+   ``IllegalOperation``, and the worker hangs in its shutdown. Found with
+   ``make chaos``. Fix: a commit of offsets begins a transaction first when
+   none is open (offsets alone are a valid transaction).
+
+6. Offsets that stop advancing under exactly_once. Faust commits, per
+   partition, the end of the first run of consecutive offsets acked (or
+   skipped: "gaps"). Under read_committed every transaction leaves an offset
+   the consumer never returns (its commit marker), and Faust's gap tracking
+   misses some (none is recorded after offset 0, and a gap that overlaps an
+   acked offset duplicates it, which ends the run): the committed offset
+   crept forward a few offsets per commit while the join went on, and each
+   restart replayed minutes of input — 375 duplicates after 3 kills of
+   ``make chaos``. Fix: a partition's records are handled in the order they
+   are read (one agent, concurrency 1), so everything up to the highest
+   acked offset is done, except a record read and not acked yet.
+
+7. Records twice under exactly_once. Faust takes the offsets to commit, then
+   waits for the transaction's lock (the join holds it while it handles a
+   record, see sysmon_faust.transactions), then commits the transaction —
+   with the records the join sent meanwhile, but not their offsets: a crash
+   replayed them. Fix: under the lock, the offsets are taken again.
+
+8. Records dropped when a worker starts. After recovery Faust resumes the
+   stream partitions, seeks them to their committed offsets, then resumes
+   its flow control, which clears every stream's queue. Flow control is
+   active at that point on a worker's first assignment, so records fetched
+   during the seek reach the queues and are cleared — while the consumer has
+   moved past them. Found with ``make chaos``: all the joins of a few
+   records of each restart missing. Fix: flow control is suspended before
+   the stream partitions are resumed; the one record the consumer then holds
+   (fetched before the seek, delivered after it) comes again after the
+   seek, and the join skips what it has handled (sysmon_faust.agents).
 """
 
 from __future__ import annotations
@@ -42,6 +79,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import faust
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -49,6 +87,8 @@ from mode import Service
 
 #: Longest time the broker may hold a fetch of the Faust consumer (see 2.).
 FETCH_MAX_WAIT_MS = 20
+
+log = logging.getLogger(__name__)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -78,6 +118,20 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    def _new_offset(self, tp: TP) -> int | None:  # see 6.
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        offset = max(acked) + 1
+        waiting = [m.offset for m in self._unacked_messages if m.tp == tp and not m.acked]
+        if waiting:
+            offset = min(offset, min(waiting))
+        done = [n for n in acked if n < offset]
+        acked[:] = [n for n in acked if n >= offset]
+        self._acked_index[tp].difference_update(done)
+        self._gap[tp].chop(0, offset)
+        return offset
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -99,6 +153,33 @@ class _Producer(faust_aiokafka.Producer):
         self.buffer = _DrainingProducerBuffer(loop=self.loop, beacon=self.beacon)
         self.buffer.app = self.app
 
+    async def commit_transactions(
+        self,
+        tid_to_offset_map: Mapping[str, Mapping[TP, int]],
+        group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        # Faust's own, with 5. and 7.: one hold of the transaction's lock from
+        # the offsets to the commit.
+        consumer: Any = self.app.consumer
+        for transactional_id, offsets in tid_to_offset_map.items():
+            async with self._trn_locks[transactional_id]:
+                producer = self._transaction_producers.get(transactional_id)
+                if producer is None:
+                    log.warning("commit for unknown transaction %s", transactional_id)
+                    continue
+                committing = dict(offsets)
+                for tp, offset in offsets.items():  # see 7.
+                    handled = consumer._new_offset(tp)
+                    if handled is not None and handled > offset:
+                        committing[tp] = handled
+                if not producer._txn_manager.is_in_transaction():  # see 5.
+                    await producer.begin_transaction()
+                await producer.send_offsets_to_transaction(committing, group_id)
+                await producer.commit_transaction()
+                if start_new_transaction:
+                    await producer.begin_transaction()
+
 
 class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport with the fixed consumer and producer buffer."""
@@ -116,3 +197,16 @@ class Worker(faust.Worker):
 
 def start_uncommitted_from_beginning(*topics: str) -> None:
     _ConsumerThread.from_beginning_topics = frozenset(topics)
+
+
+def _suspend_flow_first(resume: Any) -> Any:
+    async def resume_suspended(self: Recovery, generation_id: int = 0) -> None:
+        self.app.flow_control.suspend()  # see 8.
+        await resume(self, generation_id)
+
+    return resume_suspended
+
+
+# Both ways Faust's recovery ends: with tables, and without.
+Recovery.on_recovery_completed = _suspend_flow_first(Recovery.on_recovery_completed)  # type: ignore[method-assign]
+Recovery._resume_streams = _suspend_flow_first(Recovery._resume_streams)  # type: ignore[method-assign]

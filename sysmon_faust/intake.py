@@ -14,6 +14,12 @@ Guarantees:
 * at-least-once — a batch's input offsets are committed only after every
   record it produced (keyed records, dead letters) is acknowledged by Kafka;
   a crash replays the uncommitted batch;
+* exactly-once (``SYSMON_PROCESSING_GUARANTEE=exactly_once``) — a batch's
+  records and its input offsets are one Kafka transaction, by a producer whose
+  transactional id is the worker's (``<app_id>-intake-<web port>``, stable
+  across restarts, as the state directory is): a restarted worker fences its
+  dead predecessor and aborts what it left open. The join reads committed
+  records only;
 * order — each input partition's records are handled in offset order (the
   partitions of a batch merged by event time), and the producer is
   idempotent (no reordering on retry), so the events of one process that
@@ -47,6 +53,7 @@ from mode import Service
 
 from sysmon_faust import deadletter
 from sysmon_faust.alignment import InStep
+from sysmon_faust.clock import record_timestamp_ms
 from sysmon_faust.normalize import (
     NETWORK_CONNECT,
     PROCESS_CREATE,
@@ -128,20 +135,27 @@ class Intake(Service):
         #: Per input partition: the offset after the last record read.
         self.read_up_to: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        self._in_transaction = False
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
+            **settings.kafka_client_options(),
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
             max_batch_size=1024 * 1024,
             max_request_size=MAX_RECORD_BYTES,
             partitioner=kafka_partitioner,
+            transactional_id=(
+                f"{settings.app_id}-intake-{app.conf.web_port}" if self.exactly_once else None
+            ),
         )
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
+            **settings.kafka_client_options(),
             group_id=settings.intake_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -151,6 +165,7 @@ class Intake(Service):
             # lose what was fetched of them: fetches stay at aiokafka's 1 MiB.
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
         )
         await self.consumer.start()
         self.consumer.subscribe([settings.topic_input], listener=_FinishBatchOnRevoke(self))
@@ -206,16 +221,38 @@ class Intake(Service):
                 error = f"pipeline error: {type(exc).__name__}: {exc}"
                 acks.append(await self._dead_letter(message, error))
         for partition, value in rekeyed.finish():
-            sent = await self.producer.send(settings.topic_by_guid, value, partition=partition)
-            acks.append(sent)
+            acks.append(await self._send(settings.topic_by_guid, value, partition=partition))
         # Everything produced is in Kafka before the offsets are, and no offset
         # passes an event still waiting in the buffer.
         await asyncio.gather(*acks)
         offsets = {tp: self._committable(tp) for tp in self.read_up_to}
-        if offsets != self._committed:
+        if self.exactly_once:
+            await self._commit_transaction(offsets)
+        elif offsets != self._committed:
             await self.consumer.commit(offsets)
             self._committed = offsets
         self._bound_buffers()
+
+    async def _send(self, topic: str, value: bytes, **kwargs: Any) -> Awaitable[Any]:
+        assert self.producer is not None
+        if self.exactly_once and not self._in_transaction:
+            await self.producer.begin_transaction()
+            self._in_transaction = True
+        return await self.producer.send(topic, value, **kwargs)
+
+    async def _commit_transaction(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.producer is not None
+        if offsets != self._committed:
+            if not self._in_transaction:
+                await self.producer.begin_transaction()
+                self._in_transaction = True
+            await self.producer.send_offsets_to_transaction(offsets, settings.intake_group)
+        if self._in_transaction:
+            try:
+                await self.producer.commit_transaction()
+            finally:
+                self._in_transaction = False
+            self._committed = offsets
 
     def _has_more(self, partition: int) -> bool:
         lag = state.lag.get(partition)
@@ -302,8 +339,11 @@ class Intake(Service):
         if derived is None:
             return []
         return [
-            await self.producer.send(
-                derived, orjson.dumps(outcome.fields), key=key, timestamp_ms=outcome.timestamp_ms
+            await self._send(
+                derived,
+                orjson.dumps(outcome.fields),
+                key=key,
+                timestamp_ms=record_timestamp_ms(outcome.timestamp_ms, int(time.time() * 1000)),
             )
         ]
 
@@ -313,7 +353,7 @@ class Intake(Service):
             message.value, error, message.topic, message.partition, message.offset
         )
         stats.dead_lettered += 1
-        return await self.producer.send(settings.topic_dlq, letter.dumps())
+        return await self._send(settings.topic_dlq, letter.dumps())
 
 
 def _where(message: ConsumerRecord) -> tuple[str, int, int]:

@@ -183,12 +183,15 @@ def parse_utc_time(value: Any, name: str = "UtcTime") -> tuple[str, int]:
     millis = int((fraction or "0")[:3].ljust(3, "0"))
     try:
         moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second),
-            millis * 1000, tzinfo=UTC,
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
         )  # fmt: skip
     except ValueError as exc:
         raise _FieldError(f"{name}={text!r}: {exc}") from None
-    iso = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+    # From the digits matched (strftime's %Y drops the leading zeros of years
+    # before 1000), and the whole seconds before the milliseconds are added
+    # (int() of a fractional timestamp truncates toward zero: before 1970 that
+    # is a second late).
+    iso = f"{year}-{month}-{day}T{hour}:{minute}:{second}.{millis:03d}Z"
     return iso, int(moment.timestamp()) * 1000 + millis
 
 
@@ -282,7 +285,12 @@ def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
             winlog.get("computer_name"),
             winlog.get("event_data"),
         )
-    if "EventID" in doc:  # flat Windows event (NXLog and similar exports)
+    # A shape is known by its event id, channel or provider key: a document
+    # with its channel or provider but no event id is a broken event of that
+    # shape (a Sysmon one is dead-lettered, as in the ECS shape), not "not a
+    # Windows event".
+    if "EventID" in doc or "Channel" in doc or "SourceName" in doc or "ProviderName" in doc:
+        # flat Windows event (NXLog and similar exports)
         return _Envelope(
             doc.get("EventID"),
             doc.get("Channel"),
@@ -290,7 +298,7 @@ def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
             doc.get("Hostname"),
             doc,
         )
-    if "event_id" in doc or "log_name" in doc:  # Winlogbeat 6.x
+    if "event_id" in doc or "log_name" in doc or "source_name" in doc:  # Winlogbeat 6.x
         return _Envelope(
             doc.get("event_id"),
             doc.get("log_name"),

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from sysmon_faust.security import explain_refusal
 from sysmon_faust.settings import Settings
 
 #: Faust tables of the app (topology.py), each with a changelog topic.
@@ -58,17 +59,25 @@ async def _partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str
 
 
 async def _end_offsets(settings: Settings, partitions: dict[str, int]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await consumer.start()
+    tps = [TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
+    if not tps:
+        # No consumer at all: aiokafka's stop() right after start() can raise
+        # CancelledError (its group-less coordinator task has not run yet).
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+    )
     try:
-        tps = [TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
-        return dict(await consumer.end_offsets(tps)) if tps else {}
+        await consumer.start()
+        return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
 
 
 async def show_topics(settings: Settings, out: TextIO) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+    )
     await admin.start()
     try:
         topics = app_topics(settings)
@@ -129,14 +138,18 @@ async def print_topic(
     pretty = out.isatty() if pretty is None else pretty
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_options(),
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_partition_fetch_bytes=32 * 1024 * 1024,
     )
-    await consumer.start()
     printed = 0
     try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        # Inside the try: a consumer that failed to start is closed all the same.
+        await consumer.start()
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+        )
         await admin.start()
         try:
             count = (await _partitions(admin, [topic])).get(topic)
@@ -214,7 +227,9 @@ async def describe(settings: Settings, out: TextIO) -> int:
         for field, type_name in fields:
             out.write(f"  {field:<32} {type_name}\n")
         out.write("\n")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+    )
     await admin.start()
     try:
         topics = app_topics(settings)
@@ -267,6 +282,10 @@ def main(command: str, argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except (KafkaError, OSError, TimeoutError) as exc:
+        refusal = asyncio.run(explain_refusal(settings))
+        if refusal is not None:
+            sys.stderr.write(f"{command}: {refusal}\n")
+            return 1
         sys.stderr.write(
             f"{command}: cannot talk to Kafka at {settings.bootstrap_servers}: "
             f"{type(exc).__name__}: {exc}\n"

@@ -23,7 +23,9 @@ PURGE_INTERVAL_SECONDS = 60.0
 
 @app.timer(interval=PURGE_INTERVAL_SECONDS, on_leader=True)
 async def purge_consumed_events() -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+    )
     try:
         await admin.start()
         committed = await admin.list_consumer_group_offsets(settings.app_id)

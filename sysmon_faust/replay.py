@@ -14,10 +14,10 @@ import contextlib
 import gzip
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -99,9 +99,14 @@ def _is_json(value: bytes) -> bool:
     return True
 
 
-async def ensure_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
+async def ensure_topic(
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int,
+    client_options: Mapping[str, Any] | None = None,
+) -> None:
     """Create the input topic if it is missing (Winlogbeat's own topic is left as it is)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
     await admin.start()
     try:
         if topic in await admin.list_topics():
@@ -122,14 +127,21 @@ async def replay(
     rate: float | None = None,
     partitions: int = 1,
     progress: Progress | None = None,
+    client_options: Mapping[str, Any] | None = None,
 ) -> ReplayResult:
+    """Send the records of ``paths`` to ``topic``, in file order.
+
+    ``client_options``: security arguments of the Kafka clients
+    (:meth:`sysmon_faust.settings.Settings.kafka_client_options`).
+    """
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise ReplayError(f"no such file: {', '.join(missing)}")
     total = count_records(paths)
-    await ensure_topic(bootstrap_servers, topic, partitions)
+    await ensure_topic(bootstrap_servers, topic, partitions, client_options)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
+        **(client_options or {}),
         acks="all",
         # Idempotence keeps file order within a partition even when a batch
         # is retried.
@@ -172,7 +184,9 @@ async def replay(
 
 def main(argv: Sequence[str] | None = None, prog: str = "replay") -> int:
     import argparse
+    import dataclasses
 
+    from sysmon_faust.security import explain_refusal
     from sysmon_faust.settings import Settings, SettingsError
 
     parser = argparse.ArgumentParser(
@@ -204,12 +218,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "replay") -> int:
                 topic=topic,
                 rate=args.rate,
                 partitions=args.partitions,
+                client_options=settings.kafka_client_options(),
             )
         )
     except ReplayError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
+        refusal = asyncio.run(
+            explain_refusal(dataclasses.replace(settings, bootstrap_servers=servers))
+        )
+        if refusal is not None:
+            print(f"replay: {refusal}", file=sys.stderr)
+            return 1
         print(
             f"replay: cannot write to Kafka at {servers}: {type(exc).__name__}: {exc}\n"
             "  Is the broker up? Start the local one with 'make kafka-up', or set "

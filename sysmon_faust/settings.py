@@ -3,6 +3,11 @@
 The names and defaults are the contract's (docs: README "Settings"). A bad
 value raises :class:`SettingsError` with a one-line message that names the
 variable, so a worker refuses to start instead of running half-configured.
+
+The Kafka security settings (``KAFKA_SECURITY_PROTOCOL`` and the
+``KAFKA_SASL_*``/``KAFKA_SSL_*`` ones) reach every Kafka client the app makes
+through :meth:`Settings.kafka_client_options` (aiokafka clients) and
+:meth:`Settings.faust_broker_credentials` (Faust's own consumer and producer).
 """
 
 from __future__ import annotations
@@ -10,11 +15,18 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 # A Kafka topic name: legal characters and length (Kafka's own rule).
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -24,6 +36,29 @@ _TEN_YEARS = 3650 * 86400
 
 class SettingsError(ValueError):
     """A setting has a value the worker cannot run with."""
+
+
+def _ssl_context(cafile: str, certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A client TLS context that verifies the broker (the CA file's, or the system's, CAs)."""
+    from aiokafka.helpers import create_ssl_context
+
+    try:
+        context = create_ssl_context(cafile=cafile or None)
+    except (OSError, ssl.SSLError) as error:
+        raise SettingsError(
+            f"KAFKA_SSL_CAFILE={cafile!r} cannot be loaded as PEM CA certificates: {error}"
+        ) from None
+    if certfile:
+        try:
+            # An empty password: an encrypted key fails here instead of making
+            # OpenSSL prompt on the terminal.
+            context.load_cert_chain(certfile, keyfile or None, password="")
+        except (OSError, ssl.SSLError) as error:
+            raise SettingsError(
+                f"KAFKA_SSL_CERTFILE={certfile!r}/KAFKA_SSL_KEYFILE={keyfile!r} cannot be "
+                f"loaded as a PEM certificate and unencrypted key: {error}"
+            ) from None
+    return context
 
 
 @dataclass(frozen=True)
@@ -54,6 +89,19 @@ class Settings:
     table_retention: float = 3600.0
     table_ttl: float = 7 * 86400.0
     http_token: str = field(default="", repr=False)
+    #: How every Kafka client of the app connects: PLAINTEXT, SSL (TLS),
+    #: SASL_PLAINTEXT or SASL_SSL (SASL over TLS).
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: With SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, user and password.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    #: With SSL/SASL_SSL: CA certificates (PEM) that signed the brokers'
+    #: certificates (default: the system's), and a client certificate and key
+    #: for brokers that want mutual TLS.
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     @property
     def topic_by_guid(self) -> str:
@@ -84,10 +132,60 @@ class Settings:
     def kafka_broker_url(self) -> str:
         return ";".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
 
+    @property
+    def kafka_uses_sasl(self) -> bool:
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """A new TLS context for one client (None without TLS)."""
+        if not self.kafka_uses_tls:
+            return None
+        return _ssl_context(self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Keyword arguments of every aiokafka client (consumer, producer, admin) the app makes.
+
+        ``AIOKafkaConsumer(bootstrap_servers=..., **settings.kafka_client_options())``.
+        """
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_uses_tls:
+            options["ssl_context"] = self.kafka_ssl_context()
+        if self.kafka_uses_sasl:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = self.kafka_sasl_password
+        return options
+
+    def faust_broker_credentials(self) -> CredentialsT | None:
+        """``broker_credentials`` of the Faust app: the same security for Faust's own clients.
+
+        Faust turns them into the same aiokafka arguments
+        (``faust.transport.drivers.aiokafka.credentials_to_aiokafka_auth``),
+        the SASL mechanism included.
+        """
+        import faust
+
+        if self.kafka_uses_sasl:
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password,
+                # With a context, faust's protocol is SASL_SSL; without, SASL_PLAINTEXT.
+                ssl_context=self.kafka_ssl_context(),
+                mechanism=self.kafka_sasl_mechanism,
+            )
+        if self.kafka_uses_tls:
+            return faust.SSLCredentials(self.kafka_ssl_context())
+        return None
+
     def describe(self) -> dict[str, str]:
         """The settings as text, for the start-up log line."""
         described = {name: str(value) for name, value in asdict(self).items()}
         described["http_token"] = "(set)" if self.http_token else "(none)"
+        described["kafka_sasl_password"] = "(set)" if self.kafka_sasl_password else "(none)"
         return described
 
     @classmethod
@@ -172,6 +270,7 @@ class Settings:
             pending_max=integer("SYSMON_PENDING_MAX", defaults.pending_max, 1, 100_000_000),
             table_retention=seconds("SYSMON_TABLE_RETENTION", defaults.table_retention, 0),
             table_ttl=seconds("SYSMON_TABLE_TTL", defaults.table_ttl, 60),
+            **_kafka_security(env),
         )
         settings._check_topics_distinct()
         return settings
@@ -188,6 +287,83 @@ class Settings:
                     f"SYSMON_{seen[name].upper()}"
                 )
             seen[name] = setting.name
+
+
+def _kafka_security(env: Mapping[str, str]) -> dict[str, str]:
+    """The Kafka security settings from the environment, checked together."""
+
+    def text(variable: str) -> str:
+        return env.get(variable, "").strip()
+
+    protocol = text("KAFKA_SECURITY_PROTOCOL").upper() or "PLAINTEXT"
+    if protocol not in SECURITY_PROTOCOLS:
+        raise SettingsError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(SECURITY_PROTOCOLS)}"
+        )
+    mechanism = text("KAFKA_SASL_MECHANISM").upper()
+    username = text("KAFKA_SASL_USERNAME")
+    # Taken as it is: a password may begin or end with a space.
+    password = env.get("KAFKA_SASL_PASSWORD", "")
+    files = {
+        variable: text(variable)
+        for variable in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE")
+    }
+
+    if protocol.startswith("SASL_"):
+        if not mechanism:
+            raise SettingsError(
+                f"KAFKA_SASL_MECHANISM is required with KAFKA_SECURITY_PROTOCOL={protocol} "
+                f"({', '.join(SASL_MECHANISMS)})"
+            )
+        if mechanism not in SASL_MECHANISMS:
+            raise SettingsError(
+                f"KAFKA_SASL_MECHANISM={mechanism!r} must be one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if not username:
+            raise SettingsError(
+                f"KAFKA_SASL_USERNAME is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+            )
+        if not password.strip():
+            raise SettingsError(
+                f"KAFKA_SASL_PASSWORD is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+            )
+    else:
+        for variable, value in (
+            ("KAFKA_SASL_MECHANISM", mechanism),
+            ("KAFKA_SASL_USERNAME", username),
+            ("KAFKA_SASL_PASSWORD", password.strip()),
+        ):
+            if value:
+                raise SettingsError(
+                    f"{variable} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use "
+                    "SASL (SASL_PLAINTEXT or SASL_SSL)"
+                )
+
+    for variable, path in files.items():
+        if not path:
+            continue
+        if protocol not in ("SSL", "SASL_SSL"):
+            raise SettingsError(
+                f"{variable} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use "
+                "TLS (SSL or SASL_SSL)"
+            )
+        if not Path(path).is_file():
+            raise SettingsError(f"{variable}={path!r}: no such file")
+    cafile, certfile, keyfile = files.values()
+    if keyfile and not certfile:
+        raise SettingsError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
+    if protocol in ("SSL", "SASL_SSL"):
+        _ssl_context(cafile, certfile, keyfile)  # unreadable files fail now, not in a client
+
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": username,
+        "kafka_sasl_password": password,
+        "kafka_ssl_cafile": cafile,
+        "kafka_ssl_certfile": certfile,
+        "kafka_ssl_keyfile": keyfile,
+    }
 
 
 # Environment variable → what it sets; the README's settings table is checked
@@ -215,4 +391,11 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_PENDING_MAX",
     "SYSMON_TABLE_RETENTION",
     "SYSMON_TABLE_TTL",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "KAFKA_SSL_CERTFILE",
+    "KAFKA_SSL_KEYFILE",
 )

@@ -68,8 +68,12 @@ class Expired:
 class _Table:
     """One changelog-backed table, read and written a partition at a time (bytes keys, values)."""
 
-    def __init__(self, table: TableT) -> None:
+    def __init__(self, table: TableT, send_later: bool) -> None:
         self.table = table
+        #: Under exactly_once the changelog writes wait here for the join to
+        #: send them in the partition's transaction (sysmon_faust.transactions).
+        self.send_later = send_later
+        self.unsent: list[tuple[int, bytes, bytes | None]] = []
 
     @cached_property
     def _store(self) -> Any:
@@ -100,12 +104,22 @@ class _Table:
         return value
 
     def put(self, partition: int, key: bytes, value: bytes) -> None:
-        self.table.send_changelog(partition, key, value)
+        if self.send_later:
+            self.unsent.append((partition, key, value))
+        else:
+            self.table.send_changelog(partition, key, value)
         self._db_for_partition(partition).put(key, value)
 
     def delete(self, partition: int, key: bytes) -> None:
-        self.table.send_changelog(partition, key, None, value_serializer="raw")
+        if self.send_later:
+            self.unsent.append((partition, key, None))
+        else:
+            self.table.send_changelog(partition, key, None, value_serializer="raw")
         self._db_for_partition(partition).delete(key)
+
+    def take_unsent(self) -> list[tuple[int, bytes, bytes | None]]:
+        unsent, self.unsent = self.unsent, []
+        return unsent
 
     def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
         items = self._db_for_partition(partition).iteritems()
@@ -133,10 +147,11 @@ class JoinState:
         pending_table: TableT,
         expiry_index: TableT,
         lifetimes: Lifetimes,
+        changelog_sent_by_caller: bool = False,
     ) -> None:
-        self.rows = _Table(process_table)
-        self.pending = _Table(pending_table)
-        self.index = _Table(expiry_index)
+        self.rows = _Table(process_table, changelog_sent_by_caller)
+        self.pending = _Table(pending_table, changelog_sent_by_caller)
+        self.index = _Table(expiry_index, changelog_sent_by_caller)
         self.lifetimes = lifetimes
         self.clock = expiry.StreamClock()
         self._kept_stream_time: dict[int, int] = {}
@@ -148,6 +163,14 @@ class JoinState:
         self._rows_in: dict[int, int] = {}
         self._waiting: dict[int, int] = {}
         self._waiting_for: dict[str, int] = {}
+        #: Waiting connects handed out (released or expired) whose pending
+        #: entry, and index entry, are deleted only by settle(): after the
+        #: records made of them are in Kafka (see settle).
+        self._handed_out: dict[tuple[int, bytes], bytes | None] = {}
+
+    def unsent_changes(self) -> list[tuple[TableT, list[tuple[int, bytes, bytes | None]]]]:
+        """With ``changelog_sent_by_caller``: the changelog writes to send, per table."""
+        return [(t.table, t.take_unsent()) for t in (self.rows, self.pending, self.index)]
 
     def forget(self) -> None:
         """After a rebalance: partitions may have changed hands; count and read again."""
@@ -157,6 +180,7 @@ class JoinState:
         self._rows_in.clear()
         self._waiting.clear()
         self._waiting_for.clear()
+        self._handed_out.clear()
 
     # --- stream time ---------------------------------------------------------
 
@@ -281,10 +305,33 @@ class JoinState:
             return []  # the common case, and all there is to it without a grace
         released = []
         for key, value in self.pending.items_from(partition, grace.process_prefix(guid)):
-            self.pending.delete(partition, key)
+            if (partition, key) in self._handed_out:
+                continue  # handed out already, not yet settled
+            self._handed_out[(partition, key)] = None
             self._count_waiting(guid, partition, -1)
             released.append(ExpiredConnect(orjson.loads(value), grace.parse_pending_key(key)[1]))
         return released
+
+    def must_settle(self) -> bool:
+        """Connects were handed out since the last settle()."""
+        return bool(self._handed_out)
+
+    def settle(self) -> None:
+        """Delete the entries of the connects handed out; call once their records are in Kafka.
+
+        The join's writes reach RocksDB (and its changelog) at once, while
+        the records they make are acknowledged later. Deleting a waiting
+        connect before its enriched (or expired) record is acknowledged
+        would lose it to a crash in between: the replayed creation finds
+        nothing to release. So the deletes wait for the acknowledgement; a
+        crash before it replays the creation (its offset is not committed
+        yet), which hands the connect out again — at least once.
+        """
+        for (partition, pending_key), index_key in self._handed_out.items():
+            self.pending.delete(partition, pending_key)
+            if index_key is not None:
+                self.index.delete(partition, index_key)
+        self._handed_out.clear()
 
     # --- expiry ----------------------------------------------------------------
 
@@ -312,17 +359,24 @@ class JoinState:
                 self._expired_up_to[(partition, kind)] = deadline
         expired = Expired()
         for index_key in due:
-            self.index.delete(partition, index_key)
             kind, _, reference = expiry.parse_index_key(index_key)
             if kind == expiry.CONNECT_GRACE:
+                if (partition, reference) in self._handed_out:
+                    if self._handed_out[(partition, reference)] is None:
+                        # Released by its creation: settle() deletes the rest.
+                        self.index.delete(partition, index_key)
+                    continue
                 value = self.pending.get(partition, reference)
-                if value is None:
-                    continue  # released by its creation
-                self.pending.delete(partition, reference)
+                if value is None:  # released by its creation
+                    self.index.delete(partition, index_key)
+                    continue
+                # Both entries go in settle(), after the expired record is in Kafka.
+                self._handed_out[(partition, reference)] = index_key
                 guid, event_time_ms, _, _ = grace.parse_pending_key(reference)
                 self._count_waiting(guid, partition, -1)
                 expired.connects.append(ExpiredConnect(orjson.loads(value), event_time_ms))
                 continue
+            self.index.delete(partition, index_key)
             stored = self.rows.get(partition, reference)
             if stored is None:
                 continue

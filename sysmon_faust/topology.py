@@ -25,10 +25,10 @@ from pathlib import Path
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
-from sysmon_faust import faust_fixes
+from sysmon_faust import faust_fixes, security, transactions
 from sysmon_faust.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,15 @@ class SysmonApp(faust.App):
             # Nothing has read datadir yet: the stores open after this.
             warnings.simplefilter("ignore", AlreadyConfiguredWarning)
             self.conf.datadir = _worker_datadir(self.conf.web_port)
+        exactly_once = settings.processing_guarantee == transactions.EXACTLY_ONCE
+        if exactly_once and transactions.discard_state_after_crash(
+            self.conf.datadir, self.conf.tabledir
+        ):
+            log.warning(
+                "exactly_once: the last stop was not clean; local state in %s discarded, "
+                "rebuilding it from the changelogs (committed records only)",
+                self.conf.tabledir,
+            )
         described = settings.describe()
         for web_setting in ("web_host", "web_port", "web_advertised_host"):
             described.pop(web_setting)
@@ -79,13 +88,28 @@ class SysmonApp(faust.App):
         # Before any consumer subscribes: a topic created after the
         # subscription is only noticed at the next metadata refresh (minutes),
         # and its partitions would sit unassigned until then.
-        await ensure_topics()
+        try:
+            await ensure_topics()
+        except security.KafkaAccessRefused as refused:
+            # Retrying cannot help: stop now, with one line that says what to
+            # check (as a bad setting does), not a traceback.
+            log.critical("sysmon-faust: %s", refused)
+            raise SystemExit(f"sysmon-faust: {refused}") from None
         await super().on_first_start()
+
+    async def on_shutdown(self) -> None:
+        # Everything stopped: Faust committed the last transactions.
+        await super().on_shutdown()
+        if settings.processing_guarantee == transactions.EXACTLY_ONCE:
+            transactions.mark_clean_stop(self.conf.datadir)
 
 
 app = SysmonApp(
     settings.app_id,
     broker=settings.kafka_broker_url,
+    # KAFKA_SECURITY_PROTOCOL and the KAFKA_SASL_*/KAFKA_SSL_* settings, for
+    # Faust's consumer, producer and topic creation.
+    broker_credentials=settings.faust_broker_credentials(),
     store="rocksdb://",
     datadir=_worker_datadir(settings.web_port),
     processing_guarantee=settings.processing_guarantee,
@@ -154,7 +178,12 @@ def _keyed_output(name: str) -> faust.TopicT:
         key_type=str,
         key_serializer="raw",
         partitions=settings.partitions,
-        config={"retention.ms": "-1", "retention.bytes": str(OUTPUT_RETENTION_BYTES)},
+        config={
+            "retention.ms": "-1",
+            "retention.bytes": str(OUTPUT_RETENTION_BYTES),
+            # An event as large as the input takes must fit in what it becomes.
+            "max.message.bytes": str(MAX_RECORD_BYTES),
+        },
     )
 
 
@@ -216,6 +245,8 @@ def _table_by_guid(
         value_type=bytes,
         partitions=settings.partitions,
         options=dict(options),  # Faust's store pops keys from the dict it is given
+        # A row as large as the input takes must fit in the changelog too.
+        extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
         help=help,
     )
 
@@ -264,8 +295,20 @@ async def ensure_topics() -> None:
         for topic in (*OUTPUT_TOPICS, events_by_guid_topic)
     ]
     wanted.append(NewTopic(settings.topic_input, settings.partitions, 1))
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+    )
+    try:
+        await admin.start()
+    except KafkaError:
+        await admin.close()
+        # The first client of a worker: a refused login (wrong password,
+        # mechanism, protocol) is told here, in one line, instead of as
+        # "Unable to bootstrap".
+        refusal = await security.explain_refusal(settings)
+        if refusal is not None:
+            raise security.KafkaAccessRefused(refusal) from None
+        raise
     try:
         existing = set(await admin.list_topics())
         missing = [topic for topic in wanted if topic.name not in existing]

@@ -2,7 +2,10 @@
 
 Any worker answers for any process: a lookup is fetched from the worker that
 owns the key's partition (:mod:`sysmon_faust.routing`). Errors are JSON with a
-4xx/5xx status, never a stack trace or an HTML page. With
+4xx/5xx status, never a stack trace or an HTML page — also those aiohttp
+gives before any view or middleware runs (a request its HTTP parser refuses:
+a request line or header over 8190 bytes, more than 128 headers, an unknown
+method, bytes that are not HTTP). With
 ``SYSMON_HTTP_TOKEN`` set, every endpoint but ``/health`` wants
 ``Authorization: Bearer <token>``.
 """
@@ -12,9 +15,11 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web as aiohttp_web
+from aiohttp import web_protocol, web_server
 from faust import web
 
 from sysmon_faust import ancestry, routing
@@ -62,6 +67,57 @@ async def bearer_token(request: aiohttp_web.Request, handler: Any) -> aiohttp_we
 
 # Outermost first: errors raised by the token check are JSON too.
 app.web.web_app.middlewares.extend([json_errors, bearer_token])  # type: ignore[attr-defined]
+
+
+class _JsonErrorsRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler, with its own error answers as JSON.
+
+    A request aiohttp's HTTP parser refuses (request line or a header over
+    8190 bytes, more than 128 headers, an unknown method, a byte that may not
+    be in a URL, not HTTP at all) never reaches the application or its
+    middlewares: aiohttp answers it itself, as text/plain, from
+    ``handle_error`` — which also answers a handler that timed out (504) or
+    an exception no middleware caught (500, an HTML page with a traceback
+    when the client accepts HTML and debug is on).
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: aiohttp_web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> aiohttp_web.StreamResponse:
+        if status >= 500:
+            # aiohttp's own: logs the exception, raises when part of a
+            # response was sent already.
+            super().handle_error(request, status, exc, message)
+        else:
+            # A malformed request is the client's doing: one line, not the
+            # parser's traceback at ERROR (aiohttp's) for each.
+            first_line = (message or "").strip().split("\n", 1)[0]
+            log.info("HTTP %s: refused a request from %s: %s", status, request.remote, first_line)
+            if request.writer.output_size > 0:
+                raise ConnectionError("a response was sent already, cannot send the error")
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "error"
+        if status == HTTPStatus.INTERNAL_SERVER_ERROR:
+            reason = "internal error"  # as the middleware says it; no traceback
+        # The parser's message says what it refused (and where); no traceback.
+        extra = {"detail": message[:300]} if message and status < 500 else {}
+        response = _json_error(status, reason, **extra)
+        response.force_close()
+        return response
+
+
+# aiohttp's Server creates each connection's handler by this module-level name
+# (aiohttp.web_server.Server.__call__); Faust's web server is the only aiohttp
+# server of a worker.
+web_server.RequestHandler = _JsonErrorsRequestHandler  # type: ignore[misc]
 
 
 def _error(view: web.View, status: int, message: str, **extra: Any) -> web.Response:

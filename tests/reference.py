@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,9 @@ class Expected:
     #: Sysmon 5 with a process GUID, and among them those whose creation came earlier.
     terminates: int = 0
     terminated: dict[str, str] = field(default_factory=dict)  # guid → its UtcTime
+    #: What the pipeline counts and drops, by reason: not Sysmon, or a Sysmon
+    #: event other than 1, 3 and 5 (``sysmon_event_<id>``).
+    filtered: Counter[str] = field(default_factory=Counter)
 
 
 def lines(path: Path) -> list[bytes]:
@@ -92,13 +96,17 @@ def compute(path: Path) -> Expected:
     unmatched: list[dict[str, Any]] = []
     terminates = 0
     terminated: dict[str, str] = {}
+    filtered: Counter[str] = Counter()
     for line in lines(path):
         events += 1
         parts = _sysmon_parts(json.loads(line))
         if parts is None:
+            filtered["not_sysmon"] += 1
             continue
         sysmon += 1
         event_id, data = parts
+        if event_id not in (1, 3, 5):
+            filtered[f"sysmon_event_{event_id}"] += 1
         guid = guid_of(data)
         if event_id == 1:
             creates[guid] = data
@@ -116,7 +124,9 @@ def compute(path: Path) -> Expected:
         for _, create in joined
         if re.search(r"\\wmiprvse\.exe$", str(create.get("ParentImage", "")), re.I)
     )
-    return Expected(events, sysmon, creates, joined, unmatched, wmi, terminates, terminated)
+    return Expected(
+        events, sysmon, creates, joined, unmatched, wmi, terminates, terminated, filtered
+    )
 
 
 def readme_counts(readme: Path) -> dict[str, dict[str, int]]:

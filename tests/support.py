@@ -52,10 +52,24 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def kafka_security(env: Mapping[str, str]) -> dict[str, Any]:
+    """The security arguments of aiokafka clients for these settings (KAFKA_SECURITY_PROTOCOL...).
+
+    Every helper below takes them as ``security=``; without, clients connect in PLAINTEXT.
+    """
+    from sysmon_faust.settings import Settings
+
+    return Settings.from_env(env).kafka_client_options()
+
+
 async def _create_topic(
-    bootstrap: str, topic: str, partitions: int, config: Mapping[str, str]
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    config: Mapping[str, str],
+    security: Mapping[str, Any] | None = None,
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     await admin.start()
     try:
         await admin.create_topics(
@@ -72,10 +86,21 @@ async def _create_topic(
         await admin.close()
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int = 1, **config: str) -> None:
+def create_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int = 1,
+    *,
+    security: Mapping[str, Any] | None = None,
+    **config: str,
+) -> None:
     run(
         _create_topic(
-            bootstrap, topic, partitions, {k.replace("_", "."): v for k, v in config.items()}
+            bootstrap,
+            topic,
+            partitions,
+            {k.replace("_", "."): v for k, v in config.items()},
+            security,
         )
     )
 
@@ -86,9 +111,11 @@ async def _produce(
     values: Iterable[bytes],
     partition: int | None,
     keys: Iterable[bytes | None] | None,
+    security: Mapping[str, Any] | None = None,
 ) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **(security or {}),
         acks="all",
         enable_idempotence=True,
         max_request_size=16 * 1024 * 1024,
@@ -114,12 +141,16 @@ def produce(
     values: Iterable[bytes],
     partition: int | None = None,
     keys: Iterable[bytes | None] | None = None,
+    *,
+    security: Mapping[str, Any] | None = None,
 ) -> int:
-    return int(run(_produce(bootstrap, topic, values, partition, keys)))
+    return int(run(_produce(bootstrap, topic, values, partition, keys, security)))
 
 
-async def _partitions(bootstrap: str, topic: str, deadline: float) -> set[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _partitions(
+    bootstrap: str, topic: str, deadline: float, security: Mapping[str, Any] | None = None
+) -> set[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     await admin.start()
     try:
         while True:
@@ -138,10 +169,16 @@ async def _partitions(bootstrap: str, topic: str, deadline: float) -> set[int]:
 
 
 async def _read_all(
-    bootstrap: str, topic: str, expect: int | None, timeout: float, settle: float
+    bootstrap: str,
+    topic: str,
+    expect: int | None,
+    timeout: float,
+    settle: float,
+    security: Mapping[str, Any] | None = None,
 ) -> list[Record]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **(security or {}),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
@@ -152,7 +189,7 @@ async def _read_all(
     records: list[Record] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions = await _partitions(bootstrap, topic, deadline)
+        partitions = await _partitions(bootstrap, topic, deadline, security)
         if not partitions:
             return records
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -182,6 +219,8 @@ def read_topic(
     expect: int | None = None,
     timeout: float = 60.0,
     settle: float = 1.0,
+    *,
+    security: Mapping[str, Any] | None = None,
 ) -> list[Record]:
     """Every record of ``topic`` from the beginning.
 
@@ -189,7 +228,7 @@ def read_topic(
     came for ``settle`` seconds (so extra records are seen, not hidden), or
     until ``timeout``. Without it, until the topic was quiet for ``settle``.
     """
-    return list(run(_read_all(bootstrap, topic, expect, timeout, settle)))
+    return list(run(_read_all(bootstrap, topic, expect, timeout, settle, security)))
 
 
 # --- worker processes -------------------------------------------------------
@@ -214,6 +253,25 @@ class WorkerProcess:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as error:
             return error.code, _decode(error.read())
+
+    def http_raw(self, request: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+        """Send ``request`` byte for byte (no client checks it) → (status, headers, body).
+
+        Reads until the server closes the connection: ask with
+        ``Connection: close``. Header names come back in lower case.
+        """
+        with socket.create_connection(("127.0.0.1", self.web_port), timeout=timeout) as sock:
+            sock.sendall(request)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(status_line.split()[1]), headers, body
 
     def stats(self) -> dict[str, Any]:
         status, body = self.http("/stats")
@@ -318,10 +376,12 @@ def sysmon_env(bootstrap: str, prefix: str, data_dir: Path, partitions: int = 4)
     }
 
 
-async def _topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
+async def _topic_configs(
+    bootstrap: str, topics: list[str], security: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     await admin.start()
     try:
         responses = await admin.describe_configs(
@@ -336,13 +396,17 @@ async def _topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[st
         await admin.close()
 
 
-def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
+def topic_configs(
+    bootstrap: str, topics: list[str], *, security: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
     """Each topic's effective configuration (``retention.ms``, ``cleanup.policy``...)."""
-    return dict(run(_topic_configs(bootstrap, topics)))
+    return dict(run(_topic_configs(bootstrap, topics, security)))
 
 
-async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _partition_counts(
+    bootstrap: str, topics: list[str], security: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     await admin.start()
     try:
         # describe_topics alone would create a missing topic (auto.create.topics.enable).
@@ -354,5 +418,7 @@ async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]
         await admin.close()
 
 
-def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    return dict(run(_partition_counts(bootstrap, topics)))
+def partition_counts(
+    bootstrap: str, topics: list[str], *, security: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    return dict(run(_partition_counts(bootstrap, topics, security)))

@@ -250,6 +250,10 @@ def test_shapes_take_origin_computer_and_event_pid(shape: str, raw: dict[str, An
         (ecs(4624, {"TargetUserName": "x"}, channel="security"), Filtered(NOT_SYSMON)),
         (ecs("x", {}, channel="Security"), Filtered(NOT_SYSMON)),
         (b'{"message": "heartbeat"}', Filtered(NOT_WINDOWS_EVENT)),
+        # A flat or Winlogbeat 6.x document without its event id is still that shape.
+        (b'{"Channel": "Security", "Hostname": "HR001"}', Filtered(NOT_SYSMON)),
+        (b'{"SourceName": "Microsoft-Windows-Kernel-General"}', Filtered(NOT_SYSMON)),
+        (b'{"source_name": "Service Control Manager"}', Filtered(NOT_SYSMON)),
         (ecs(7, {"ProcessGuid": GUID}), Filtered("sysmon_event_7", 7)),
         (ecs(2, {"ProcessGuid": GUID}), Filtered("sysmon_event_2", 2)),
         (
@@ -296,6 +300,29 @@ def test_filtering(raw: bytes, expected: Filtered | None) -> None:
         (ecs(3, connect_data(Image={"nested": 1})), "Image"),
         (ecs(3, "event data as text"), "no event data"),  # type: ignore[arg-type]
         (ecs(None, connect_data()), "without an event id"),
+        # The same in the flat and Winlogbeat 6.x shapes: the event id key is absent.
+        (
+            json.dumps(
+                {"Channel": "Microsoft-Windows-Sysmon/Operational", **connect_data()}
+            ).encode(),
+            "without an event id",
+        ),
+        (
+            json.dumps({"SourceName": "Microsoft-Windows-Sysmon", **connect_data()}).encode(),
+            "without an event id",
+        ),
+        (
+            json.dumps(
+                {"log_name": "Microsoft-Windows-Sysmon/Operational", "event_data": connect_data()}
+            ).encode(),
+            "without an event id",
+        ),
+        (
+            json.dumps(
+                {"source_name": "Microsoft-Windows-Sysmon", "event_data": connect_data()}
+            ).encode(),
+            "without an event id",
+        ),
     ],
 )
 def test_invalid_input_gives_a_reason_and_never_raises(raw: bytes, error_contains: str) -> None:
@@ -387,16 +414,22 @@ def test_canonical_guid(value: Any, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "iso"),
+    ("value", "iso", "epoch_ms"),
     [
-        ("2019-10-28 02:31:01.498", "2019-10-28T02:31:01.498Z"),
-        ("2019-10-28 02:31:01", "2019-10-28T02:31:01.000Z"),
-        ("2019-10-28T02:31:01.4987654Z", "2019-10-28T02:31:01.498Z"),
-        ("2019-10-28 02:31:01.5", "2019-10-28T02:31:01.500Z"),
+        ("2019-10-28 02:31:01.498", "2019-10-28T02:31:01.498Z", 1_572_229_861_498),
+        ("2019-10-28 02:31:01", "2019-10-28T02:31:01.000Z", 1_572_229_861_000),
+        ("2019-10-28T02:31:01.4987654Z", "2019-10-28T02:31:01.498Z", 1_572_229_861_498),
+        ("2019-10-28 02:31:01.5", "2019-10-28T02:31:01.500Z", 1_572_229_861_500),
+        # A clock reset to an epoch: years before 1970 and before 1000.
+        ("1970-01-01 00:00:00.000", "1970-01-01T00:00:00.000Z", 0),
+        ("1969-12-31 23:59:59.999", "1969-12-31T23:59:59.999Z", -1),
+        ("1601-01-01 00:00:00.500", "1601-01-01T00:00:00.500Z", -11_644_473_599_500),
+        ("0001-01-01 00:00:00.001", "0001-01-01T00:00:00.001Z", -62_135_596_799_999),
+        ("9999-12-31 23:59:59.999", "9999-12-31T23:59:59.999Z", 253_402_300_799_999),
     ],
 )
-def test_parse_utc_time(value: str, iso: str) -> None:
-    assert parse_utc_time(value)[0] == iso
+def test_parse_utc_time(value: str, iso: str, epoch_ms: int) -> None:
+    assert parse_utc_time(value) == (iso, epoch_ms)
 
 
 def test_datasets_folder_is_where_the_tests_expect_it() -> None:

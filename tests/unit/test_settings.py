@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +84,130 @@ def test_readme_documents_every_setting() -> None:
     documented = set(re.findall(r"`((?:KAFKA|SYSMON)_[A-Z_]+)`", readme))
     missing = set(ENVIRONMENT_VARIABLES) - documented
     assert not missing, f"README lacks {sorted(missing)}"
+
+
+# --- Kafka security ---------------------------------------------------------
+
+SCRAM_ENV = {
+    "KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
+    "KAFKA_SASL_MECHANISM": "scram-sha-512",
+    "KAFKA_SASL_USERNAME": "alice",
+    "KAFKA_SASL_PASSWORD": "s3cret pass",
+}
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A self-signed certificate and its unencrypted key (PEM), and a file that is neither."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not on PATH")
+    where = tmp_path_factory.mktemp("pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=sysmon-faust-test",
+         "-keyout", str(where / "key.pem"), "-out", str(where / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    (where / "junk.pem").write_text("not a certificate\n")
+    return {"cert": where / "cert.pem", "key": where / "key.pem", "junk": where / "junk.pem"}
+
+
+def test_kafka_security_defaults_to_plaintext() -> None:
+    settings = Settings.from_env({})
+    assert settings.kafka_security_protocol == "PLAINTEXT"
+    assert settings.kafka_client_options() == {"security_protocol": "PLAINTEXT"}
+    assert settings.faust_broker_credentials() is None
+
+
+def test_sasl_settings_reach_aiokafka_clients_and_stay_out_of_logs() -> None:
+    settings = Settings.from_env(SCRAM_ENV)
+    assert settings.kafka_client_options() == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "alice",
+        "sasl_plain_password": "s3cret pass",
+    }
+    assert "s3cret" not in repr(settings)
+    described = settings.describe()
+    assert described["kafka_sasl_password"] == "(set)"
+    assert "s3cret" not in " ".join(described.values())
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_faust_passes_the_mechanism_to_aiokafka(mechanism: str) -> None:
+    # Faust's own consumer and producer get their aiokafka arguments from
+    # broker_credentials through this function: the mechanism must survive it.
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    settings = Settings.from_env({**SCRAM_ENV, "KAFKA_SASL_MECHANISM": mechanism})
+    assert credentials_to_aiokafka_auth(settings.faust_broker_credentials()) == {
+        **settings.kafka_client_options(),
+        "ssl_context": None,
+    }
+
+
+def test_tls_settings_build_a_verifying_context(pem: dict[str, Path]) -> None:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    settings = Settings.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SSL",
+            "KAFKA_SSL_CAFILE": str(pem["cert"]),
+            "KAFKA_SSL_CERTFILE": str(pem["cert"]),
+            "KAFKA_SSL_KEYFILE": str(pem["key"]),
+        }
+    )
+    options = settings.kafka_client_options()
+    assert options["security_protocol"] == "SSL"
+    context = options["ssl_context"]
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert [c["subject"] for c in context.get_ca_certs()] == [
+        ((("commonName", "sysmon-faust-test"),),)
+    ]
+    faust_options = credentials_to_aiokafka_auth(settings.faust_broker_credentials())
+    assert faust_options["security_protocol"] == "SSL"
+    assert isinstance(faust_options["ssl_context"], ssl.SSLContext)
+
+    sasl_ssl = Settings.from_env(
+        {**SCRAM_ENV, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SSL_CAFILE": str(pem["cert"])}
+    )
+    faust_options = credentials_to_aiokafka_auth(sasl_ssl.faust_broker_credentials())
+    assert faust_options["security_protocol"] == "SASL_SSL"
+    assert faust_options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert isinstance(faust_options["ssl_context"], ssl.SSLContext)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({**SCRAM_ENV, "KAFKA_SASL_MECHANISM": ""}, "KAFKA_SASL_MECHANISM"),
+        ({**SCRAM_ENV, "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
+        ({**SCRAM_ENV, "KAFKA_SASL_MECHANISM": "SCRAM-SHA-1"}, "KAFKA_SASL_MECHANISM"),
+        ({**SCRAM_ENV, "KAFKA_SASL_USERNAME": " "}, "KAFKA_SASL_USERNAME"),
+        ({**SCRAM_ENV, "KAFKA_SASL_PASSWORD": ""}, "KAFKA_SASL_PASSWORD"),
+        ({"KAFKA_SASL_MECHANISM": "PLAIN"}, "KAFKA_SASL_MECHANISM"),
+        ({"KAFKA_SASL_USERNAME": "alice"}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SASL_PASSWORD": "x"}, "KAFKA_SASL_PASSWORD"),
+        ({"KAFKA_SSL_CAFILE": "{cert}"}, "KAFKA_SSL_CAFILE"),
+        ({**SCRAM_ENV, "KAFKA_SSL_CAFILE": "{cert}"}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
+         "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "{junk}"}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", **{k: v for k, v in SCRAM_ENV.items()
+          if k != "KAFKA_SECURITY_PROTOCOL"}, "KAFKA_SSL_CERTFILE": "/nonexistent/c.pem"},
+         "KAFKA_SSL_CERTFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_KEYFILE": "{key}"}, "KAFKA_SSL_KEYFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERTFILE": "{cert}",
+          "KAFKA_SSL_KEYFILE": "{junk}"}, "KAFKA_SSL_KEYFILE"),
+    ],
+)  # fmt: skip
+def test_bad_kafka_security_names_the_variable(
+    env: dict[str, str], variable: str, pem: dict[str, Path]
+) -> None:
+    env = {key: value.format(**pem) for key, value in env.items()}
+    with pytest.raises(SettingsError, match=variable) as raised:
+        Settings.from_env(env)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "s3cret" not in message

@@ -1,0 +1,239 @@
+"""Nothing lost when a worker is killed, loses its state directory, or its broker restarts.
+
+Small versions of ``make chaos`` (bench/chaos.py, which has the figures at
+300 k events): a generated stream where a fifth of the processes connect
+before their creation is logged (so connects wait in the grace buffer when
+the worker dies), real ``faust worker`` processes killed with SIGKILL, a
+real broker. What must come out is computed here from the produced events,
+without the pipeline's code: every connect of a process created anywhere in
+the stream joins — at least once, or exactly once under exactly_once (read
+with ``isolation_level=read_committed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from sysmon_faust.synthetic import Workload, WorkloadConfig
+from tests.support import REPO, WorkerProcess, free_port, produce, read_topic
+
+Identity = tuple[Any, ...]
+
+
+def _iso(utc_time: str) -> str:
+    moment = datetime.strptime(utc_time, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class Replay:
+    """A generated stream and the joins it must give (the reference)."""
+
+    def __init__(self, events: int, seed: int) -> None:
+        config = WorkloadConfig(events=events, hosts=20, seed=seed, early_connect_share=0.2)
+        self.keys: list[bytes] = []
+        self.values: list[bytes] = []
+        created: set[str] = set()
+        connects: list[Identity] = []
+        for event in Workload(config):
+            self.keys.append(event.host)
+            self.values.append(event.value)
+            winlog = orjson.loads(event.value)["winlog"]
+            if winlog["provider_name"] != "Microsoft-Windows-Sysmon":
+                continue
+            data = winlog["event_data"]
+            if winlog["event_id"] == 1:
+                created.add(data["ProcessGuid"].lower())
+            elif winlog["event_id"] == 3:
+                connects.append(
+                    (
+                        data["ProcessGuid"].lower(),
+                        _iso(data["UtcTime"]),
+                        data["SourceIp"],
+                        int(data["SourcePort"]),
+                        data["DestinationIp"],
+                        int(data["DestinationPort"]),
+                    )
+                )
+        self.joins = Counter(c for c in connects if c[0] in created)
+        self.created = sorted(created)
+
+
+def joined(bootstrap: str, topic: str, expect: int) -> Counter[Identity]:
+    records = read_topic(bootstrap, topic, expect=expect, timeout=120, settle=3)
+    seen: Counter[Identity] = Counter()
+    for record in records:
+        enriched = orjson.loads(record.value)
+        seen[
+            (
+                enriched["process_guid"],
+                enriched["event_date_creation"],
+                enriched["src_ip_addr"],
+                enriched["src_port"],
+                enriched["dst_ip_addr"],
+                enriched["dst_port"],
+            )
+        ] += 1
+    return seen
+
+
+async def _committed_share(bootstrap: str, group: str, topic: str) -> float:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        await consumer._client.force_metadata_update()
+        partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        done = sum(committed[tp].offset for tp in ends if tp in committed)
+        return done / max(sum(ends.values()), 1)
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
+def intake_share(env: dict[str, str]) -> float:
+    """The share of the input the worker's intake has committed (survives its restarts)."""
+    try:
+        return asyncio.run(
+            _committed_share(
+                env["KAFKA_BOOTSTRAP_SERVERS"],
+                f"{env['SYSMON_APP_ID']}-intake",
+                env["SYSMON_TOPIC_INPUT"],
+            )
+        )
+    except Exception:  # the group has no coordinator yet, the broker restarts...
+        return 0.0
+
+
+def wait_for_share(env: dict[str, str], worker: WorkerProcess, share: float) -> float:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert worker.process.poll() is None, worker.log_tail()
+        done = intake_share(env)
+        if done >= share:
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"the intake did not reach {share:.0%}:\n{worker.log_tail()}")
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_worker_killed_twice_mid_replay_loses_nothing(
+    guarantee: str,
+    kafka_bootstrap: str,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    env = pipeline_env()
+    env["SYSMON_JOIN_GRACE"] = "300"
+    env["SYSMON_PROCESSING_GUARANTEE"] = guarantee
+    replay = Replay(60_000, seed=23)
+    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
+
+    port = free_port()  # the same port: a restarted worker finds its state directory again
+    worker = worker_factory(env, web_port=port)
+    killed_at = []
+    for share in (0.01, 0.5):
+        killed_at.append(wait_for_share(env, worker, share))
+        worker.stop(signal.SIGKILL)
+        worker = worker_factory(env, web_port=port)
+    wait_for_share(env, worker, 1.0)
+
+    expected = sum(replay.joins.values())
+    seen = joined(kafka_bootstrap, env["SYSMON_TOPIC_JOIN"], expected)
+    missing = sum((replay.joins - seen).values())
+    duplicates = sum((seen - replay.joins).values())
+    print(
+        f"\n{guarantee}: killed at {', '.join(f'{s:.0%}' for s in killed_at)} of the input; "
+        f"{expected:,} joins expected, {missing} missing, {duplicates} duplicates"
+    )
+    assert all(share < 1.0 for share in killed_at), "a kill came after the replay was through"
+    assert missing == 0
+    if guarantee == "exactly_once":
+        assert duplicates == 0
+    assert worker.stats()["dead_lettered"] == 0
+
+
+def test_a_worker_that_lost_its_state_rebuilds_it_from_the_changelog(
+    kafka_bootstrap: str,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    env = pipeline_env()
+    replay = Replay(20_000, seed=29)
+    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
+    port = free_port()
+    worker = worker_factory(env, web_port=port)
+    wait_for_share(env, worker, 1.0)
+    rows = worker.wait_for(lambda s: s["process_creates"] == len(replay.created), timeout=60)
+    before = {guid: worker.http(f"/process/{guid}") for guid in replay.created[::10]}
+    assert all(status == 200 for status, _ in before.values())
+    assert worker.stop() == 0
+
+    shutil.rmtree(env["SYSMON_DATA_DIR"])
+    started = time.monotonic()
+    worker = worker_factory(env, web_port=port)
+    after_rows = worker.stats()["table_rows"]
+    print(f"\n{after_rows:,} rows rebuilt from the changelog in {time.monotonic() - started:.1f} s")
+    assert after_rows == rows["table_rows"] == len(replay.created)
+    assert {guid: worker.http(f"/process/{guid}") for guid in before} == before
+
+
+@pytest.fixture
+def own_broker() -> Iterator[tuple[str, dict[str, str]]]:
+    """A broker of this test's own, to be restarted without disturbing the others."""
+    port = free_port()
+    data_dir = REPO / ".kafka-test" / f"restart-{port}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir)}
+    kafka_sh = str(REPO / "kafka" / "kafka.sh")
+    subprocess.run([kafka_sh, "up"], env=env, check=True, capture_output=True, timeout=300)
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([kafka_sh, "down"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_the_worker_rides_out_a_broker_restart_mid_replay(
+    own_broker: tuple[str, dict[str, str]],
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    bootstrap, broker_env = own_broker
+    env = pipeline_env() | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SYSMON_JOIN_GRACE": "300"}
+    replay = Replay(60_000, seed=31)
+    produce(bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
+    worker = worker_factory(env)
+    stopped_at = wait_for_share(env, worker, 0.01)
+    kafka_sh = str(REPO / "kafka" / "kafka.sh")
+    subprocess.run([kafka_sh, "down"], env=broker_env, check=True, capture_output=True)
+    time.sleep(5)
+    subprocess.run([kafka_sh, "up"], env=broker_env, check=True, capture_output=True)
+    wait_for_share(env, worker, 1.0)
+
+    expected = sum(replay.joins.values())
+    seen = joined(bootstrap, env["SYSMON_TOPIC_JOIN"], expected)
+    missing = sum((replay.joins - seen).values())
+    print(
+        f"\nbroker stopped at {stopped_at:.0%} of the input for 5 s; "
+        f"{missing} of {expected:,} joins missing, {sum((seen - replay.joins).values())} twice"
+    )
+    assert stopped_at < 1.0
+    assert worker.process.poll() is None, "the worker did not ride out the restart"
+    assert missing == 0
