@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from faust.types import TP
@@ -75,13 +76,28 @@ def table_rows() -> int:
     (:meth:`sysmon_faust.state.JoinState.row_count`). RocksDB's O(1)
     estimate is no count under churn: it kept deleted rows for minutes.
     """
+    global _counted_while_unsettled
     changelog = process_table.changelog_topic.get_topic_name()
     actives = app.assignor.assigned_actives()
     recovery = app.tables.recovery  # type: ignore[attr-defined]
     settled = not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
-    return sum(
+    if not settled and _counted_while_unsettled is not None:
+        # A scan takes a second at a million rows, and slowed a recovery
+        # polled every half second fifteenfold (make chaos): at most one
+        # scan per UNSETTLED_SCAN_EVERY seconds until the worker is settled.
+        counted_at, rows = _counted_while_unsettled
+        if time.monotonic() - counted_at < UNSETTLED_SCAN_EVERY:
+            return rows
+    rows = sum(
         state.row_count(tp.partition, keep=settled) for tp in actives if tp.topic == changelog
     )
+    _counted_while_unsettled = None if settled else (time.monotonic(), rows)
+    return rows
+
+
+#: While a worker recovers or rebalances, table_rows is counted this seldom.
+UNSETTLED_SCAN_EVERY = 10.0
+_counted_while_unsettled: tuple[float, int] | None = None
 
 
 def worker_state() -> dict[str, Any]:
