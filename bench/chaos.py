@@ -148,8 +148,8 @@ def compare(expected: Counter[Identity], seen: Counter[Identity]) -> dict[str, i
 # --- Kafka reads ---------------------------------------------------------------
 
 
-async def _read_joins(bootstrap: str, topic: str) -> Counter[Identity]:
-    """Every enriched record of ``topic``, as committed (aborted transactions left out)."""
+async def _read_committed(bootstrap: str, topic: str) -> list[bytes]:
+    """Every value of ``topic`` as committed (aborted transactions left out)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
@@ -157,12 +157,10 @@ async def _read_joins(bootstrap: str, topic: str) -> Counter[Identity]:
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
-    seen: Counter[Identity] = Counter()
+    values: list[bytes] = []
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
+        await consumer._client.force_metadata_update()
+        partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -174,45 +172,26 @@ async def _read_joins(bootstrap: str, topic: str) -> Counter[Identity]:
 
         while await behind():
             batch = await consumer.getmany(timeout_ms=1000, max_records=20_000)
-            for messages in batch.values():
-                for message in messages:
-                    seen[joined_identity(orjson.loads(message.value))] += 1
+            values.extend(message.value for messages in batch.values() for message in messages)
     finally:
         await consumer.stop()
-    return seen
+    return values
 
 
-async def _read_rekeyed_connects(bootstrap: str, topic: str) -> Counter[Identity]:
-    """The connects in the re-keying topic (the intake's output), as committed."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
+def read_joins(bootstrap: str, topic: str) -> Counter[Identity]:
+    """The enriched records of sysmon-join."""
+    values = asyncio.run(_read_committed(bootstrap, topic))
+    return Counter(joined_identity(orjson.loads(value)) for value in values)
+
+
+def read_rekeyed_connects(bootstrap: str, topic: str) -> Counter[Identity]:
+    """The connects in the re-keying topic (the intake's output)."""
+    return Counter(
+        joined_identity(fields)
+        for value in asyncio.run(_read_committed(bootstrap, topic))
+        for fields in decode_batch(value)
+        if fields[EVENT_ID_FIELD] == NETWORK_CONNECT
     )
-    await consumer.start()
-    seen: Counter[Identity] = Counter()
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            batch = await consumer.getmany(timeout_ms=1000, max_records=20_000)
-            for messages in batch.values():
-                for message in messages:
-                    for fields in decode_batch(message.value):
-                        if fields[EVENT_ID_FIELD] == NETWORK_CONNECT:
-                            seen[joined_identity(fields)] += 1
-    finally:
-        await consumer.stop()
-    return seen
 
 
 async def _committed_share(bootstrap: str, group: str, topic: str) -> float:
@@ -344,12 +323,10 @@ class Pipeline:
 
     def outcome(self) -> dict[str, int]:
         expected = self.replay.reference.joins()
-        result = compare(expected, asyncio.run(_read_joins(self.bootstrap, self.join_topic)))
+        result = compare(expected, read_joins(self.bootstrap, self.join_topic))
         if result["duplicates"]:
             # Which stage made them: the intake (twice in the re-keying topic) or the join.
-            rekeyed = asyncio.run(
-                _read_rekeyed_connects(self.bootstrap, f"{self.app_id}-events-by-process-guid")
-            )
+            rekeyed = read_rekeyed_connects(self.bootstrap, f"{self.app_id}-events-by-process-guid")
             result["duplicates_from_intake"] = sum(
                 (rekeyed - Counter(self.replay.reference.connects)).values()
             )
