@@ -51,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from mode import Service
 
-from sysmon_faust import deadletter
+from sysmon_faust import deadletter, transactions
 from sysmon_faust.alignment import InStep
 from sysmon_faust.clock import record_timestamp_ms
 from sysmon_faust.normalize import (
@@ -135,7 +135,7 @@ class Intake(Service):
         #: Per input partition: the offset after the last record read.
         self.read_up_to: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        self.exactly_once = settings.processing_guarantee == transactions.EXACTLY_ONCE
         self._in_transaction = False
 
     async def on_start(self) -> None:

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from sysmon_faust import intake, metrics
@@ -45,7 +46,10 @@ def _describe(tps: set[TP]) -> str:
 def health_state() -> dict[str, Any]:
     """Is this worker recovered and processing? Each condition is reported by name."""
     recovery = app.tables.recovery  # type: ignore[attr-defined]  # on the TableManager, not its ABC
-    assignment = app.consumer.assignment() if app.consumer is not None else set()
+    try:
+        assignment = app.consumer.assignment() if app.consumer is not None else set()
+    except ConsumerNotStarted:  # asked while the worker starts: not healthy yet, no error
+        assignment = set()
     checks = {
         "started": bool(app.started),
         "partitions_assigned": _assigned_once,

@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 from typing import Any
 
 from faust.types import TP, AppT, TableT
-
-log = logging.getLogger(__name__)
 
 EXACTLY_ONCE = "exactly_once"
 #: Written when a worker stops cleanly; its absence at start means a crash.
