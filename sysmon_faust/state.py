@@ -18,7 +18,9 @@ keeps every change one write, at the price of index entries living until due.
 
 Reads and writes go straight to the partition's RocksDB, and every write
 is also sent to the table's changelog with Faust's own ``send_changelog``
-(which keeps the persisted offsets recovery starts from): what Faust's
+(which keeps the persisted offsets recovery starts from; under exactly_once
+the join sends them itself, in the partition's transaction — see
+:mod:`sysmon_faust.transactions`): what Faust's
 ``table[key] = value`` does, without its per-key layers — a lookup through
 the table API reads RocksDB twice, a delete of a key Faust has not cached
 deletes it in every partition's database. Measured with ``make bench``.
