@@ -10,6 +10,7 @@ COMMANDS = {
     "topics": "the app's topics: partitions, end offsets, committed offsets, lag",
     "print": "print a topic's records: TOPIC [--from-beginning] [--limit N] [--follow]",
     "describe": "the record types' fields and types; each topic's partitions and policy",
+    "rules": "test detection rules offline against recordings: rules test FILE... [--json]",
 }
 
 
@@ -26,6 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sysmon_faust.replay import main as replay_main
 
         return replay_main(rest, prog="python -m sysmon_faust replay")
+    if command == "rules":
+        # Offline: no broker, and no Faust app (the settings module would build one).
+        from sysmon_faust.offline import main as offline_main
+
+        return offline_main(rest, prog="python -m sysmon_faust rules")
     from sysmon_faust.ops import main as ops_main
 
     return ops_main(command, rest)

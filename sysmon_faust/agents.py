@@ -23,6 +23,9 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
   commit), so a crash replays rather than loses (at-least-once). State a
   replay could not rebuild — a waiting connect handed out — is deleted only
   after its record is acknowledged (:meth:`JoinState.settle`).
+* Ancestry: each enriched record carries the process's ancestors, read from
+  this worker's copy of the whole process tree — never from another worker
+  (:mod:`sysmon_faust.tree_replica`); the rules of ``SYSMON_RULES`` see them.
 * Speed: rows travel as JSON bytes and dicts, and outputs go straight to
   Faust's producer — no ``faust.Record`` and no Topic/Channel layer per event
   (see :mod:`sysmon_faust.join`; measured with ``make bench``).
@@ -30,7 +33,9 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 from typing import Any
 
@@ -38,7 +43,7 @@ import orjson
 from faust import StreamT
 from faust.types import EventT
 
-from sysmon_faust import deadletter, grace, transactions
+from sysmon_faust import deadletter, grace, process_tree, rules, transactions
 from sysmon_faust.clock import record_timestamp_ms, utc_now_iso
 from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich, unmatched
 from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
@@ -49,7 +54,6 @@ from sysmon_faust.rekey import (
     TICK,
     decode_batch,
 )
-from sysmon_faust.rules import matching_rules
 from sysmon_faust.state import JoinState, Lifetimes
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import (
@@ -59,9 +63,17 @@ from sysmon_faust.topology import (
     pending_table,
     process_table,
     settings,
+    tree_replica,
 )
 
 log = logging.getLogger(__name__)
+
+try:
+    RULES = rules.load_rules(settings.rules_path)
+except rules.RuleError as error:
+    # One line naming the rule and the field, not a traceback: the worker
+    # must not start without the detections it was given.
+    sys.exit(f"sysmon-faust: bad detection rule: {error}")
 
 EXACTLY_ONCE = settings.processing_guarantee == transactions.EXACTLY_ONCE
 outputs = transactions.Outputs(app, settings.topic_by_guid, EXACTLY_ONCE)
@@ -111,9 +123,36 @@ async def _send(topic: str, key: bytes | None, row: Row, timestamp: float, parti
     await outputs.send(topic, key, orjson.dumps(row), partition, timestamp_ms / 1000)
 
 
+@app.task
+async def read_process_tree() -> None:
+    """This worker's copy of the process tree, filled for as long as it runs."""
+    while True:
+        try:
+            await tree_replica.run(app.conf.datadir / "process-tree")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Without its copy the join would lose ancestry, not events: log
+            # loudly and read again.
+            log.exception("process-tree copy failed; reading again in 5 s")
+            await asyncio.sleep(5)
+
+
+async def _tree_caught_up() -> None:
+    # Joins made before the copy has read what the topic held would miss
+    # ancestors that are there to be read.
+    while True:
+        try:
+            await asyncio.wait_for(tree_replica.caught_up.wait(), 30)
+            return
+        except TimeoutError:
+            log.warning("join waits for the process-tree copy to read %s", tree_replica.topic)
+
+
 @app.agent(events_by_guid_topic, name="join-by-process-guid")
 async def join_by_process_guid(stream: StreamT[bytes]) -> None:
     """The stream-table join, one process_guid partition at a time (see the module docstring)."""
+    await _tree_caught_up()
     async for event in stream.events():
         message = event.message
         if message.offset <= handled_up_to.get(message.partition, -1):
@@ -156,6 +195,9 @@ async def _handle(event: EventT) -> None:
         if not EXACTLY_ONCE:
             await app.producer.flush()
         state.settle()
+    for partition, key, link in state.take_tree_changes():
+        tree_topic = settings.topic_process_tree
+        await outputs.send(tree_topic, key, link, message.partition, None, partition)
     if EXACTLY_ONCE:
         for table, changes in state.unsent_changes():
             await outputs.send_changelog(table, changes)
@@ -210,7 +252,7 @@ async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall
 async def _emit_joined(
     connect: Row, process: Row, timestamp: float, received: float | None, partition: int
 ) -> None:
-    enriched = enrich(connect, process)
+    enriched = enrich(connect, process, await _ancestry_of(process))
     key = enriched["process_guid"].encode()
     await _send(settings.topic_join, key, enriched, timestamp, partition)
     stats.joined += 1
@@ -218,18 +260,32 @@ async def _emit_joined(
     stats.event_age.observe(max(now - timestamp, 0.0))
     if received is not None:
         stats.processing_latency.observe(max(now - received, 0.0))
-    for rule in matching_rules(enriched):
-        alert = {
-            "rule_id": rule.rule_id,
-            "rule_name": rule.rule_name,
-            "attack_technique": rule.attack_technique,
-            "severity": rule.severity,
-            "detected_at": utc_now_iso(),
-            "event": enriched,
-        }
+    for rule in rules.matching_rules(enriched, RULES):
+        alert = rules.alert_record(rule, enriched, utc_now_iso())
         await _send(settings.topic_alerts, key, alert, timestamp, partition)
         stats.alerts += 1
         stats.alerts_by_rule[rule.rule_id] += 1
+
+
+async def _ancestry_of(process: Row) -> list[Row]:
+    """The process's ancestors from the tree copy, waiting (bounded) for a link in flight."""
+    deadline: float | None = None
+    while True:
+        news = tree_replica.next_news()
+        walk = process_tree.ancestry(process, tree_replica.link, settings.ancestry_depth)
+        if walk.unknown is None or not settings.ancestry_wait:
+            return walk.ancestors
+        if not tree_replica.may_come(walk.unknown):
+            return walk.ancestors  # never seen, and no intake is still before its start
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + settings.ancestry_wait
+            stats.ancestry_waits += 1
+        try:
+            await asyncio.wait_for(news.wait(), max(deadline - now, 0.0))
+        except TimeoutError:
+            stats.ancestry_wait_timeouts += 1
+            return walk.ancestors
 
 
 async def _emit_unmatched(

@@ -147,6 +147,12 @@ def show_event(event: dict[str, Any], indent: str = "  ") -> None:
     say(f"{indent}process     {event['process_path']}  (pid {event['process_id']})")
     say(f"{indent}  command   {shorten(event.get('process_command_line'))}")
     say(f"{indent}  user      {event.get('user_account')}")
+    ancestry = event.get("process_ancestry") or []
+    if ancestry:
+        # Nearest first: parent, grandparent, ... (as far as the pipeline saw them).
+        say(f"{indent}ancestry    " + " < ".join(
+            str(hop.get("process_path") or "?").rsplit("\\", 1)[-1] for hop in ancestry
+        ))  # fmt: skip
     say(f"{indent}parent      {event.get('parent_process_path')}")
     say(f"{indent}  command   {shorten(event.get('parent_process_command_line'))}")
     say(

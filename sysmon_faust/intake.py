@@ -32,6 +32,10 @@ Guarantees:
   event time, as Kafka Streams does (:mod:`sysmon_faust.alignment`), so a
   backlog reaches the join in event-time order and stream time does not run
   ahead of a partition that is read later;
+* ancestry — each ProcessCreate's parent link goes to the process-tree topic
+  (and this worker's copy of it) before the events read after it, and how far
+  each input partition has been written goes after them
+  (:mod:`sysmon_faust.tree_replica`);
 * nothing disappears — every record is counted as filtered, produced, or
   dead-lettered; an error inside the loop dead-letters the record it was
   working on and goes on.
@@ -51,7 +55,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from mode import Service
 
-from sysmon_faust import deadletter, transactions
+from sysmon_faust import deadletter, process_tree, transactions, tree_replica
 from sysmon_faust.alignment import InStep
 from sysmon_faust.clock import record_timestamp_ms
 from sysmon_faust.normalize import (
@@ -72,6 +76,7 @@ from sysmon_faust.rekey import (
 )
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import MAX_RECORD_BYTES, app, settings
+from sysmon_faust.topology import tree_replica as tree_copy
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ BATCH_RECORDS = 5_000
 #: Sysmon 1/3/5 events an input partition may have waiting for the others
 #: (sysmon_faust.alignment) before it is paused.
 BUFFERED_AT_MOST = 5_000
+#: A watermark is written again when it moved this much.
+WATERMARK_EVERY_MS = 1_000
 #: The intake lets the join run at least this often (seconds of CPU) within
 #: a batch, which is ~100 ms of CPU at 5,000 records.
 YIELD_EVERY_SECONDS = 0.002
@@ -137,6 +144,10 @@ class Intake(Service):
         self._committed: dict[TopicPartition, int] = {}
         self.exactly_once = settings.processing_guarantee == transactions.EXACTLY_ONCE
         self._in_transaction = False
+        #: Event time of the latest event released (the intake's stream time),
+        #: and the watermark last written per input partition.
+        self._released_ms = -1
+        self._watermarks: dict[int, int] = {}
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -213,6 +224,7 @@ class Intake(Service):
 
         rekeyed = BatchBuilder()
         for message, outcome in self.in_step.release(self._has_more, wall_ms):
+            self._released_ms = max(self._released_ms, outcome.timestamp_ms)
             await self._make_way_for_the_join()
             try:
                 acks.extend(await self._route(message, outcome, rekeyed))
@@ -222,6 +234,7 @@ class Intake(Service):
                 acks.append(await self._dead_letter(message, error))
         for partition, value in rekeyed.finish():
             acks.append(await self._send(settings.topic_by_guid, value, partition=partition))
+        acks.extend(await self._write_watermarks(wall_ms))
         # Everything produced is in Kafka before the offsets are, and no offset
         # passes an event still waiting in the buffer.
         await asyncio.gather(*acks)
@@ -253,6 +266,34 @@ class Intake(Service):
             finally:
                 self._in_transaction = False
             self._committed = offsets
+
+    async def _write_watermarks(self, wall_ms: int) -> list[Awaitable[Any]]:
+        """How far each input partition's links are written: after them, in every tree partition."""
+        acks = []
+        for tp in self.read_up_to:
+            watermark = self._watermark(tp.partition, wall_ms)
+            last = self._watermarks.get(tp.partition)
+            if last is not None and abs(watermark - last) < WATERMARK_EVERY_MS:
+                continue
+            self._watermarks[tp.partition] = watermark
+            key = tree_replica.watermark_key(tp.partition)
+            value = tree_replica.encode_watermark(watermark)
+            for partition in range(settings.partitions):
+                acks.append(
+                    await self._send(
+                        settings.topic_process_tree, value, key=key, partition=partition
+                    )
+                )
+        return acks
+
+    def _watermark(self, partition: int, wall_ms: int) -> int:
+        if not self.in_step.buffered(partition) and not self._has_more(partition):
+            # Read to its end: what comes next is logged from now on (a Sysmon
+            # event is logged when it happens, on the host's clock).
+            return max(self._released_ms, wall_ms)
+        # Events are released in event-time order across the partitions: what
+        # is still to come of this one is not earlier than what was released.
+        return self._released_ms
 
     def _has_more(self, partition: int) -> bool:
         lag = state.lag.get(partition)
@@ -338,13 +379,22 @@ class Intake(Service):
         rekeyed.add(partition, orjson.dumps(bookkeeping | outcome.fields))
         if derived is None:
             return []
+        acks = []
+        if outcome.event_id == PROCESS_CREATE and key is not None:
+            # Before the events read after it: see sysmon_faust.tree_replica.
+            link = process_tree.encode_link(outcome.fields)
+            tree_copy.write_through(key.decode(), link)
+            acks.append(
+                await self._send(settings.topic_process_tree, link, key=key, partition=partition)
+            )
         return [
+            *acks,
             await self._send(
                 derived,
                 orjson.dumps(outcome.fields),
                 key=key,
                 timestamp_ms=record_timestamp_ms(outcome.timestamp_ms, int(time.time() * 1000)),
-            )
+            ),
         ]
 
     async def _dead_letter(self, message: ConsumerRecord, error: str) -> Awaitable[Any]:

@@ -31,15 +31,22 @@ NO_PROCESS_GUID: Final = "no_process_guid"
 _NETWORK_SIDE: Final = tuple(record_fields(NetworkConnect))
 # Fields that come from the process's creation rather than from the connect.
 _PROCESS_SIDE: Final = tuple(
-    name for name in record_fields(EnrichedNetworkConnect) if name not in _NETWORK_SIDE
+    name
+    for name in record_fields(EnrichedNetworkConnect)
+    if name not in _NETWORK_SIDE and name != "process_ancestry"
 )
 
 
-def enrich(connect: Row, process: Row) -> Row:
-    """The ``sysmon-join`` record: network fields from the connect, process fields from the row."""
+def enrich(connect: Row, process: Row, ancestry: list[Row]) -> Row:
+    """The ``sysmon-join`` record: network fields from the connect, process fields from the row.
+
+    ``ancestry`` is the process's ancestors, nearest first
+    (:func:`sysmon_faust.process_tree.ancestry`).
+    """
     joined = {name: connect.get(name) for name in _NETWORK_SIDE}
     for name in _PROCESS_SIDE:
         joined[name] = process.get(name)
+    joined["process_ancestry"] = ancestry
     return joined
 
 

@@ -7,6 +7,8 @@ Kafka consumer can read them. A field that the source lacks is ``None``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from sysmon_faust.codecs import ORJSON
@@ -112,6 +114,10 @@ class EnrichedNetworkConnect(NetworkConnect):
     parent_process_id: int | None = None
     parent_process_path: str | None = None
     parent_process_command_line: str | None = None
+    #: The process's ancestors, nearest first (parent, grandparent, ...), up to
+    #: SYSMON_ANCESTRY_DEPTH; each ``{process_guid, process_path,
+    #: process_command_line}`` (sysmon_faust.process_tree).
+    process_ancestry: list[dict[str, Any]] | None = None
 
 
 class Alert(_Record):

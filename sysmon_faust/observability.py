@@ -12,7 +12,7 @@ from faust.types import TP
 from sysmon_faust import intake, metrics
 from sysmon_faust.agents import state
 from sysmon_faust.stats import stats
-from sysmon_faust.topology import app, process_table, settings
+from sysmon_faust.topology import app, process_table, settings, tree_replica
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def health_state() -> dict[str, Any]:
         "intake_joined": intake.state.joined_group,
         "rebalancing": bool(app.rebalancing),
         "recovering": bool(recovery.in_recovery) or not recovery.completed.is_set(),
+        # The join waits for it: ancestry from a half-read tree would be short.
+        "process_tree_read": tree_replica.caught_up.is_set(),
     }
     healthy = (
         checks["started"]
@@ -63,6 +65,7 @@ def health_state() -> dict[str, Any]:
         and checks["intake_joined"]
         and not checks["rebalancing"]
         and not checks["recovering"]
+        and checks["process_tree_read"]
     )
     return {
         "status": "ok" if healthy else "starting",

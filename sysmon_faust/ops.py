@@ -41,6 +41,7 @@ def app_topics(settings: Settings) -> list[tuple[str, str]]:
         (settings.topic_alerts, "output: alerts"),
         (settings.topic_dlq, "output: dead letters"),
         (settings.topic_by_guid, "internal: re-keyed 1/3/5, batched"),
+        (settings.topic_process_tree, "internal: parent links (ancestry), compacted"),
         *(
             (f"{settings.app_id}-{table}-changelog", f"internal: {table} changelog")
             for table in TABLE_NAMES

@@ -88,6 +88,14 @@ class Settings:
     #: it was written if it never does.
     table_retention: float = 3600.0
     table_ttl: float = 7 * 86400.0
+    #: Ancestors in each enriched record's ``process_ancestry``.
+    ancestry_depth: int = 4
+    #: Seconds the join waits, at most, for an ancestor's link another worker
+    #: may not have written yet (sysmon_faust.tree_replica); 0: never waits.
+    ancestry_wait: float = 5.0
+    #: The detection rules file (YAML or JSON); None: the rules shipped with
+    #: the package (sysmon_faust/default_rules.yaml).
+    rules_path: Path | None = None
     http_token: str = field(default="", repr=False)
     #: How every Kafka client of the app connects: PLAINTEXT, SSL (TLS),
     #: SASL_PLAINTEXT or SASL_SSL (SASL over TLS).
@@ -112,6 +120,14 @@ class Settings:
         the input is seen by the join after that create, at any speed.
         """
         return f"{self.app_id}-events-by-process-guid"
+
+    @property
+    def topic_process_tree(self) -> str:
+        """Internal compacted topic: every process's parent link, read whole by every worker.
+
+        See :mod:`sysmon_faust.tree_replica`.
+        """
+        return f"{self.app_id}-process-tree"
 
     @property
     def intake_group(self) -> str:
@@ -186,6 +202,7 @@ class Settings:
         described = {name: str(value) for name, value in asdict(self).items()}
         described["http_token"] = "(set)" if self.http_token else "(none)"
         described["kafka_sasl_password"] = "(set)" if self.kafka_sasl_password else "(none)"
+        described["rules_path"] = str(self.rules_path or "(the shipped default rules)")
         return described
 
     @classmethod
@@ -270,6 +287,10 @@ class Settings:
             pending_max=integer("SYSMON_PENDING_MAX", defaults.pending_max, 1, 100_000_000),
             table_retention=seconds("SYSMON_TABLE_RETENTION", defaults.table_retention, 0),
             table_ttl=seconds("SYSMON_TABLE_TTL", defaults.table_ttl, 60),
+            ancestry_depth=integer("SYSMON_ANCESTRY_DEPTH", defaults.ancestry_depth, 0, 64),
+            ancestry_wait=integer("SYSMON_ANCESTRY_WAIT", int(defaults.ancestry_wait), 0, 600)
+            * 1.0,
+            rules_path=_rules_path(text("SYSMON_RULES", "")),
             **_kafka_security(env),
         )
         settings._check_topics_distinct()
@@ -287,6 +308,17 @@ class Settings:
                     f"SYSMON_{seen[name].upper()}"
                 )
             seen[name] = setting.name
+
+
+def _rules_path(value: str) -> Path | None:
+    """``SYSMON_RULES``: a readable file, or unset for the shipped rules. Its content is
+    checked by :func:`sysmon_faust.rules.load_rules` when the worker starts."""
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise SettingsError(f"SYSMON_RULES={value!r} is not a file (unset: the default rules)")
+    return path
 
 
 def _kafka_security(env: Mapping[str, str]) -> dict[str, str]:
@@ -391,6 +423,9 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_PENDING_MAX",
     "SYSMON_TABLE_RETENTION",
     "SYSMON_TABLE_TTL",
+    "SYSMON_ANCESTRY_DEPTH",
+    "SYSMON_ANCESTRY_WAIT",
+    "SYSMON_RULES",
     "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM",
     "KAFKA_SASL_USERNAME",

@@ -169,10 +169,18 @@ class JoinState:
         #: entry, and index entry, are deleted only by settle(): after the
         #: records made of them are in Kafka (see settle).
         self._handed_out: dict[tuple[int, bytes], bytes | None] = {}
+        #: Tombstones for the process-tree topic (partition, key, None), one
+        #: per row deleted: the tree is as bounded as the table
+        #: (sysmon_faust.tree_replica). The join sends them.
+        self._tree_changes: list[tuple[int, bytes, bytes | None]] = []
 
     def unsent_changes(self) -> list[tuple[TableT, list[tuple[int, bytes, bytes | None]]]]:
         """With ``changelog_sent_by_caller``: the changelog writes to send, per table."""
         return [(t.table, t.take_unsent()) for t in (self.rows, self.pending, self.index)]
+
+    def take_tree_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        changes, self._tree_changes = self._tree_changes, []
+        return changes
 
     def forget(self) -> None:
         """After a rebalance: partitions may have changed hands; count and read again."""
@@ -394,5 +402,6 @@ class JoinState:
 
     def _delete_row(self, partition: int, key: bytes) -> None:
         self.rows.delete(partition, key)
+        self._tree_changes.append((partition, key, None))
         if partition in self._rows_in:
             self._rows_in[partition] -= 1

@@ -35,6 +35,10 @@ class PipelineStats:
     unmatched: int = 0
     dead_lettered: int = 0
     alerts: int = 0
+    #: Joins that waited for an ancestor's link from another worker, and those
+    #: that gave up waiting (sysmon_faust.tree_replica).
+    ancestry_waits: int = 0
+    ancestry_wait_timeouts: int = 0
     filtered_by_reason: Counter[str] = field(default_factory=Counter)
     unmatched_by_reason: Counter[str] = field(default_factory=Counter)
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
@@ -61,6 +65,8 @@ class PipelineStats:
             "unmatched": self.unmatched,
             "dead_lettered": self.dead_lettered,
             "alerts": self.alerts,
+            "ancestry_waits": self.ancestry_waits,
+            "ancestry_wait_timeouts": self.ancestry_wait_timeouts,
             "filtered_by_reason": dict(self.filtered_by_reason),
             "unmatched_by_reason": dict(self.unmatched_by_reason),
             "alerts_by_rule": dict(self.alerts_by_rule),

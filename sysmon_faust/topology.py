@@ -12,7 +12,10 @@ Topology (:mod:`sysmon_faust.intake`, then the agent in :mod:`sysmon_faust.agent
                  ├── process table  (ProcessCreate rows, RocksDB + changelog;
                  │                   pending connects and an expiry index beside it)
                  ├──► sysmon-join / sysmon-network-unmatched
-                 └──► sysmon-alerts
+                 ├──► sysmon-alerts
+                 └──► <app_id>-process-tree  (parent links, compacted)
+                          │  read whole by every worker
+                          └── process-tree copy (RocksDB): the ancestry lookup
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from faust.exceptions import AlreadyConfiguredWarning
 
 from sysmon_faust import faust_fixes, security, transactions
 from sysmon_faust.settings import Settings, SettingsError
+from sysmon_faust.tree_replica import TreeReplica
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +203,29 @@ dlq_topic = app.topic(
     config={"max.message.bytes": str(MAX_RECORD_BYTES)},
 )
 
+#: Every process's parent link, in the partition of its row, and each
+#: partition's stream time (sysmon_faust.tree_replica). Compacted: a link
+#: stays until the join deletes its row and writes a tombstone.
+process_tree_topic = app.topic(
+    settings.topic_process_tree,
+    key_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+    internal=True,
+    config={"cleanup.policy": "compact", "max.message.bytes": str(MAX_RECORD_BYTES)},
+)
+
+#: This worker's copy of the whole process tree; its reader runs as a task
+#: (sysmon_faust.agents).
+tree_replica = TreeReplica(
+    settings.topic_process_tree,
+    settings.partitions,
+    settings.bootstrap_servers,
+    settings.kafka_client_options(),
+    read_committed=settings.processing_guarantee == transactions.EXACTLY_ONCE,
+)
+
 OUTPUT_TOPICS = (
     process_create_topic,
     network_connect_topic,
@@ -292,7 +319,7 @@ async def ensure_topics() -> None:
             1,
             topic_configs=dict(topic.config or {}),
         )
-        for topic in (*OUTPUT_TOPICS, events_by_guid_topic)
+        for topic in (*OUTPUT_TOPICS, events_by_guid_topic, process_tree_topic)
     ]
     wanted.append(NewTopic(settings.topic_input, settings.partitions, 1))
     admin = AIOKafkaAdminClient(

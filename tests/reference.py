@@ -45,6 +45,9 @@ class Expected:
     #: What the pipeline counts and drops, by reason: not Sysmon, or a Sysmon
     #: event other than 1, 3 and 5 (``sysmon_event_<id>``).
     filtered: Counter[str] = field(default_factory=Counter)
+    #: Per joined connect (same order as ``joined``): its process's ancestors,
+    #: nearest first, as the creations read before it name them.
+    joined_ancestry: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 def lines(path: Path) -> list[bytes]:
@@ -97,6 +100,7 @@ def compute(path: Path) -> Expected:
     terminates = 0
     terminated: dict[str, str] = {}
     filtered: Counter[str] = Counter()
+    joined_ancestry: list[list[dict[str, Any]]] = []
     for line in lines(path):
         events += 1
         parts = _sysmon_parts(json.loads(line))
@@ -113,6 +117,7 @@ def compute(path: Path) -> Expected:
         elif event_id == 3:
             if guid != ZERO and guid in creates:
                 joined.append((data, creates[guid]))
+                joined_ancestry.append(ancestors(creates[guid], creates))
             else:
                 unmatched.append(data)
         elif event_id == 5 and guid not in ("", ZERO):
@@ -125,8 +130,80 @@ def compute(path: Path) -> Expected:
         if re.search(r"\\wmiprvse\.exe$", str(create.get("ParentImage", "")), re.I)
     )
     return Expected(
-        events, sysmon, creates, joined, unmatched, wmi, terminates, terminated, filtered
-    )
+        events, sysmon, creates, joined, unmatched, wmi, terminates, terminated, filtered,
+        joined_ancestry,
+    )  # fmt: skip
+
+
+#: The pipeline's default for SYSMON_ANCESTRY_DEPTH.
+ANCESTRY_DEPTH = 4
+
+
+def ancestors(
+    create: dict[str, Any], creates: dict[str, dict[str, Any]], depth: int = ANCESTRY_DEPTH
+) -> list[dict[str, Any]]:
+    """Parent, grandparent, ...: each named by its child's creation (ParentImage, ...)."""
+    found: list[dict[str, Any]] = []
+    seen = {guid_of(create)}
+    child: dict[str, Any] | None = create
+    while child is not None and len(found) < depth:
+        parent = guid(child.get("ParentProcessGuid", "")) or None
+        if parent is None or parent in seen:
+            break
+        seen.add(parent)
+        found.append(
+            {
+                "process_guid": parent,
+                "process_path": sysmon_value(child, "ParentImage"),
+                "process_command_line": sysmon_value(child, "ParentCommandLine"),
+            }
+        )
+        child = creates.get(parent)
+    return found
+
+
+#: The shipped default rules, restated over file names (not read from
+#: sysmon_faust/default_rules.yaml): rule id → (the connecting image must be
+#: one of, or None; one ancestor's image must be one of, or None; and no
+#: ancestor's image may be one of these).
+DEFAULT_RULES: dict[str, tuple[set[str] | None, set[str] | None, set[str]]] = {
+    "sysmon-wmi-child-network-connect": (None, {"wmiprvse.exe"}, set()),
+    "sysmon-psremoting-network-connect": (None, {"wsmprovhost.exe"}, set()),
+    "sysmon-service-shell-network-connect": (
+        {"cmd.exe", "powershell.exe", "pwsh.exe"}, {"services.exe"}, {"svchost.exe"}
+    ),
+    "sysmon-office-descendant-network-connect": (
+        None, {"winword.exe", "excel.exe", "powerpnt.exe", "outlook.exe"}, set()
+    ),
+    "sysmon-script-host-descendant-network-connect": (
+        None, {"wscript.exe", "cscript.exe", "mshta.exe"}, set()
+    ),
+    "sysmon-msbuild-network-connect": ({"msbuild.exe"}, None, set()),
+    "sysmon-signed-binary-proxy-network-connect": (
+        {"installutil.exe", "regsvr32.exe", "rundll32.exe"}, None, set()
+    ),
+}  # fmt: skip
+
+
+def image_name(path: Any) -> str:
+    return str(path or "").replace("/", "\\").rsplit("\\", 1)[-1].lower()
+
+
+def expected_alerts(expected: Expected) -> Counter[tuple[str, tuple[Any, ...]]]:
+    """(rule id, network identity) of every alert the default rules make of the joins."""
+    alerts: Counter[tuple[str, tuple[Any, ...]]] = Counter()
+    for (connect, _), chain in zip(expected.joined, expected.joined_ancestry, strict=True):
+        image = image_name(sysmon_value(connect, "Image"))
+        above = {image_name(hop["process_path"]) for hop in chain}
+        for rule_id, (images, ancestor_images, not_through) in DEFAULT_RULES.items():
+            if images is not None and image not in images:
+                continue
+            if ancestor_images is not None and not above & ancestor_images:
+                continue
+            if above & not_through:
+                continue
+            alerts[(rule_id, network_identity(connect))] += 1
+    return alerts
 
 
 def readme_counts(readme: Path) -> dict[str, dict[str, int]]:

@@ -19,6 +19,8 @@ dst_port_name, process_command_line,
 process_current_directory, process_integrity_level, hashes, user_logon_guid,
 user_logon_id, user_session_id, parent_process_guid, parent_process_id,
 parent_process_path, parent_process_command_line"""
+#: Added to the contract's list by this project (README, "Ancestry").
+ADDED_JOIN_FIELDS = ["process_ancestry"]
 
 
 def _process() -> Row:
@@ -48,11 +50,12 @@ def _connect() -> Row:
 
 def test_join_record_carries_exactly_the_contract_fields() -> None:
     expected = [name.strip() for name in CONTRACT_JOIN_FIELDS.split(",")]
-    assert record_fields(EnrichedNetworkConnect) == expected
+    assert record_fields(EnrichedNetworkConnect) == expected + ADDED_JOIN_FIELDS
 
 
 def test_enrich_takes_network_side_from_connect_and_process_side_from_create() -> None:
-    joined = enrich(_connect(), _process())
+    ancestry = [{"process_guid": GUID, "process_path": "x.exe", "process_command_line": "x"}]
+    joined = enrich(_connect(), _process(), ancestry)
     assert list(joined) == record_fields(EnrichedNetworkConnect)
     assert joined["event_date_creation"] == "2019-03-19T15:28:13.000Z"
     assert joined["user_account"] == "SHIRE\\connector"
@@ -60,6 +63,7 @@ def test_enrich_takes_network_side_from_connect_and_process_side_from_create() -
     assert joined["process_command_line"] == "powershell -nop"
     assert joined["parent_process_path"].endswith("WmiPrvSE.exe")
     assert joined["user_session_id"] == 0
+    assert joined["process_ancestry"] == ancestry
 
 
 def test_unmatched_keeps_the_connect_and_says_why() -> None:
@@ -70,6 +74,6 @@ def test_unmatched_keeps_the_connect_and_says_why() -> None:
 
 
 def test_rows_missing_fields_become_nulls_not_errors() -> None:
-    joined = enrich({"event_date_creation": "2019-03-19T15:28:13.000Z"}, {})
+    joined = enrich({"event_date_creation": "2019-03-19T15:28:13.000Z"}, {}, [])
     assert joined["process_command_line"] is None
     assert joined["dst_port"] is None

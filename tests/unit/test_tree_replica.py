@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from sysmon_faust.tree_replica import (
+    START_TO_CREATION_MS,
+    TreeReplica,
+    creation_may_come,
+    decode_watermark,
+    encode_watermark,
+    watermark_key,
+)
+
+# Started at 0x5ce06e79 s = 2019-05-18 20:43:37 UTC (Sysmon's GUID layout).
+GUID = "{03ba39f5-6e79-5ce0-0000-001032d21002}"
+START_MS = 0x5CE06E79 * 1000
+
+
+PASSED = START_MS + START_TO_CREATION_MS
+
+
+@pytest.mark.parametrize(
+    ("guid", "watermarks", "may_come"),
+    [
+        (GUID, [], True),  # no intake has written anything yet
+        (GUID, [START_MS - 60_000], True),  # the input is behind the process's start
+        (GUID, [PASSED - 1], True),
+        (GUID, [PASSED], False),  # passed it: never seen, not coming
+        (GUID, [START_MS + 3_600_000], False),
+        (GUID, [PASSED, PASSED - 1], True),  # one input partition is still behind
+        (GUID, [PASSED, START_MS + 3_600_000], False),
+        ("{not-a-sysmon-guid}", [], False),  # no start time in it: no way to tell
+    ],
+)
+def test_creation_may_come(guid: str, watermarks: list[int], may_come: bool) -> None:
+    assert creation_may_come(guid, watermarks) is may_come
+
+
+def test_watermark_round_trip() -> None:
+    assert decode_watermark(encode_watermark(START_MS)) == START_MS
+
+
+def record(offset: int, key: bytes | None, value: bytes | None) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, key=key, value=value)
+
+
+def test_copy_applies_links_tombstones_and_watermarks_and_keeps_its_offsets(
+    tmp_path: Path,
+) -> None:
+    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    partition = replica.partition_of(GUID)
+    replica.open(tmp_path)
+    try:
+        assert replica.may_come(GUID)
+        replica.apply(
+            [
+                record(0, GUID.encode(), b'{"process_guid": "p"}'),
+                record(1, watermark_key(0), encode_watermark(START_MS + 5_000)),
+            ],
+            partition,
+        )
+        assert replica.link(GUID) == b'{"process_guid": "p"}'
+        assert not replica.may_come(GUID)
+        # Another input partition, behind: its intake may still write the link.
+        replica.apply([record(2, watermark_key(1), encode_watermark(START_MS))], partition)
+        assert replica.may_come(GUID)
+        replica.apply([record(7, GUID.encode(), None)], partition)  # the row was deleted
+        assert replica.link(GUID) is None
+        assert replica._next_offsets() == {partition: 8}
+    finally:
+        replica.close()
+    # A restart goes on from the stored offset and watermark.
+    again = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    again.open(tmp_path)
+    try:
+        assert again._next_offsets() == {partition: 8}
+        assert again.may_come(GUID)  # input partition 1's watermark, kept
+        again.apply([record(8, watermark_key(1), encode_watermark(PASSED))], partition)
+        assert not again.may_come(GUID)
+    finally:
+        again.close()
+
+
+def test_write_through_is_seen_at_once(tmp_path: Path) -> None:
+    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    replica.open(tmp_path)
+    try:
+        replica.write_through(GUID, b"{}")
+        assert replica.link(GUID) == b"{}"
+        replica.write_through(GUID, None)
+        assert replica.link(GUID) is None
+    finally:
+        replica.close()
