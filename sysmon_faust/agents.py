@@ -43,7 +43,7 @@ import orjson
 from faust import StreamT
 from faust.types import EventT
 
-from sysmon_faust import deadletter, grace, process_tree, rules, transactions
+from sysmon_faust import deadletter, grace, rules, transactions
 from sysmon_faust.clock import record_timestamp_ms, utc_now_iso
 from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich, unmatched
 from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
@@ -269,23 +269,10 @@ async def _emit_joined(
 
 async def _ancestry_of(process: Row) -> list[Row]:
     """The process's ancestors from the tree copy, waiting (bounded) for a link in flight."""
-    deadline: float | None = None
-    while True:
-        news = tree_replica.next_news()
-        walk = process_tree.ancestry(process, tree_replica.link, settings.ancestry_depth)
-        if walk.unknown is None or not settings.ancestry_wait:
-            return walk.ancestors
-        if not tree_replica.may_come(walk.unknown):
-            return walk.ancestors  # never seen, and no intake is still before its start
-        now = time.monotonic()
-        if deadline is None:
-            deadline = now + settings.ancestry_wait
-            stats.ancestry_waits += 1
-        try:
-            await asyncio.wait_for(news.wait(), max(deadline - now, 0.0))
-        except TimeoutError:
-            stats.ancestry_wait_timeouts += 1
-            return walk.ancestors
+    found = await tree_replica.ancestry(process, settings.ancestry_depth, settings.ancestry_wait)
+    stats.ancestry_waits += found.waited
+    stats.ancestry_wait_timeouts += found.timed_out
+    return found.ancestors
 
 
 async def _emit_unmatched(

@@ -30,12 +30,17 @@ ANCESTOR_FIELDS: Final = ("process_guid", "process_path", "process_command_line"
 
 
 def parent_link(row: Row) -> Ancestor | None:
-    """The parent a ProcessCreate row names, as an ancestor; ``None`` when it names none."""
+    """The parent a ProcessCreate row names, as an ancestor; ``None`` when it names none.
+
+    A parent named by its image alone (no GUID, or Sysmon's zero GUID) is an
+    ancestor too — a detection on the parent's image still applies — but the
+    walk cannot go above it.
+    """
     guid = row.get("parent_process_guid")
-    if not guid:
+    if not guid and not row.get("parent_process_path"):
         return None
     return {
-        "process_guid": guid,
+        "process_guid": guid or None,
         "process_path": row.get("parent_process_path"),
         "process_command_line": row.get("parent_process_command_line"),
     }
@@ -81,7 +86,7 @@ def ancestry(row: Row, links: LinkLookup, depth: int) -> Walk:
             break  # a cycle: forged or corrupt data, never a real tree
         seen.add(guid)
         ancestors.append(link)
-        if len(ancestors) == depth:
+        if len(ancestors) == depth or guid is None:
             break
         stored = links(guid)
         if stored is None:

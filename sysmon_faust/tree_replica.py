@@ -28,7 +28,7 @@ When a walk stops at an ancestor whose link is missing, the join asks
 :meth:`TreeReplica.may_come`: is some input partition still before that
 ancestor's start time (which Sysmon encodes in its GUID)? Only then may its
 creation still come, and the join waits — at most ``SYSMON_ANCESTRY_WAIT``
-seconds, woken by every batch the copy reads (:meth:`TreeReplica.next_news`).
+seconds, woken by every batch the copy reads (:meth:`TreeReplica.ancestry`).
 Ancestors that started long ago, or were never seen, cost no wait.
 """
 
@@ -40,6 +40,7 @@ import logging
 import struct
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,7 +49,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.stores.rocksdb import RocksDBOptions
 
-from sysmon_faust import grace
+from sysmon_faust import grace, process_tree
+from sysmon_faust.process_tree import Row
 from sysmon_faust.rekey import key_partition
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,14 @@ def creation_may_come(guid: str, watermarks: Iterable[int]) -> bool:
     return lowest is None or lowest < start_ms + START_TO_CREATION_MS
 
 
+@dataclass(frozen=True, slots=True)
+class Ancestry:
+    ancestors: list[process_tree.Ancestor]
+    #: The walk waited for a link in flight, and gave up waiting.
+    waited: bool = False
+    timed_out: bool = False
+
+
 class TreeReplica:
     """The local copy of ``<app_id>-process-tree`` (see the module docstring)."""
 
@@ -141,9 +151,24 @@ class TreeReplica:
         """Whether the missing link of ``guid`` may still come (see :func:`creation_may_come`)."""
         return creation_may_come(guid, self._watermarks.get(self.partition_of(guid), {}).values())
 
-    def next_news(self) -> asyncio.Event:
-        """Set when the copy next reads something: take it *before* looking, then wait on it."""
-        return self._news
+    async def ancestry(self, row: Row, depth: int, max_wait: float) -> Ancestry:
+        """Up to ``depth`` ancestors of ``row``'s process, waiting up to ``max_wait`` seconds
+        for a link that may be in flight (see the module docstring)."""
+        deadline: float | None = None
+        while True:
+            # Taken before the walk: news read between the walk and the wait
+            # must still wake it.
+            news = self._news
+            walk = process_tree.ancestry(row, self.link, depth)
+            if walk.unknown is None or not max_wait or not self.may_come(walk.unknown):
+                return Ancestry(walk.ancestors, waited=deadline is not None)
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + max_wait
+            try:
+                await asyncio.wait_for(news.wait(), max(deadline - now, 0.0))
+            except TimeoutError:
+                return Ancestry(walk.ancestors, waited=True, timed_out=True)
 
     # --- writes ------------------------------------------------------------------
 
@@ -210,6 +235,9 @@ class TreeReplica:
             return
         batch.put(_OFFSET_PREFIX + b"%d" % partition, b"%d" % (last_offset + 1))
         self._db.write(batch)
+        # Wake the walks waiting for a link (ancestry()).
+        self._news.set()
+        self._news = asyncio.Event()
 
     async def run(self, path: Path) -> None:
         """Read the topic into the copy for as long as the worker runs."""
@@ -256,9 +284,6 @@ class TreeReplica:
                 continue
             for tp, records in fetched.items():
                 self.apply(records, tp.partition)
-            if fetched:
-                self._news.set()
-                self._news = asyncio.Event()
             if not self.caught_up.is_set() and await self._reached(consumer, end_at_start):
                 self.caught_up.set()
                 log.info(

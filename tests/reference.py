@@ -148,7 +148,9 @@ def ancestors(
     child: dict[str, Any] | None = create
     while child is not None and len(found) < depth:
         parent = guid(child.get("ParentProcessGuid", "")) or None
-        if parent is None or parent in seen:
+        if parent is None and sysmon_value(child, "ParentImage") is None:
+            break
+        if parent is not None and parent in seen:
             break
         seen.add(parent)
         found.append(
@@ -158,7 +160,8 @@ def ancestors(
                 "process_command_line": sysmon_value(child, "ParentCommandLine"),
             }
         )
-        child = creates.get(parent)
+        # A parent named by its image alone ends the walk: nothing to look up.
+        child = creates.get(parent) if parent is not None else None
     return found
 
 

@@ -66,6 +66,17 @@ def test_ancestry_walks_parent_links(
     assert walk.unknown == unknown
 
 
+def test_a_parent_named_by_its_image_alone_is_the_last_hop() -> None:
+    # No ParentProcessGuid (or the zero GUID): the image still counts.
+    row = creation(CMD, "cmd.exe", None)
+    row["parent_process_path"] = "WmiPrvSE.exe"
+    walk = ancestry(row, LINKS.get, 4)
+    assert walk.ancestors == [
+        {"process_guid": None, "process_path": "WmiPrvSE.exe", "process_command_line": None}
+    ]
+    assert walk.unknown is None
+
+
 def test_a_root_process_has_no_ancestors() -> None:
     walk = ancestry(creation(SERVICES, "services.exe", None), LINKS.get, 4)
     assert walk.ancestors == [] and walk.unknown is None

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -94,3 +96,71 @@ def test_write_through_is_seen_at_once(tmp_path: Path) -> None:
         assert replica.link(GUID) is None
     finally:
         replica.close()
+
+
+# --- waiting for a link in flight -------------------------------------------
+
+PARENT = "{03ba39f5-6e79-5ce0-0000-001032d21003}"  # started with GUID's process
+CHILD_ROW = {
+    "process_guid": GUID,
+    "parent_process_guid": PARENT,
+    "parent_process_path": "C:\\Windows\\System32\\cmd.exe",
+    "parent_process_command_line": "cmd",
+}
+#: The parent's own creation names its parent by image only: the walk ends there.
+PARENT_LINK = (
+    b'{"process_guid": null, "process_path": "services.exe", "process_command_line": null}'
+)
+
+
+def replica_at(tmp_path: Path) -> TreeReplica:
+    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    replica.open(tmp_path)
+    return replica
+
+
+def test_a_walk_waits_for_a_link_in_flight_and_takes_it(tmp_path: Path) -> None:
+    replica = replica_at(tmp_path)
+    partition = replica.partition_of(PARENT)
+
+    async def scenario() -> Any:
+        # No intake has written a watermark: the parent's link may still come.
+        walking = asyncio.create_task(replica.ancestry(CHILD_ROW, 4, max_wait=10))
+        await asyncio.sleep(0.05)
+        assert not walking.done()
+        replica.apply([record(0, PARENT.encode(), PARENT_LINK)], partition)
+        return await asyncio.wait_for(walking, 5)
+
+    try:
+        found = asyncio.run(scenario())
+    finally:
+        replica.close()
+    assert [hop["process_path"] for hop in found.ancestors] == [
+        "C:\\Windows\\System32\\cmd.exe",
+        "services.exe",
+    ]
+    assert found.waited and not found.timed_out
+
+
+def test_a_walk_gives_up_after_the_wait(tmp_path: Path) -> None:
+    replica = replica_at(tmp_path)
+    try:
+        found = asyncio.run(replica.ancestry(CHILD_ROW, 4, max_wait=0.2))
+    finally:
+        replica.close()
+    assert [hop["process_guid"] for hop in found.ancestors] == [PARENT]
+    assert found.waited and found.timed_out
+
+
+@pytest.mark.parametrize("max_wait", [0, 10])
+def test_a_walk_does_not_wait_for_what_cannot_come(tmp_path: Path, max_wait: float) -> None:
+    replica = replica_at(tmp_path)
+    partition = replica.partition_of(PARENT)
+    # Every input partition is past the parent's start: it was never seen.
+    replica.apply([record(0, watermark_key(0), encode_watermark(PASSED))], partition)
+    try:
+        found = asyncio.run(asyncio.wait_for(replica.ancestry(CHILD_ROW, 4, max_wait), 1))
+    finally:
+        replica.close()
+    assert [hop["process_guid"] for hop in found.ancestors] == [PARENT]
+    assert not found.waited
