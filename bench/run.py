@@ -265,12 +265,14 @@ def pipeline_env(
 
 def run_pipeline(
     bootstrap: str, input_topic: str, workload: Workload, workers: int, partitions: int,
-    work: Path, guarantee: str = "at_least_once",
+    work: Path, guarantee: str = "at_least_once", extra_env: dict[str, str] | None = None,
+    label: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     """Cold start over the filled topic; measured until every expected join is out."""
-    app_id = bench_name(f"{workers}w-{guarantee.replace('_', '-')}")
+    app_id = bench_name(f"{workers}w-{guarantee.replace('_', '-')}{label}")
     env = pipeline_env(bootstrap, app_id, input_topic, work / app_id, partitions)
     env["SYSMON_PROCESSING_GUARANTEE"] = guarantee
+    env.update(extra_env or {})
     # Under exactly_once a record is out when its transaction is committed.
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     expected = workload.expected
@@ -530,7 +532,9 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument("--table-processes", type=int, default=1_000_000)
-    parser.add_argument("--skip", default="", help="comma list of: two,exactly_once,latency,state")
+    parser.add_argument(
+        "--skip", default="", help="comma list of: two,exactly_once,no_ancestry,latency,state"
+    )
     args = parser.parse_args()
     return measure_then_delete_topics(measure, args)
 
@@ -576,6 +580,20 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         if "exactly_once" not in skip
         else None
     )
+    if "no_ancestry" not in skip:
+        log("pipeline, one worker, cold start, no ancestry and no rules (what they cost)")
+        no_rules = work / "no-rules.yaml"
+        no_rules.parent.mkdir(parents=True, exist_ok=True)
+        no_rules.write_text("rules: []\n")
+        bare_env = {"SYSMON_ANCESTRY_DEPTH": "0", "SYSMON_RULES": str(no_rules)}
+    bare = (
+        run_pipeline(
+            bootstrap, source, workload, 1, args.partitions, work, extra_env=bare_env,
+            label="-bare",
+        )
+        if "no_ancestry" not in skip
+        else None
+    )  # fmt: skip
     latency = (
         run_latency(bootstrap, one["input_eps"] / 2, args.latency_seconds, args.partitions, work)
         if "latency" not in skip
@@ -607,12 +625,21 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "exactly_once_ratio_to_at_least_once": (
             round(eos["input_eps"] / one["input_eps"], 2) if eos else None
         ),
+        "no_ancestry_eps": round(bare["input_eps"]) if bare else None,
+        "ancestry_and_rules_ratio": (
+            round(one["input_eps"] / bare["input_eps"], 2) if bare else None
+        ),
         "cpu": {
             name: {
                 "machine_busy_cores": round(run["machine_busy_cores"], 2),
                 "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
             }
-            for name, run in (("one_worker", one), ("two_workers", two), ("exactly_once", eos))
+            for name, run in (
+                ("one_worker", one),
+                ("two_workers", two),
+                ("exactly_once", eos),
+                ("no_ancestry", bare),
+            )
             if run
         },
         "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
@@ -641,6 +668,8 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  scaling factor", result["scaling"]),
         ("pipeline, 1 worker, exactly_once (events/s)", result["exactly_once_eps"]),
         ("  ratio to at_least_once", result["exactly_once_ratio_to_at_least_once"]),
+        ("pipeline, 1 worker, no ancestry, no rules", result["no_ancestry_eps"]),
+        ("  ratio with them to without", result["ancestry_and_rules_ratio"]),
         (f"cores busy on the machine, {' / '.join(result['cpu'])}",
          " / ".join(str(c["machine_busy_cores"]) for c in result["cpu"].values())),
         (f"worker CPU per input event (µs), {' / '.join(result['cpu'])}",

@@ -43,7 +43,7 @@ import orjson
 from faust import StreamT
 from faust.types import EventT
 
-from sysmon_faust import deadletter, grace, rules, transactions
+from sysmon_faust import deadletter, faust_fixes, grace, rules, transactions
 from sysmon_faust.clock import record_timestamp_ms, utc_now_iso
 from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich, unmatched
 from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
@@ -155,6 +155,10 @@ async def join_by_process_guid(stream: StreamT[bytes]) -> None:
     await _tree_caught_up()
     async for event in stream.events():
         message = event.message
+        if faust_fixes.drop_if_fetched_before_seek(app, message):
+            # Fetched before a rebalance's seek, which brings it again (faust_fixes, 9.).
+            stats.dropped_before_seek += 1
+            continue
         if message.offset <= handled_up_to.get(message.partition, -1):
             # Read twice by Faust when a worker starts (sysmon_faust.faust_fixes,
             # 8.): handled already.

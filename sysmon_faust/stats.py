@@ -38,6 +38,9 @@ class PipelineStats:
     #: Joins that waited for an ancestor's link from another worker, and those
     #: that gave up waiting (sysmon_faust.tree_replica).
     ancestry_waits: int = 0
+    #: Records fetched before a rebalance's seek, dropped because the seek
+    #: brings them again in order (sysmon_faust.faust_fixes, 9.).
+    dropped_before_seek: int = 0
     ancestry_wait_timeouts: int = 0
     filtered_by_reason: Counter[str] = field(default_factory=Counter)
     unmatched_by_reason: Counter[str] = field(default_factory=Counter)
@@ -65,6 +68,7 @@ class PipelineStats:
             "unmatched": self.unmatched,
             "dead_lettered": self.dead_lettered,
             "alerts": self.alerts,
+            "dropped_before_seek": self.dropped_before_seek,
             "ancestry_waits": self.ancestry_waits,
             "ancestry_wait_timeouts": self.ancestry_wait_timeouts,
             "filtered_by_reason": dict(self.filtered_by_reason),
