@@ -11,6 +11,10 @@ same partition (Faust writes a table in the partition of the current event):
   of ended processes (retention) and of rows that never ended (TTL) — plus
   the partition's stream time (:mod:`sysmon_faust.expiry`).
 
+A row deleted (retention, TTL) also takes its process's parent link out of
+the process tree: the join sends the tombstone :meth:`JoinState.take_tree_changes`
+hands it (:mod:`sysmon_faust.tree_replica`).
+
 Entries of the index are not removed when what they point at goes earlier (a
 connect released by its creation, a row deleted by retention before its
 TTL): when due, they find nothing or a newer state, and are dropped. That

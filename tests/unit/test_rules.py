@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -715,3 +717,27 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 def test_rule_error_is_a_value_error() -> None:
     assert issubclass(RuleError, ValueError)
+
+
+def test_a_bad_rule_stops_the_worker_naming_the_rule_and_the_field(tmp_path: Path) -> None:
+    # The worker itself, as an operator starts it: it must not run with less
+    # detection than it was given.
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - id: my-rule\n"
+        "    name: x\n"
+        "    technique: T1047\n"
+        "    severity: high\n"
+        "    when: {field: process_command_line, regex: '([a-z'}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "faust", "-A", "sysmon_faust", "worker"],
+        env={"SYSMON_RULES": str(rules), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sysmon-faust: bad detection rule: rules file ")
+    assert "rule 'my-rule'" in last and "when.regex" in last
+    assert "Traceback" not in result.stderr

@@ -45,6 +45,8 @@ def test_environment_overrides() -> None:
     assert settings.partitions == 8
     assert settings.processing_guarantee == "exactly_once"
     assert settings.topic_by_guid == "hunt-events-by-process-guid"
+    assert settings.topic_process_tree == "hunt-process-tree"
+    assert (settings.ancestry_depth, settings.ancestry_wait, settings.rules_path) == (4, 5.0, None)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +60,10 @@ def test_environment_overrides() -> None:
         ("SYSMON_TOPIC_DLQ", "sysmon-join"),
         ("SYSMON_WEB_PORT", "99999"),
         ("SYSMON_APP_ID", "a b"),
+        ("SYSMON_ANCESTRY_DEPTH", "65"),
+        ("SYSMON_ANCESTRY_DEPTH", "-1"),
+        ("SYSMON_ANCESTRY_WAIT", "soon"),
+        ("SYSMON_RULES", "/no/such/rules.yaml"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
