@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from sysmon_faust.normalize import NETWORK_CONNECT, NormalizedEvent, normalize
+from sysmon_faust.process_tree import encode_link
 from sysmon_faust.progress import Progress
 from sysmon_faust.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, BatchBuilder, key_partition
 from sysmon_faust.synthetic import GeneratedEvent, Workload, WorkloadConfig
@@ -309,6 +310,7 @@ def run_pipeline(
                 raise SystemExit(f"a worker died; see {group[0].log}")
             time.sleep(0.2)
         finished = time.monotonic()
+        last_stats = [s for s in (w.stats() for w in group) if s]
         busy = machine_busy_seconds() - busy_at_first
         worker_cpu = sum(w.cpu_seconds() for w in group) - worker_cpu_at_first
         progress.finish(consumed)
@@ -330,6 +332,9 @@ def run_pipeline(
         # this script) and the workers' own CPU per input event.
         "machine_busy_cores": busy / seconds,
         "worker_cpu_us_per_event": worker_cpu / expected.events * 1e6,
+        # Joins that waited for an ancestor's link (sysmon_faust.tree_replica).
+        "ancestry_waits": sum(s.get("ancestry_waits", 0) for s in last_stats),
+        "ancestry_wait_timeouts": sum(s.get("ancestry_wait_timeouts", 0) for s in last_stats),
     }
 
 
@@ -447,8 +452,10 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
     """Peak RSS and on-disk state of a worker whose table holds ``processes`` rows.
 
     The rows are written straight to the re-keying topic, in the intake's
-    batch format: the intake's speed is measured above, and going through it
-    would make a 1 M-row fill take most of the run.
+    batch format, and their parent links to the process-tree topic, as the
+    intake writes them: the intake's speed is measured above, and going
+    through it would make a 1 M-row fill take most of the run. So the figures
+    include the worker's copy of the process tree.
     """
     topic = bench_name("state-input")
     asyncio.run(create_topic(bootstrap, topic, partitions))
@@ -461,15 +468,14 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
             time.sleep(0.5)
         filling = threading.Thread(
             target=asyncio.run,
-            args=(
-                _fill_table(bootstrap, f"{app_id}-events-by-process-guid", processes, partitions),
-            ),
+            args=(_fill_table(bootstrap, app_id, processes, partitions),),
         )
         filling.start()
         while True:
-            created = (worker.stats() or {}).get("process_creates", 0)
+            stats = worker.stats() or {}
+            created = stats.get("process_creates", 0)
             progress.update(created)
-            if created >= processes:
+            if created >= processes and stats.get("process_tree_records_read", 0) >= processes:
                 break
             if worker.process.poll() is not None:
                 raise SystemExit(f"worker died; see {worker.log}")
@@ -483,7 +489,7 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
     return {"rss_mb": rss, "state_mb": state_bytes / 1024 / 1024, "processes": processes}
 
 
-async def _fill_table(bootstrap: str, topic: str, processes: int, partitions: int) -> None:
+async def _fill_table(bootstrap: str, app_id: str, processes: int, partitions: int) -> None:
     config = WorkloadConfig(
         events=processes,
         hosts=200,
@@ -497,21 +503,28 @@ async def _fill_table(bootstrap: str, topic: str, processes: int, partitions: in
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
     )
     await producer.start()
+    topic, tree_topic = f"{app_id}-events-by-process-guid", f"{app_id}-process-tree"
     try:
         batches = BatchBuilder()
+        links = []
         for n, event in enumerate(Workload(config), 1):
             outcome = normalize(event.value)
             assert isinstance(outcome, NormalizedEvent) and outcome.process_guid
             bookkeeping = {EVENT_ID_FIELD: outcome.event_id, EVENT_TIME_FIELD: outcome.timestamp_ms}
-            batches.add(
-                key_partition(outcome.process_guid.encode(), partitions),
-                orjson.dumps(bookkeeping | outcome.fields),
-            )
+            key = outcome.process_guid.encode()
+            batches.add(key_partition(key, partitions), orjson.dumps(bookkeeping | outcome.fields))
+            links.append((key, encode_link(outcome.fields)))
             if n % 5_000 == 0 or n == processes:
                 sent = [
                     await producer.send(topic, value, partition=partition)
                     for partition, value in batches.finish()
                 ]
+                for key, link in links:
+                    tree_partition = key_partition(key, partitions)
+                    sent.append(
+                        await producer.send(tree_topic, link, key=key, partition=tree_partition)
+                    )
+                links.clear()
                 await asyncio.gather(*sent)
     finally:
         await producer.stop()
@@ -633,6 +646,8 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
             name: {
                 "machine_busy_cores": round(run["machine_busy_cores"], 2),
                 "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+                "ancestry_waits": run["ancestry_waits"],
+                "ancestry_wait_timeouts": run["ancestry_wait_timeouts"],
             }
             for name, run in (
                 ("one_worker", one),
@@ -674,6 +689,9 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
          " / ".join(str(c["machine_busy_cores"]) for c in result["cpu"].values())),
         (f"worker CPU per input event (µs), {' / '.join(result['cpu'])}",
          " / ".join(str(c["worker_cpu_us_per_event"]) for c in result["cpu"].values())),
+        (f"joins that waited for an ancestor (timed out), {' / '.join(result['cpu'])}",
+         " / ".join(f"{c['ancestry_waits']} ({c['ancestry_wait_timeouts']})"
+                    for c in result["cpu"].values())),
         ("latency at half load p50/p95/p99 (ms)",
          "/".join(str(round(latency[k])) for k in ("p50", "p95", "p99")) if latency else None),
         (f"peak RSS (MB){' after table fill' if state else ''}", result["rss_mb"]),

@@ -120,6 +120,8 @@ def worker_state() -> dict[str, Any]:
         ),
         "rebalances": app.monitor.rebalances,
         "input_partitions": intake.state.input_partitions,
+        # Records of the process-tree topic this worker's copy has read.
+        "process_tree_records_read": tree_replica.records_read,
     }
 
 
