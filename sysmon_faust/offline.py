@@ -48,7 +48,6 @@ minutes-long recordings:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -73,11 +72,12 @@ from sysmon_faust.normalize import (
 from sysmon_faust.process_tree import ancestry, encode_link
 from sysmon_faust.replay import ReplayError, read_records
 from sysmon_faust.rules import Rule, RuleError, alert_record, load_rules, matching_rules
+from sysmon_faust.settings import Settings, SettingsError
 
-#: The worker's defaults (sysmon_faust.settings), repeated here because
-#: importing the settings module builds the Faust app.
-DEFAULT_GRACE_S: Final = 300
-DEFAULT_DEPTH: Final = 4
+#: The worker's defaults; the environment's settings are read, as the
+#: worker's are, by sysmon_faust.settings (which builds no app).
+DEFAULT_GRACE_S: Final = int(Settings.join_grace)
+DEFAULT_DEPTH: Final = Settings.ancestry_depth
 MAX_GRACE_S: Final = 7 * 86400  # as SYSMON_JOIN_GRACE allows
 MAX_DEPTH: Final = 64
 
@@ -443,11 +443,6 @@ class Options:
     json: bool
 
 
-def _env_int(variable: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(variable, "").strip()
-    return _bounded_int(raw, variable, low, high) if raw else default
-
-
 def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
     try:
         value = int(raw)
@@ -488,16 +483,18 @@ def _parser(prog: str) -> _Parser:
 def parse_options(argv: Sequence[str], prog: str) -> Options:
     """The options of ``rules test``; raises :class:`UsageError` for bad ones."""
     args = _parser(prog).parse_args(argv)
-    rules = args.rules
-    if rules is None and os.environ.get("SYSMON_RULES", "").strip():
-        rules = Path(os.environ["SYSMON_RULES"].strip())
+    try:
+        settings = Settings.from_env()  # the defaults: what a worker here would use
+    except SettingsError as error:
+        raise UsageError(f"bad setting: {error}") from None
+    rules = args.rules if args.rules is not None else settings.rules_path
     grace_s = (
-        _env_int("SYSMON_JOIN_GRACE", DEFAULT_GRACE_S, 0, MAX_GRACE_S)
+        int(settings.join_grace)
         if args.grace is None
         else _bounded_int(args.grace, "--grace", 0, MAX_GRACE_S)
     )
     depth = (
-        _env_int("SYSMON_ANCESTRY_DEPTH", DEFAULT_DEPTH, 0, MAX_DEPTH)
+        settings.ancestry_depth
         if args.depth is None
         else _bounded_int(args.depth, "--depth", 0, MAX_DEPTH)
     )

@@ -7,15 +7,16 @@ Topology (:mod:`sysmon_faust.intake`, then the agent in :mod:`sysmon_faust.agent
         ├──► sysmon-process-create    (keyed; for other consumers)
         ├──► sysmon-network-connect   (keyed; for other consumers)
         ├──► sysmon-dlq               (what could not be read, with the reason)
+        ├──► <app_id>-process-tree    (each creation's parent link, and watermarks;
+        │         │                    compacted; the join deletes a link with its row)
+        │         └── read whole by every worker: its process-tree copy (RocksDB)
         └──► <app_id>-events-by-process-guid   (1, 3, 5 together, batched)
                  │  join_by_process_guid
                  ├── process table  (ProcessCreate rows, RocksDB + changelog;
                  │                   pending connects and an expiry index beside it)
+                 ├── ancestry from the process-tree copy
                  ├──► sysmon-join / sysmon-network-unmatched
-                 ├──► sysmon-alerts
-                 └──► <app_id>-process-tree  (parent links, compacted)
-                          │  read whole by every worker
-                          └── process-tree copy (RocksDB): the ancestry lookup
+                 └──► sysmon-alerts   (SYSMON_RULES over the enriched events)
 """
 
 from __future__ import annotations
