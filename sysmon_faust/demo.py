@@ -263,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     say()
     say(f"The broker and the worker keep running (worker log: {args.state_dir}/worker.log).")
     say("Try: make demo again, curl the URLs above, or 'make stop' to end both.")
+    say(
+        "Detection rules (sysmon_faust/default_rules.yaml) over a recording, no broker needed:\n"
+        f"  .venv/bin/python -m sysmon_faust rules test {recording}"
+    )
     return 0
 
 
