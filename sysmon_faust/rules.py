@@ -499,24 +499,23 @@ def _equals(field: str, values: list[Any], case_sensitive: bool, where: str) -> 
     return lambda row: isinstance(value := row.get(field), str) and value.casefold() in folded
 
 
-def _ends_with(field: str, values: list[str], case_sensitive: bool, where: str) -> Predicate:
-    if case_sensitive:
-        suffixes = tuple(values)
-        return lambda row: isinstance(value := row.get(field), str) and value.endswith(suffixes)
-    folded = tuple(suffix.casefold() for suffix in values)
-    return lambda row: (
-        isinstance(value := row.get(field), str) and value.casefold().endswith(folded)
-    )
+def _affix_test(method: Callable[[str, tuple[str, ...]], bool]) -> Callable[..., Predicate]:
+    """``ends_with`` / ``starts_with``: ``str.endswith`` or ``str.startswith`` over the values."""
+
+    def build(field: str, values: list[str], case_sensitive: bool, where: str) -> Predicate:
+        if case_sensitive:
+            affixes = tuple(values)
+            return lambda row: isinstance(value := row.get(field), str) and method(value, affixes)
+        folded = tuple(affix.casefold() for affix in values)
+        return lambda row: (
+            isinstance(value := row.get(field), str) and method(value.casefold(), folded)
+        )
+
+    return build
 
 
-def _starts_with(field: str, values: list[str], case_sensitive: bool, where: str) -> Predicate:
-    if case_sensitive:
-        prefixes = tuple(values)
-        return lambda row: isinstance(value := row.get(field), str) and value.startswith(prefixes)
-    folded = tuple(prefix.casefold() for prefix in values)
-    return lambda row: (
-        isinstance(value := row.get(field), str) and value.casefold().startswith(folded)
-    )
+_ends_with = _affix_test(str.endswith)
+_starts_with = _affix_test(str.startswith)
 
 
 def _contains(field: str, values: list[str], case_sensitive: bool, where: str) -> Predicate:

@@ -204,9 +204,10 @@ dlq_topic = app.topic(
     config={"max.message.bytes": str(MAX_RECORD_BYTES)},
 )
 
-#: Every process's parent link, in the partition of its row, and each
-#: partition's stream time (sysmon_faust.tree_replica). Compacted: a link
-#: stays until the join deletes its row and writes a tombstone.
+#: Every process's parent link, written by the intake in the partition of
+#: its row, and the intake's watermarks per input partition
+#: (sysmon_faust.tree_replica). Compacted: a link stays until the join
+#: deletes its row and writes a tombstone.
 process_tree_topic = app.topic(
     settings.topic_process_tree,
     key_type=bytes,
