@@ -26,6 +26,8 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
 * Ancestry: each enriched record carries the process's ancestors, read from
   this worker's copy of the whole process tree — never from another worker
   (:mod:`sysmon_faust.tree_replica`); the rules of ``SYSMON_RULES`` see them.
+  A join whose ancestor's link may still be in flight is parked, never
+  awaited: the agent goes on with the next record (:mod:`sysmon_faust.parking`).
 * Speed: rows travel as JSON bytes and dicts, and outputs go straight to
   Faust's producer — no ``faust.Record`` and no Topic/Channel layer per event
   (see :mod:`sysmon_faust.join`; measured with ``make bench``).
@@ -43,7 +45,16 @@ import orjson
 from faust import StreamT
 from faust.types import EventT
 
-from sysmon_faust import deadletter, faust_fixes, grace, rules, transactions
+from sysmon_faust import (
+    deadletter,
+    faust_fixes,
+    grace,
+    guid_time,
+    parking,
+    rules,
+    ticks,
+    transactions,
+)
 from sysmon_faust.clock import record_timestamp_ms, utc_now_iso
 from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich, unmatched
 from sysmon_faust.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
@@ -92,6 +103,12 @@ state = JoinState(
     ),
     changelog_sent_by_caller=EXACTLY_ONCE,
 )
+#: Joins parked until their ancestry is settled, per partition and process.
+parked = parking.Parking()
+#: Joins parked on one worker at most: past that, a join whose ancestor may
+#: still come is emitted with the ancestry known (counted): a flood of such
+#: joins costs ancestry, never memory.
+PARKED_AT_MOST = 10_000
 #: Per partition of the re-keying topic: the offset of the last record handled.
 handled_up_to: dict[int, int] = {}
 #: Entries expired per record at most, so a partition whose stream time jumps
@@ -105,6 +122,7 @@ async def _forget_state(*args: Any, **kwargs: Any) -> None:
     # Faust revokes every partition before each new assignment (eager
     # rebalancing): what this worker counted may be another's now.
     state.forget()
+    parked.forget()
     handled_up_to.clear()  # after the rebalance: from the committed offsets again
 
 
@@ -180,6 +198,9 @@ async def _handle(event: EventT) -> None:
         return
     message = event.message
     wall_ms = int(time.time() * 1000)
+    if not parked.loaded(message.partition):
+        # After an assignment: the joins this partition's last owner parked.
+        parked.load(message.partition, state.parked(message.partition))
     for index, fields in enumerate(batch):
         try:
             await _join_one(fields, message.partition, (message.offset, index), wall_ms)
@@ -187,6 +208,11 @@ async def _handle(event: EventT) -> None:
             log.exception("join-by-process-guid: an event of %s failed", _where(event))
             error = f"join error: {type(exc).__name__}: {exc}"
             await send_dead_letter(event, orjson.dumps(fields), error)
+    try:
+        await _release_parked(message.partition, wall_ms)
+    except Exception:
+        # The parked joins stay parked; the next record looks again.
+        log.exception("join-by-process-guid: parked joins of %s failed", _where(event))
     try:
         await _expire_due(message.partition, wall_ms)
     except Exception:
@@ -221,7 +247,9 @@ async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall
         stats.process_creates += 1
         for waited in state.release(fields["process_guid"], partition):
             stats.network_connects_released += 1
-            await _emit_joined(waited.connect, fields, waited.event_time_ms / 1000, None, partition)
+            await _join(
+                waited.connect, fields, waited.event_time_ms, None, partition, waited.position
+            )
         return
     if event_id == PROCESS_TERMINATE:
         stats.process_terminates += 1
@@ -244,19 +272,119 @@ async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall
     stored = state.row(partition, key)
     grace_ms = state.lifetimes.grace.grace_ms
     if stored is not None:
-        await _emit_joined(fields, orjson.loads(stored), timestamp, received, partition)
+        await _join(fields, orjson.loads(stored), event_time_ms, received, partition, position)
     elif not grace_ms:
         await _emit_unmatched(fields, key, PROCESS_UNKNOWN, timestamp, partition)
-    elif not grace.creation_may_still_come(guid, event_time_ms, grace_ms):
+    elif not grace.creation_may_still_come(_start_ms(guid, event_time_ms), event_time_ms, grace_ms):
         await _emit_unmatched(fields, key, grace.STARTED_BEFORE_GRACE, timestamp, partition)
     elif not state.wait(fields, event_time_ms, position, partition, stream_time):
         await _emit_unmatched(fields, key, grace.OVERFLOW, timestamp, partition)
 
 
+async def _join(
+    connect: Row, process: Row, event_time_ms: int, received: float | None, partition: int,
+    position: tuple[int, int],
+) -> None:  # fmt: skip
+    """Emit the connect joined with its process — or park it while an ancestor may still come."""
+    guid = process["process_guid"]
+    behind = parked.holds(partition, guid)
+    if behind >= settings.pending_per_process:
+        # A process's parked joins are bounded like its waiting connects:
+        # the oldest go now, with the ancestry known.
+        await _release(partition, guid, int(time.time() * 1000), timed_out=False)
+        behind = 0
+    if not behind:
+        walk = tree_replica.walk(process, settings.ancestry_depth)
+        if not _may_come(walk.unknown, event_time_ms):
+            await _emit_joined(
+                connect, process, walk.ancestors, event_time_ms / 1000, received, partition
+            )
+            return
+        if parked.count() >= PARKED_AT_MOST:
+            stats.ancestry_parking_full += 1
+            await _emit_joined(
+                connect, process, walk.ancestors, event_time_ms / 1000, received, partition
+            )
+            return
+    # Parked, and behind its process's parked joins: released in order.
+    now_ms = int(time.time() * 1000)
+    join = parking.ParkedJoin(
+        key=parking.parked_key(guid, event_time_ms, *position),
+        connect=connect,
+        process=process,
+        event_time_ms=event_time_ms,
+        received=received,
+        parked_at_ms=now_ms,
+        deadline_ms=now_ms + int(settings.ancestry_wait * 1000),
+    )
+    if parked.park(partition, join):
+        state.park(partition, join)
+        stats.ancestry_waits += 1
+
+
+def _start_ms(guid: str, event_time_ms: int) -> int | None:
+    """The start time in ``guid`` if plausible for the event (counted when not)."""
+    start = guid_time.plausible_start_ms(guid, event_time_ms)
+    if start.implausible is not None:
+        stats.guid_start_time_implausible[start.implausible] += 1
+    return start.ms
+
+
+def _may_come(ancestor: str | None, event_time_ms: int) -> bool:
+    """Whether the link of the ancestor a walk stopped at may still come (so: park)."""
+    if ancestor is None or not settings.ancestry_wait:
+        return False
+    return tree_replica.may_come(ancestor, _start_ms(ancestor, event_time_ms))
+
+
+async def _release_parked(partition: int, wall_ms: int) -> None:
+    """Release the parked joins of ``partition`` whose ancestry is settled or whose wait is over."""
+    if not parked.due_for_a_look(partition, tree_replica.version, wall_ms):
+        return
+    parked.looked(partition, tree_replica.version, wall_ms)
+    for guid, joins in parked.processes(partition):
+        timed_out = min(join.deadline_ms for join in joins) <= wall_ms
+        if not timed_out:
+            walk = tree_replica.walk(joins[0].process, settings.ancestry_depth)
+            if _may_come(walk.unknown, joins[0].event_time_ms):
+                continue
+        await _release(partition, guid, wall_ms, timed_out)
+
+
+async def _release(partition: int, guid: str, wall_ms: int, timed_out: bool) -> None:
+    """Emit every parked join of the process, in order, with the ancestry known now."""
+    joins = parked.take(partition, guid)
+    if not joins:
+        return
+    ancestors = tree_replica.walk(joins[0].process, settings.ancestry_depth).ancestors
+    for join in joins:
+        # Its record leaves the table once the joined record is in Kafka (settle).
+        state.unpark(partition, join.key)
+        stats.ancestry_wait_timeouts += timed_out
+        waited_s = max(wall_ms - join.parked_at_ms, 0) / 1000
+        stats.ancestry_wait_seconds[partition] = (
+            stats.ancestry_wait_seconds.get(partition, 0.0) + waited_s
+        )
+        await _emit_joined(
+            join.connect, join.process, ancestors, join.event_time_ms / 1000, join.received,
+            partition,
+        )  # fmt: skip
+
+
+@app.timer(interval=0.1)
+async def wake_parked() -> None:
+    """A tick to each partition whose parked joins may be released: only a record of it can."""
+    now_ms = int(time.time() * 1000)
+    for partition in parked.partitions():
+        if parked.due_for_a_look(partition, tree_replica.version, now_ms):
+            await ticks.send_tick(partition)
+
+
 async def _emit_joined(
-    connect: Row, process: Row, timestamp: float, received: float | None, partition: int
-) -> None:
-    enriched = enrich(connect, process, await _ancestry_of(process))
+    connect: Row, process: Row, ancestors: list[Row], timestamp: float, received: float | None,
+    partition: int,
+) -> None:  # fmt: skip
+    enriched = enrich(connect, process, ancestors)
     key = enriched["process_guid"].encode()
     await _send(settings.topic_join, key, enriched, timestamp, partition)
     stats.joined += 1
@@ -269,14 +397,6 @@ async def _emit_joined(
         await _send(settings.topic_alerts, key, alert, timestamp, partition)
         stats.alerts += 1
         stats.alerts_by_rule[rule.rule_id] += 1
-
-
-async def _ancestry_of(process: Row) -> list[Row]:
-    """The process's ancestors from the tree copy, waiting (bounded) for a link in flight."""
-    found = await tree_replica.ancestry(process, settings.ancestry_depth, settings.ancestry_wait)
-    stats.ancestry_waits += found.waited
-    stats.ancestry_wait_timeouts += found.timed_out
-    return found.ancestors
 
 
 async def _emit_unmatched(
@@ -302,6 +422,7 @@ async def _expire_due(partition: int, wall_ms: int) -> None:
             waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms / 1000, partition
         )
     stats.pending = state.waiting()
+    stats.ancestry_parked = parked.count()
 
 
 def _where(event: EventT) -> str:

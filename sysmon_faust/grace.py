@@ -46,41 +46,21 @@ def admit(waiting_for_process: int, waiting_in_total: int, limits: GraceLimits) 
     return waiting_for_process < limits.max_per_process and waiting_in_total < limits.max_total
 
 
-def process_start_ms(guid: str) -> int | None:
-    """The process's start time (ms, to the second) that Sysmon puts in its ProcessGuid.
-
-    Sysmon builds the GUID from the machine, the process's creation time
-    (Unix seconds; low 16 bits in the second group, high 16 in the third) and
-    a counter: ``{03ba39f5-6e79-5ce0-0000-001032d21002}`` started at
-    0x5ce06e79 = 2019-05-18 20:43:37 UTC. In every creation of the five
-    recordings it is 0-1 s before the event's UtcTime.
-    """
-    groups = guid.strip("{}").split("-")
-    if len(groups) != 5 or len(groups[1]) != 4 or len(groups[2]) != 4:
-        return None
-    try:
-        return int(groups[2] + groups[1], 16) * 1000
-    except ValueError:
-        return None
-
-
-#: A GUID's start time further than this after the connect is no Sysmon time.
-_START_AFTER_CONNECT_TOLERANCE_MS = 86_400_000
-
-
-def creation_may_still_come(guid: str, connect_time_ms: int, grace_ms: int) -> bool:
+def creation_may_still_come(start_ms: int | None, connect_time_ms: int, grace_ms: int) -> bool:
     """Whether waiting can help a connect whose process is not in the table.
 
+    ``start_ms``: the process's start time from its GUID, if plausible
+    (:func:`sysmon_faust.guid_time.plausible_start_ms`; Unix ms).
     Its creation's event time is the process's start time. A process that
     started more than the grace before the connect (clocks of the same host)
     has a creation that, were it coming in time, would have come: 80-98 % of
     connects in the recordings are of processes older than the recording, and
-    none of them waits. A GUID that carries no plausible start time waits.
+    none of them waits. A connect whose start time is unknown waits: the
+    wait is bounded by the grace, in stream time, and holds nothing else up.
     """
-    start = process_start_ms(guid)
-    if start is None or start > connect_time_ms + _START_AFTER_CONNECT_TOLERANCE_MS:
+    if start_ms is None:
         return True
-    return start + 1000 + grace_ms > connect_time_ms
+    return start_ms + 1000 + grace_ms > connect_time_ms
 
 
 def process_prefix(guid: str) -> bytes:

@@ -57,7 +57,7 @@ from typing import Final, NoReturn, TextIO
 
 import orjson
 
-from sysmon_faust import grace, join
+from sysmon_faust import grace, guid_time, join
 from sysmon_faust.clock import utc_now_iso
 from sysmon_faust.join import Row
 from sysmon_faust.normalize import (
@@ -170,7 +170,9 @@ class OfflineJoin:
             produced.joined.append(self._enrich(connect, self._rows[guid]))
         elif not self.grace_ms:
             produced.unmatched.append(join.unmatched(connect, join.PROCESS_UNKNOWN))
-        elif not grace.creation_may_still_come(guid, time_ms, self.grace_ms):
+        elif not grace.creation_may_still_come(
+            guid_time.plausible_start_ms(guid, time_ms).ms, time_ms, self.grace_ms
+        ):
             produced.unmatched.append(join.unmatched(connect, grace.STARTED_BEFORE_GRACE))
         else:
             assert self.stream_time_ms is not None  # set by feed() before

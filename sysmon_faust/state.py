@@ -6,7 +6,9 @@ same partition (Faust writes a table in the partition of the current event):
 
 * ``process_table``: the ProcessCreate rows (:mod:`sysmon_faust.models`).
 * ``pending_table``: the grace buffer, one record per waiting connect, keyed
-  so a process's connects are one ordered range (:mod:`sysmon_faust.grace`).
+  so a process's connects are one ordered range (:mod:`sysmon_faust.grace`);
+  and, under a prefix of their own, the joins parked until their ancestry
+  is settled (:mod:`sysmon_faust.parking`).
 * ``expiry_index``: deadlines in stream time — of waiting connects, of rows
   of ended processes (retention) and of rows that never ended (TTL) — plus
   the partition's stream time (:mod:`sysmon_faust.expiry`).
@@ -40,7 +42,7 @@ from typing import Any
 import orjson
 from faust.types import TableT
 
-from sysmon_faust import expiry, grace
+from sysmon_faust import expiry, grace, parking
 from sysmon_faust.join import Row
 
 #: Write the partition's stream time to the index when it moved this much.
@@ -58,8 +60,11 @@ class Lifetimes:
 
 @dataclass(frozen=True, slots=True)
 class ExpiredConnect:
+    """A connect leaving the grace buffer; ``position``: (offset, index) where it was read."""
+
     connect: Row
     event_time_ms: int
+    position: tuple[int, int]
 
 
 @dataclass
@@ -273,7 +278,11 @@ class JoinState:
         if partition not in self._waiting:
             keys = self.pending.db(partition).iterkeys()
             keys.seek_to_first()
-            self._waiting[partition] = sum(1 for key in keys if key != self.pending.offset_key)
+            self._waiting[partition] = sum(
+                1
+                for key in keys
+                if key != self.pending.offset_key and not parking.is_parked_key(key)
+            )
         return self._waiting[partition]
 
     def _waiting_for_process(self, guid: str, partition: int) -> int:
@@ -323,7 +332,8 @@ class JoinState:
                 continue  # handed out already, not yet settled
             self._handed_out[(partition, key)] = None
             self._count_waiting(guid, partition, -1)
-            released.append(ExpiredConnect(orjson.loads(value), grace.parse_pending_key(key)[1]))
+            _, event_time_ms, offset, index = grace.parse_pending_key(key)
+            released.append(ExpiredConnect(orjson.loads(value), event_time_ms, (offset, index)))
         return released
 
     def must_settle(self) -> bool:
@@ -346,6 +356,21 @@ class JoinState:
             if index_key is not None:
                 self.index.delete(partition, index_key)
         self._handed_out.clear()
+
+    # --- joins parked for their ancestry ----------------------------------------
+
+    def park(self, partition: int, join: parking.ParkedJoin) -> None:
+        """Keep a parked join (sysmon_faust.parking); a key written twice (a replay) is one."""
+        if self.pending.get(partition, join.key) is None:
+            self.pending.put(partition, join.key, join.encode())
+
+    def parked(self, partition: int) -> list[tuple[bytes, bytes]]:
+        """The partition's parked joins as stored, in key order."""
+        return self.pending.items_from(partition, parking.PARKED_PREFIX)
+
+    def unpark(self, partition: int, key: bytes) -> None:
+        """A parked join was released: its record goes in :meth:`settle`, after its output's."""
+        self._handed_out[(partition, key)] = None
 
     # --- expiry ----------------------------------------------------------------
 
@@ -386,9 +411,11 @@ class JoinState:
                     continue
                 # Both entries go in settle(), after the expired record is in Kafka.
                 self._handed_out[(partition, reference)] = index_key
-                guid, event_time_ms, _, _ = grace.parse_pending_key(reference)
+                guid, event_time_ms, offset, index = grace.parse_pending_key(reference)
                 self._count_waiting(guid, partition, -1)
-                expired.connects.append(ExpiredConnect(orjson.loads(value), event_time_ms))
+                expired.connects.append(
+                    ExpiredConnect(orjson.loads(value), event_time_ms, (offset, index))
+                )
                 continue
             self.index.delete(partition, index_key)
             stored = self.rows.get(partition, reference)

@@ -35,13 +35,21 @@ class PipelineStats:
     unmatched: int = 0
     dead_lettered: int = 0
     alerts: int = 0
-    #: Joins that waited for an ancestor's link from another worker, and those
-    #: that gave up waiting (sysmon_faust.tree_replica).
+    #: Joins parked for an ancestor's link from another worker, those released
+    #: when the wait was over rather than settled, those parked now, and
+    #: those not parked because parking was full (sysmon_faust.parking).
     ancestry_waits: int = 0
+    ancestry_parked: int = 0
+    ancestry_parking_full: int = 0
     #: Records fetched before a rebalance's seek, dropped because the seek
     #: brings them again in order (sysmon_faust.faust_fixes, 9.).
     dropped_before_seek: int = 0
     ancestry_wait_timeouts: int = 0
+    #: Seconds (wall clock) joins spent parked, per re-keying partition.
+    ancestry_wait_seconds: dict[int, float] = field(default_factory=dict)
+    #: Start times decoded from GUIDs and not believed, by why
+    #: (sysmon_faust.guid_time): the decision took them as unknown.
+    guid_start_time_implausible: Counter[str] = field(default_factory=Counter)
     filtered_by_reason: Counter[str] = field(default_factory=Counter)
     unmatched_by_reason: Counter[str] = field(default_factory=Counter)
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
@@ -71,6 +79,12 @@ class PipelineStats:
             "dropped_before_seek": self.dropped_before_seek,
             "ancestry_waits": self.ancestry_waits,
             "ancestry_wait_timeouts": self.ancestry_wait_timeouts,
+            "ancestry_parked": self.ancestry_parked,
+            "ancestry_parking_full": self.ancestry_parking_full,
+            "ancestry_wait_seconds": {
+                str(p): round(s, 3) for p, s in sorted(self.ancestry_wait_seconds.items())
+            },
+            "guid_start_time_implausible": dict(self.guid_start_time_implausible),
             "filtered_by_reason": dict(self.filtered_by_reason),
             "unmatched_by_reason": dict(self.unmatched_by_reason),
             "alerts_by_rule": dict(self.alerts_by_rule),

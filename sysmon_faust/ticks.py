@@ -6,7 +6,8 @@ their deadline, and stream time moves on with the wall clock
 agent handles a record of the table's partition, so a partition that
 receives nothing needs a record to expire in: every few seconds each worker
 sends a tick (``{"_event_id": 0}``) to the re-keying partitions it actively
-owns; the join agent handles it by running expiry.
+owns; the join agent handles it by running expiry. The join also sends one
+to a partition whose parked joins may be released (sysmon_faust.parking).
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ TICK_INTERVAL_SECONDS = max(
 )
 
 
+async def send_tick(partition: int) -> None:
+    """One tick to a re-keying partition; a failure is logged (the next tick tries again)."""
+    try:
+        await app.producer.send(settings.topic_by_guid, None, TICK_RECORD, partition, None, None)
+    except Exception as exc:
+        log.warning("tick to %s[%s] failed: %r", settings.topic_by_guid, partition, exc)
+
+
 async def tick_owned_partitions() -> None:
     owned = sorted(
         tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_by_guid
     )
     for partition in owned:
-        try:
-            await app.producer.send(
-                settings.topic_by_guid, None, TICK_RECORD, partition, None, None
-            )
-        except Exception as exc:  # the next tick tries again
-            log.warning("tick to %s[%s] failed: %r", settings.topic_by_guid, partition, exc)
+        await send_tick(partition)
 
 
 app.timer(interval=TICK_INTERVAL_SECONDS)(tick_owned_partitions)

@@ -26,10 +26,12 @@ watermark follows the links it covers in each partition of the topic, so a
 copy that has read it has those links.
 When a walk stops at an ancestor whose link is missing, the join asks
 :meth:`TreeReplica.may_come`: is some input partition still before that
-ancestor's start time (which Sysmon encodes in its GUID)? Only then may its
-creation still come, and the join waits — at most ``SYSMON_ANCESTRY_WAIT``
-seconds, woken by every batch the copy reads (:meth:`TreeReplica.ancestry`).
-Ancestors that started long ago, or were never seen, cost no wait.
+ancestor's start time (which Sysmon encodes in its GUID, if it is plausible:
+:mod:`sysmon_faust.guid_time`)? Only then may its creation still come, and
+the join is parked (:mod:`sysmon_faust.parking`) — at most
+``SYSMON_ANCESTRY_WAIT`` seconds, released when :attr:`TreeReplica.version`
+says the copy read something that settles it. Ancestors that started long
+ago, were never seen, or carry no believable start time cost no wait.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ import logging
 import struct
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,7 +50,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.stores.rocksdb import RocksDBOptions
 
-from sysmon_faust import grace, process_tree
+from sysmon_faust import process_tree
 from sysmon_faust.process_tree import Row
 from sysmon_faust.rekey import key_partition
 
@@ -64,7 +65,7 @@ _OFFSET_PREFIX: Final = b"\x00offset:"
 #: ... and the watermarks read: partition of the topic, input partition.
 _STORED_WATERMARK_PREFIX: Final = b"\x00read-watermark:"
 #: A creation's event time is 0-1 s after the start time in its GUID
-#: (grace.process_start_ms); a little more for the stream's own disorder.
+#: (guid_time.process_start_ms); a little more for the stream's own disorder.
 START_TO_CREATION_MS: Final = 2_000
 
 #: The copy's RocksDB: small buffers, as the join's small tables (topology.py).
@@ -89,27 +90,20 @@ def watermark_key(input_partition: int) -> bytes:
     return WATERMARK_PREFIX + b"%d" % input_partition
 
 
-def creation_may_come(guid: str, watermarks: Iterable[int]) -> bool:
-    """Whether the link of ``guid`` may still be written to its partition of the topic.
+def creation_may_come(start_ms: int | None, watermarks: Iterable[int]) -> bool:
+    """Whether the link of a process that started at ``start_ms`` may still be written.
 
-    ``watermarks``: how far each input partition has been written, as read in
-    that partition of the topic (none read: no intake has written anything
-    yet). A GUID without a Sysmon start time in it gives no way to tell: it
-    is not waited for.
+    ``start_ms``: its plausible start time (Unix ms,
+    :func:`sysmon_faust.guid_time.plausible_start_ms`), None when unknown —
+    then there is no way to tell, and it is not waited for.
+    ``watermarks``: how far each input partition has been written (Unix ms),
+    as read in the process's partition of the topic (none read: no intake
+    has written anything yet).
     """
-    start_ms = grace.process_start_ms(guid)
     if start_ms is None:
         return False
     lowest = min(watermarks, default=None)
     return lowest is None or lowest < start_ms + START_TO_CREATION_MS
-
-
-@dataclass(frozen=True, slots=True)
-class Ancestry:
-    ancestors: list[process_tree.Ancestor]
-    #: The walk waited for a link in flight, and gave up waiting.
-    waited: bool = False
-    timed_out: bool = False
 
 
 class TreeReplica:
@@ -133,7 +127,9 @@ class TreeReplica:
         self._watermarks: dict[int, dict[int, int]] = {}
         #: Set once the copy has read everything the topic held when it started.
         self.caught_up = asyncio.Event()
-        self._news = asyncio.Event()
+        #: Moves on with every batch the copy reads: parked joins are looked
+        #: at again only then (sysmon_faust.parking).
+        self.version = 0
         self.records_read = 0
 
     # --- reads (the join) ------------------------------------------------------
@@ -147,28 +143,14 @@ class TreeReplica:
     def partition_of(self, guid: str) -> int:
         return key_partition(guid.encode(), self.partitions)
 
-    def may_come(self, guid: str) -> bool:
+    def may_come(self, guid: str, start_ms: int | None) -> bool:
         """Whether the missing link of ``guid`` may still come (see :func:`creation_may_come`)."""
-        return creation_may_come(guid, self._watermarks.get(self.partition_of(guid), {}).values())
+        watermarks = self._watermarks.get(self.partition_of(guid), {}).values()
+        return creation_may_come(start_ms, watermarks)
 
-    async def ancestry(self, row: Row, depth: int, max_wait: float) -> Ancestry:
-        """Up to ``depth`` ancestors of ``row``'s process, waiting up to ``max_wait`` seconds
-        for a link that may be in flight (see the module docstring)."""
-        deadline: float | None = None
-        while True:
-            # Taken before the walk: news read between the walk and the wait
-            # must still wake it.
-            news = self._news
-            walk = process_tree.ancestry(row, self.link, depth)
-            if walk.unknown is None or not max_wait or not self.may_come(walk.unknown):
-                return Ancestry(walk.ancestors, waited=deadline is not None)
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + max_wait
-            try:
-                await asyncio.wait_for(news.wait(), max(deadline - now, 0.0))
-            except TimeoutError:
-                return Ancestry(walk.ancestors, waited=True, timed_out=True)
+    def walk(self, row: Row, depth: int) -> process_tree.Walk:
+        """Up to ``depth`` ancestors of ``row``'s process, as this copy holds them now."""
+        return process_tree.ancestry(row, self.link, depth)
 
     # --- writes ------------------------------------------------------------------
 
@@ -180,6 +162,7 @@ class TreeReplica:
             self._db.delete(guid.encode())
         else:
             self._db.put(guid.encode(), link)
+        self.version += 1
 
     # --- the reader ----------------------------------------------------------------
 
@@ -235,9 +218,7 @@ class TreeReplica:
             return
         batch.put(_OFFSET_PREFIX + b"%d" % partition, b"%d" % (last_offset + 1))
         self._db.write(batch)
-        # Wake the walks waiting for a link (ancestry()).
-        self._news.set()
-        self._news = asyncio.Event()
+        self.version += 1
 
     async def run(self, path: Path) -> None:
         """Read the topic into the copy for as long as the worker runs."""

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SYSMON_SHARED_DIR", REPO.parent / "shared"))
 DATASETS = SHARED / "datasets"
+CASES = SHARED / "cases"
 FAUST = Path(sys.executable).parent / "faust"
 
 

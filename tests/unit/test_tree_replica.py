@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -25,20 +23,22 @@ PASSED = START_MS + START_TO_CREATION_MS
 
 
 @pytest.mark.parametrize(
-    ("guid", "watermarks", "may_come"),
+    ("start_ms", "watermarks", "may_come"),
     [
-        (GUID, [], True),  # no intake has written anything yet
-        (GUID, [START_MS - 60_000], True),  # the input is behind the process's start
-        (GUID, [PASSED - 1], True),
-        (GUID, [PASSED], False),  # passed it: never seen, not coming
-        (GUID, [START_MS + 3_600_000], False),
-        (GUID, [PASSED, PASSED - 1], True),  # one input partition is still behind
-        (GUID, [PASSED, START_MS + 3_600_000], False),
-        ("{not-a-sysmon-guid}", [], False),  # no start time in it: no way to tell
+        (START_MS, [], True),  # no intake has written anything yet
+        (START_MS, [START_MS - 60_000], True),  # the input is behind the process's start
+        (START_MS, [PASSED - 1], True),
+        (START_MS, [PASSED], False),  # passed it: never seen, not coming
+        (START_MS, [START_MS + 3_600_000], False),
+        (START_MS, [PASSED, PASSED - 1], True),  # one input partition is still behind
+        (START_MS, [PASSED, START_MS + 3_600_000], False),
+        # No start time, or none believed (guid_time): no way to tell, no wait.
+        (None, [], False),
+        (None, [START_MS - 60_000], False),
     ],
 )
-def test_creation_may_come(guid: str, watermarks: list[int], may_come: bool) -> None:
-    assert creation_may_come(guid, watermarks) is may_come
+def test_creation_may_come(start_ms: int | None, watermarks: list[int], may_come: bool) -> None:
+    assert creation_may_come(start_ms, watermarks) is may_come
 
 
 def test_watermark_round_trip() -> None:
@@ -56,7 +56,7 @@ def test_copy_applies_links_tombstones_and_watermarks_and_keeps_its_offsets(
     partition = replica.partition_of(GUID)
     replica.open(tmp_path)
     try:
-        assert replica.may_come(GUID)
+        assert replica.may_come(GUID, START_MS)
         replica.apply(
             [
                 record(0, GUID.encode(), b'{"process_guid": "p"}'),
@@ -65,10 +65,10 @@ def test_copy_applies_links_tombstones_and_watermarks_and_keeps_its_offsets(
             partition,
         )
         assert replica.link(GUID) == b'{"process_guid": "p"}'
-        assert not replica.may_come(GUID)
+        assert not replica.may_come(GUID, START_MS)
         # Another input partition, behind: its intake may still write the link.
         replica.apply([record(2, watermark_key(1), encode_watermark(START_MS))], partition)
-        assert replica.may_come(GUID)
+        assert replica.may_come(GUID, START_MS)
         replica.apply([record(7, GUID.encode(), None)], partition)  # the row was deleted
         assert replica.link(GUID) is None
         assert replica._next_offsets() == {partition: 8}
@@ -79,9 +79,9 @@ def test_copy_applies_links_tombstones_and_watermarks_and_keeps_its_offsets(
     again.open(tmp_path)
     try:
         assert again._next_offsets() == {partition: 8}
-        assert again.may_come(GUID)  # input partition 1's watermark, kept
+        assert again.may_come(GUID, START_MS)  # input partition 1's watermark, kept
         again.apply([record(8, watermark_key(1), encode_watermark(PASSED))], partition)
-        assert not again.may_come(GUID)
+        assert not again.may_come(GUID, START_MS)
     finally:
         again.close()
 
@@ -119,48 +119,35 @@ def replica_at(tmp_path: Path) -> TreeReplica:
     return replica
 
 
-def test_a_walk_waits_for_a_link_in_flight_and_takes_it(tmp_path: Path) -> None:
+def test_a_walk_stops_at_a_missing_link_and_goes_on_once_it_is_read(tmp_path: Path) -> None:
     replica = replica_at(tmp_path)
     partition = replica.partition_of(PARENT)
-
-    async def scenario() -> Any:
-        # No intake has written a watermark: the parent's link may still come.
-        walking = asyncio.create_task(replica.ancestry(CHILD_ROW, 4, max_wait=10))
-        await asyncio.sleep(0.05)
-        assert not walking.done()
-        replica.apply([record(0, PARENT.encode(), PARENT_LINK)], partition)
-        return await asyncio.wait_for(walking, 5)
-
     try:
-        found = asyncio.run(scenario())
+        version = replica.version
+        walk = replica.walk(CHILD_ROW, 4)
+        assert [hop["process_guid"] for hop in walk.ancestors] == [PARENT]
+        assert walk.unknown == PARENT
+        # No intake has written a watermark: the parent's link may still come.
+        assert replica.may_come(PARENT, START_MS)
+        replica.apply([record(0, PARENT.encode(), PARENT_LINK)], partition)
+        assert replica.version > version  # what tells parked joins to look again
+        walk = replica.walk(CHILD_ROW, 4)
     finally:
         replica.close()
-    assert [hop["process_path"] for hop in found.ancestors] == [
+    assert [hop["process_path"] for hop in walk.ancestors] == [
         "C:\\Windows\\System32\\cmd.exe",
         "services.exe",
     ]
-    assert found.waited and not found.timed_out
+    assert walk.unknown is None
 
 
-def test_a_walk_gives_up_after_the_wait(tmp_path: Path) -> None:
-    replica = replica_at(tmp_path)
-    try:
-        found = asyncio.run(replica.ancestry(CHILD_ROW, 4, max_wait=0.2))
-    finally:
-        replica.close()
-    assert [hop["process_guid"] for hop in found.ancestors] == [PARENT]
-    assert found.waited and found.timed_out
-
-
-@pytest.mark.parametrize("max_wait", [0, 10])
-def test_a_walk_does_not_wait_for_what_cannot_come(tmp_path: Path, max_wait: float) -> None:
+def test_a_link_passed_by_every_watermark_cannot_come(tmp_path: Path) -> None:
     replica = replica_at(tmp_path)
     partition = replica.partition_of(PARENT)
-    # Every input partition is past the parent's start: it was never seen.
-    replica.apply([record(0, watermark_key(0), encode_watermark(PASSED))], partition)
     try:
-        found = asyncio.run(asyncio.wait_for(replica.ancestry(CHILD_ROW, 4, max_wait), 1))
+        # Every input partition is past the parent's start: it was never seen.
+        replica.apply([record(0, watermark_key(0), encode_watermark(PASSED))], partition)
+        assert not replica.may_come(PARENT, START_MS)
+        assert replica.walk(CHILD_ROW, 4).unknown == PARENT
     finally:
         replica.close()
-    assert [hop["process_guid"] for hop in found.ancestors] == [PARENT]
-    assert not found.waited
