@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
-from sysmon_faust import faust_fixes, security, transactions
+from sysmon_faust import faust_fixes, security, state_check, transactions
 from sysmon_faust.settings import Settings, SettingsError
 from sysmon_faust.tree_replica import TreeReplica
 
@@ -100,6 +100,21 @@ class SysmonApp(faust.App):
             # check (as a bad setting does), not a traceback.
             log.critical("sysmon-faust: %s", refused)
             raise SystemExit(f"sysmon-faust: {refused}") from None
+        # Before the stores open: Faust's recovery would stop the worker on
+        # state ahead of its changelog (ConsistencyError), at every restart,
+        # and keep state of a lost cluster whose offsets happen to fit.
+        try:
+            await state_check.set_aside_stale_worker_state(
+                self.conf.datadir,
+                self.conf.tabledir,
+                {table.name: table.changelog_topic.get_topic_name() for table in TABLES},
+                settings.bootstrap_servers,
+                settings.kafka_client_options(),
+            )
+        except KafkaError as exc:
+            log.warning(
+                "could not compare local state with the changelogs (%r); starting with it", exc
+            )
         await super().on_first_start()
 
     async def on_shutdown(self) -> None:
@@ -306,6 +321,9 @@ expiry_index = _table_by_guid(
     "Deadlines in stream time: waiting connects, rows after termination or TTL",
     SMALL_ROCKSDB_OPTIONS,
 )
+
+#: The changelog-backed tables (checked at start by sysmon_faust.state_check).
+TABLES = (process_table, pending_table, expiry_index)
 
 
 async def ensure_topics() -> None:

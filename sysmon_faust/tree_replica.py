@@ -50,7 +50,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.stores.rocksdb import RocksDBOptions
 
-from sysmon_faust import process_tree
+from sysmon_faust import process_tree, state_check
 from sysmon_faust.process_tree import Row
 from sysmon_faust.rekey import key_partition
 
@@ -222,6 +222,11 @@ class TreeReplica:
 
     async def run(self, path: Path) -> None:
         """Read the topic into the copy for as long as the worker runs."""
+        # A copy ahead of a topic created again (a rebuilt cluster) is set
+        # aside and read anew, not trusted.
+        await state_check.set_aside_stale_tree_copy(
+            path, self.topic, self._bootstrap_servers, self._client_options
+        )
         self.open(path)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap_servers,

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import DATASETS, REPO, WorkerProcess, free_port, start_worker, sysmon_env
+from tests.support import (
+    DATASETS,
+    KAFKA_SH,
+    REPO,
+    OwnBroker,
+    WorkerProcess,
+    free_port,
+    start_worker,
+    sysmon_env,
+)
 
 
 def pytest_report_header() -> list[str]:
@@ -53,6 +62,24 @@ def kafka_bootstrap() -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_broker() -> Iterator[OwnBroker]:
+    port = free_port()
+    data_dir = REPO / ".kafka-test" / f"own-{port}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    broker = OwnBroker(
+        f"127.0.0.1:{port}",
+        {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir)},
+        data_dir,
+    )
+    broker.up()
+    try:
+        yield broker
+    finally:
+        subprocess.run([KAFKA_SH, "down"], env=broker.env, capture_output=True, timeout=120)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -25,6 +25,7 @@ SHARED = Path(os.environ.get("SYSMON_SHARED_DIR", REPO.parent / "shared"))
 DATASETS = SHARED / "datasets"
 CASES = SHARED / "cases"
 FAUST = Path(sys.executable).parent / "faust"
+KAFKA_SH = str(REPO / "kafka" / "kafka.sh")
 
 
 def free_port() -> int:
@@ -423,3 +424,18 @@ def partition_counts(
     bootstrap: str, topics: list[str], *, security: Mapping[str, Any] | None = None
 ) -> dict[str, int]:
     return dict(run(_partition_counts(bootstrap, topics, security)))
+
+
+@dataclass
+class OwnBroker:
+    """A broker of one test's own: stopped, restarted or wiped without disturbing the others."""
+
+    bootstrap: str
+    env: dict[str, str]
+    data_dir: Path
+
+    def down(self) -> None:
+        subprocess.run([KAFKA_SH, "down"], env=self.env, check=True, capture_output=True)
+
+    def up(self) -> None:
+        subprocess.run([KAFKA_SH, "up"], env=self.env, check=True, capture_output=True, timeout=300)

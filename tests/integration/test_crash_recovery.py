@@ -13,13 +13,11 @@ with ``isolation_level=read_committed``).
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sysmon_faust.synthetic import Workload, WorkloadConfig
-from tests.support import REPO, WorkerProcess, free_port, produce, read_topic
+from tests.support import OwnBroker, WorkerProcess, free_port, produce, read_topic
 
 Identity = tuple[Any, ...]
 
@@ -194,37 +192,20 @@ def test_a_worker_that_lost_its_state_rebuilds_it_from_the_changelog(
     assert {guid: worker.http(f"/process/{guid}") for guid in before} == before
 
 
-@pytest.fixture
-def own_broker() -> Iterator[tuple[str, dict[str, str]]]:
-    """A broker of this test's own, to be restarted without disturbing the others."""
-    port = free_port()
-    data_dir = REPO / ".kafka-test" / f"restart-{port}"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir)}
-    kafka_sh = str(REPO / "kafka" / "kafka.sh")
-    subprocess.run([kafka_sh, "up"], env=env, check=True, capture_output=True, timeout=300)
-    try:
-        yield f"127.0.0.1:{port}", env
-    finally:
-        subprocess.run([kafka_sh, "down"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
 def test_the_worker_rides_out_a_broker_restart_mid_replay(
-    own_broker: tuple[str, dict[str, str]],
+    own_broker: OwnBroker,
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    bootstrap, broker_env = own_broker
+    bootstrap = own_broker.bootstrap
     env = pipeline_env() | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SYSMON_JOIN_GRACE": "300"}
     replay = Replay(60_000, seed=31)
     produce(bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
     worker = worker_factory(env)
     stopped_at = wait_for_share(env, worker, 0.01)
-    kafka_sh = str(REPO / "kafka" / "kafka.sh")
-    subprocess.run([kafka_sh, "down"], env=broker_env, check=True, capture_output=True)
+    own_broker.down()
     time.sleep(5)
-    subprocess.run([kafka_sh, "up"], env=broker_env, check=True, capture_output=True)
+    own_broker.up()
     wait_for_share(env, worker, 1.0)
 
     expected = sum(replay.joins.values())
