@@ -15,9 +15,11 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
   they were written. Expiry reads a time-ordered index after every record
   (:mod:`sysmon_faust.state`); ticks (:mod:`sysmon_faust.ticks`) give a quiet
   partition a record to run it in.
-* Nothing raised inside the agent may escape: Faust would stop the agent and
-  with it the partition. An event the join cannot handle becomes a dead
-  letter; the rest of its batch goes on.
+* Nothing a record contains may stop the agent: an event the join cannot
+  handle becomes a dead letter; the rest of its batch goes on. A fault of
+  the machine or the cluster (RocksDB, the disk, Kafka after its retries) is
+  no record's: it stops the worker at that record, unacknowledged
+  (:mod:`sysmon_faust.faults`).
 * Offsets are committed only after the agent has handled a whole batch and the
   records it sent are flushed (Faust flushes its producer before every
   commit), so a crash replays rather than loses (at-least-once). State a
@@ -42,11 +44,13 @@ import time
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 from faust import StreamT
 from faust.types import EventT
 
 from sysmon_faust import (
     deadletter,
+    faults,
     faust_fixes,
     grace,
     guid_time,
@@ -101,7 +105,6 @@ state = JoinState(
         retention_ms=int(settings.table_retention * 1000),
         ttl_ms=int(settings.table_ttl * 1000),
     ),
-    changelog_sent_by_caller=EXACTLY_ONCE,
 )
 #: Joins parked until their ancestry is settled, per partition and process.
 parked = parking.Parking()
@@ -111,6 +114,9 @@ parked = parking.Parking()
 PARKED_AT_MOST = 10_000
 #: Per partition of the re-keying topic: the offset of the last record handled.
 handled_up_to: dict[int, int] = {}
+#: The outputs and changelog writes sent while the current record is handled
+#: (under at_least_once, what the connects it hands out wait for: JoinState.seal).
+sent_by_record: list[Any] = []
 #: Entries expired per record at most, so a partition whose stream time jumps
 #: (a long-idle partition, a replay) does not hold the agent for long; the
 #: rest go with the next records.
@@ -123,6 +129,7 @@ async def _forget_state(*args: Any, **kwargs: Any) -> None:
     # rebalancing): what this worker counted may be another's now.
     state.forget()
     parked.forget()
+    sent_by_record.clear()
     handled_up_to.clear()  # after the rebalance: from the committed offsets again
 
 
@@ -138,7 +145,8 @@ async def _send(topic: str, key: bytes | None, row: Row, timestamp: float, parti
     # under exactly_once, in the transaction of the source partition.
     now_ms = int(time.time() * 1000)
     timestamp_ms = record_timestamp_ms(int(timestamp * 1000), now_ms)
-    await outputs.send(topic, key, orjson.dumps(row), partition, timestamp_ms / 1000)
+    sent = await outputs.send(topic, key, orjson.dumps(row), partition, timestamp_ms / 1000)
+    sent_by_record.append(sent)
 
 
 @app.task
@@ -149,7 +157,11 @@ async def read_process_tree() -> None:
             await tree_replica.run(app.conf.datadir / "process-tree")
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if faults.is_own_fault(exc) and not isinstance(exc, KafkaError):
+                # Its RocksDB failed (a full disk): joins would go on with
+                # ancestry it cannot store.
+                await faults.stop_worker("process-tree copy", tree_replica.topic, exc, log)
             # Without its copy the join would lose ancestry, not events: log
             # loudly and read again.
             log.exception("process-tree copy failed; reading again in 5 s")
@@ -186,7 +198,11 @@ async def join_by_process_guid(stream: StreamT[bytes]) -> None:
         # the offset after it, or none (sysmon_faust.transactions): the record
         # is acknowledged before the transaction may be committed.
         async with outputs.whole_record(event.message.partition):
-            await _handle(event)
+            try:
+                await _handle(event)
+            except faults.OWN_FAULTS as exc:
+                # Not the record's fault: no dead letter, not acknowledged.
+                await faults.stop_worker("join", _where(event), exc, log)
             event.ack()
 
 
@@ -205,32 +221,43 @@ async def _handle(event: EventT) -> None:
         try:
             await _join_one(fields, message.partition, (message.offset, index), wall_ms)
         except Exception as exc:
+            if faults.is_own_fault(exc):
+                raise
             log.exception("join-by-process-guid: an event of %s failed", _where(event))
             error = f"join error: {type(exc).__name__}: {exc}"
             await send_dead_letter(event, orjson.dumps(fields), error)
     try:
         await _release_parked(message.partition, wall_ms)
-    except Exception:
+    except Exception as exc:
+        if faults.is_own_fault(exc):
+            raise
         # The parked joins stay parked; the next record looks again.
         log.exception("join-by-process-guid: parked joins of %s failed", _where(event))
     try:
         await _expire_due(message.partition, wall_ms)
-    except Exception:
+    except Exception as exc:
+        if faults.is_own_fault(exc):
+            raise
         # Expiry is retried with the next record of the partition.
         log.exception("join-by-process-guid: expiry on %s failed", _where(event))
-    if state.must_settle():
-        # Waiting connects released or expired by this record leave the buffer
-        # only once their records are acknowledged (JoinState.settle). Under
-        # exactly_once the deletes share their records' transaction.
-        if not EXACTLY_ONCE:
-            await app.producer.flush()
-        state.settle()
+    # Waiting connects released or expired by this record leave the buffer
+    # only once their records are acknowledged: under exactly_once the
+    # deletes share their records' transaction; under at_least_once they are
+    # made by a later record, once Kafka acknowledged (JoinState.seal).
+    if EXACTLY_ONCE:
+        if state.must_settle():
+            state.settle()
+    else:
+        state.settle_acknowledged()
     for partition, key, link in state.take_tree_changes():
         tree_topic = settings.topic_process_tree
         await outputs.send(tree_topic, key, link, message.partition, None, partition)
-    if EXACTLY_ONCE:
-        for table, changes in state.unsent_changes():
-            await outputs.send_changelog(table, changes)
+    for table, changes in state.unsent_changes():
+        sent_by_record.extend(await outputs.send_changelog(table, changes))
+    outputs.note_persisted()
+    if not EXACTLY_ONCE:
+        state.seal(list(sent_by_record))
+    sent_by_record.clear()
 
 
 async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall_ms: int) -> None:

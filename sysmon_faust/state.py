@@ -23,17 +23,18 @@ TTL): when due, they find nothing or a newer state, and are dropped. That
 keeps every change one write, at the price of index entries living until due.
 
 Reads and writes go straight to the partition's RocksDB, and every write
-is also sent to the table's changelog with Faust's own ``send_changelog``
-(which keeps the persisted offsets recovery starts from; under exactly_once
-the join sends them itself, in the partition's transaction — see
-:mod:`sysmon_faust.transactions`): what Faust's
-``table[key] = value`` does, without its per-key layers — a lookup through
-the table API reads RocksDB twice, a delete of a key Faust has not cached
-deletes it in every partition's database. Measured with ``make bench``.
+is also sent to the table's changelog — by the join, after each record,
+straight to the producer (in the partition's transaction under
+exactly_once), keeping the persisted offsets recovery starts from (see
+:mod:`sysmon_faust.transactions`): what Faust's ``table[key] = value``
+does, without its per-key layers — a lookup through the table API reads
+RocksDB twice, a delete of a key Faust has not cached deletes it in every
+partition's database. Measured with ``make bench``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,6 +45,8 @@ from faust.types import TableT
 
 from sysmon_faust import expiry, grace, parking
 from sysmon_faust.join import Row
+
+log = logging.getLogger(__name__)
 
 #: Write the partition's stream time to the index when it moved this much.
 _KEEP_STREAM_TIME_EVERY_MS = 1_000
@@ -77,13 +80,19 @@ class Expired:
 
 
 class _Table:
-    """One changelog-backed table, read and written a partition at a time (bytes keys, values)."""
+    """One changelog-backed table, read and written a partition at a time (bytes keys, values).
 
-    def __init__(self, table: TableT, send_later: bool) -> None:
+    Writes reach RocksDB at once; their changelog records wait in
+    :attr:`unsent` for the join to send them when the record it handles is
+    done (:func:`sysmon_faust.transactions.Outputs.send_changelog`): in the
+    partition's transaction under exactly_once, straight to the producer
+    otherwise. Faust's own ``send_changelog`` builds a message, a future and a
+    callback per write through its topic layer — measured at ~25 µs per write
+    against ~8 µs straight (``make bench``, see the README).
+    """
+
+    def __init__(self, table: TableT) -> None:
         self.table = table
-        #: Under exactly_once the changelog writes wait here for the join to
-        #: send them in the partition's transaction (sysmon_faust.transactions).
-        self.send_later = send_later
         self.unsent: list[tuple[int, bytes, bytes | None]] = []
 
     @cached_property
@@ -115,17 +124,11 @@ class _Table:
         return value
 
     def put(self, partition: int, key: bytes, value: bytes) -> None:
-        if self.send_later:
-            self.unsent.append((partition, key, value))
-        else:
-            self.table.send_changelog(partition, key, value)
+        self.unsent.append((partition, key, value))
         self._db_for_partition(partition).put(key, value)
 
     def delete(self, partition: int, key: bytes) -> None:
-        if self.send_later:
-            self.unsent.append((partition, key, None))
-        else:
-            self.table.send_changelog(partition, key, None, value_serializer="raw")
+        self.unsent.append((partition, key, None))
         self._db_for_partition(partition).delete(key)
 
     def take_unsent(self) -> list[tuple[int, bytes, bytes | None]]:
@@ -158,11 +161,10 @@ class JoinState:
         pending_table: TableT,
         expiry_index: TableT,
         lifetimes: Lifetimes,
-        changelog_sent_by_caller: bool = False,
     ) -> None:
-        self.rows = _Table(process_table, changelog_sent_by_caller)
-        self.pending = _Table(pending_table, changelog_sent_by_caller)
-        self.index = _Table(expiry_index, changelog_sent_by_caller)
+        self.rows = _Table(process_table)
+        self.pending = _Table(pending_table)
+        self.index = _Table(expiry_index)
         self.lifetimes = lifetimes
         self.clock = expiry.StreamClock()
         self._kept_stream_time: dict[int, int] = {}
@@ -178,13 +180,18 @@ class JoinState:
         #: entry, and index entry, are deleted only by settle(): after the
         #: records made of them are in Kafka (see settle).
         self._handed_out: dict[tuple[int, bytes], bytes | None] = {}
+        #: Handed out while the current record was handled (since seal()).
+        self._unsealed: list[tuple[int, bytes]] = []
+        #: Handed out by earlier records, each group with the sends its
+        #: deletes wait for (settle_acknowledged).
+        self._sealed: list[tuple[list[Any], list[tuple[int, bytes]]]] = []
         #: Tombstones for the process-tree topic (partition, key, None), one
         #: per row deleted: the tree is as bounded as the table
         #: (sysmon_faust.tree_replica). The join sends them.
         self._tree_changes: list[tuple[int, bytes, bytes | None]] = []
 
     def unsent_changes(self) -> list[tuple[TableT, list[tuple[int, bytes, bytes | None]]]]:
-        """With ``changelog_sent_by_caller``: the changelog writes to send, per table."""
+        """The changelog writes to send, per table (the join sends them after each record)."""
         return [(t.table, t.take_unsent()) for t in (self.rows, self.pending, self.index)]
 
     def take_tree_changes(self) -> list[tuple[int, bytes, bytes | None]]:
@@ -200,6 +207,8 @@ class JoinState:
         self._waiting.clear()
         self._waiting_for.clear()
         self._handed_out.clear()
+        self._unsealed.clear()
+        self._sealed.clear()
 
     # --- stream time ---------------------------------------------------------
 
@@ -330,32 +339,77 @@ class JoinState:
         for key, value in self.pending.items_from(partition, grace.process_prefix(guid)):
             if (partition, key) in self._handed_out:
                 continue  # handed out already, not yet settled
-            self._handed_out[(partition, key)] = None
+            self._hand_out(partition, key, None)
             self._count_waiting(guid, partition, -1)
             _, event_time_ms, offset, index = grace.parse_pending_key(key)
             released.append(ExpiredConnect(orjson.loads(value), event_time_ms, (offset, index)))
         return released
 
+    def _hand_out(self, partition: int, key: bytes, index_key: bytes | None) -> None:
+        self._handed_out[(partition, key)] = index_key
+        self._unsealed.append((partition, key))
+
     def must_settle(self) -> bool:
-        """Connects were handed out since the last settle()."""
-        return bool(self._handed_out)
+        """Connects were handed out while the current record was handled."""
+        return bool(self._unsealed)
 
     def settle(self) -> None:
-        """Delete the entries of the connects handed out; call once their records are in Kafka.
+        """Delete the entries of every connect handed out, now (exactly_once: see below).
 
         The join's writes reach RocksDB (and its changelog) at once, while
         the records they make are acknowledged later. Deleting a waiting
         connect before its enriched (or expired) record is acknowledged
         would lose it to a crash in between: the replayed creation finds
-        nothing to release. So the deletes wait for the acknowledgement; a
-        crash before it replays the creation (its offset is not committed
-        yet), which hands the connect out again — at least once.
+        nothing to release. Under exactly_once the deletes go in the same
+        transaction as those records, so they may go now; under
+        at_least_once see :meth:`seal`.
         """
         for (partition, pending_key), index_key in self._handed_out.items():
-            self.pending.delete(partition, pending_key)
-            if index_key is not None:
-                self.index.delete(partition, index_key)
+            self._delete_handed_out(partition, pending_key, index_key)
         self._handed_out.clear()
+        self._unsealed.clear()
+        self._sealed.clear()
+
+    def seal(self, sent: list[Any]) -> None:
+        """Under at_least_once: the connects handed out by the current record wait for ``sent``.
+
+        ``sent``: the futures of every record the current record made
+        (outputs and changelog writes; asyncio futures of aiokafka). Their entries are deleted by
+        :meth:`settle_acknowledged` once all are acknowledged; a crash
+        before that replays the record (its offset is not committed before
+        Faust's producer flush), which hands them out again — at least
+        once. Waiting for them here instead (a producer flush per record)
+        stalled the join: measured with ``make bench``, see the README.
+        """
+        if self._unsealed:
+            self._sealed.append((sent, self._unsealed))
+            self._unsealed = []
+
+    def settle_acknowledged(self) -> None:
+        """Delete the entries of sealed hand-outs whose records Kafka has acknowledged."""
+        waiting = []
+        for sent, keys in self._sealed:
+            if not all(future.done() for future in sent):
+                waiting.append((sent, keys))
+                continue
+            failed = next((f for f in sent if f.cancelled() or f.exception()), None)
+            for partition, pending_key in keys:
+                if (partition, pending_key) not in self._handed_out:
+                    continue  # settled already (handed out again after a replay)
+                index_key = self._handed_out.pop((partition, pending_key))
+                if failed is None:
+                    self._delete_handed_out(partition, pending_key, index_key)
+            if failed is not None:
+                # Kept: a restart replays what made them, and hands them out again.
+                log.warning("a record the join sent was not acknowledged: %r", failed)
+        self._sealed = waiting
+
+    def _delete_handed_out(
+        self, partition: int, pending_key: bytes, index_key: bytes | None
+    ) -> None:
+        self.pending.delete(partition, pending_key)
+        if index_key is not None:
+            self.index.delete(partition, index_key)
 
     # --- joins parked for their ancestry ----------------------------------------
 
@@ -370,7 +424,7 @@ class JoinState:
 
     def unpark(self, partition: int, key: bytes) -> None:
         """A parked join was released: its record goes in :meth:`settle`, after its output's."""
-        self._handed_out[(partition, key)] = None
+        self._hand_out(partition, key, None)
 
     # --- expiry ----------------------------------------------------------------
 
@@ -410,7 +464,7 @@ class JoinState:
                     self.index.delete(partition, index_key)
                     continue
                 # Both entries go in settle(), after the expired record is in Kafka.
-                self._handed_out[(partition, reference)] = index_key
+                self._hand_out(partition, reference, index_key)
                 guid, event_time_ms, offset, index = grace.parse_pending_key(reference)
                 self._count_waiting(guid, partition, -1)
                 expired.connects.append(

@@ -66,6 +66,10 @@ class WorkloadConfig:
     early_max_seconds: float = 120.0
     #: One WMI lateral movement (create + connect, one alert) per this many events.
     wmi_every: int = 5_000
+    #: False: the GUIDs' 2nd/3rd groups are random, not the start time Sysmon
+    #: writes there (other tools, a broken host clock, crafted input:
+    #: ../shared/cases/guid_without_start_time) — the same stream otherwise.
+    guid_start_times: bool = True
     start: datetime = field(default_factory=lambda: datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
 
 
@@ -133,8 +137,10 @@ class Workload:
 
     def _process_guid(self, host: str, started: datetime) -> str:
         # As Sysmon builds them: machine, start time (low then high 16 bits of
-        # the Unix seconds), a counter (sysmon_faust.grace.process_start_ms).
+        # the Unix seconds), a counter (sysmon_faust.guid_time.process_start_ms).
         seconds = int(started.timestamp())
+        if not self.config.guid_start_times:
+            seconds = self.random.getrandbits(32)
         return (
             f"{{{self._machine[host]}-{seconds & 0xFFFF:04x}-{seconds >> 16:04x}-0000-"
             f"{self.random.getrandbits(48):012x}}}"

@@ -27,7 +27,6 @@ The intake has its own transactional producer (see :mod:`sysmon_faust.intake`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Iterable
@@ -48,6 +47,8 @@ class Outputs:
         self.app = app
         self.source_topic = source_topic
         self.exactly_once = exactly_once
+        #: Per changelog partition: its store and the last send not yet noted.
+        self._persisting: dict[TP, tuple[Any, Any]] = {}
 
     def transactional_id(self, source_partition: int) -> str | None:
         if not self.exactly_once:
@@ -96,25 +97,33 @@ class Outputs:
 
     async def send_changelog(
         self, table: TableT, changes: Iterable[tuple[int, bytes, bytes | None]]
-    ) -> None:
-        """Send a table's changes (partition, key, value or None) in their partitions' transactions.
+    ) -> list[Awaitable[Any]]:
+        """Send a table's changes (partition, key, value or None); the futures of the sends.
 
-        Only under exactly_once: otherwise the table sends them as it writes.
+        In their partitions' transactions under exactly_once. Not awaited:
+        where recovery of each partition starts after a clean restart (Faust's
+        persisted offset) is moved on once its sends are acknowledged
+        (:meth:`note_persisted`); after a crash under exactly_once the state
+        is rebuilt from the beginning anyway.
         """
         topic = table.changelog_topic.get_topic_name()
-        sent = [
-            (partition, await self.send(topic, key, value, partition, partition=partition))
-            for partition, key, value in changes
-        ]
-        if not sent:
-            return
         store: Any = table.data  # faust.stores.rocksdb.Store
-        for partition, metadata in zip(
-            (p for p, _ in sent), await asyncio.gather(*(f for _, f in sent)), strict=True
-        ):
-            # Where recovery of this partition starts after a clean restart
-            # (after a crash the state is rebuilt from the beginning anyway).
-            store.set_persisted_offset(TP(topic, partition), metadata.offset)
+        futures = []
+        for partition, key, value in changes:
+            sent = await self.send(topic, key, value, partition, partition=partition)
+            futures.append(sent)
+            # A partition's records are acknowledged in the order they were
+            # sent (idempotent producer): the last one says how far.
+            self._persisting[TP(topic, partition)] = (store, sent)
+        return futures
+
+    def note_persisted(self) -> None:
+        """Move each changelog partition's persisted offset past its acknowledged sends."""
+        done = [(tp, store, sent) for tp, (store, sent) in self._persisting.items() if sent.done()]
+        for tp, store, sent in done:
+            del self._persisting[tp]
+            if not sent.cancelled() and sent.exception() is None:
+                store.set_persisted_offset(tp, sent.result().offset)
 
 
 def discard_state_after_crash(data_dir: Path, state_dir: Path) -> bool:
