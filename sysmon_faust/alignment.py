@@ -15,7 +15,10 @@ longer than ``max_wait_ms`` (a slow fetch must not stall the others).
 
 Each partition's events keep their order; their sort key is the greatest
 event time the partition has shown so far, so one late event does not jump
-the queue. Table-tested in tests/unit/test_alignment.py.
+the queue. :attr:`InStep.held_ms` says, per partition, how long the others
+were held back waiting for it (``/metrics``
+``sysmon_input_alignment_wait_seconds_total``). Table-tested in
+tests/unit/test_alignment.py.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ class InStep(Generic[T]):
     def __init__(self, max_wait_ms: int = MAX_WAIT_MS) -> None:
         self.max_wait_ms = max_wait_ms
         self._partitions: dict[int, _Partition[T]] = {}
+        #: Per partition: wall-clock ms the release was held back for it.
+        self.held_ms: dict[int, int] = {}
+        #: The partition the release is held back for now, and since when (ms).
+        self._holding: tuple[int, int] | None = None
 
     def add(self, partition: int, event_time_ms: int, event: T, wall_ms: int) -> None:
         state = self._partitions.setdefault(partition, _Partition())
@@ -85,9 +92,12 @@ class InStep(Generic[T]):
                 state.empty_since_ms = None
                 heads.append((state.events[0][0], partition))
         heapq.heapify(heads)
+        if not heads:
+            self._hold(None, wall_ms)  # nothing buffered: nothing held back
         while heads:
             if self._waiting_for_another(has_more, wall_ms):
                 return
+            self._hold(None, wall_ms)
             _, partition = heapq.heappop(heads)
             state = self._partitions[partition]
             yield state.events.popleft()[1]
@@ -103,5 +113,15 @@ class InStep(Generic[T]):
             if state.empty_since_ms is None:
                 state.empty_since_ms = wall_ms
             if wall_ms - state.empty_since_ms < self.max_wait_ms:
+                self._hold(partition, wall_ms)
                 return True
         return False
+
+    def _hold(self, partition: int | None, wall_ms: int) -> None:
+        """The release is held back for ``partition`` from now (None: not held)."""
+        if self._holding is not None:
+            held, since_ms = self._holding
+            if held == partition:
+                return
+            self.held_ms[held] = self.held_ms.get(held, 0) + max(wall_ms - since_ms, 0)
+        self._holding = None if partition is None else (partition, wall_ms)

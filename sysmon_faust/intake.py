@@ -37,8 +37,9 @@ Guarantees:
   each input partition has been written goes after them
   (:mod:`sysmon_faust.tree_replica`);
 * nothing disappears — every record is counted as filtered, produced, or
-  dead-lettered; an error inside the loop dead-letters the record it was
-  working on and goes on.
+  dead-lettered; an error of a record dead-letters it and the loop goes
+  on; a fault of the machine or the cluster stops the worker with the batch
+  uncommitted (:mod:`sysmon_faust.faults`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from mode import Service
 
-from sysmon_faust import deadletter, process_tree, transactions, tree_replica
+from sysmon_faust import deadletter, faults, process_tree, transactions, tree_replica
 from sysmon_faust.alignment import InStep
 from sysmon_faust.clock import record_timestamp_ms
 from sysmon_faust.normalize import (
@@ -99,6 +100,17 @@ class IntakeState:
     input_partitions: list[int] = field(default_factory=list)
     #: Records not yet read, per input partition, as of the last batch.
     lag: dict[int, int] = field(default_factory=dict)
+    #: Per input partition: wall-clock ms the others were held back waiting
+    #: for it (sysmon_faust.alignment.InStep.held_ms).
+    alignment_held_ms: dict[int, int] = field(default_factory=dict)
+    #: Per input partition: the offset committed last, and the end offset on
+    #: the broker as of the last batch (sysmon_faust.stall).
+    committed: dict[int, int] = field(default_factory=dict)
+    highwater: dict[int, int] = field(default_factory=dict)
+    #: The consume loop runs (False once it has ended: /health).
+    consuming: bool = False
+    #: The intake's consumer, whose client /health's cluster probe uses.
+    consumer: Any = None
 
 
 state = IntakeState()
@@ -118,6 +130,8 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):
                 self.intake.in_step.drop(tp.partition)
                 self.intake.read_up_to.pop(tp, None)
                 state.lag.pop(tp.partition, None)
+                state.highwater.pop(tp.partition, None)
+                state.committed.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.intake.in_step.track([tp.partition for tp in assigned])
@@ -139,6 +153,7 @@ class Intake(Service):
         #: Sysmon 1/3/5 read but not handled yet, released in event-time order
         #: across the input partitions (sysmon_faust.alignment).
         self.in_step: InStep[tuple[ConsumerRecord, NormalizedEvent]] = InStep()
+        state.alignment_held_ms = self.in_step.held_ms
         #: Per input partition: the offset after the last record read.
         self.read_up_to: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
@@ -179,6 +194,7 @@ class Intake(Service):
             isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
         )
         await self.consumer.start()
+        state.consumer = self.consumer
         self.consumer.subscribe([settings.topic_input], listener=_FinishBatchOnRevoke(self))
 
     async def on_stop(self) -> None:
@@ -190,12 +206,26 @@ class Intake(Service):
     @Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
+        state.consuming = True
+        try:
+            await self._consume_until_stopped()
+        finally:
+            state.consuming = False
+
+    async def _consume_until_stopped(self) -> None:
+        assert self.consumer is not None
         while not self.should_stop:
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
-            if not batch and not self.read_up_to:
-                continue
-            async with self.batch_lock:
-                await self._process(batch)
+            try:
+                batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
+                if not batch and not self.read_up_to:
+                    continue
+                async with self.batch_lock:
+                    await self._process(batch)
+            except faults.OWN_FAULTS as exc:
+                # Nothing of the batch is committed: its records come again.
+                where = f"{settings.topic_input}{state.input_partitions}"
+                async with self.batch_lock:
+                    await faults.stop_worker("intake", where, exc, log)
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         assert self.consumer is not None
@@ -209,6 +239,8 @@ class Intake(Service):
                 try:
                     outcome = await self._read(message, acks)
                 except Exception as exc:
+                    if faults.is_own_fault(exc):
+                        raise
                     log.exception("intake: record %s[%s]@%s failed", *_where(message))
                     error = f"pipeline error: {type(exc).__name__}: {exc}"
                     acks.append(await self._dead_letter(message, error))
@@ -221,6 +253,7 @@ class Intake(Service):
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 state.lag[tp.partition] = max(highwater - self.read_up_to[tp], 0)
+                state.highwater[tp.partition] = highwater
 
         rekeyed = BatchBuilder()
         for message, outcome in self.in_step.release(self._has_more, wall_ms):
@@ -229,6 +262,8 @@ class Intake(Service):
             try:
                 acks.extend(await self._route(message, outcome, rekeyed))
             except Exception as exc:
+                if faults.is_own_fault(exc):
+                    raise
                 log.exception("intake: record %s[%s]@%s failed", *_where(message))
                 error = f"pipeline error: {type(exc).__name__}: {exc}"
                 acks.append(await self._dead_letter(message, error))
@@ -244,6 +279,7 @@ class Intake(Service):
         elif offsets != self._committed:
             await self.consumer.commit(offsets)
             self._committed = offsets
+        state.committed = {tp.partition: offset for tp, offset in self._committed.items()}
         self._bound_buffers()
 
     async def _send(self, topic: str, value: bytes, **kwargs: Any) -> Awaitable[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
-from sysmon_faust import intake, metrics
+from sysmon_faust import agents, intake, metrics
 from sysmon_faust.agents import state
+from sysmon_faust.faults import faults
+from sysmon_faust.stall import StallWatch
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import app, process_table, settings, tree_replica
 
@@ -43,8 +46,80 @@ def _describe(tps: set[TP]) -> str:
     return ", ".join(f"{topic}{sorted(parts)}" for topic, parts in sorted(by_topic.items()))
 
 
+#: Per source partition this worker owns: committed progress (sysmon_faust.stall).
+stall_watch = StallWatch(settings.stall_timeout)
+#: When (time.monotonic()) this worker last had an answer from the cluster.
+_broker_answered_at: float | None = None
+#: Seconds between two probes of the cluster, and how long one may take.
+BROKER_PROBE_EVERY = 2.0
+BROKER_PROBE_TIMEOUT = 5.0
+
+
+def _source_positions() -> list[tuple[str, int | None, int]]:
+    """(``topic[partition]``, committed offset, lag) of every source partition this worker owns."""
+    found: list[tuple[str, int | None, int]] = []
+    for partition in intake.state.input_partitions:
+        committed = intake.state.committed.get(partition)
+        highwater = intake.state.highwater.get(partition)
+        lag = max(highwater - (committed or 0), 0) if highwater is not None else 0
+        found.append((f"{settings.topic_input}[{partition}]", committed, lag))
+    consumer: Any = app.consumer
+    if consumer is None:
+        return found
+    try:
+        assignment = consumer.assignment()
+    except ConsumerNotStarted:
+        return found
+    for tp in assignment:
+        if tp.topic != settings.topic_by_guid:
+            continue
+        committed = consumer._committed_offset.get(tp)  # Faust's record of its commits
+        highwater = consumer.highwater(tp)
+        lag = max(highwater - (committed or 0), 0) if highwater is not None else 0
+        found.append((f"{tp.topic}[{tp.partition}]", committed, lag))
+    return found
+
+
+@app.timer(interval=1.0)
+async def watch_progress() -> None:
+    """Note each owned partition's committed offset and lag (for /health: stalled)."""
+    stall_watch.observe(_source_positions(), time.monotonic())
+
+
+@app.timer(interval=BROKER_PROBE_EVERY)
+async def probe_broker() -> None:
+    """Ask the cluster for its metadata: /health says when it has not answered for long."""
+    global _broker_answered_at
+    client = getattr(intake.state.consumer, "_client", None)
+    if client is None:
+        return
+    try:
+        await asyncio.wait_for(client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT)
+    except Exception as exc:  # an unreachable broker is what this probe is for
+        log.debug("cluster probe failed: %r", exc)
+        return
+    _broker_answered_at = time.monotonic()
+
+
+def _agents_running() -> dict[str, bool]:
+    join: Any = agents.join_by_process_guid
+    actors = [actor for actor in join._actors if actor.actor_task is not None]
+    return {
+        "join_running": bool(actors) and not any(actor.actor_task.done() for actor in actors),
+        "intake_running": intake.state.consuming,
+    }
+
+
 def health_state() -> dict[str, Any]:
-    """Is this worker recovered and processing? Each condition is reported by name."""
+    """Is this worker recovered, in touch with the cluster and processing? Each condition by name.
+
+    ``status``: ``ok``; ``starting`` while it joins, recovers or reads the
+    process tree; ``unhealthy`` (with ``reasons``) when it stopped on a fault
+    of its own (sysmon_faust.faults), has not reached the cluster for the
+    session timeout, has a partition with lag and no committed progress for
+    ``SYSMON_STALL_TIMEOUT`` (sysmon_faust.stall), or its join agent or
+    intake loop has ended.
+    """
     recovery = app.tables.recovery  # type: ignore[attr-defined]  # on the TableManager, not its ABC
     try:
         assignment = app.consumer.assignment() if app.consumer is not None else set()
@@ -59,7 +134,7 @@ def health_state() -> dict[str, Any]:
         # The join waits for it: ancestry from a half-read tree would be short.
         "process_tree_read": tree_replica.caught_up.is_set(),
     }
-    healthy = (
+    ready = (
         checks["started"]
         and checks["partitions_assigned"]
         and checks["intake_joined"]
@@ -67,11 +142,30 @@ def health_state() -> dict[str, Any]:
         and not checks["recovering"]
         and checks["process_tree_read"]
     )
+    now = time.monotonic()
+    reasons = [f"{fault.component}: {fault.reason}" for fault in faults.current.values()]
+    silent = now - _broker_answered_at if _broker_answered_at is not None else None
+    broker_reachable = silent is None or silent < settings.session_timeout
+    if not broker_reachable:
+        reasons.append(f"no answer from the Kafka cluster for {silent:.0f} s")
+    stalled = stall_watch.stalled(now) if ready else []
+    reasons += [
+        f"{s.partition}: {s.lag} records behind, no progress for {s.seconds:.0f} s" for s in stalled
+    ]
+    running = _agents_running() if ready else {"join_running": True, "intake_running": True}
+    reasons += [
+        f"{name.removesuffix('_running')} has stopped" for name, up in running.items() if not up
+    ]
+    status = "unhealthy" if reasons else ("ok" if ready else "starting")
     return {
-        "status": "ok" if healthy else "starting",
-        "healthy": healthy,
+        "status": status,
+        "healthy": status == "ok",
+        "reasons": reasons,
         "assigned_partitions": len(assignment),
         **checks,
+        "broker_reachable": broker_reachable,
+        "stalled_partitions": [str(s.partition) for s in stalled],
+        **running,
     }
 
 
@@ -122,6 +216,10 @@ def worker_state() -> dict[str, Any]:
         "input_partitions": intake.state.input_partitions,
         # Records of the process-tree topic this worker's copy has read.
         "process_tree_records_read": tree_replica.records_read,
+        # Per input partition: seconds the intake held the others back for it.
+        "input_alignment_wait_seconds": {
+            str(p): ms / 1000 for p, ms in sorted(intake.state.alignment_held_ms.items())
+        },
     }
 
 
@@ -147,6 +245,41 @@ def consumer_lag() -> dict[TP, int]:
     return lag
 
 
+def _health_metrics() -> list[metrics.Metric]:
+    """What /health says, as gauges: one alert rule per condition."""
+    health = health_state()
+    now = time.monotonic()
+    return [
+        metrics.Metric(
+            "sysmon_healthy", "gauge", "1 when /health answers 200", [
+                metrics.Sample(int(health["healthy"]))
+            ]
+        ),
+        metrics.Metric(
+            "sysmon_broker_reachable", "gauge",
+            "1 while the Kafka cluster answered within the session timeout",
+            [metrics.Sample(int(health["broker_reachable"]))],
+        ),
+        metrics.Metric(
+            "sysmon_running", "gauge", "1 while the part of the worker runs",
+            [metrics.Sample(int(health["join_running"]), {"part": "join"}),
+             metrics.Sample(int(health["intake_running"]), {"part": "intake"})],
+        ),
+        metrics.Metric(
+            "sysmon_fault", "gauge",
+            "1 per part stopped by a fault of the machine or the cluster (sysmon_faust.faults)",
+            [metrics.Sample(1, {"part": f.component, "reason": f.reason})
+             for f in faults.current.values()],
+        ),
+        metrics.Metric(
+            "sysmon_no_progress_seconds", "gauge",
+            "Per owned source partition with lag: seconds since its committed offset moved",
+            [metrics.Sample(round(seconds, 1), {"partition": str(partition)})
+             for partition, seconds in sorted(stall_watch.unmoved_seconds(now).items(), key=str)],
+        ),
+    ]  # fmt: skip
+
+
 def render_metrics() -> str:
     counters = {
         "consumed": "Input records read",
@@ -163,6 +296,7 @@ def render_metrics() -> str:
         )
         for name, text in counters.items()
     ]
+    families += _health_metrics()
     families += [
         metrics.Metric(
             "sysmon_filtered_by_reason_total",
@@ -175,6 +309,39 @@ def render_metrics() -> str:
             "counter",
             "Alerts by rule",
             [metrics.Sample(v, {"rule": k}) for k, v in sorted(stats.alerts_by_rule.items())],
+        ),
+        metrics.Metric(
+            "sysmon_guid_start_time_implausible_total",
+            "counter",
+            "Start times decoded from process GUIDs and not believed (taken as unknown), by why",
+            [
+                metrics.Sample(v, {"reason": k})
+                for k, v in sorted(stats.guid_start_time_implausible.items())
+            ],
+        ),
+        metrics.Metric(
+            "sysmon_ancestry_parked",
+            "gauge",
+            "Joins parked until an ancestor's link is read or the wait is over",
+            [metrics.Sample(stats.ancestry_parked)],
+        ),
+        metrics.Metric(
+            "sysmon_ancestry_wait_seconds_total",
+            "counter",
+            "Wall-clock seconds joins spent parked for an ancestor, per re-keying partition",
+            [
+                metrics.Sample(seconds, {"partition": str(p)})
+                for p, seconds in sorted(stats.ancestry_wait_seconds.items())
+            ],
+        ),
+        metrics.Metric(
+            "sysmon_input_alignment_wait_seconds_total",
+            "counter",
+            "Wall-clock seconds the intake held the other input partitions back for this one",
+            [
+                metrics.Sample(ms / 1000, {"partition": str(p)})
+                for p, ms in sorted(intake.state.alignment_held_ms.items())
+            ],
         ),
         metrics.Metric(
             "sysmon_table_rows",

@@ -79,6 +79,9 @@ class Settings:
     web_port: int = 6066
     web_advertised_host: str = ""
     session_timeout: float = 10.0
+    #: Seconds a partition this worker owns may have lag and no committed
+    #: progress before /health says the worker is stalled (sysmon_faust.stall).
+    stall_timeout: float = 60.0
     #: Seconds (of stream time) a connect waits for its process's creation.
     join_grace: float = 300.0
     #: Connects that may wait for one process, and on one worker in all.
@@ -90,8 +93,8 @@ class Settings:
     table_ttl: float = 7 * 86400.0
     #: Ancestors in each enriched record's ``process_ancestry``.
     ancestry_depth: int = 4
-    #: Seconds the join waits, at most, for an ancestor's link another worker
-    #: may not have written yet (sysmon_faust.tree_replica); 0: never waits.
+    #: Seconds a join is parked, at most, for an ancestor's link another
+    #: worker may not have written yet (sysmon_faust.parking); 0: never.
     ancestry_wait: float = 5.0
     #: The detection rules file (YAML or JSON); None: the rules shipped with
     #: the package (sysmon_faust/default_rules.yaml).
@@ -280,6 +283,8 @@ class Settings:
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
             http_token=env.get("SYSMON_HTTP_TOKEN", "").strip(),
             session_timeout=integer("SYSMON_SESSION_TIMEOUT", 10, 6, 1800) * 1.0,
+            stall_timeout=integer("SYSMON_STALL_TIMEOUT", int(defaults.stall_timeout), 5, 86400)
+            * 1.0,
             join_grace=integer("SYSMON_JOIN_GRACE", int(defaults.join_grace), 0, 7 * 86400) * 1.0,
             pending_per_process=integer(
                 "SYSMON_PENDING_PER_PROCESS", defaults.pending_per_process, 1, 1_000_000
@@ -418,6 +423,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_WEB_ADVERTISED_HOST",
     "SYSMON_HTTP_TOKEN",
     "SYSMON_SESSION_TIMEOUT",
+    "SYSMON_STALL_TIMEOUT",
     "SYSMON_JOIN_GRACE",
     "SYSMON_PENDING_PER_PROCESS",
     "SYSMON_PENDING_MAX",

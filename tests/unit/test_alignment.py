@@ -52,6 +52,23 @@ def test_a_slow_partition_holds_the_others_back_only_for_a_while() -> None:
     assert list(in_step.release(lambda p: p == 1, WALL)) == []
     assert list(in_step.release(lambda p: p == 1, WALL + 999)) == []
     assert list(in_step.release(lambda p: p == 1, WALL + 1_000)) == ["p0"]
+    # The others were held back for partition 1 for the whole second.
+    assert in_step.held_ms == {1: 1_000}
+
+
+def test_the_time_held_back_is_counted_per_partition_it_was_held_for() -> None:
+    in_step: InStep[str] = InStep(max_wait_ms=1_000)
+    in_step.track([0, 1, 2])
+    in_step.add(0, T, "p0", WALL)
+    assert list(in_step.release(lambda p: p == 1, WALL)) == []
+    in_step.add(1, T + 1, "p1", WALL + 300)  # came after 300 ms
+    assert list(in_step.release(lambda p: p == 2, WALL + 300)) == []  # now waits for 2
+    in_step.add(2, T + 2, "p2", WALL + 350)
+    assert list(in_step.release(never_more, WALL + 350)) == ["p0", "p1", "p2"]
+    assert in_step.held_ms == {1: 300, 2: 50}
+    # Nothing buffered: nothing is held back, whoever has records to fetch.
+    assert list(in_step.release(lambda p: True, WALL + 5_000)) == []
+    assert in_step.held_ms == {1: 300, 2: 50}
 
 
 def test_a_partition_with_nothing_left_to_read_holds_nobody_back() -> None:

@@ -63,6 +63,8 @@ def test_environment_overrides() -> None:
         ("SYSMON_ANCESTRY_DEPTH", "65"),
         ("SYSMON_ANCESTRY_DEPTH", "-1"),
         ("SYSMON_ANCESTRY_WAIT", "soon"),
+        ("SYSMON_STALL_TIMEOUT", "4"),
+        ("SYSMON_STALL_TIMEOUT", "forever"),
         ("SYSMON_RULES", "/no/such/rules.yaml"),
     ],
 )

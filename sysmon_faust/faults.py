@@ -1,0 +1,118 @@
+"""Whose fault it is: the record's, or the machine's and the cluster's.
+
+Dead letters are for what is wrong with a *record*: bytes that are not an
+event, a Sysmon event without the fields a join needs. What is wrong with
+the *machine or the cluster* — an I/O error from RocksDB, a full disk, a
+broker refusing a write after its retries, a lost transaction — is no
+record's fault, and handled as one it did harm: with the state directory on
+a 40 MB filesystem, 282,188 valid events went to the dead-letter topic while
+the worker kept consuming, counted table rows it had not stored, and
+``/health`` said nothing (issue 15).
+
+So the hot path sorts every exception it catches with :func:`is_own_fault`.
+A fault of our own stops processing at the record it happened on: no dead
+letter, no offset committed past it (the record is not acknowledged), one
+log line, ``/health`` 503 with the reason (:data:`faults`), and then the
+worker exits with :data:`EXIT_STATUS` so that its supervisor (systemd,
+Kubernetes, Compose's ``restart:``) starts it again — on its state and its
+committed offsets, as after any crash. Not a retry in place: RocksDB stays
+read-only after a failed write until it is opened again (tried: a put after
+space was freed still failed), and under exactly_once the record's partial
+output sits in an open transaction that only a new producer can abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+import rocksdb
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+
+#: Exceptions of the machine or the cluster, never of a record: the OS
+#: (OSError: disks, sockets, TimeoutError), memory, Kafka clients after
+#: their retries, RocksDB (python-rocksdb's errors: IO, corruption, ...).
+OWN_FAULTS: Final[tuple[type[BaseException], ...]] = (
+    OSError,
+    MemoryError,
+    KafkaError,
+    ProducerSendError,
+    rocksdb.errors.Error,
+)
+
+#: Exit status of a worker stopped by a fault of its own: sysexits.h's
+#: EX_TEMPFAIL, "try again later".
+EXIT_STATUS: Final = 75
+#: Seconds between the fault and the exit: ``/health`` answers 503 with the
+#: reason meanwhile, for whoever watches it.
+EXIT_AFTER_SECONDS: Final = 3.0
+
+
+def is_own_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is the machine's or the cluster's fault rather than the record's."""
+    return isinstance(exc, OWN_FAULTS)
+
+
+def describe(exc: BaseException) -> str:
+    """One line: the exception's type and message (RocksDB's come as bytes)."""
+    message = exc.args[0] if len(exc.args) == 1 else str(exc)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return f"{type(exc).__name__}: {message}".strip().replace("\n", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A fault of our own a part of the worker stopped on: which part, why, since (Unix s)."""
+
+    component: str
+    reason: str
+    since: float
+
+
+class Faults:
+    """The faults of our own the worker is stopped on now, by component (``join``, ``intake``)."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, Fault] = {}
+
+    def report(self, component: str, exc: BaseException) -> Fault:
+        fault = Fault(component, describe(exc), time.time())
+        self.current.setdefault(component, fault)
+        return fault
+
+    def clear(self, component: str) -> None:
+        self.current.pop(component, None)
+
+
+#: This worker's.
+faults = Faults()
+
+
+async def stop_worker(
+    component: str, where: str, exc: BaseException, log: logging.Logger
+) -> NoReturn:
+    """Stop the worker on a fault of our own (see the module docstring); never returns.
+
+    ``where``: the record it happened on (topic[partition]@offset). The
+    caller holds what must not move on meanwhile (the join its record, not
+    acknowledged; the intake its batch, not committed).
+    """
+    fault = faults.report(component, exc)
+    log.critical(
+        "sysmon-faust: %s stopped at %s by a fault of the machine or the cluster, not of the "
+        "record: %s — no dead letter, no offset committed past it; exiting with status %d "
+        "so the worker is started again (it goes on from its state and committed offsets)",
+        component, where, fault.reason, EXIT_STATUS,
+    )  # fmt: skip
+    await asyncio.sleep(EXIT_AFTER_SECONDS)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    # Not a clean Faust shutdown: it would commit, and under exactly_once
+    # commit the record's partial output in the partition's transaction.
+    os._exit(EXIT_STATUS)
