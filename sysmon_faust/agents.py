@@ -136,7 +136,8 @@ async def _forget_state(*args: Any, **kwargs: Any) -> None:
 async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None:
     message = event.message
     letter = deadletter.dead_letter(raw, error, message.topic, message.partition, message.offset)
-    await outputs.send(settings.topic_dlq, None, letter.dumps(), message.partition)
+    sent = await outputs.send(settings.topic_dlq, None, letter.dumps(), message.partition)
+    faults.faults.watch_send("join", sent, log)
     stats.dead_lettered += 1
 
 
@@ -146,6 +147,7 @@ async def _send(topic: str, key: bytes | None, row: Row, timestamp: float, parti
     now_ms = int(time.time() * 1000)
     timestamp_ms = record_timestamp_ms(int(timestamp * 1000), now_ms)
     sent = await outputs.send(topic, key, orjson.dumps(row), partition, timestamp_ms / 1000)
+    faults.faults.watch_send("join", sent, log)
     sent_by_record.append(sent)
 
 
@@ -226,20 +228,14 @@ async def _handle(event: EventT) -> None:
             log.exception("join-by-process-guid: an event of %s failed", _where(event))
             error = f"join error: {type(exc).__name__}: {exc}"
             await send_dead_letter(event, orjson.dumps(fields), error)
-    try:
-        await _release_parked(message.partition, wall_ms)
-    except Exception as exc:
-        if faults.is_own_fault(exc):
-            raise
-        # The parked joins stay parked; the next record looks again.
-        log.exception("join-by-process-guid: parked joins of %s failed", _where(event))
-    try:
-        await _expire_due(message.partition, wall_ms)
-    except Exception as exc:
-        if faults.is_own_fault(exc):
-            raise
-        # Expiry is retried with the next record of the partition.
-        log.exception("join-by-process-guid: expiry on %s failed", _where(event))
+    for step in (_release_parked, _expire_due):
+        try:
+            await step(message.partition, wall_ms)
+        except Exception as exc:
+            if faults.is_own_fault(exc):
+                raise
+            # What is due stays due: the next record of the partition tries again.
+            log.exception("join-by-process-guid: %s on %s failed", step.__name__, _where(event))
     # Waiting connects released or expired by this record leave the buffer
     # only once their records are acknowledged: under exactly_once the
     # deletes share their records' transaction; under at_least_once they are
@@ -251,9 +247,12 @@ async def _handle(event: EventT) -> None:
         state.settle_acknowledged()
     for partition, key, link in state.take_tree_changes():
         tree_topic = settings.topic_process_tree
-        await outputs.send(tree_topic, key, link, message.partition, None, partition)
+        sent = await outputs.send(tree_topic, key, link, message.partition, None, partition)
+        faults.faults.watch_send("join", sent, log)
     for table, changes in state.unsent_changes():
-        sent_by_record.extend(await outputs.send_changelog(table, changes))
+        for sent in await outputs.send_changelog(table, changes):
+            faults.faults.watch_send("join", sent, log)
+            sent_by_record.append(sent)
     outputs.note_persisted()
     if not EXACTLY_ONCE:
         state.seal(list(sent_by_record))

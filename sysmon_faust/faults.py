@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import rocksdb
 from aiokafka.errors import KafkaError
@@ -80,6 +80,9 @@ class Faults:
 
     def __init__(self) -> None:
         self.current: dict[str, Fault] = {}
+        #: The worker is on its way out (stop_worker).
+        self.stopping = False
+        self._stopping: asyncio.Task[None] | None = None
 
     def report(self, component: str, exc: BaseException) -> Fault:
         fault = Fault(component, describe(exc), time.time())
@@ -88,6 +91,22 @@ class Faults:
 
     def clear(self, component: str) -> None:
         self.current.pop(component, None)
+
+    def watch_send(self, component: str, sent: Any, log: logging.Logger) -> None:
+        """Stop the worker if the send ``sent`` (an asyncio future) fails after its retries.
+
+        Its record is lost otherwise: Faust flushes the producer before a
+        commit, but does not ask whether what it flushed arrived. The
+        commit guard (``faust_fixes``, 10.) commits nothing once a fault is
+        reported, so no offset passes the record the send came from.
+        """
+        sent.add_done_callback(lambda done: self._sent(component, done, log))
+
+    def _sent(self, component: str, done: Any, log: logging.Logger) -> None:
+        if done.cancelled() or done.exception() is None or self._stopping is not None:
+            return
+        exc = done.exception()
+        self._stopping = asyncio.ensure_future(stop_worker(component, "a send", exc, log))
 
 
 #: This worker's.
@@ -104,6 +123,11 @@ async def stop_worker(
     acknowledged; the intake its batch, not committed).
     """
     fault = faults.report(component, exc)
+    if faults.stopping:
+        # Another part stopped the worker already (a full disk fails them
+        # all at once): one line, one exit.
+        await asyncio.Event().wait()
+    faults.stopping = True
     log.critical(
         "sysmon-faust: %s stopped at %s by a fault of the machine or the cluster, not of the "
         "record: %s — no dead letter, no offset committed past it; exiting with status %d "

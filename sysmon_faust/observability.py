@@ -86,19 +86,25 @@ async def watch_progress() -> None:
     stall_watch.observe(_source_positions(), time.monotonic())
 
 
-@app.timer(interval=BROKER_PROBE_EVERY)
+@app.task
 async def probe_broker() -> None:
-    """Ask the cluster for its metadata: /health says when it has not answered for long."""
+    """Ask the cluster for its metadata every few seconds; /health says when it has not answered.
+
+    A loop, not a timer: a probe of a broker that is down takes its whole
+    timeout, longer than the interval (Faust warns of overlapping timers).
+    """
     global _broker_answered_at
-    client = getattr(intake.state.consumer, "_client", None)
-    if client is None:
-        return
-    try:
-        await asyncio.wait_for(client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT)
-    except Exception as exc:  # an unreachable broker is what this probe is for
-        log.debug("cluster probe failed: %r", exc)
-        return
-    _broker_answered_at = time.monotonic()
+    while True:
+        await asyncio.sleep(BROKER_PROBE_EVERY)
+        client = getattr(intake.state.consumer, "_client", None)
+        if client is None:
+            continue
+        try:
+            await asyncio.wait_for(client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT)
+        except Exception as exc:  # an unreachable cluster is what this probe is for
+            log.debug("cluster probe failed: %r", exc)
+            continue
+        _broker_answered_at = time.monotonic()
 
 
 def _agents_running() -> dict[str, bool]:

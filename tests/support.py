@@ -437,5 +437,33 @@ class OwnBroker:
     def down(self) -> None:
         subprocess.run([KAFKA_SH, "down"], env=self.env, check=True, capture_output=True)
 
+    def pause(self, sig: int) -> None:
+        """SIGSTOP: a broker that hangs (a long GC pause, a stalled disk); SIGCONT: it goes on."""
+        os.kill(int((self.data_dir / "broker.pid").read_text().strip()), sig)
+
     def up(self) -> None:
         subprocess.run([KAFKA_SH, "up"], env=self.env, check=True, capture_output=True, timeout=300)
+
+
+def run_recording(
+    path: Path, env: dict[str, str], start_worker: Callable[..., WorkerProcess]
+) -> tuple[WorkerProcess, dict[str, Any]]:
+    """Replay ``path`` (with the CLI, as a user would) into one new worker; its /stats once done.
+
+    Done: every input record read, and the join has handled every event the
+    intake normalized.
+    """
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=1)
+    worker = start_worker(env)
+    replay = subprocess.run(
+        [sys.executable, "-m", "sysmon_faust", "replay", str(path)],
+        env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    sent = int(replay.stdout.split("sent ")[1].split()[0])
+    stats = worker.wait_for(
+        lambda s: s["consumed"] >= sent and s["join_handled"] >= s["normalized"],
+        timeout=240,
+    )
+    return worker, stats

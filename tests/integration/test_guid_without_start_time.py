@@ -11,15 +11,13 @@ ancestry wait, and the times the GUIDs carry were counted as not believed.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.reference import Expected, compute, network_identity, output_identity
-from tests.support import CASES, WorkerProcess, create_topic, read_topic
+from tests.support import CASES, WorkerProcess, read_topic, run_recording
 
 CASE = CASES / "guid_without_start_time.jsonl"
 
@@ -41,17 +39,8 @@ def test_guids_without_start_time_join_without_waiting(
     expected: Expected = compute(case)
     env = pipeline_env(partitions=4)
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=1)
-    worker = worker_factory(env)
-    replay = subprocess.run(
-        [sys.executable, "-m", "sysmon_faust", "replay", str(case)],
-        env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert replay.returncode == 0, replay.stderr
-    stats = worker.wait_for(
-        lambda s: s["consumed"] == 80 and s["join_handled"] == s["normalized"] == 80,
-        timeout=120,
-    )
+    worker, stats = run_recording(case, env, worker_factory)
+    assert stats["consumed"] == stats["normalized"] == 80
     stats = worker.wait_for(lambda s: s["ancestry_parked"] == 0 and s["joined"] == 60)
 
     # The right output: 60 joined, nothing unmatched or dead-lettered.

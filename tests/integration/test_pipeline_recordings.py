@@ -6,8 +6,6 @@ the raw file) and from the counts in ../shared/datasets/README.md.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from tests.reference import (
     readme_counts,
     sysmon_value,
 )
-from tests.support import Record, WorkerProcess, create_topic, read_topic
+from tests.support import Record, WorkerProcess, read_topic, run_recording
 
 
 def process_side(create: dict[str, Any]) -> dict[str, Any]:
@@ -42,25 +40,6 @@ def process_side(create: dict[str, Any]) -> dict[str, Any]:
         "parent_process_path": sysmon_value(create, "ParentImage"),
         "parent_process_command_line": sysmon_value(create, "ParentCommandLine"),
     }
-
-
-def run_recording(
-    path: Path, env: dict[str, str], start_worker: Callable[..., WorkerProcess]
-) -> tuple[WorkerProcess, dict[str, Any]]:
-    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=1)
-    worker = start_worker(env)
-    replay = subprocess.run(
-        [sys.executable, "-m", "sysmon_faust", "replay", str(path)],
-        env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert replay.returncode == 0, replay.stderr
-    sent = int(replay.stdout.split("sent ")[1].split()[0])
-    stats = worker.wait_for(
-        lambda s: s["consumed"] >= sent and s["join_handled"] >= s["normalized"],
-        timeout=240,
-    )
-    return worker, stats
 
 
 @pytest.mark.parametrize("name", RECORDINGS)

@@ -1,0 +1,203 @@
+"""A fault of the machine or the cluster is not a bad record: it stops the worker, loses nothing.
+
+Tried before the fix (issue 15): a worker's ``SYSMON_DATA_DIR`` on a 40 MB
+filesystem, 300,000 process creations — every RocksDB write raised ``IO
+error: No space left on device`` and the join dead-lettered each event as
+bad: 282,188 valid events in the dead-letter topic, ``/health`` 200 all
+along. Here, with a real full filesystem (a tmpfs) and a real broker that
+refuses a write: the worker says why on ``/health`` (503) and in one log
+line, exits with status 75, makes no dead letter, commits nothing past the
+record — and started again with room, it ends with every row, every expiry
+index entry and every process-tree link in its local state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from faust.stores.rocksdb import RocksDBOptions
+
+from sysmon_faust import expiry
+from sysmon_faust.faults import EXIT_STATUS
+from tests.events import connect, winlogbeat
+from tests.support import WorkerProcess, free_port, produce, read_topic, run
+
+pytestmark = pytest.mark.integration
+
+STOP_LINE = "by a fault of the machine or the cluster, not of the record"
+#: A command line as long as real ones get (encoded PowerShell): rows of ~3 KB.
+LONG_COMMAND_LINE = "powershell.exe -NoP -W Hidden -Enc " + "SQBFAFgA" * 300
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MB filesystem of the test's own (tmpfs: needs root, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def chain(processes: int, started: int) -> tuple[list[str], list[bytes]]:
+    """``processes`` creations, each the child of the one before: GUIDs and events."""
+    guids = [
+        f"{{7c1a0b3e-{started & 0xFFFF:04x}-{started >> 16:04x}-0000-{n:012x}}}"
+        for n in range(processes)
+    ]
+    events = []
+    for n, guid in enumerate(guids):
+        parent = guids[n - 1] if n else "{7c1a0b3e-0000-0000-0000-ffffffffffff}"
+        utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started + n // 1000))
+        events.append(
+            winlogbeat(
+                1, f"{utc}.{n % 1000:03d}", guid,
+                Image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                CommandLine=LONG_COMMAND_LINE, ParentProcessGuid=parent,
+                ParentImage="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                ParentCommandLine=LONG_COMMAND_LINE,
+            )
+        )  # fmt: skip
+    return guids, events
+
+
+def wait_for_exit(worker: WorkerProcess, timeout: float) -> list[dict[str, Any]]:
+    """Poll /health until the worker exits; the 503 answers it gave meanwhile."""
+    unhealthy = []
+    deadline = time.monotonic() + timeout
+    while worker.process.poll() is None:
+        assert time.monotonic() < deadline, f"the worker did not stop:\n{worker.log_tail()}"
+        try:
+            code, body = worker.http("/health")
+        except OSError:
+            continue  # exiting
+        if code == 503 and body.get("reasons"):
+            unhealthy.append(body)
+        time.sleep(0.2)
+    return unhealthy
+
+
+def keys_of(database: Path) -> list[bytes]:
+    db = RocksDBOptions(use_rocksdict=False).open(database, read_only=True)
+    try:
+        keys = db.iterkeys()
+        keys.seek_to_first()
+        return list(keys)
+    finally:
+        del keys
+        db.close()
+
+
+def local_state(worker_dir: Path) -> dict[str, set[bytes]]:
+    """What the stopped worker holds: rows, TTL entries of the expiry index, tree links."""
+    rows: set[bytes] = set()
+    ttl: set[bytes] = set()
+    for database in worker_dir.rglob("*process-create-*.db"):
+        rows |= {key for key in keys_of(database) if key.startswith(b"{")}
+    for database in worker_dir.rglob("*expiry-index-*.db"):
+        for key in keys_of(database):
+            if key.startswith(expiry.ROW_TTL):
+                ttl.add(expiry.parse_index_key(key)[2])
+    links = {key for key in keys_of(worker_dir / "process-tree") if key.startswith(b"{")}
+    return {"rows": rows, "ttl": ttl, "links": links}
+
+
+def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
+    small_disk: Path,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    env = pipeline_env() | {"SYSMON_DATA_DIR": str(small_disk)}
+    guids, events = chain(12_000, started=int(time.time()) - 3600)
+    port = free_port()  # the same port again: the restarted worker finds its state directory
+    worker = worker_factory(env, web_port=port)
+    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], events)
+
+    unhealthy = wait_for_exit(worker, timeout=240)
+    log = worker.log_path.read_text(errors="replace")
+    stop_lines = [line for line in log.splitlines() if STOP_LINE in line]
+    print(f"\n{stop_lines[0] if stop_lines else log[-2000:]}")
+    assert worker.process.returncode == EXIT_STATUS
+    assert len(stop_lines) == 1 and "No space left on device" in stop_lines[0]
+    assert unhealthy, "no 503 with a reason before the exit"
+    assert any("No space left on device" in r for r in unhealthy[-1]["reasons"])
+    assert read_topic(kafka_bootstrap, env["SYSMON_TOPIC_DLQ"], expect=0, settle=2) == []
+
+    # Room again: the state, as the full disk left it, on a larger filesystem.
+    larger = tmp_path / "larger"
+    shutil.copytree(small_disk, larger)
+    env["SYSMON_DATA_DIR"] = str(larger)
+    worker = worker_factory(env, web_port=port)
+    worker.wait_for(lambda s: s["table_rows"] == len(guids), timeout=240)
+    # The last process's connect carries its ancestry from the tree copy.
+    last = guids[-1]
+    produce(
+        kafka_bootstrap,
+        env["SYSMON_TOPIC_INPUT"],
+        [connect(time.strftime("%Y-%m-%d %H:%M:%S.000", time.gmtime()), last, 443)],
+    )
+    joined = read_topic(kafka_bootstrap, env["SYSMON_TOPIC_JOIN"], expect=1, timeout=60)
+    assert [hop["process_guid"] for hop in joined[0].json()["process_ancestry"]] == guids[-2:-6:-1]
+    assert worker.stop() == 0
+    assert read_topic(kafka_bootstrap, env["SYSMON_TOPIC_DLQ"], expect=0, settle=1) == []
+
+    state = local_state(larger / f"{env['SYSMON_APP_ID']}-worker-{port}")
+    want = {guid.encode() for guid in guids}
+    assert len(state["rows"]) == len(want) and state["rows"] == want
+    assert state["ttl"] == want  # every row's TTL entry in the expiry index
+    assert want <= state["links"]  # every process's parent link in the tree copy
+
+
+async def _set_topic_config(bootstrap: str, topic: str, **configs: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = {name.replace("_", "."): value for name, value in configs.items()}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=names)])
+    finally:
+        await admin.close()
+
+
+def test_a_write_the_broker_refuses_stops_the_worker_and_nothing_is_lost(
+    kafka_bootstrap: str,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    env = pipeline_env()
+    join_topic = env["SYSMON_TOPIC_JOIN"]
+    guids, creations = chain(20, started=int(time.time()) - 600)
+    now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    connects = [connect(f"{now}.{n:03d}", guid, 443) for n, guid in enumerate(guids)]
+    port = free_port()
+    worker = worker_factory(env, web_port=port)
+    # Enriched records here are ~6 KB: the join's output topic now takes none.
+    run(_set_topic_config(kafka_bootstrap, join_topic, max_message_bytes="1000"))
+    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], creations + connects)
+    unhealthy = wait_for_exit(worker, timeout=120)
+    log = worker.log_path.read_text(errors="replace")
+    stop_lines = [line for line in log.splitlines() if STOP_LINE in line]
+    print(f"\n{stop_lines[0] if stop_lines else log[-2000:]}")
+    assert worker.process.returncode == EXIT_STATUS and len(stop_lines) == 1
+    assert unhealthy and unhealthy[-1]["reasons"]
+    assert read_topic(kafka_bootstrap, env["SYSMON_TOPIC_DLQ"], expect=0, settle=2) == []
+
+    # The topic takes them again: the restarted worker replays what was not committed.
+    run(_set_topic_config(kafka_bootstrap, join_topic, max_message_bytes="1048588"))
+    worker = worker_factory(env, web_port=port)
+    joined = read_topic(kafka_bootstrap, join_topic, expect=len(guids), timeout=120)
+    assert sorted({r.json()["process_guid"] for r in joined}) == sorted(guids)
