@@ -109,8 +109,10 @@ state = JoinState(
 #: Joins parked until their ancestry is settled, per partition and process.
 parked = parking.Parking()
 #: Joins parked on one worker at most: past that, a join whose ancestor may
-#: still come is emitted with the ancestry known (counted): a flood of such
-#: joins costs ancestry, never memory.
+#: still come is emitted with the ancestry known, and a process with parked
+#: joins has them released first (counted): a flood of such joins costs
+#: ancestry, never memory. Each look at a partition's parked joins walks
+#: each parked process once: at most this many walks (~7 µs each).
 PARKED_AT_MOST = 10_000
 #: Per partition of the re-keying topic: the offset of the last record handled.
 handled_up_to: dict[int, int] = {}
@@ -126,7 +128,11 @@ EXPIRE_AT_MOST = 2_000
 @app.on_partitions_revoked.connect
 async def _forget_state(*args: Any, **kwargs: Any) -> None:
     # Faust revokes every partition before each new assignment (eager
-    # rebalancing): what this worker counted may be another's now.
+    # rebalancing): what this worker counted may be another's now. Faust has
+    # flushed and committed: what was handed out is settled first, durably,
+    # or the partition's next owner would hand it out again.
+    if not EXACTLY_ONCE:
+        await _settle_before_commit()
     state.forget()
     parked.forget()
     sent_by_record.clear()
@@ -218,7 +224,10 @@ async def _handle(event: EventT) -> None:
     wall_ms = int(time.time() * 1000)
     if not parked.loaded(message.partition):
         # After an assignment: the joins this partition's last owner parked.
-        parked.load(message.partition, state.parked(message.partition))
+        unreadable = parked.load(message.partition, state.parked(message.partition))
+        for key, error in unreadable:
+            log.error("parked join %r of partition %d unreadable, dropped: %s",
+                      key, message.partition, error)  # fmt: skip
     for index, fields in enumerate(batch):
         try:
             await _join_one(fields, message.partition, (message.offset, index), wall_ms)
@@ -314,9 +323,10 @@ async def _join(
     """Emit the connect joined with its process — or park it while an ancestor may still come."""
     guid = process["process_guid"]
     behind = parked.holds(partition, guid)
-    if behind >= settings.pending_per_process:
-        # A process's parked joins are bounded like its waiting connects:
-        # the oldest go now, with the ancestry known.
+    if behind and (behind >= settings.pending_per_process or parked.count() >= PARKED_AT_MOST):
+        # Parking is bounded per process (like waiting connects) and per
+        # worker: the process's parked joins go now, with the ancestry known.
+        stats.ancestry_parking_full += 1
         await _release(partition, guid, int(time.time() * 1000), timed_out=False)
         behind = 0
     if not behind:
@@ -395,6 +405,30 @@ async def _release(partition: int, guid: str, wall_ms: int, timed_out: bool) -> 
             join.connect, join.process, ancestors, join.event_time_ms / 1000, join.received,
             partition,
         )  # fmt: skip
+
+
+async def _settle_before_commit() -> None:
+    """Before Faust commits (at_least_once): settle every acknowledged hand-out, durably.
+
+    Faust has just flushed its producer, so the records of every record it
+    is about to commit are acknowledged: their waiting connects' and parked
+    joins' entries are deleted now, and those deletes acknowledged before
+    the offsets go (faust_fixes, 11.). Left to a later record, a rebalance
+    or a crash right after the commit would leave them for good: a joined
+    connect expired again as unmatched, a parked join emitted twice.
+    """
+    state.settle_acknowledged()
+    sent = []
+    for table, changes in state.unsent_changes():
+        sent += await outputs.send_changelog(table, changes)
+    for one in sent:
+        faults.faults.watch_send("join", one, log)  # a failure stops the worker: no commit
+    await asyncio.gather(*sent, return_exceptions=True)
+    outputs.note_persisted()
+
+
+if not EXACTLY_ONCE:
+    faust_fixes.BEFORE_COMMIT.append(_settle_before_commit)
 
 
 @app.timer(interval=0.1)

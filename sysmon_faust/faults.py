@@ -106,6 +106,9 @@ class Faults:
         if done.cancelled() or done.exception() is None or self._stopping is not None:
             return
         exc = done.exception()
+        # Reported here, not in the task: a commit waiting on the flush this
+        # send belongs to runs before the task starts, and must see it.
+        self.report(component, exc)
         self._stopping = asyncio.ensure_future(stop_worker(component, "a send", exc, log))
 
 
@@ -134,9 +137,12 @@ async def stop_worker(
         "so the worker is started again (it goes on from its state and committed offsets)",
         component, where, fault.reason, EXIT_STATUS,
     )  # fmt: skip
-    await asyncio.sleep(EXIT_AFTER_SECONDS)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    # Not a clean Faust shutdown: it would commit, and under exactly_once
-    # commit the record's partial output in the partition's transaction.
-    os._exit(EXIT_STATUS)
+    try:
+        await asyncio.sleep(EXIT_AFTER_SECONDS)
+    finally:
+        # Also when cancelled (a SIGTERM meanwhile): not a clean Faust
+        # shutdown, which would commit, and under exactly_once commit the
+        # record's partial output in the partition's transaction.
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_STATUS)

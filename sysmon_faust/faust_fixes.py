@@ -94,13 +94,21 @@
    input it came from committed. The join watches its sends
    (:meth:`sysmon_faust.faults.Faults.watch_send`) and stops the worker on
    a failure; from the moment a fault is reported, no commit is made.
+
+11. Work that must be done before offsets are committed. Under
+   at_least_once Faust flushes its producer and commits; the join has
+   state to settle once its records are acknowledged, and it must be done
+   (and its own changelog writes acknowledged) before the offsets of the
+   records that made it are committed — or a crash or a rebalance right
+   after the commit leaves it undone for good. :data:`BEFORE_COMMIT` holds
+   what runs between Faust's flush and its commit.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import faust
@@ -111,6 +119,10 @@ from faust.types import TP
 from mode import Service
 
 from sysmon_faust.faults import faults
+
+#: Coroutines run after Faust's producer flush and before each commit under
+#: at_least_once (see 11.).
+BEFORE_COMMIT: list[Callable[[], Awaitable[None]]] = []
 
 #: Longest time the broker may hold a fetch of the Faust consumer (see 2.).
 FETCH_MAX_WAIT_MS = 20
@@ -165,7 +177,10 @@ class _Consumer(faust_aiokafka.Consumer):
         self.seeks += 1
         await super().perform_seek()
 
-    async def _commit(self, offsets: Mapping[Any, int]) -> bool:  # see 10.
+    async def _commit(self, offsets: Mapping[Any, int]) -> bool:  # see 10. and 11.
+        for hook in BEFORE_COMMIT:
+            if not faults.current:
+                await hook()
         if faults.current:
             log.warning("not committing %d offsets: %s", len(offsets), list(faults.current))
             return False

@@ -7,13 +7,14 @@ import logging
 import time
 from typing import Any
 
+from aiokafka.cluster import ClusterMetadata
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from sysmon_faust import agents, intake, metrics
 from sysmon_faust.agents import state
 from sysmon_faust.faults import faults
-from sysmon_faust.stall import StallWatch
+from sysmon_faust.stall import Position, StallWatch
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import app, process_table, settings, tree_replica
 
@@ -55,14 +56,14 @@ BROKER_PROBE_EVERY = 2.0
 BROKER_PROBE_TIMEOUT = 5.0
 
 
-def _source_positions() -> list[tuple[str, int | None, int]]:
-    """(``topic[partition]``, committed offset, lag) of every source partition this worker owns."""
-    found: list[tuple[str, int | None, int]] = []
+def _source_positions() -> list[Position]:
+    """(part, ``topic[partition]``, committed offset, lag) of every source partition owned."""
+    found: list[Position] = []
     for partition in intake.state.input_partitions:
         committed = intake.state.committed.get(partition)
         highwater = intake.state.highwater.get(partition)
         lag = max(highwater - (committed or 0), 0) if highwater is not None else 0
-        found.append((f"{settings.topic_input}[{partition}]", committed, lag))
+        found.append(("intake", f"{settings.topic_input}[{partition}]", committed, lag))
     consumer: Any = app.consumer
     if consumer is None:
         return found
@@ -76,7 +77,7 @@ def _source_positions() -> list[tuple[str, int | None, int]]:
         committed = consumer._committed_offset.get(tp)  # Faust's record of its commits
         highwater = consumer.highwater(tp)
         lag = max(highwater - (committed or 0), 0) if highwater is not None else 0
-        found.append((f"{tp.topic}[{tp.partition}]", committed, lag))
+        found.append(("join", f"{tp.topic}[{tp.partition}]", committed, lag))
     return found
 
 
@@ -100,11 +101,17 @@ async def probe_broker() -> None:
         if client is None:
             continue
         try:
-            await asyncio.wait_for(client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT)
+            # The metadata of the input topic alone (all topics' is large on
+            # a big cluster); aiokafka's public fetch_all_metadata asks for all.
+            answered = await asyncio.wait_for(
+                client._metadata_update(ClusterMetadata(), [settings.topic_input]),
+                BROKER_PROBE_TIMEOUT,
+            )
         except Exception as exc:  # an unreachable cluster is what this probe is for
             log.debug("cluster probe failed: %r", exc)
             continue
-        _broker_answered_at = time.monotonic()
+        if answered:
+            _broker_answered_at = time.monotonic()
 
 
 def _agents_running() -> dict[str, bool]:
@@ -279,9 +286,9 @@ def _health_metrics() -> list[metrics.Metric]:
         ),
         metrics.Metric(
             "sysmon_no_progress_seconds", "gauge",
-            "Per owned source partition with lag: seconds since its committed offset moved",
-            [metrics.Sample(round(seconds, 1), {"partition": str(partition)})
-             for partition, seconds in sorted(stall_watch.unmoved_seconds(now).items(), key=str)],
+            "Per part with lag (intake, join): seconds since a committed offset of it moved",
+            [metrics.Sample(round(seconds, 1), {"part": part})
+             for part, seconds in sorted(stall_watch.unmoved_seconds(now).items())],
         ),
     ]  # fmt: skip
 

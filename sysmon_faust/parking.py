@@ -110,19 +110,35 @@ class Parking:
         self._next_check_ms: dict[int, int] = {}
         #: Per partition: the earliest deadline of its parked joins (absent: to count).
         self._earliest_ms: dict[int, int] = {}
+        self._count = 0
 
     def loaded(self, partition: int) -> bool:
         return partition in self._by_partition
 
-    def load(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> None:
-        """The partition's parked joins as the table holds them (key order), after an assignment."""
+    def load(
+        self, partition: int, records: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, str]]:
+        """The partition's parked joins as the table holds them (key order), after an assignment.
+
+        Returns the records that are no parked join (key, why): left out.
+        """
         processes: dict[str, list[ParkedJoin]] = {}
+        unreadable = []
         for key, value in records:
-            join = ParkedJoin.decode(key, value)
-            processes.setdefault(join.connect["process_guid"], []).append(join)
+            try:
+                join = ParkedJoin.decode(key, value)
+                guid = join.connect["process_guid"]
+            except (ValueError, KeyError, TypeError) as exc:
+                unreadable.append((key, repr(exc)))
+                continue
+            processes.setdefault(guid, []).append(join)
+        self._count += sum(map(len, processes.values())) - sum(
+            map(len, self._by_partition.get(partition, {}).values())
+        )
         self._by_partition[partition] = processes
         self._checked_version.pop(partition, None)
         self._earliest_ms.pop(partition, None)
+        return unreadable
 
     def forget(self) -> None:
         """After a rebalance: partitions may have changed hands; load again when needed."""
@@ -130,6 +146,7 @@ class Parking:
         self._checked_version.clear()
         self._next_check_ms.clear()
         self._earliest_ms.clear()
+        self._count = 0
 
     def holds(self, partition: int, guid: str) -> int:
         """How many joins of the process ``guid`` are parked (its next join goes behind them)."""
@@ -143,6 +160,7 @@ class Parking:
         if any(parked.key == join.key for parked in joins):
             return False
         joins.append(join)
+        self._count += 1
         self._checked_version.pop(partition, None)
         if partition in self._earliest_ms:
             self._earliest_ms[partition] = min(self._earliest_ms[partition], join.deadline_ms)
@@ -151,12 +169,14 @@ class Parking:
     def take(self, partition: int, guid: str) -> list[ParkedJoin]:
         """Unpark every join of the process, in key order."""
         joins = self._by_partition.get(partition, {}).pop(guid, [])
+        self._count -= len(joins)
         self._earliest_ms.pop(partition, None)
         joins.sort(key=lambda join: join.key)
         return joins
 
     def count(self) -> int:
-        return sum(len(joins) for p in self._by_partition.values() for joins in p.values())
+        """Joins parked on this worker."""
+        return self._count
 
     def partitions(self) -> list[int]:
         """Partitions with parked joins."""

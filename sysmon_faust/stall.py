@@ -1,12 +1,17 @@
-"""Is the worker moving? Per source partition it owns: lag, and when its position last moved.
+"""Is the worker moving? Per part of it (the intake, the join): lag, and when it last moved.
 
 ``/health`` used to check only that the worker had started and recovered:
 it stayed 200 through a 20 s broker outage and through a worker wedged on a
-full disk (issue 15). A worker is stalled when a partition it owns has lag
-— records on the broker past its committed offset — and that offset has
-not moved for ``SYSMON_STALL_TIMEOUT``. Committed, not read: a worker that
-reads on but cannot get its output acknowledged (a topic under its
-``min.insync.replicas``) commits nothing, and is stalled.
+full disk (issue 15). A part of the worker is stalled when some source
+partition it owns has lag — records on the broker past its committed
+offset — and none of its partitions' committed offsets has moved for
+``SYSMON_STALL_TIMEOUT``. Committed, not read: a worker that reads on but
+cannot get its output acknowledged commits nothing, and is stalled.
+
+Per part, not per partition: the intake holds back an input partition that
+runs ahead in event time (:mod:`sysmon_faust.alignment`) and commits nothing
+of it while the others catch up — for as long as an hour of old logs takes.
+That partition does not move, but the intake does.
 
 :class:`StallWatch` is pure (times in seconds, offsets as Kafka's);
 table-tested in tests/unit/test_stall.py. What feeds it is
@@ -21,56 +26,62 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Stalled:
-    """A partition with ``lag`` records past its committed offset, unmoved for ``seconds``."""
+    """A partition ``lag`` records past its committed offset; its part unmoved for ``seconds``."""
 
     partition: Hashable
     lag: int
     seconds: float
 
 
-@dataclass(slots=True)
-class _Seen:
-    position: int | None
-    moved_at: float
+#: What :meth:`StallWatch.observe` takes: (part, partition, committed offset or None, lag).
+Position = tuple[str, Hashable, int | None, int]
 
 
 class StallWatch:
-    """The partitions' positions as last observed, and since when each has not moved."""
+    """The partitions' positions as last observed, and since when each part has not moved."""
 
     def __init__(self, timeout_seconds: float) -> None:
         self.timeout_seconds = timeout_seconds
-        self._seen: dict[Hashable, _Seen] = {}
-        self._lag: dict[Hashable, int] = {}
+        self._positions: dict[Hashable, int | None] = {}
+        self._lagging: dict[str, dict[Hashable, int]] = {}
+        self._moved_at: dict[str, float] = {}
 
-    def observe(self, positions: Iterable[tuple[Hashable, int | None, int]], now: float) -> None:
-        """The partitions owned now: (partition, committed offset or None, lag), at ``now`` (s).
+    def observe(self, positions: Iterable[Position], now: float) -> None:
+        """The partitions owned now, at ``now`` (s).
 
-        A partition no longer listed is forgotten (revoked); one without lag
-        is not waiting for anything, so its clock starts again.
+        A part moved when one of its partitions' positions changed; a part
+        with no lag anywhere is not waiting for anything, so its clock starts
+        again. Partitions no longer listed are forgotten (revoked).
         """
-        owned = {}
-        for partition, position, lag in positions:
-            seen = self._seen.get(partition)
-            if seen is None or seen.position != position or lag <= 0:
-                seen = _Seen(position, now)
-            owned[partition] = seen
-            self._lag[partition] = lag
-        self._seen = owned
-        self._lag = {p: lag for p, lag in self._lag.items() if p in owned}
+        positions_now: dict[Hashable, int | None] = {}
+        lagging: dict[str, dict[Hashable, int]] = {}
+        moved: set[str] = set()
+        for part, partition, position, lag in positions:
+            lagging.setdefault(part, {})
+            if lag > 0:
+                lagging[part][partition] = lag
+            if partition not in self._positions or self._positions[partition] != position:
+                moved.add(part)
+            positions_now[partition] = position
+        for part, behind in lagging.items():
+            if part in moved or not behind or part not in self._moved_at:
+                self._moved_at[part] = now
+        self._positions = positions_now
+        self._lagging = lagging
+        self._moved_at = {part: at for part, at in self._moved_at.items() if part in lagging}
 
     def stalled(self, now: float) -> list[Stalled]:
-        """Partitions with lag whose position has not moved for the timeout, longest first."""
+        """The lagging partitions of every part unmoved for the timeout, most behind first."""
         found = [
-            Stalled(partition, self._lag[partition], now - seen.moved_at)
-            for partition, seen in self._seen.items()
-            if self._lag[partition] > 0 and now - seen.moved_at >= self.timeout_seconds
+            Stalled(partition, lag, now - self._moved_at[part])
+            for part, behind in self._lagging.items()
+            if now - self._moved_at[part] >= self.timeout_seconds
+            for partition, lag in behind.items()
         ]
-        return sorted(found, key=lambda s: -s.seconds)
+        return sorted(found, key=lambda s: -s.lag)
 
-    def unmoved_seconds(self, now: float) -> dict[Hashable, float]:
-        """Per partition with lag: seconds since its position last moved (for /metrics)."""
+    def unmoved_seconds(self, now: float) -> dict[str, float]:
+        """Per part with lag: seconds since it last moved (for /metrics)."""
         return {
-            partition: now - seen.moved_at
-            for partition, seen in self._seen.items()
-            if self._lag[partition] > 0
+            part: now - self._moved_at[part] for part, behind in self._lagging.items() if behind
         }

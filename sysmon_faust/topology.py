@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
 from sysmon_faust import faust_fixes, security, state_check, transactions
+from sysmon_faust.faults import faults
 from sysmon_faust.settings import Settings, SettingsError
 from sysmon_faust.tree_replica import TreeReplica
 
@@ -120,7 +121,9 @@ class SysmonApp(faust.App):
     async def on_shutdown(self) -> None:
         # Everything stopped: Faust committed the last transactions.
         await super().on_shutdown()
-        if settings.processing_guarantee == transactions.EXACTLY_ONCE:
+        # After a fault of our own nothing was committed: the local state may
+        # be ahead of the transactions, and must be rebuilt at the next start.
+        if settings.processing_guarantee == transactions.EXACTLY_ONCE and not faults.current:
             transactions.mark_clean_stop(self.conf.datadir)
 
 

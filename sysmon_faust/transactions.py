@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,8 @@ class Outputs:
         self.app = app
         self.source_topic = source_topic
         self.exactly_once = exactly_once
-        #: Per changelog partition: its store and the last send not yet noted.
-        self._persisting: dict[TP, tuple[Any, Any]] = {}
+        #: Per changelog partition: its store, and its sends not yet noted, in order.
+        self._persisting: dict[TP, tuple[Any, deque[Any]]] = {}
 
     def transactional_id(self, source_partition: int) -> str | None:
         if not self.exactly_once:
@@ -112,18 +113,22 @@ class Outputs:
         for partition, key, value in changes:
             sent = await self.send(topic, key, value, partition, partition=partition)
             futures.append(sent)
-            # A partition's records are acknowledged in the order they were
-            # sent (idempotent producer): the last one says how far.
-            self._persisting[TP(topic, partition)] = (store, sent)
+            self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
         return futures
 
     def note_persisted(self) -> None:
-        """Move each changelog partition's persisted offset past its acknowledged sends."""
-        done = [(tp, store, sent) for tp, (store, sent) in self._persisting.items() if sent.done()]
-        for tp, store, sent in done:
-            del self._persisting[tp]
-            if not sent.cancelled() and sent.exception() is None:
-                store.set_persisted_offset(tp, sent.result().offset)
+        """Move each changelog partition's persisted offset past its acknowledged sends.
+
+        One RocksDB write per partition and call, for the last of the sends
+        acknowledged in a row from the oldest (a later one may be
+        acknowledged before an earlier is retried).
+        """
+        for tp, (store, sends) in self._persisting.items():
+            last = None
+            while sends and sends[0].done():
+                last = sends.popleft()
+            if last is not None and not last.cancelled() and last.exception() is None:
+                store.set_persisted_offset(tp, last.result().offset)
 
 
 def discard_state_after_crash(data_dir: Path, state_dir: Path) -> bool:

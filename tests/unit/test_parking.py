@@ -74,11 +74,18 @@ def test_a_join_parked_twice_is_one() -> None:
 def test_load_brings_back_what_the_table_holds_grouped_by_process() -> None:
     joins = [parked(A, 1_000, 1), parked(A, 2_000, 2), parked(B, 1_500, 3)]
     parking = Parking()
+    parking.park(0, parked(B, 9_000, 9))
     assert not parking.loaded(3)
-    parking.load(3, sorted((join.key, join.encode()) for join in joins))
+    stored = sorted((join.key, join.encode()) for join in joins)
+    broken = (parked_key(A, 5_000, 5, 0), b'{"connect": 1}')
+    unreadable = parking.load(3, [*stored, broken])
+    assert [key for key, _ in unreadable] == [broken[0]]
+    assert "not a parked join" in unreadable[0][1]
     assert parking.loaded(3)
+    assert parking.count() == 4  # the broken record is left out
     assert [guid for guid, _ in parking.processes(3)] == [A, B]
     assert parking.take(3, A) == joins[:2]
+    assert parking.count() == 2
     parking.forget()
     assert not parking.loaded(3)
     assert parking.count() == 0
