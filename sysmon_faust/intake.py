@@ -385,6 +385,8 @@ class Intake(Service):
             stats.filtered += 1
             stats.filtered_by_reason[outcome.reason] += 1
             return None
+        if outcome.surrogates_replaced:
+            stats.surrogates_replaced += 1
         return outcome
 
     async def _route(

@@ -22,6 +22,8 @@ own pid are deliberately never read.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +61,8 @@ class NormalizedEvent:
     process_guid: str | None
     timestamp_ms: int
     fields: dict[str, Any]
+    #: Unpaired UTF-16 surrogates in the input were replaced by U+FFFD.
+    surrogates_replaced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,17 +323,68 @@ def _is_sysmon(envelope: _Envelope) -> bool:
 # --- entry points -----------------------------------------------------------
 
 
+#: What an unpaired UTF-16 surrogate becomes: U+FFFD, as Winlogbeat writes it.
+REPLACEMENT_CHARACTER: Final = "\ufffd"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any] | Invalid:
-    """Decode one input value; anything that is not a UTF-8 JSON object is :class:`Invalid`."""
+    """Decode one input value; anything that is not a UTF-8 JSON object is :class:`Invalid`.
+
+    A ``\\udcXX`` escape with no partner (legal JSON grammar, RFC 8259 §7:
+    Python's and .NET's JSON writers emit it for the unpaired UTF-16 units NTFS
+    names may hold) is read, the unit becoming U+FFFD (see
+    :func:`with_surrogates_replaced`): a crafted file name must not hide a
+    process from the join (``../shared/cases/lone_surrogate_escape``).
+    """
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):
+            return _object_or_invalid(with_surrogates_replaced(raw, exc))
         if isinstance(exc.__cause__, UnicodeDecodeError) or "utf-8" in str(exc).lower():
             return Invalid(f"not valid UTF-8: {exc}")
         return Invalid(f"not valid JSON: {exc}")
-    if not isinstance(doc, dict):
-        return Invalid(f"JSON value is {type(doc).__name__}, not an object")
-    return doc
+    return _object_or_invalid(doc)
+
+
+def _object_or_invalid(doc: Any) -> dict[str, Any] | Invalid:
+    if isinstance(doc, Invalid | dict):
+        return doc
+    return Invalid(f"JSON value is {type(doc).__name__}, not an object")
+
+
+class SurrogatesReplaced(dict[str, Any]):
+    """A decoded object whose unpaired UTF-16 surrogates were replaced (the intake counts them)."""
+
+
+def with_surrogates_replaced(raw: bytes, refused: Exception) -> Any:
+    """``raw`` decoded, its unpaired surrogate escapes as U+FFFD; :class:`Invalid` if no JSON.
+
+    Only for what orjson refused for a surrogate (``refused``): the standard
+    library's decoder takes them but is slower than orjson, so it runs only
+    for these records. An object comes back as :class:`SurrogatesReplaced`.
+    """
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError):
+        return Invalid(f"not valid JSON: {refused}")
+    doc = _replace_surrogates(doc)
+    return SurrogatesReplaced(doc) if isinstance(doc, dict) else doc
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    return value
 
 
 def normalize(raw: bytes) -> Outcome:
@@ -341,7 +396,10 @@ def normalize(raw: bytes) -> Outcome:
         doc = parse_json_object(raw)
         if isinstance(doc, Invalid):
             return doc
-        return normalize_document(doc)
+        outcome = normalize_document(doc)
+        if isinstance(doc, SurrogatesReplaced) and isinstance(outcome, NormalizedEvent):
+            return dataclasses.replace(outcome, surrogates_replaced=True)
+        return outcome
     except Exception as exc:
         return Invalid(f"normalizer failed: {type(exc).__name__}: {exc}")
 

@@ -301,6 +301,7 @@ def render_metrics() -> str:
         "joined": "Network events enriched (sysmon-join)",
         "unmatched": "Network events whose process is unknown",
         "dead_lettered": "Records sent to the dead-letter topic",
+        "surrogates_replaced": "Events read with unpaired UTF-16 surrogates replaced by U+FFFD",
         "alerts": "Alerts emitted",
     }
     families = [

@@ -34,6 +34,9 @@ class PipelineStats:
     joined: int = 0
     unmatched: int = 0
     dead_lettered: int = 0
+    #: Events read with unpaired UTF-16 surrogates replaced by U+FFFD
+    #: (sysmon_faust.normalize.parse_json_object).
+    surrogates_replaced: int = 0
     alerts: int = 0
     #: Joins parked for an ancestor's link from another worker, those released
     #: when the wait was over rather than settled, those parked now, and
@@ -75,6 +78,7 @@ class PipelineStats:
             "joined": self.joined,
             "unmatched": self.unmatched,
             "dead_lettered": self.dead_lettered,
+            "surrogates_replaced": self.surrogates_replaced,
             "alerts": self.alerts,
             "dropped_before_seek": self.dropped_before_seek,
             "ancestry_waits": self.ancestry_waits,
