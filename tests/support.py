@@ -114,6 +114,7 @@ async def _produce(
     partition: int | None,
     keys: Iterable[bytes | None] | None,
     security: Mapping[str, Any] | None = None,
+    compression: str | None = None,
 ) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -121,6 +122,7 @@ async def _produce(
         acks="all",
         enable_idempotence=True,
         max_request_size=16 * 1024 * 1024,
+        compression_type=compression,
     )
     await producer.start()
     count = 0
@@ -145,8 +147,10 @@ def produce(
     keys: Iterable[bytes | None] | None = None,
     *,
     security: Mapping[str, Any] | None = None,
+    compression: str | None = None,
 ) -> int:
-    return int(run(_produce(bootstrap, topic, values, partition, keys, security)))
+    """Send ``values`` (and ``keys``) to ``topic``; ``compression``: the producer's codec."""
+    return int(run(_produce(bootstrap, topic, values, partition, keys, security, compression)))
 
 
 async def _partitions(
