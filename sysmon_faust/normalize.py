@@ -289,6 +289,17 @@ def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
             winlog.get("computer_name"),
             winlog.get("event_data"),
         )
+    if isinstance(doc.get("EventData"), str) and ("Provider" in doc or "Computer" in doc):
+        # Azure Monitor Agent's WindowsEvent rows (Log Analytics, exported to
+        # Event Hubs): the Sysmon fields are a JSON object serialised into the
+        # string EventData (../shared/cases/azure_ama_windowsevent).
+        return _Envelope(
+            doc.get("EventID"),
+            doc.get("Channel"),
+            doc.get("Provider"),
+            doc.get("Computer"),
+            _json_object_or_text(doc["EventData"]),
+        )
     # A shape is known by its event id, channel or provider key: a document
     # with its channel or provider but no event id is a broken event of that
     # shape (a Sysmon one is dead-lettered, as in the ECS shape), not "not a
@@ -311,6 +322,15 @@ def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
             doc.get("event_data"),
         )
     return None
+
+
+def _json_object_or_text(text: str) -> Any:
+    """A JSON object serialised in a string field, or the string when it holds none."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return value if isinstance(value, dict) else text
 
 
 def _is_sysmon(envelope: _Envelope) -> bool:
