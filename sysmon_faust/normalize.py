@@ -279,15 +279,95 @@ class _Envelope:
     data: Any
 
 
+#: Where Winlogbeat's and Elastic Agent's Sysmon module moves a Sysmon field
+#: to (x-pack/winlogbeat/module/sysmon/config/winlogbeat-sysmon.js, mode
+#: "rename"): ECS path → the Sysmon field name.
+_ECS_TO_SYSMON: Final = (
+    (("process", "entity_id"), "ProcessGuid"),
+    (("process", "pid"), "ProcessId"),
+    (("process", "executable"), "Image"),
+    (("process", "command_line"), "CommandLine"),
+    (("process", "working_directory"), "CurrentDirectory"),
+    (("process", "parent", "entity_id"), "ParentProcessGuid"),
+    (("process", "parent", "pid"), "ParentProcessId"),
+    (("process", "parent", "executable"), "ParentImage"),
+    (("process", "parent", "command_line"), "ParentCommandLine"),
+    (("source", "ip"), "SourceIp"),
+    (("source", "port"), "SourcePort"),
+    (("source", "domain"), "SourceHostname"),
+    (("destination", "ip"), "DestinationIp"),
+    (("destination", "port"), "DestinationPort"),
+    (("destination", "domain"), "DestinationHostname"),
+    (("network", "transport"), "Protocol"),
+    (("network", "protocol"), "DestinationPortName"),
+)
+#: network.direction → Sysmon's Initiated (the module's mapping, and ECS 8's names).
+_DIRECTION_INITIATED: Final = {
+    "egress": "true",
+    "outbound": "true",
+    "ingress": "false",
+    "inbound": "false",
+}
+
+
+def _ecs_value(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = doc
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _with_ecs_fields(doc: Mapping[str, Any], event_data: Any) -> Any:
+    """``winlog.event_data`` with the Sysmon fields the Sysmon module moved into ECS put back.
+
+    The module (Winlogbeat 7/8, Elastic Agent) renames ProcessGuid, Image,
+    parents, UtcTime, addresses, ports, protocol and direction into ECS fields
+    (../shared/cases/wlb7_sysmon_module_ecs) and deletes an emptied
+    ``event_data``; what it left stays. Where both hold a field, the ECS
+    value wins. A raw event (no module) has none of these ECS fields: unchanged.
+    """
+    data = dict(event_data) if isinstance(event_data, dict) else {}
+    moved = {
+        name: value for path, name in _ECS_TO_SYSMON if (value := _ecs_value(doc, path)) is not None
+    }
+    if not moved and not isinstance(doc.get("process"), dict):
+        return event_data
+    data |= moved
+    if "UtcTime" not in data and isinstance(doc.get("@timestamp"), str):
+        data["UtcTime"] = doc["@timestamp"]  # the module moves UtcTime there
+    user = doc.get("user")
+    if "User" not in moved and isinstance(user, dict) and isinstance(user.get("name"), str):
+        domain = user.get("domain")
+        data["User"] = f"{domain}\\{user['name']}" if isinstance(domain, str) else user["name"]
+    direction = _ecs_value(doc, ("network", "direction"))
+    if isinstance(direction, str) and direction.lower() in _DIRECTION_INITIATED:
+        data["Initiated"] = _DIRECTION_INITIATED[direction.lower()]
+    network_type = _ecs_value(doc, ("network", "type"))
+    if isinstance(network_type, str) and network_type.lower() in ("ipv4", "ipv6"):
+        is_ipv6 = "true" if network_type.lower() == "ipv6" else "false"
+        data.setdefault("SourceIsIpv6", is_ipv6)
+        data.setdefault("DestinationIsIpv6", is_ipv6)
+    hashes = doc.get("hash")
+    if "Hashes" not in data and isinstance(hashes, dict) and hashes:
+        data["Hashes"] = ",".join(
+            f"{name.upper()}={value.upper()}"
+            for name, value in hashes.items()
+            if isinstance(value, str)
+        )
+    return data
+
+
 def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
     winlog = doc.get("winlog")
-    if isinstance(winlog, dict):  # Winlogbeat 7.x / 8.x (ECS)
+    if isinstance(winlog, dict):  # Winlogbeat 7.x / 8.x (ECS), raw or through the Sysmon module
         return _Envelope(
             winlog.get("event_id"),
             winlog.get("channel"),
             winlog.get("provider_name"),
             winlog.get("computer_name"),
-            winlog.get("event_data"),
+            _with_ecs_fields(doc, winlog.get("event_data")),
         )
     if isinstance(doc.get("EventData"), str) and ("Provider" in doc or "Computer" in doc):
         # Azure Monitor Agent's WindowsEvent rows (Log Analytics, exported to
