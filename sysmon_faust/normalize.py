@@ -319,6 +319,11 @@ def _ecs_value(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+def _xml_text(value: Any) -> Any:
+    """An XML element as JSON: its text, whether it came with attributes (``#text``) or not."""
+    return value.get("#text") if isinstance(value, dict) else value
+
+
 def _with_ecs_fields(doc: Mapping[str, Any], event_data: Any) -> Any:
     """``winlog.event_data`` with the Sysmon fields the Sysmon module moved into ECS put back.
 
@@ -368,6 +373,19 @@ def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
             winlog.get("provider_name"),
             winlog.get("computer_name"),
             _with_ecs_fields(doc, winlog.get("event_data")),
+        )
+    event = doc.get("Event")
+    if isinstance(event, dict) and isinstance(event.get("System"), dict):
+        # The event's XML as JSON, attributes under "#attributes": what
+        # evtx_dump, chainsaw and python-evtx converters write, and SigmaHQ's
+        # regression data (../shared/sigma/regression_data).
+        system = event["System"]
+        return _Envelope(
+            _xml_text(system.get("EventID")),
+            _xml_text(system.get("Channel")),
+            _ecs_value(system, ("Provider", "#attributes", "Name")),
+            _xml_text(system.get("Computer")),
+            event.get("EventData"),
         )
     if isinstance(doc.get("EventData"), str) and ("Provider" in doc or "Computer" in doc):
         # Azure Monitor Agent's WindowsEvent rows (Log Analytics, exported to
