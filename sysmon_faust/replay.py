@@ -4,7 +4,9 @@ Each line of a recording is produced unchanged (line end and a leading BOM
 removed) in file order, as Winlogbeat would have sent it. A line that is not
 JSON is sent all the same — the pipeline must cope with it — and counted.
 OTRF/Mordor recordings work as they are (``.json``/``.jsonl``, optionally
-``.gz``); a ``.json`` file holding one JSON array is sent element by element.
+``.gz``); a ``.json`` file holding one JSON array is sent element by element,
+one holding indented objects object by object; a Windows event log file
+(``.evtx``) record by record (see :func:`read_records`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+import evtx
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -59,7 +63,18 @@ def _open(path: Path) -> IO[bytes]:
 
 
 def read_records(path: Path) -> Iterator[bytes]:
-    """The values of one recording, in file order."""
+    """The values of one recording, in file order.
+
+    ``.evtx``: each record's event as JSON (the ``evtx`` package's
+    ``{"Event": {"System": …, "EventData": …}}``, a shape the normalizer
+    reads). Otherwise JSON lines, one JSON array, or JSON objects one after
+    the other, pretty-printed or not (SigmaHQ's regression files: one
+    indented object per file, sometimes more). Raises :class:`ReplayError`
+    naming the file when it cannot be read.
+    """
+    if path.suffix.lower() == ".evtx":
+        yield from _evtx_records(path)
+        return
     try:
         with _open(path) as handle:
             first = True
@@ -71,11 +86,53 @@ def read_records(path: Path) -> Iterator[bytes]:
                 if first:
                     line = line.removeprefix(UTF8_BOM)
                     first = False
+                    if _starts_a_multiline_object(line):
+                        yield from _json_objects(line + handle.read(), path)
+                        return
                 line = line.rstrip(b"\r\n")
                 if line.strip():
                     yield line
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ReplayError(f"cannot read {path}: {exc}") from exc
+
+
+def _starts_a_multiline_object(first_line: bytes) -> bool:
+    """A first line that is a lone ``{``: an indented object (json.dump, evtx_dump, SigmaHQ).
+
+    Only that: a first line that is broken JSON is a record like any other,
+    sent as it is for the pipeline to dead-letter.
+    """
+    return first_line.removeprefix(UTF8_BOM).strip() == b"{"
+
+
+def _json_objects(data: bytes, path: Path) -> Iterator[bytes]:
+    """JSON values one after the other (whitespace between), each sent compact."""
+    text = data.removeprefix(UTF8_BOM).decode("utf-8", "surrogatepass")
+    decoder = json.JSONDecoder()
+    at = 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            return
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except ValueError as exc:
+            raise ReplayError(f"{path}: not JSON at character {at}: {exc}") from exc
+        # ASCII with escapes: an unpaired surrogate stays an escape (then read
+        # as U+FFFD), never bytes that are not UTF-8.
+        yield json.dumps(value, separators=(",", ":")).encode()
+
+
+def _evtx_records(path: Path) -> Iterator[bytes]:
+    """Each record of a Windows event log file, as the JSON of its event (``evtx`` package)."""
+    try:
+        parser = evtx.PyEvtxParser(str(path))
+        for record in parser.records_json():
+            if record is not None:  # the package's type: a record it could not read
+                yield orjson.dumps(orjson.loads(record["data"]))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ReplayError(f"cannot read {path} as a Windows event log (.evtx): {exc}") from exc
 
 
 def _json_array(data: bytes, path: Path) -> Iterator[bytes]:

@@ -8,8 +8,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+import pytest
+
+from sysmon_faust.replay import read_records
 from tests.reference import lines
-from tests.support import read_topic
+from tests.support import SHARED, read_topic
 
 
 def _replay(bootstrap: str, topic: str, *files: Path, extra: tuple[str, ...] = ()) -> str:
@@ -62,3 +66,22 @@ def test_replay_says_what_is_wrong(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "no such file" in result.stderr
+
+
+def test_replay_sends_a_windows_event_log_file_record_by_record(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    evtx_files = sorted((SHARED / "sigma" / "regression_data").rglob("*.evtx"))
+    if not evtx_files:
+        pytest.skip("no .evtx under ../shared/sigma/regression_data")
+    evtx_file = next(
+        f for f in evtx_files if "proc_creation" in f.name or "process_creation" in str(f)
+    )
+    expected = [orjson.loads(record) for record in read_records(evtx_file.with_suffix(".json"))]
+    topic = unique_name("replay")
+    out = _replay(kafka_bootstrap, topic, evtx_file)
+    assert f"sent {len(expected)} records (0 not JSON)" in out
+    sent = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, topic, expect=len(expected))]
+    assert [e["Event"]["System"]["EventRecordID"] for e in sent] == [
+        e["Event"]["System"]["EventRecordID"] for e in expected
+    ]
