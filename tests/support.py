@@ -24,6 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SYSMON_SHARED_DIR", REPO.parent / "shared"))
 DATASETS = SHARED / "datasets"
 CASES = SHARED / "cases"
+
+
+def case_file(name: str) -> Path:
+    """``../shared/cases/<name>.jsonl``; the test is skipped, saying so, when it is absent."""
+    import pytest
+
+    path = CASES / f"{name}.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
+    return path
+
+
 FAUST = Path(sys.executable).parent / "faust"
 KAFKA_SH = str(REPO / "kafka" / "kafka.sh")
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support import CASES, WorkerProcess, read_topic, run_recording
+from tests.support import WorkerProcess, case_file, read_topic, run_recording
 
-CASE = CASES / "azure_ama_windowsevent.jsonl"
+NAME = "azure_ama_windowsevent"
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +22,9 @@ def test_azure_monitor_agent_rows_join_like_any_other(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
+    case = case_file(NAME)
     env = pipeline_env()  # SYSMON_JOIN_GRACE=0: the tomcat connects are unmatched at once
-    worker, stats = run_recording(CASE, env, worker_factory)
+    worker, stats = run_recording(case, env, worker_factory)
     stats = worker.wait_for(lambda s: s["joined"] + s["unmatched"] == 3)
     assert (stats["process_creates"], stats["network_connects"]) == (1, 3)
     assert (stats["joined"], stats["unmatched"], stats["dead_lettered"]) == (1, 2, 0)

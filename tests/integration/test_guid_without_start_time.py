@@ -17,18 +17,16 @@ from pathlib import Path
 import pytest
 
 from tests.reference import Expected, compute, network_identity, output_identity
-from tests.support import CASES, WorkerProcess, read_topic, run_recording
+from tests.support import WorkerProcess, case_file, read_topic, run_recording
 
-CASE = CASES / "guid_without_start_time.jsonl"
+NAME = "guid_without_start_time"
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def case() -> Path:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
-    return CASE
+    return case_file(NAME)
 
 
 def test_guids_without_start_time_join_without_waiting(

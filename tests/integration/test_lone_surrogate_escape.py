@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support import CASES, WorkerProcess, read_topic, run_recording
+from tests.support import WorkerProcess, case_file, read_topic, run_recording
 
-CASE = CASES / "lone_surrogate_escape.jsonl"
+NAME = "lone_surrogate_escape"
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +23,9 @@ def test_a_lone_surrogate_is_replaced_and_the_connect_joins(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
+    case = case_file(NAME)
     env = pipeline_env()
-    worker, stats = run_recording(CASE, env, worker_factory)
+    worker, stats = run_recording(case, env, worker_factory)
     stats = worker.wait_for(lambda s: s["joined"] + s["unmatched"] == 1)
     assert (stats["joined"], stats["unmatched"], stats["dead_lettered"]) == (1, 0, 0)
     assert stats["surrogates_replaced"] == 2 and stats["alerts"] == 0

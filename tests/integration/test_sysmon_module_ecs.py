@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support import CASES, WorkerProcess, read_topic, run_recording
+from tests.support import WorkerProcess, case_file, read_topic, run_recording
 
-CASE = CASES / "wlb7_sysmon_module_ecs.jsonl"
+NAME = "wlb7_sysmon_module_ecs"
 
 pytestmark = pytest.mark.integration
 
@@ -21,10 +21,9 @@ def test_module_processed_events_join_and_fire_the_wmi_rule(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
+    case = case_file(NAME)
     env = pipeline_env()
-    worker, stats = run_recording(CASE, env, worker_factory)
+    worker, stats = run_recording(case, env, worker_factory)
     stats = worker.wait_for(lambda s: s["joined"] + s["unmatched"] == 3 and s["alerts"] == 1)
     assert (stats["process_creates"], stats["network_connects"], stats["dead_lettered"]) == (
         2, 3, 0

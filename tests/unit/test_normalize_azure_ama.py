@@ -10,16 +10,15 @@ import pytest
 from sysmon_faust.normalize import Invalid, NormalizedEvent, normalize
 from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, Detection, check_file
 from sysmon_faust.rules import load_rules
-from tests.support import CASES
+from tests.support import case_file
 
-CASE = CASES / "azure_ama_windowsevent.jsonl"
+NAME = "azure_ama_windowsevent"
 
 
 @pytest.fixture
 def events() -> list[NormalizedEvent]:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
-    found = [normalize(line) for line in CASE.read_bytes().splitlines()]
+    case = case_file(NAME)
+    found = [normalize(line) for line in case.read_bytes().splitlines()]
     assert all(isinstance(event, NormalizedEvent) for event in found), found
     return found  # type: ignore[return-value]
 
@@ -64,11 +63,10 @@ def test_the_connect_of_that_process(events: list[NormalizedEvent]) -> None:
 
 
 def test_rules_test_joins_one_and_unmatches_the_tomcat_connects() -> None:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found")
+    case = case_file(NAME)
     detections: list[Detection] = []
     grace_ms = DEFAULT_GRACE_S * 1000
-    report = check_file(CASE, load_rules(), grace_ms, DEFAULT_DEPTH, detections.append)
+    report = check_file(case, load_rules(), grace_ms, DEFAULT_DEPTH, detections.append)
     assert (report.invalid, report.creates, report.connects, report.joined) == (0, 1, 3, 1)
     assert dict(report.unmatched) == {"process_unknown_after_grace": 2}
     assert detections == []

@@ -8,31 +8,16 @@ nothing is a dead letter.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
+import orjson
 import pytest
 
 from sysmon_faust.normalize import Filtered, NormalizedEvent, normalize_document
+from sysmon_faust.replay import read_records
 from tests.support import SHARED
 
 REGRESSION_DATA = SHARED / "sigma" / "regression_data"
-
-
-def documents(path: Path) -> Iterator[dict[str, Any]]:
-    text = path.read_text()
-    decoder = json.JSONDecoder()
-    at = 0
-    while True:
-        while at < len(text) and text[at].isspace():
-            at += 1
-        if at >= len(text):
-            return
-        document, at = decoder.raw_decode(text, at)
-        yield document
 
 
 def test_every_regression_event_is_read() -> None:
@@ -41,7 +26,7 @@ def test_every_regression_event_is_read() -> None:
     outcomes: Counter[str] = Counter()
     sysmon_1_3_5 = 0
     for path in sorted(REGRESSION_DATA.rglob("*.json")):
-        for document in documents(path):
+        for document in map(orjson.loads, read_records(path)):
             outcome = normalize_document(document)
             system, data = document["Event"]["System"], document["Event"]["EventData"]
             provider = system["Provider"]["#attributes"]["Name"]

@@ -12,16 +12,14 @@ import pytest
 from sysmon_faust.normalize import Invalid, NormalizedEvent, normalize, parse_json_object
 from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, Detection, check_file
 from sysmon_faust.rules import load_rules
-from tests.support import CASES
+from tests.support import case_file
 
-CASE = CASES / "lone_surrogate_escape.jsonl"
+NAME = "lone_surrogate_escape"
 
 
 @pytest.fixture
 def case() -> Path:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
-    return CASE
+    return case_file(NAME)
 
 
 def test_the_case_normalizes_with_the_unit_replaced(case: Path) -> None:

@@ -11,16 +11,15 @@ import pytest
 from sysmon_faust.normalize import NormalizedEvent, normalize
 from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, Detection, check_file
 from sysmon_faust.rules import load_rules
-from tests.support import CASES
+from tests.support import case_file
 
-CASE = CASES / "wlb7_sysmon_module_ecs.jsonl"
+NAME = "wlb7_sysmon_module_ecs"
 
 
 @pytest.fixture
 def events() -> list[NormalizedEvent]:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
-    found = [normalize(line) for line in CASE.read_bytes().splitlines()]
+    case = case_file(NAME)
+    found = [normalize(line) for line in case.read_bytes().splitlines()]
     assert all(isinstance(event, NormalizedEvent) for event in found), found
     return found  # type: ignore[return-value]
 
@@ -68,9 +67,8 @@ def test_lines_2_3_5_the_connects(events: list[NormalizedEvent]) -> None:
 
 
 def test_where_both_hold_a_field_the_ecs_value_wins() -> None:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found")
-    doc = orjson.loads(CASE.read_bytes().splitlines()[0])
+    case = case_file(NAME)
+    doc = orjson.loads(case.read_bytes().splitlines()[0])
     doc["winlog"]["event_data"]["Image"] = "C:\\stale\\value.exe"
     event = normalize(orjson.dumps(doc))
     assert isinstance(event, NormalizedEvent)
@@ -78,11 +76,10 @@ def test_where_both_hold_a_field_the_ecs_value_wins() -> None:
 
 
 def test_rules_test_joins_line_5_and_fires_the_wmi_rule_once() -> None:
-    if not CASE.exists():
-        pytest.skip(f"{CASE} not found")
+    case = case_file(NAME)
     detections: list[Detection] = []
     grace_ms = DEFAULT_GRACE_S * 1000
-    report = check_file(CASE, load_rules(), grace_ms, DEFAULT_DEPTH, detections.append)
+    report = check_file(case, load_rules(), grace_ms, DEFAULT_DEPTH, detections.append)
     assert (report.invalid, report.creates, report.connects, report.joined) == (0, 2, 3, 1)
     assert dict(report.unmatched) == {"process_started_before_grace": 2}
     assert [d.rule.rule_id for d in detections] == ["sysmon-wmi-child-network-connect"]
