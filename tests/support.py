@@ -36,6 +36,27 @@ def case_file(name: str) -> Path:
     return path
 
 
+def case_events(name: str) -> list[Any]:
+    """Every line of case ``name``, normalized; each must be an event (no dead letter)."""
+    from sysmon_faust.normalize import NormalizedEvent, normalize
+
+    found = [normalize(line) for line in case_file(name).read_bytes().splitlines()]
+    assert all(isinstance(event, NormalizedEvent) for event in found), found
+    return found
+
+
+def rules_test_case(name: str) -> tuple[Any, list[Any]]:
+    """``rules test`` over case ``name`` with the worker's defaults: (FileReport, detections)."""
+    from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, check_file
+    from sysmon_faust.rules import load_rules
+
+    detections: list[Any] = []
+    report = check_file(
+        case_file(name), load_rules(), DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH, detections.append
+    )
+    return report, detections
+
+
 FAUST = Path(sys.executable).parent / "faust"
 KAFKA_SH = str(REPO / "kafka" / "kafka.sh")
 

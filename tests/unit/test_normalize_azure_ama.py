@@ -8,19 +8,14 @@ from __future__ import annotations
 import pytest
 
 from sysmon_faust.normalize import Invalid, NormalizedEvent, normalize
-from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, Detection, check_file
-from sysmon_faust.rules import load_rules
-from tests.support import case_file
+from tests.support import case_events, rules_test_case
 
 NAME = "azure_ama_windowsevent"
 
 
 @pytest.fixture
 def events() -> list[NormalizedEvent]:
-    case = case_file(NAME)
-    found = [normalize(line) for line in case.read_bytes().splitlines()]
-    assert all(isinstance(event, NormalizedEvent) for event in found), found
-    return found  # type: ignore[return-value]
+    return case_events(NAME)
 
 
 def test_every_row_is_read_with_the_computer_it_came_from(events: list[NormalizedEvent]) -> None:
@@ -63,10 +58,7 @@ def test_the_connect_of_that_process(events: list[NormalizedEvent]) -> None:
 
 
 def test_rules_test_joins_one_and_unmatches_the_tomcat_connects() -> None:
-    case = case_file(NAME)
-    detections: list[Detection] = []
-    grace_ms = DEFAULT_GRACE_S * 1000
-    report = check_file(case, load_rules(), grace_ms, DEFAULT_DEPTH, detections.append)
+    report, detections = rules_test_case(NAME)
     assert (report.invalid, report.creates, report.connects, report.joined) == (0, 1, 3, 1)
     assert dict(report.unmatched) == {"process_unknown_after_grace": 2}
     assert detections == []

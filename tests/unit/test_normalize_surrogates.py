@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from sysmon_faust.normalize import Invalid, NormalizedEvent, normalize, parse_json_object
-from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, Detection, check_file
-from sysmon_faust.rules import load_rules
-from tests.support import case_file
+from tests.support import case_file, rules_test_case
 
 NAME = "lone_surrogate_escape"
 
@@ -51,10 +49,7 @@ def test_the_case_normalizes_with_the_unit_replaced(case: Path) -> None:
 
 
 def test_rules_test_joins_the_case_and_fires_nothing(case: Path) -> None:
-    detections: list[Detection] = []
-    report = check_file(
-        case, load_rules(), DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH, detections.append
-    )
+    report, detections = rules_test_case(NAME)
     assert (report.invalid, report.creates, report.connects, report.joined) == (0, 1, 1, 1)
     assert detections == []
 

@@ -9,19 +9,14 @@ import orjson
 import pytest
 
 from sysmon_faust.normalize import NormalizedEvent, normalize
-from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, Detection, check_file
-from sysmon_faust.rules import load_rules
-from tests.support import case_file
+from tests.support import case_events, case_file, rules_test_case
 
 NAME = "wlb7_sysmon_module_ecs"
 
 
 @pytest.fixture
 def events() -> list[NormalizedEvent]:
-    case = case_file(NAME)
-    found = [normalize(line) for line in case.read_bytes().splitlines()]
-    assert all(isinstance(event, NormalizedEvent) for event in found), found
-    return found  # type: ignore[return-value]
+    return case_events(NAME)
 
 
 def test_line_1_the_creation_read_from_ecs_and_event_data(events: list[NormalizedEvent]) -> None:
@@ -76,10 +71,7 @@ def test_where_both_hold_a_field_the_ecs_value_wins() -> None:
 
 
 def test_rules_test_joins_line_5_and_fires_the_wmi_rule_once() -> None:
-    case = case_file(NAME)
-    detections: list[Detection] = []
-    grace_ms = DEFAULT_GRACE_S * 1000
-    report = check_file(case, load_rules(), grace_ms, DEFAULT_DEPTH, detections.append)
+    report, detections = rules_test_case(NAME)
     assert (report.invalid, report.creates, report.connects, report.joined) == (0, 2, 3, 1)
     assert dict(report.unmatched) == {"process_started_before_grace": 2}
     assert [d.rule.rule_id for d in detections] == ["sysmon-wmi-child-network-connect"]
