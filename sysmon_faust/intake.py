@@ -163,6 +163,7 @@ class Intake(Service):
         #: and the watermark last written per input partition.
         self._released_ms = -1
         self._watermarks: dict[int, int] = {}
+        self._told_detail = False
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -384,6 +385,12 @@ class Intake(Service):
         if isinstance(outcome, Filtered):
             stats.filtered += 1
             stats.filtered_by_reason[outcome.reason] += 1
+            if outcome.detail is not None and not self._told_detail:
+                # Once: a shipper whose shape we do not know would otherwise
+                # look like a quiet one (every record filtered, counted).
+                self._told_detail = True
+                log.warning("intake: record %s[%s]@%s filtered: %s (see docs/shapes.md)",
+                            *_where(message), outcome.detail)  # fmt: skip
             return None
         if outcome.surrogates_replaced:
             stats.surrogates_replaced += 1
@@ -393,6 +400,7 @@ class Intake(Service):
         self, message: ConsumerRecord, outcome: NormalizedEvent, rekeyed: BatchBuilder
     ) -> list[Awaitable[Any]]:
         stats.normalized += 1
+        stats.normalized_by_shape[outcome.shape] += 1
         assert self.producer is not None
         key = outcome.process_guid.encode() if outcome.process_guid else None
         # Sysmon 5 only goes to the join (it ends a table row); 1 and 3 are

@@ -5,15 +5,9 @@ recorded lines (tests/unit/test_normalize.py). :func:`normalize` never raises;
 whatever it cannot read becomes an :class:`Invalid` with a reason that goes to
 the dead-letter topic.
 
-Three shapes reach Kafka (../shared/docs/DATA.md):
-
-=====================  ================  ===========================  ==================
-shape                  event id          channel / provider           origin computer
-=====================  ================  ===========================  ==================
-Winlogbeat 7.x / 8.x   winlog.event_id   winlog.channel/provider_name winlog.computer_name
-Winlogbeat 6.x         event_id          log_name / source_name       computer_name
-flat (NXLog)           EventID           Channel / SourceName         Hostname
-=====================  ================  ===========================  ==================
+Where each shipper keeps the event (eight shapes, JSON and XML) is found in
+one place, :mod:`sysmon_faust.shapes`; here its Sysmon fields become the
+record (docs/shapes.md lists every shape with a sample).
 
 Field names follow HELK's KSQL recipe. The collector's host name
 (``host.name``, ``beat.hostname``, NXLog's ``host``) and the Sysmon service's
@@ -32,6 +26,10 @@ from typing import Any, Final
 
 import orjson
 
+from sysmon_faust import shapes
+from sysmon_faust.shapes import Envelope
+
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 SYSMON_CHANNEL: Final = "microsoft-windows-sysmon/operational"
 SYSMON_PROVIDER: Final = "microsoft-windows-sysmon"
 
@@ -63,6 +61,8 @@ class NormalizedEvent:
     fields: dict[str, Any]
     #: Unpaired UTF-16 surrogates in the input were replaced by U+FFFD.
     surrogates_replaced: bool = False
+    #: The shape it came in (:data:`sysmon_faust.shapes.SHAPES`).
+    shape: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,8 @@ class Filtered:
 
     reason: str
     event_id: int | None = None
+    #: What was looked for, when ``reason`` alone does not say (``not_a_windows_event``).
+    detail: str | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,173 +267,10 @@ FIELD_MAPS: Mapping[int, tuple[tuple[str, str, _Convert], ...]] = {
 }
 
 
-# --- shapes -----------------------------------------------------------------
+# --- shapes (sysmon_faust.shapes) ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Envelope:
-    """Where one shape keeps the event id, channel, provider, computer and data."""
-
-    event_id: Any
-    channel: Any
-    provider: Any
-    computer: Any
-    data: Any
-
-
-#: Where Winlogbeat's and Elastic Agent's Sysmon module moves a Sysmon field
-#: to (x-pack/winlogbeat/module/sysmon/config/winlogbeat-sysmon.js, mode
-#: "rename"): ECS path → the Sysmon field name.
-_ECS_TO_SYSMON: Final = (
-    (("process", "entity_id"), "ProcessGuid"),
-    (("process", "pid"), "ProcessId"),
-    (("process", "executable"), "Image"),
-    (("process", "command_line"), "CommandLine"),
-    (("process", "working_directory"), "CurrentDirectory"),
-    (("process", "parent", "entity_id"), "ParentProcessGuid"),
-    (("process", "parent", "pid"), "ParentProcessId"),
-    (("process", "parent", "executable"), "ParentImage"),
-    (("process", "parent", "command_line"), "ParentCommandLine"),
-    (("source", "ip"), "SourceIp"),
-    (("source", "port"), "SourcePort"),
-    (("source", "domain"), "SourceHostname"),
-    (("destination", "ip"), "DestinationIp"),
-    (("destination", "port"), "DestinationPort"),
-    (("destination", "domain"), "DestinationHostname"),
-    (("network", "transport"), "Protocol"),
-    (("network", "protocol"), "DestinationPortName"),
-)
-#: network.direction → Sysmon's Initiated (the module's mapping, and ECS 8's names).
-_DIRECTION_INITIATED: Final = {
-    "egress": "true",
-    "outbound": "true",
-    "ingress": "false",
-    "inbound": "false",
-}
-
-
-def _ecs_value(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = doc
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _xml_text(value: Any) -> Any:
-    """An XML element as JSON: its text, whether it came with attributes (``#text``) or not."""
-    return value.get("#text") if isinstance(value, dict) else value
-
-
-def _with_ecs_fields(doc: Mapping[str, Any], event_data: Any) -> Any:
-    """``winlog.event_data`` with the Sysmon fields the Sysmon module moved into ECS put back.
-
-    The module (Winlogbeat 7/8, Elastic Agent) renames ProcessGuid, Image,
-    parents, UtcTime, addresses, ports, protocol and direction into ECS fields
-    (../shared/cases/wlb7_sysmon_module_ecs) and deletes an emptied
-    ``event_data``; what it left stays. Where both hold a field, the ECS
-    value wins. A raw event (no module) has none of these ECS fields: unchanged.
-    """
-    data = dict(event_data) if isinstance(event_data, dict) else {}
-    moved = {
-        name: value for path, name in _ECS_TO_SYSMON if (value := _ecs_value(doc, path)) is not None
-    }
-    if not moved and not isinstance(doc.get("process"), dict):
-        return event_data
-    data |= moved
-    if "UtcTime" not in data and isinstance(doc.get("@timestamp"), str):
-        data["UtcTime"] = doc["@timestamp"]  # the module moves UtcTime there
-    user = doc.get("user")
-    if "User" not in moved and isinstance(user, dict) and isinstance(user.get("name"), str):
-        domain = user.get("domain")
-        data["User"] = f"{domain}\\{user['name']}" if isinstance(domain, str) else user["name"]
-    direction = _ecs_value(doc, ("network", "direction"))
-    if isinstance(direction, str) and direction.lower() in _DIRECTION_INITIATED:
-        data["Initiated"] = _DIRECTION_INITIATED[direction.lower()]
-    network_type = _ecs_value(doc, ("network", "type"))
-    if isinstance(network_type, str) and network_type.lower() in ("ipv4", "ipv6"):
-        is_ipv6 = "true" if network_type.lower() == "ipv6" else "false"
-        data.setdefault("SourceIsIpv6", is_ipv6)
-        data.setdefault("DestinationIsIpv6", is_ipv6)
-    hashes = doc.get("hash")
-    if "Hashes" not in data and isinstance(hashes, dict) and hashes:
-        data["Hashes"] = ",".join(
-            f"{name.upper()}={value.upper()}"
-            for name, value in hashes.items()
-            if isinstance(value, str)
-        )
-    return data
-
-
-def _envelope(doc: Mapping[str, Any]) -> _Envelope | None:
-    winlog = doc.get("winlog")
-    if isinstance(winlog, dict):  # Winlogbeat 7.x / 8.x (ECS), raw or through the Sysmon module
-        return _Envelope(
-            winlog.get("event_id"),
-            winlog.get("channel"),
-            winlog.get("provider_name"),
-            winlog.get("computer_name"),
-            _with_ecs_fields(doc, winlog.get("event_data")),
-        )
-    event = doc.get("Event")
-    if isinstance(event, dict) and isinstance(event.get("System"), dict):
-        # The event's XML as JSON, attributes under "#attributes": what
-        # evtx_dump, chainsaw and python-evtx converters write, and SigmaHQ's
-        # regression data (../shared/sigma/regression_data).
-        system = event["System"]
-        return _Envelope(
-            _xml_text(system.get("EventID")),
-            _xml_text(system.get("Channel")),
-            _ecs_value(system, ("Provider", "#attributes", "Name")),
-            _xml_text(system.get("Computer")),
-            event.get("EventData"),
-        )
-    if isinstance(doc.get("EventData"), str) and ("Provider" in doc or "Computer" in doc):
-        # Azure Monitor Agent's WindowsEvent rows (Log Analytics, exported to
-        # Event Hubs): the Sysmon fields are a JSON object serialised into the
-        # string EventData (../shared/cases/azure_ama_windowsevent).
-        return _Envelope(
-            doc.get("EventID"),
-            doc.get("Channel"),
-            doc.get("Provider"),
-            doc.get("Computer"),
-            _json_object_or_text(doc["EventData"]),
-        )
-    # A shape is known by its event id, channel or provider key: a document
-    # with its channel or provider but no event id is a broken event of that
-    # shape (a Sysmon one is dead-lettered, as in the ECS shape), not "not a
-    # Windows event".
-    if "EventID" in doc or "Channel" in doc or "SourceName" in doc or "ProviderName" in doc:
-        # flat Windows event (NXLog and similar exports)
-        return _Envelope(
-            doc.get("EventID"),
-            doc.get("Channel"),
-            doc.get("SourceName") or doc.get("ProviderName"),
-            doc.get("Hostname"),
-            doc,
-        )
-    if "event_id" in doc or "log_name" in doc or "source_name" in doc:  # Winlogbeat 6.x
-        return _Envelope(
-            doc.get("event_id"),
-            doc.get("log_name"),
-            doc.get("source_name"),
-            doc.get("computer_name"),
-            doc.get("event_data"),
-        )
-    return None
-
-
-def _json_object_or_text(text: str) -> Any:
-    """A JSON object serialised in a string field, or the string when it holds none."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
-    return value if isinstance(value, dict) else text
-
-
-def _is_sysmon(envelope: _Envelope) -> bool:
+def _is_sysmon(envelope: Envelope) -> bool:
     channel, provider = envelope.channel, envelope.provider
     return (isinstance(channel, str) and channel.lower() == SYSMON_CHANNEL) or (
         isinstance(provider, str) and provider.lower() == SYSMON_PROVIDER
@@ -508,11 +347,16 @@ def _replace_surrogates(value: Any) -> Any:
 def normalize(raw: bytes) -> Outcome:
     """One raw input value → :class:`NormalizedEvent`, :class:`Filtered` or :class:`Invalid`.
 
-    Never raises: a bug in here would otherwise stop a partition for good.
+    The value is a JSON object of one of the shapes of :mod:`sysmon_faust.shapes`,
+    or a whole rendered ``<Event>`` XML. Never raises: a bug in here would
+    otherwise stop a partition for good.
     """
     try:
         doc = parse_json_object(raw)
         if isinstance(doc, Invalid):
+            # Only what orjson refused pays for this look: JSON stays as fast.
+            if raw.removeprefix(UTF8_BOM).lstrip()[:1] == b"<":
+                return normalize_xml(raw)
             return doc
         outcome = normalize_document(doc)
         if isinstance(doc, SurrogatesReplaced) and isinstance(outcome, NormalizedEvent):
@@ -522,11 +366,28 @@ def normalize(raw: bytes) -> Outcome:
         return Invalid(f"normalizer failed: {type(exc).__name__}: {exc}")
 
 
+def normalize_xml(raw: bytes | str) -> Outcome:
+    """A whole rendered Windows event XML → outcome (see :func:`shapes.xml_envelope`)."""
+    try:
+        envelope = shapes.xml_envelope(raw)
+    except shapes.ShapeError as exc:
+        return Invalid(str(exc))
+    return normalize_envelope(envelope)
+
+
 def normalize_document(doc: Mapping[str, Any]) -> Outcome:
     """A decoded JSON object → outcome. See :func:`normalize`."""
-    envelope = _envelope(doc)
+    try:
+        envelope = shapes.envelope(doc)
+    except shapes.ShapeError as exc:
+        return Invalid(str(exc))
     if envelope is None:
-        return Filtered(NOT_WINDOWS_EVENT)
+        return Filtered(NOT_WINDOWS_EVENT, detail=shapes.LOOKED_FOR)
+    return normalize_envelope(envelope)
+
+
+def normalize_envelope(envelope: Envelope) -> Outcome:
+    """An event found in its shape → outcome: Sysmon 1/3/5 mapped, others filtered."""
     if not _is_sysmon(envelope):
         return Filtered(NOT_SYSMON)
     try:
@@ -540,7 +401,7 @@ def normalize_document(doc: Mapping[str, Any]) -> Outcome:
         return Filtered(f"sysmon_event_{event_id}", event_id)
     data = envelope.data
     if not isinstance(data, dict):
-        return Invalid(f"Sysmon event {event_id} has no event data object")
+        return Invalid(f"Sysmon event {event_id} ({envelope.shape}) has no event data object")
     try:
         return _map_event(event_id, envelope, data, field_map)
     except _FieldError as exc:
@@ -549,7 +410,7 @@ def normalize_document(doc: Mapping[str, Any]) -> Outcome:
 
 def _map_event(
     event_id: int,
-    envelope: _Envelope,
+    envelope: Envelope,
     data: Mapping[str, Any],
     field_map: tuple[tuple[str, str, _Convert], ...],
 ) -> NormalizedEvent:
@@ -569,4 +430,4 @@ def _map_event(
     for source, target, convert in field_map:
         fields[target] = convert(data.get(source), source)
     fields["process_name"] = file_name(fields["process_path"])
-    return NormalizedEvent(event_id, guid, timestamp_ms, fields)
+    return NormalizedEvent(event_id, guid, timestamp_ms, fields, shape=envelope.shape)

@@ -319,6 +319,12 @@ def render_metrics() -> str:
             [metrics.Sample(v, {"reason": k}) for k, v in sorted(stats.filtered_by_reason.items())],
         ),
         metrics.Metric(
+            "sysmon_normalized_by_shape_total",
+            "counter",
+            "Sysmon 1/3/5 events normalized, by the shape they came in (docs/shapes.md)",
+            [metrics.Sample(v, {"shape": k}) for k, v in sorted(stats.normalized_by_shape.items())],
+        ),
+        metrics.Metric(
             "sysmon_alerts_by_rule_total",
             "counter",
             "Alerts by rule",

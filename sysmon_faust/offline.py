@@ -62,6 +62,7 @@ from sysmon_faust.clock import utc_now_iso
 from sysmon_faust.join import Row
 from sysmon_faust.normalize import (
     NETWORK_CONNECT,
+    NOT_WINDOWS_EVENT,
     PROCESS_CREATE,
     Filtered,
     Invalid,
@@ -73,6 +74,7 @@ from sysmon_faust.process_tree import ancestry, encode_link
 from sysmon_faust.replay import ReplayError, read_records
 from sysmon_faust.rules import Rule, RuleError, alert_record, load_rules, matching_rules
 from sysmon_faust.settings import Settings, SettingsError
+from sysmon_faust.shapes import LOOKED_FOR
 
 #: The worker's defaults; the environment's settings are read, as the
 #: worker's are, by sysmon_faust.settings (which builds no app).
@@ -221,6 +223,8 @@ class FileReport:
     #: Sysmon 1, 3 and 5: the events the pipeline handles.
     handled: int = 0
     filtered: int = 0
+    #: Records of no Windows event shape (sysmon_faust.shapes.LOOKED_FOR), among ``filtered``.
+    no_shape: int = 0
     invalid: int = 0
     creates: int = 0
     connects: int = 0
@@ -241,6 +245,7 @@ _COUNTS: Final = (
     "sysmon",
     "handled",
     "filtered",
+    "no_shape",
     "invalid",
     "creates",
     "connects",
@@ -285,6 +290,7 @@ def check_file(
             report.invalid += 1
         elif isinstance(outcome, Filtered):
             report.filtered += 1
+            report.no_shape += outcome.reason == NOT_WINDOWS_EVENT
             if outcome.event_id is not None:  # a Sysmon event of an id the pipeline drops
                 report.sysmon += 1
         else:
@@ -371,6 +377,11 @@ def summary_lines(report: FileReport, title: str) -> list[str]:
         f"  creations {report.creates}; connects {report.connects}: joined {report.joined}, "
         f"unmatched {report.unmatched.total()}" + (f" ({reasons})" if reasons else ""),
         f"  alerts {report.alerts.total()}" + (f": {rules}" if rules else ""),
+        *(
+            [f"  {report.no_shape} record(s) of no Windows event shape: {LOOKED_FOR}"]
+            if report.no_shape
+            else []
+        ),
     ]
 
 

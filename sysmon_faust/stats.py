@@ -54,6 +54,8 @@ class PipelineStats:
     #: (sysmon_faust.guid_time): the decision took them as unknown.
     guid_start_time_implausible: Counter[str] = field(default_factory=Counter)
     filtered_by_reason: Counter[str] = field(default_factory=Counter)
+    #: Sysmon 1/3/5 events normalized, by the shape they came in (sysmon_faust.shapes).
+    normalized_by_shape: Counter[str] = field(default_factory=Counter)
     unmatched_by_reason: Counter[str] = field(default_factory=Counter)
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
     processing_latency: Histogram = field(default_factory=Histogram)
@@ -90,6 +92,7 @@ class PipelineStats:
             },
             "guid_start_time_implausible": dict(self.guid_start_time_implausible),
             "filtered_by_reason": dict(self.filtered_by_reason),
+            "normalized_by_shape": dict(self.normalized_by_shape),
             "unmatched_by_reason": dict(self.unmatched_by_reason),
             "alerts_by_rule": dict(self.alerts_by_rule),
         }
