@@ -2,7 +2,7 @@
 
 The analyst's loop for writing a rule: edit the rules file, run this over a
 few recordings, read the alerts. No broker and no worker: each recording goes
-through the pipeline's own pieces — :func:`sysmon_faust.replay.read_records`
+through the pipeline's own pieces — :func:`sysmon_faust.recordings.read_records`
 (exactly what ``replay`` would load), :func:`sysmon_faust.normalize.normalize`,
 the join with its grace and the process ancestry (:class:`OfflineJoin`), then
 :func:`sysmon_faust.rules.matching_rules` — and every alert is printed as the
@@ -71,7 +71,7 @@ from sysmon_faust.normalize import (
     normalize,
 )
 from sysmon_faust.process_tree import ancestry, encode_link
-from sysmon_faust.replay import ReplayError, read_records
+from sysmon_faust.recordings import OnNote, RecordingError, kind, read_records
 from sysmon_faust.rules import Rule, RuleError, alert_record, load_rules, matching_rules
 from sysmon_faust.settings import Settings, SettingsError
 from sysmon_faust.shapes import LOOKED_FOR
@@ -273,15 +273,16 @@ def check_file(
     depth: int,
     on_detection: OnDetection,
     on_progress: OnProgress | None = None,
+    on_note: OnNote | None = None,
 ) -> FileReport:
     """Run one recording through normalization, the join and ``rules``.
 
     Calls ``on_detection`` for each alert as it is found. Raises
-    :class:`sysmon_faust.replay.ReplayError` when the file cannot be read.
+    :class:`sysmon_faust.recordings.RecordingError` when the file cannot be read.
     """
     report = FileReport(str(path))
     offline = OfflineJoin(grace_ms, depth)
-    for raw in read_records(path):
+    for raw in read_records(path, on_note):
         report.events += 1
         if on_progress is not None and report.events % _PROGRESS_EVERY == 0:
             on_progress(report.events)
@@ -473,7 +474,10 @@ def _parser(prog: str) -> _Parser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="recordings")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE",
+        help=".json, .jsonl, .gz, .evtx recordings, or .tar.gz/.tgz/.tar.bz2/.zip archives of them",
+    )  # fmt: skip
     parser.add_argument(
         "--rules", type=Path, metavar="PATH",
         help="rules file (default: SYSMON_RULES if set, else the shipped default rules)",
@@ -520,6 +524,7 @@ def _check_readable(files: Iterable[Path]) -> None:
     for path in files:
         if not path.is_file():
             raise UsageError(f"no such file: {path}")
+        kind(path)  # a file of no kind read here: RecordingError, naming it
         try:
             path.open("rb").close()
         except OSError as exc:
@@ -535,7 +540,7 @@ def _load(path: Path | None) -> tuple[Rule, ...]:
 
 
 def run(options: Options, out: TextIO, err: TextIO) -> None:
-    """Check every file, printing alerts and counts; raises ReplayError/UsageError."""
+    """Check every file, printing alerts and counts; raises RecordingError/UsageError."""
     rules = _load(options.rules)
     _check_readable(options.files)
     counts_out = err if options.json else out
@@ -546,10 +551,14 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
         progress.clear()
         print(render(detection), file=out, flush=True)
 
+    def note(text: str) -> None:
+        progress.clear()
+        print(f"note: {text}", file=err, flush=True)
+
     total = FileReport("total")
     for path in options.files:
         on_progress = progress.start(path.name)
-        report = check_file(path, rules, options.grace_ms, options.depth, emit, on_progress)
+        report = check_file(path, rules, options.grace_ms, options.depth, emit, on_progress, note)
         progress.clear()
         total.add(report)
         print("\n".join(summary_lines(report, f"== {path}")), file=counts_out, flush=True)
@@ -578,7 +587,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "rules") -> int:
         run(parse_options(args[1:], test_prog), sys.stdout, sys.stderr)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
-    except (UsageError, ReplayError) as exc:
+    except (UsageError, RecordingError) as exc:
         print(f"{test_prog}: {exc}", file=sys.stderr)
         return 2
     return 0

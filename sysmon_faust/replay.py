@@ -1,36 +1,32 @@
 """``python -m sysmon_faust replay FILE...``: load recorded events into the input topic.
 
-Each line of a recording is produced unchanged (line end and a leading BOM
-removed) in file order, as Winlogbeat would have sent it. A line that is not
-JSON is sent all the same — the pipeline must cope with it — and counted.
-OTRF/Mordor recordings work as they are (``.json``/``.jsonl``, optionally
-``.gz``); a ``.json`` file holding one JSON array is sent element by element,
-one holding indented objects object by object; a Windows event log file
-(``.evtx``) record by record (see :func:`read_records`).
+Each record of a recording (:mod:`sysmon_faust.recordings`: JSON lines, JSON
+arrays and indented objects, ``.gz``, ``.evtx``, tar and zip archives of
+them) is produced in file order, as Winlogbeat would have sent it. A line
+that is not JSON is sent all the same — the pipeline must cope with it — and
+counted. Every file is read whole before the first record is sent: a file
+that cannot be read stops the replay (exit 2) before anything of it went out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
-import json
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, TextIO
 
-import evtx
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from sysmon_faust.progress import Progress
+from sysmon_faust.recordings import RecordingError, count_records, read_records
 
-UTF8_BOM = b"\xef\xbb\xbf"
 # Futures kept in flight before waiting for their acknowledgements: bounds
 # memory and still lets aiokafka batch.
 _WINDOW = 5000
@@ -38,7 +34,21 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 class ReplayError(Exception):
-    """A recording cannot be read or the topic cannot be written; the message says why."""
+    """A recording is missing or the topic cannot be written; the message says why."""
+
+
+class NoteOnce:
+    """Says each note of :mod:`sysmon_faust.recordings` once (files are read twice: count, send)."""
+
+    def __init__(self, prog: str, stream: TextIO | None = None) -> None:
+        self.prog = prog
+        self.stream = stream
+        self.said: set[str] = set()
+
+    def __call__(self, note: str) -> None:
+        if note not in self.said:
+            self.said.add(note)
+            print(f"{self.prog}: note: {note}", file=self.stream or sys.stderr, flush=True)
 
 
 @dataclass
@@ -54,98 +64,6 @@ class ReplayResult:
             f"replay: sent {self.sent} records ({self.not_json} not JSON) from "
             f"{self.files} file(s) to topic {topic!r} in {self.seconds:.1f} s ({rate:,.0f}/s)"
         )
-
-
-def _open(path: Path) -> IO[bytes]:
-    if path.suffix == ".gz":
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
-
-
-def read_records(path: Path) -> Iterator[bytes]:
-    """The values of one recording, in file order.
-
-    ``.evtx``: each record's event as JSON (the ``evtx`` package's
-    ``{"Event": {"System": …, "EventData": …}}``, a shape the normalizer
-    reads). Otherwise JSON lines, one JSON array, or JSON objects one after
-    the other, pretty-printed or not (SigmaHQ's regression files: one
-    indented object per file, sometimes more). Raises :class:`ReplayError`
-    naming the file when it cannot be read.
-    """
-    if path.suffix.lower() == ".evtx":
-        yield from _evtx_records(path)
-        return
-    try:
-        with _open(path) as handle:
-            first = True
-            head = handle.peek(64)[:64] if hasattr(handle, "peek") else b""
-            if head.removeprefix(UTF8_BOM).lstrip().startswith(b"["):
-                yield from _json_array(handle.read(), path)
-                return
-            for line in handle:
-                if first:
-                    line = line.removeprefix(UTF8_BOM)
-                    first = False
-                    if _starts_a_multiline_object(line):
-                        yield from _json_objects(line + handle.read(), path)
-                        return
-                line = line.rstrip(b"\r\n")
-                if line.strip():
-                    yield line
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise ReplayError(f"cannot read {path}: {exc}") from exc
-
-
-def _starts_a_multiline_object(first_line: bytes) -> bool:
-    """A first line that is a lone ``{``: an indented object (json.dump, evtx_dump, SigmaHQ).
-
-    Only that: a first line that is broken JSON is a record like any other,
-    sent as it is for the pipeline to dead-letter.
-    """
-    return first_line.removeprefix(UTF8_BOM).strip() == b"{"
-
-
-def _json_objects(data: bytes, path: Path) -> Iterator[bytes]:
-    """JSON values one after the other (whitespace between), each sent compact."""
-    text = data.removeprefix(UTF8_BOM).decode("utf-8", "surrogatepass")
-    decoder = json.JSONDecoder()
-    at = 0
-    while True:
-        while at < len(text) and text[at].isspace():
-            at += 1
-        if at >= len(text):
-            return
-        try:
-            value, at = decoder.raw_decode(text, at)
-        except ValueError as exc:
-            raise ReplayError(f"{path}: not JSON at character {at}: {exc}") from exc
-        # ASCII with escapes: an unpaired surrogate stays an escape (then read
-        # as U+FFFD), never bytes that are not UTF-8.
-        yield json.dumps(value, separators=(",", ":")).encode()
-
-
-def _evtx_records(path: Path) -> Iterator[bytes]:
-    """Each record of a Windows event log file, as the JSON of its event (``evtx`` package)."""
-    try:
-        parser = evtx.PyEvtxParser(str(path))
-        for record in parser.records_json():
-            if record is not None:  # the package's type: a record it could not read
-                yield orjson.dumps(orjson.loads(record["data"]))
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ReplayError(f"cannot read {path} as a Windows event log (.evtx): {exc}") from exc
-
-
-def _json_array(data: bytes, path: Path) -> Iterator[bytes]:
-    try:
-        items = orjson.loads(data.removeprefix(UTF8_BOM))
-    except orjson.JSONDecodeError as exc:
-        raise ReplayError(f"{path} starts like a JSON array but is not one: {exc}") from exc
-    for item in items:
-        yield orjson.dumps(item)
-
-
-def count_records(paths: Sequence[Path]) -> int:
-    return sum(sum(1 for _ in read_records(path)) for path in paths)
 
 
 def _is_json(value: bytes) -> bool:
@@ -185,16 +103,20 @@ async def replay(
     partitions: int = 1,
     progress: Progress | None = None,
     client_options: Mapping[str, Any] | None = None,
+    on_note: NoteOnce | None = None,
 ) -> ReplayResult:
     """Send the records of ``paths`` to ``topic``, in file order.
 
     ``client_options``: security arguments of the Kafka clients
-    (:meth:`sysmon_faust.settings.Settings.kafka_client_options`).
+    (:meth:`sysmon_faust.settings.Settings.kafka_client_options`). Raises
+    :class:`ReplayError` for a missing file, :class:`RecordingError` for one
+    that cannot be read (both before anything is sent).
     """
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise ReplayError(f"no such file: {', '.join(missing)}")
-    total = count_records(paths)
+    note = on_note or NoteOnce("replay")
+    total = count_records(list(paths), note)
     await ensure_topic(bootstrap_servers, topic, partitions, client_options)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -217,7 +139,7 @@ async def replay(
     try:
         for path in paths:
             result.files += 1
-            for value in read_records(path):
+            for value in read_records(path, note):
                 if not _is_json(value):
                     result.not_json += 1
                 pending.append(await producer.send(topic, value))
@@ -249,7 +171,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "replay") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Load recorded Sysmon events into the input topic."
     )
-    parser.add_argument("files", nargs="+", type=Path, help=".json, .jsonl or .gz recordings")
+    parser.add_argument(
+        "files", nargs="+", type=Path,
+        help=".json, .jsonl, .gz, .evtx recordings, or .tar.gz/.tgz/.tar.bz2/.zip archives of them",
+    )  # fmt: skip
     parser.add_argument("--topic", help="input topic (default: SYSMON_TOPIC_INPUT)")
     parser.add_argument("--bootstrap-servers", help="default: KAFKA_BOOTSTRAP_SERVERS")
     parser.add_argument("--rate", type=float, help="at most this many records per second")
@@ -278,9 +203,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "replay") -> int:
                 client_options=settings.kafka_client_options(),
             )
         )
-    except ReplayError as exc:
+    except (ReplayError, RecordingError) as exc:
+        # A file it cannot read is the command line's fault: 2, as argparse's.
         print(f"replay: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except Exception as exc:
         refusal = asyncio.run(
             explain_refusal(dataclasses.replace(settings, bootstrap_servers=servers))

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from sysmon_faust.normalize import Filtered, NormalizedEvent, normalize_document
-from sysmon_faust.replay import read_records
+from sysmon_faust.recordings import read_records
 from tests.support import SHARED
 
 REGRESSION_DATA = SHARED / "sigma" / "regression_data"

@@ -9,6 +9,7 @@ start: their creation may still come, and they wait.
 from __future__ import annotations
 
 import json
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -423,3 +424,36 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: python -m sysmon_faust rules test" in out
     assert "--grace" in out and "--depth" in out and "--json" in out
     assert "retention" in out
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_cli_file_of_no_kind_read_here(
+    wmi_recording: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "events.txt"
+    notes.write_bytes(wmi_recording.read_bytes())
+    assert offline.main(["test", str(wmi_recording), str(notes)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # refused before any file is read
+    assert err.startswith(f"rules test: {notes}: not a recording this reads")
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_cli_reads_an_archive_as_its_members(
+    wmi_recording: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert offline.main(["test", "--json", str(wmi_recording)]) == 0
+    from_file, _ = capsys.readouterr()
+    archive = tmp_path / "wmi.zip"
+    with zipfile.ZipFile(archive, "w") as packed:
+        packed.write(wmi_recording, "wmi/events.json")
+        packed.writestr("wmi/notes.md", "how it was recorded")
+    assert offline.main(["test", "--json", str(archive)]) == 0
+    from_archive, err = capsys.readouterr()
+
+    def alerts(out: str) -> list[Any]:
+        return [{**json.loads(line)["alert"], "detected_at": None} for line in out.splitlines()]
+
+    assert alerts(from_archive) == alerts(from_file) != []
+    assert f"note: {archive}: 1 member(s) of no recording kind skipped (wmi/notes.md)" in err
