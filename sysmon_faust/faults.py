@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 import rocksdb
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnsupportedCodecError
 from faust.exceptions import ProducerSendError
 
 #: Exceptions of the machine or the cluster, never of a record: the OS
@@ -59,11 +59,20 @@ def is_own_fault(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """One line: the exception's type and message (RocksDB's come as bytes)."""
+    """One line: the exception's type and message (RocksDB's come as bytes), and what to do."""
     message = exc.args[0] if len(exc.args) == 1 else str(exc)
     if isinstance(message, bytes):
         message = message.decode("utf-8", "replace")
-    return f"{type(exc).__name__}: {message}".strip().replace("\n", " ")
+    text = f"{type(exc).__name__}: {message}".strip().replace("\n", " ")
+    if isinstance(exc, UnsupportedCodecError):
+        # aiokafka names the codec ("Libraries for zstd compression codec not
+        # found", "Unknown compression codec 0x05"); the caller names the topic.
+        text += (
+            " — the topic holds record batches compressed with a codec this worker cannot "
+            "read: install aiokafka's codec libraries (pip install 'aiokafka[lz4,snappy,zstd]'), "
+            "or for a codec aiokafka does not know, a newer aiokafka"
+        )
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,7 @@ class Intake(Service):
             linger_ms=5,
             max_batch_size=1024 * 1024,
             max_request_size=MAX_RECORD_BYTES,
+            compression_type=settings.compression_type,
             partitioner=kafka_partitioner,
             transactional_id=(
                 f"{settings.app_id}-intake-{app.conf.web_port}" if self.exactly_once else None

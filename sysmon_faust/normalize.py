@@ -302,7 +302,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any] | Invalid:
         if isinstance(exc.__cause__, UnicodeDecodeError) or "utf-8" in str(exc).lower():
             return Invalid(f"not valid UTF-8: {exc}")
         return Invalid(f"not valid JSON: {exc}")
-    return _object_or_invalid(doc)
+    return doc if isinstance(doc, dict) else _object_or_invalid(doc)
 
 
 def _object_or_invalid(doc: Any) -> dict[str, Any] | Invalid:
@@ -382,14 +382,21 @@ def normalize_document(doc: Mapping[str, Any]) -> Outcome:
     except shapes.ShapeError as exc:
         return Invalid(str(exc))
     if envelope is None:
-        return Filtered(NOT_WINDOWS_EVENT, detail=shapes.LOOKED_FOR)
+        return _NO_SHAPE
     return normalize_envelope(envelope)
+
+
+# The outcomes of 94 % of what Winlogbeat sends: made once (they are frozen),
+# not per record (make bench, normalizer row).
+_NO_SHAPE: Final = Filtered(NOT_WINDOWS_EVENT, detail=shapes.LOOKED_FOR)
+_NOT_SYSMON: Final = Filtered(NOT_SYSMON)
+_OTHER_SYSMON: dict[int, Filtered] = {}
 
 
 def normalize_envelope(envelope: Envelope) -> Outcome:
     """An event found in its shape → outcome: Sysmon 1/3/5 mapped, others filtered."""
     if not _is_sysmon(envelope):
-        return Filtered(NOT_SYSMON)
+        return _NOT_SYSMON
     try:
         event_id = to_int(envelope.event_id, "event id", 0, 65535)
     except _FieldError as exc:
@@ -398,8 +405,11 @@ def normalize_envelope(envelope: Envelope) -> Outcome:
         return Invalid("Sysmon event without an event id")
     field_map = FIELD_MAPS.get(event_id)
     if field_map is None:
-        return Filtered(f"sysmon_event_{event_id}", event_id)
-    data = envelope.data
+        filtered = _OTHER_SYSMON.get(event_id)
+        if filtered is None:
+            filtered = _OTHER_SYSMON[event_id] = Filtered(f"sysmon_event_{event_id}", event_id)
+        return filtered
+    data = envelope.sysmon_data()
     if not isinstance(data, dict):
         return Invalid(f"Sysmon event {event_id} ({envelope.shape}) has no event data object")
     try:

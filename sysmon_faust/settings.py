@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Kafka's record batch codecs (the producer's compression.type), and none.
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 
 # A Kafka topic name: legal characters and length (Kafka's own rule).
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -75,6 +77,10 @@ class Settings:
     topic_alerts: str = "sysmon-alerts"
     topic_dlq: str = "sysmon-dlq"
     processing_guarantee: str = "at_least_once"
+    #: The codec of every record batch the worker writes (the producer's
+    #: compression.type): re-keying, process-tree and output topics, table
+    #: changelogs, dead letters. What it reads may use any codec.
+    compression: str = "lz4"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_advertised_host: str = ""
@@ -131,6 +137,11 @@ class Settings:
         See :mod:`sysmon_faust.tree_replica`.
         """
         return f"{self.app_id}-process-tree"
+
+    @property
+    def compression_type(self) -> str | None:
+        """The codec as Kafka clients take it (``compression_type``): None for no compression."""
+        return None if self.compression == "none" else self.compression
 
     @property
     def intake_group(self) -> str:
@@ -261,6 +272,12 @@ class Settings:
                 f"{', '.join(PROCESSING_GUARANTEES)}"
             )
 
+        compression = text("SYSMON_COMPRESSION", defaults.compression).lower()
+        if compression not in COMPRESSION_TYPES:
+            raise SettingsError(
+                f"SYSMON_COMPRESSION={compression!r} must be one of {', '.join(COMPRESSION_TYPES)}"
+            )
+
         settings = cls(
             bootstrap_servers=servers,
             app_id=app_id,
@@ -278,6 +295,7 @@ class Settings:
             topic_alerts=topic("SYSMON_TOPIC_ALERTS", defaults.topic_alerts),
             topic_dlq=topic("SYSMON_TOPIC_DLQ", defaults.topic_dlq),
             processing_guarantee=guarantee,
+            compression=compression,
             web_host=text("SYSMON_WEB_HOST", defaults.web_host),
             web_port=integer("SYSMON_WEB_PORT", defaults.web_port, 1, 65535),
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
@@ -418,6 +436,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_TOPIC_ALERTS",
     "SYSMON_TOPIC_DLQ",
     "SYSMON_PROCESSING_GUARANTEE",
+    "SYSMON_COMPRESSION",
     "SYSMON_WEB_HOST",
     "SYSMON_WEB_PORT",
     "SYSMON_WEB_ADVERTISED_HOST",

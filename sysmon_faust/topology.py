@@ -141,6 +141,7 @@ app = SysmonApp(
     web_bind=settings.web_host,
     web_port=settings.web_port,
     producer_max_request_size=MAX_RECORD_BYTES,
+    producer_compression_type=settings.compression_type,
     # Faust's default of 0 sends every enriched record in a produce request of
     # its own: a quarter of the join's CPU in a profile. 5 ms is Kafka's default
     # since 4.0.

@@ -12,6 +12,9 @@ recording, compared with the independent reference (tests/reference.py).
 
 from __future__ import annotations
 
+import os
+import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +22,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from sysmon_faust.faults import EXIT_STATUS
 from tests.reference import Expected, compute, lines
-from tests.support import WorkerProcess, create_topic, produce, run
+from tests.support import OwnBroker, WorkerProcess, create_topic, produce, run
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +75,86 @@ def test_a_compressed_input_joins_like_the_reference(
     assert stats["unmatched"] == len(expected.unmatched)
     assert stats["dead_lettered"] == 0
     assert stats["alerts"] == stats["alerts_by_rule"]["sysmon-wmi-child-network-connect"] > 0
+
+
+#: The codec bits of a record batch's attributes (Kafka's message format v2:
+#: baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic
+#: int8, crc uint32, attributes int16; bits 0-2 the codec).
+CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+def batch_codecs(segment: Path) -> set[str]:
+    """The codec of every record batch in a broker's log segment file, read from its bytes."""
+    data, at, codecs = segment.read_bytes(), 0, set()
+    while at + 23 <= len(data):
+        length, magic = struct.unpack_from(">iB", data, at + 8)[0], data[at + 16]
+        assert magic == 2, f"{segment}: message format {magic}"
+        codecs.add(CODECS[struct.unpack_from(">h", data, at + 21)[0] & 0x07])
+        at += 12 + length
+    return codecs
+
+
+def test_what_the_worker_writes_is_compressed_with_sysmon_compression(
+    own_broker: OwnBroker,
+    datasets_dir: Path,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    path = datasets_dir / f"{RECORDING}.jsonl.gz"
+    expected = compute(path)
+    env = pipeline_env() | {
+        "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap, "SYSMON_COMPRESSION": "zstd"
+    }  # fmt: skip
+    create_topic(own_broker.bootstrap, env["SYSMON_TOPIC_INPUT"])
+    worker = worker_factory(env)
+    produce(own_broker.bootstrap, env["SYSMON_TOPIC_INPUT"], lines(path))  # uncompressed
+    stats = worker.wait_for(lambda s: s["joined"] == len(expected.joined), timeout=180)
+    assert stats["unmatched"] == len(expected.unmatched)
+    app_id = env["SYSMON_APP_ID"]
+    written = {
+        "re-keying": f"{app_id}-events-by-process-guid",
+        "process tree": f"{app_id}-process-tree",
+        "sysmon-join": env["SYSMON_TOPIC_JOIN"],
+        "sysmon-process-create": env["SYSMON_TOPIC_PROCESS_CREATE"],
+        "a table changelog": f"{app_id}-process-create-changelog",
+    }
+    logs = own_broker.data_dir / "logs"
+    for what, topic in written.items():
+        segments = [s for s in logs.glob(f"{topic}-*/*.log") if s.stat().st_size]
+        codecs = set().union(*map(batch_codecs, segments))
+        assert codecs == {"zstd"}, (what, topic, codecs)
+    input_codecs = set().union(
+        *map(batch_codecs, logs.glob(f"{env['SYSMON_TOPIC_INPUT']}-*/*.log"))
+    )
+    assert input_codecs == {"none"}  # the check tells codecs apart
+
+
+def test_a_codec_the_worker_cannot_read_stops_it_with_one_line(
+    tmp_path: Path,
+    pipeline_env: Callable[..., dict[str, str]],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    # A worker without the codec libraries (as before issue 16, or a codec
+    # newer than its aiokafka): cramjam cannot be imported in it.
+    blocked = tmp_path / "no-cramjam"
+    blocked.mkdir()
+    (blocked / "sitecustomize.py").write_text('import sys\nsys.modules["cramjam"] = None\n')
+    env = pipeline_env() | {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(blocked), os.environ.get("PYTHONPATH")])),
+        "SYSMON_COMPRESSION": "gzip",  # what it writes: a codec it has
+    }
+    bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"]
+    create_topic(bootstrap, topic)
+    produce(bootstrap, topic, [b'{"winlog": {}}'] * 10, compression="zstd")
+    worker = worker_factory(env, wait=False)
+    deadline = time.monotonic() + 120
+    while worker.process.poll() is None:
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.5)
+    assert worker.process.returncode == EXIT_STATUS, worker.log_tail()
+    log = worker.log_path.read_text(errors="replace")
+    stop_lines = [line for line in log.splitlines() if "UnsupportedCodecError" in line]
+    assert len(stop_lines) == 1, log[-3000:]
+    assert f"{topic}[0]" in stop_lines[0] and "zstd" in stop_lines[0]
+    assert "pip install 'aiokafka[lz4,snappy,zstd]'" in stop_lines[0]
+    assert "Traceback" not in log

@@ -38,8 +38,11 @@ def test_environment_overrides() -> None:
             "SYSMON_PARTITIONS": "8",
             "SYSMON_PROCESSING_GUARANTEE": "EXACTLY_ONCE",
             "SYSMON_TOPIC_INPUT": "wlb",
+            "SYSMON_COMPRESSION": "ZSTD",
         }
     )
+    assert (settings.compression, settings.compression_type) == ("zstd", "zstd")
+    assert Settings.from_env({"SYSMON_COMPRESSION": "none"}).compression_type is None
     assert settings.bootstrap_servers == "k1:9092,k2:9093"
     assert settings.kafka_broker_url == "kafka://k1:9092;kafka://k2:9093"
     assert settings.partitions == 8
@@ -66,6 +69,7 @@ def test_environment_overrides() -> None:
         ("SYSMON_STALL_TIMEOUT", "4"),
         ("SYSMON_STALL_TIMEOUT", "forever"),
         ("SYSMON_RULES", "/no/such/rules.yaml"),
+        ("SYSMON_COMPRESSION", "brotli"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
