@@ -9,7 +9,10 @@ One run, one broker, measured side by side:
 4. the same with two workers;
 5. end-to-end latency (event produced → enriched record appended) at a fixed
    rate of half the measured maximum, after a warm-up of LATENCY_WARMUP_SECONDS;
-6. peak RSS of a worker and its RocksDB size after N distinct processes.
+6. peak RSS of a worker and its RocksDB size after N distinct processes;
+7. the normalizer's CPU per event, now and before issue 16 (bench/normalizer.py);
+8. each SYSMON_COMPRESSION codec: throughput, and the local broker's CPU and
+   disk per input event for what the worker writes.
 
 Prints a table; writes bench/results/<timestamp>.json and latest.json.
 """
@@ -38,6 +41,7 @@ from typing import Any
 
 import aiokafka
 import faust
+import normalizer  # bench/normalizer.py, beside this script
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -323,6 +327,7 @@ def run_pipeline(
     if joined < expected.joined_in_order:
         seconds -= 30  # the wait for joins that never came
     return {
+        "app_id": app_id,
         "missing_joins": max(expected.joined_in_order - joined, 0),
         "input_eps": expected.events / seconds,
         "enriched_eps": expected.joined_in_order / seconds,
@@ -337,6 +342,63 @@ def run_pipeline(
         "ancestry_waits": sum(s.get("ancestry_waits", 0) for s in last_stats),
         "ancestry_wait_timeouts": sum(s.get("ancestry_wait_timeouts", 0) for s in last_stats),
     }
+
+
+class LocalBroker:
+    """The broker ``make`` started (kafka/kafka.sh, $KAFKA_DATA_DIR): its CPU time and log bytes."""
+
+    def __init__(self) -> None:
+        self.data_dir = (REPO / os.environ.get("KAFKA_DATA_DIR", ".kafka")).resolve()
+        try:
+            self.pid: int | None = int((self.data_dir / "broker.pid").read_text().strip())
+            Path(f"/proc/{self.pid}/stat").read_text()
+        except (OSError, ValueError):
+            self.pid = None  # a remote cluster (KAFKA_BOOTSTRAP_SERVERS): not measured
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_bytes(self, topic_prefix: str) -> int:
+        """Bytes of the record batches of every topic whose name starts with ``topic_prefix``."""
+        return sum(
+            segment.stat().st_size
+            for segment in (self.data_dir / "logs").glob(f"{topic_prefix}*/*.log")
+        )
+
+
+def run_codecs(
+    bootstrap: str, input_topic: str, workload: Workload, partitions: int, work: Path
+) -> dict[str, dict[str, float]] | None:
+    """One worker per SYSMON_COMPRESSION codec over the same input, with the broker's cost.
+
+    Broker CPU and disk are per input event, for what the worker writes
+    (every topic of its app id: re-keying, process tree, outputs,
+    changelogs); the input topic is the same for all and not counted.
+    """
+    from sysmon_faust.settings import COMPRESSION_TYPES
+
+    broker = LocalBroker()
+    if broker.pid is None:
+        log("codecs: the broker is not the local one (no broker.pid): skipped")
+        return None
+    figures = {}
+    for codec in COMPRESSION_TYPES:
+        log(f"pipeline, one worker, SYSMON_COMPRESSION={codec}")
+        cpu_before = broker.cpu_seconds()
+        run = run_pipeline(
+            bootstrap, input_topic, workload, 1, partitions, work,
+            extra_env={"SYSMON_COMPRESSION": codec}, label=f"-{codec}",
+        )  # fmt: skip
+        events = workload.expected.events
+        figures[codec] = {
+            "input_eps": round(run["input_eps"]),
+            "broker_cpu_us_per_event": round((broker.cpu_seconds() - cpu_before) / events * 1e6, 1),
+            "disk_bytes_per_event": round(broker.log_bytes(run["app_id"]) / events, 1),
+            "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+            "missing_joins": run["missing_joins"],
+        }
+    return figures
 
 
 def run_latency(
@@ -549,7 +611,8 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list of: two,exactly_once,no_ancestry,guid_without_time,latency,state",
+        help="comma list of: two,exactly_once,no_ancestry,guid_without_time,codecs,latency,"
+        "state,normalizer",
     )
     args = parser.parse_args()
     return measure_then_delete_topics(measure, args)
@@ -628,6 +691,14 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         if "guid_without_time" not in skip
         else None
     )  # fmt: skip
+    codecs = (
+        run_codecs(bootstrap, source, workload, args.partitions, work)
+        if "codecs" not in skip
+        else None
+    )
+    if "normalizer" not in skip:
+        log("normalizer alone, now and before issue 16 (bench/normalizer.py)")
+    normalizer_cost = normalizer.measure() if "normalizer" not in skip else None
     latency = (
         run_latency(bootstrap, one["input_eps"] / 2, args.latency_seconds, args.partitions, work)
         if "latency" not in skip
@@ -685,6 +756,8 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
             )
             if run
         },
+        "codecs": codecs,
+        "normalizer": normalizer_cost,
         "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
         "rss_mb": round(state["rss_mb"], 1) if state else round(one["rss_mb"], 1),
         "state_mb": round(state["state_mb"], 1) if state else None,
@@ -724,6 +797,16 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
                     for c in result["cpu"].values())),
         (f"missing joins, {' / '.join(result['cpu'])}",
          " / ".join(str(c["missing_joins"]) for c in result["cpu"].values())),
+        *[
+            (f"SYSMON_COMPRESSION={codec}: events/s; per event broker CPU µs, disk B, "
+             "worker CPU µs",
+             f"{c['input_eps']:,}; {c['broker_cpu_us_per_event']}, {c['disk_bytes_per_event']}, "
+             f"{c['worker_cpu_us_per_event']}")
+            for codec, c in (codecs or {}).items()
+        ],
+        ("normalizer µs per event: now / before issue 16 / ratio",
+         f"{normalizer_cost['us_per_event']} / {normalizer_cost['baseline_us_per_event']} / "
+         f"{normalizer_cost['ratio_to_baseline']}" if normalizer_cost else None),
         ("latency at half load p50/p95/p99 (ms)",
          "/".join(str(round(latency[k])) for k in ("p50", "p95", "p99")) if latency else None),
         (f"peak RSS (MB){' after table fill' if state else ''}", result["rss_mb"]),

@@ -80,7 +80,7 @@ class Settings:
     #: The codec of every record batch the worker writes (the producer's
     #: compression.type): re-keying, process-tree and output topics, table
     #: changelogs, dead letters. What it reads may use any codec.
-    compression: str = "lz4"
+    compression: str = "zstd"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_advertised_host: str = ""

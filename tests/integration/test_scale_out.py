@@ -21,7 +21,7 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from sysmon_faust.synthetic import Workload, WorkloadConfig
-from tests.integration.test_join_ordering import stream
+from tests.integration.test_join_ordering import HOSTS, stream
 from tests.reference import RECORDINGS, compute, lines
 from tests.support import WorkerProcess, create_topic, produce, read_topic
 
@@ -67,6 +67,22 @@ def wait_settled(workers: list[WorkerProcess], timeout: float = 180.0) -> None:
             return
         time.sleep(0.5)
     raise AssertionError("workers did not settle:\n" + "\n".join(w.log_tail(20) for w in workers))
+
+
+def _by_host(missing: set[tuple[str, int]]) -> dict[str, int]:
+    """How many of the missing joins each host (and so each input partition) had."""
+    hosts: dict[str, int] = {}
+    for guid, _ in missing:
+        host = HOSTS[(uuid.UUID(guid.strip("{}")).int - 1) % len(HOSTS)]
+        hosts[host] = hosts.get(host, 0) + 1
+    return hosts
+
+
+def _intake_view(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("consumed", "normalized", "join_handled", "joined", "input_partitions",
+            "table_partitions_active", "rebalances", "dropped_before_seek", "ancestry_parked",
+            "pending_connects", "dead_lettered")  # fmt: skip
+    return [{k: s.get(k) for k in keys} for s in stats]
 
 
 def lookup_until(worker: WorkerProcess, guid: str, timeout: float = 60.0) -> tuple[int, Any]:
@@ -229,7 +245,12 @@ def test_sigkill_of_one_worker_loses_nothing(
         f"{len(missing)} missing, {duplicates} duplicates (at-least-once); survivors "
         f"consumed {[s['consumed'] for s in after]}, rebalances {[s['rebalances'] for s in after]}"
     )
-    assert not missing, f"{len(missing)} joined records missing, e.g. {sorted(missing)[:5]}"
+    assert not missing, (
+        f"{len(missing)} joined records missing, e.g. {sorted(missing)[:5]}; "
+        f"missing by host {_by_host(missing)}; survivors' health "
+        f"{[w.http('/health') for w in survivors]}; stats {_intake_view(after)}; logs:\n"
+        + "\n".join(w.log_tail(40) for w in survivors)
+    )
     for status, body in (w.http(f"/process/{probe}") for w in survivors):
         assert status == 200 and body["process_command_line"] == f"a.exe {probe_n}"
 
