@@ -1,58 +1,54 @@
-"""Walk a process's ancestry through ``parent_process_guid``, hop by hop.
+"""``GET /process/{guid}/ancestry``: the answer, from the same walk as every alert's ancestry.
 
-The walk is pure: it is given an async ``fetch(guid) -> row | None`` (the
-HTTP view fetches each hop from the worker that owns it), so its stopping
-rules are unit-tested without Kafka.
+One truth: the join's ``process_ancestry`` and this answer both come from
+:func:`sysmon_faust.process_tree.ancestry` over the same parent links (this
+worker's copy of the process tree, which holds every link). The answer goes
+up to :data:`MAX_HOPS` ancestors instead of ``SYSMON_ANCESTRY_DEPTH``; its
+first hops are the alert's. (It used to walk table rows instead, and stopped
+at the first ancestor whose own creation was not seen — "hops: 0" for the
+WMI child whose alert named WmiPrvSE.exe.)
+
+What each hop is known from: its GUID, image and command line are what its
+*child's* ProcessCreate recorded (``ParentProcessGuid``, ``ParentImage``,
+``ParentCommandLine``); ``own_creation_seen`` says whether the ancestor's own
+ProcessCreate was read too (then ``GET /process/{its guid}`` has its row,
+until retention lets it go). Pure; table-tested in tests/unit/test_ancestry.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from sysmon_faust import process_tree
+from sysmon_faust.process_tree import LinkLookup, Row
+
+#: Ancestors in the HTTP answer at most.
 MAX_HOPS: Final = 64
 
-#: Why the walk stopped.
-ROOT_REACHED: Final = "no_parent"  # the oldest row has no parent GUID
-UNKNOWN_PARENT: Final = "unknown_parent"  # the parent started before we saw it
-CYCLE: Final = "cycle"  # a GUID came back (corrupt or forged data)
-MAX_HOPS_REACHED: Final = "max_hops"
 
-Row = dict[str, Any]
+def answer(row: Row, links: LinkLookup, max_hops: int = MAX_HOPS) -> dict[str, Any]:
+    """The ancestry answer of the process of ``row`` (its ProcessCreate row).
 
-
-async def walk(
-    guid: str, fetch: Callable[[str], Awaitable[Row | None]], max_hops: int = MAX_HOPS
-) -> dict[str, Any] | None:
-    """The chain from ``guid`` up to its oldest known ancestor; ``None`` if ``guid`` is unknown."""
-    chain: list[Row] = []
-    seen: set[str] = set()
-    current = guid
-    missing: str | None = None
-    while True:
-        row = await fetch(current)
-        if row is None:
-            if not chain:
-                return None
-            stopped, missing = UNKNOWN_PARENT, current
-            break
-        chain.append(row)
-        seen.add(current)
-        parent = row.get("parent_process_guid")
-        if not parent:
-            stopped, missing = ROOT_REACHED, None
-            break
-        if parent in seen:
-            stopped, missing = CYCLE, None
-            break
-        if len(chain) > max_hops:
-            stopped, missing = MAX_HOPS_REACHED, None
-            break
-        current = parent
+    ``{"process_guid", "process" (the row), "hops" (ancestors listed),
+    "stopped" (process_tree.NO_PARENT, UNKNOWN_PARENT, CYCLE or DEPTH_REACHED),
+    "unknown_parent_guid" (with UNKNOWN_PARENT: the ancestor whose own
+    creation was not seen, so who started it is unknown), "ancestry": [each
+    ancestor nearest first: process_guid, process_path, process_command_line,
+    own_creation_seen]}``.
+    """
+    walk = process_tree.ancestry(row, links, max_hops)
     return {
-        "process_guid": guid,
-        "hops": len(chain) - 1,
-        "stopped": stopped,
-        "unknown_parent_guid": missing,
-        "ancestry": chain,
+        "process_guid": row.get("process_guid"),
+        "process": row,
+        "hops": len(walk.ancestors),
+        "stopped": walk.stopped,
+        "unknown_parent_guid": walk.unknown,
+        "ancestry": [
+            ancestor | {"own_creation_seen": _seen(ancestor["process_guid"], links)}
+            for ancestor in walk.ancestors
+        ],
     }
+
+
+def _seen(guid: str | None, links: LinkLookup) -> bool:
+    return guid is not None and links(guid) is not None

@@ -61,6 +61,13 @@ def decode_link(value: bytes) -> Ancestor | None:
     return link or None
 
 
+#: Why a walk stopped (the HTTP answer's ``stopped``, sysmon_faust.ancestry).
+NO_PARENT: Final = "no_parent"  # the last one names no parent GUID (a root, or an image only)
+UNKNOWN_PARENT: Final = "unknown_parent"  # the last ancestor's own creation was not seen
+CYCLE: Final = "cycle"  # a GUID came back: forged or corrupt data, never a real tree
+DEPTH_REACHED: Final = "max_hops"  # as many ancestors as asked for
+
+
 @dataclass(frozen=True, slots=True)
 class Walk:
     """A process's ancestors, nearest first, and why the walk stopped where it did."""
@@ -69,6 +76,8 @@ class Walk:
     #: The ancestor whose own creation is not known (so the hop above it is
     #: missing); ``None`` when the walk reached a root, the depth or a cycle.
     unknown: str | None = None
+    #: One of NO_PARENT, UNKNOWN_PARENT, CYCLE, DEPTH_REACHED.
+    stopped: str = NO_PARENT
 
 
 #: ``links(guid)``: the stored value for ``guid`` (see :func:`encode_link`), or ``None``.
@@ -76,20 +85,30 @@ LinkLookup = Callable[[str], bytes | None]
 
 
 def ancestry(row: Row, links: LinkLookup, depth: int) -> Walk:
-    """Up to ``depth`` ancestors of the process of ``row`` (a ProcessCreate row)."""
+    """Up to ``depth`` ancestors of the process of ``row`` (a ProcessCreate row).
+
+    The one walk of the project: the join's ``process_ancestry`` (depth
+    ``SYSMON_ANCESTRY_DEPTH``) and ``GET /process/{guid}/ancestry`` (depth 64)
+    both come from it, over the same links.
+    """
     ancestors: list[Ancestor] = []
     seen = {row.get("process_guid")}
     link = parent_link(row)
-    while link is not None and len(ancestors) < depth:
+    while link is not None:
+        if len(ancestors) == depth:
+            return Walk(ancestors, stopped=DEPTH_REACHED)
         guid = link["process_guid"]
         if guid in seen:
-            break  # a cycle: forged or corrupt data, never a real tree
+            return Walk(ancestors, stopped=CYCLE)
         seen.add(guid)
         ancestors.append(link)
-        if len(ancestors) == depth or guid is None:
-            break
+        if guid is None:
+            return Walk(ancestors)  # named by its image alone: nothing to look up
+        if len(ancestors) == depth:
+            # Not looked up: whether the hop above is known does not matter.
+            return Walk(ancestors, stopped=DEPTH_REACHED)
         stored = links(guid)
         if stored is None:
-            return Walk(ancestors, unknown=guid)
+            return Walk(ancestors, unknown=guid, stopped=UNKNOWN_PARENT)
         link = decode_link(stored)
     return Walk(ancestors)

@@ -27,6 +27,7 @@ from sysmon_faust.normalize import canonical_guid
 from sysmon_faust.observability import health_state, render_metrics, worker_state
 from sysmon_faust.stats import stats
 from sysmon_faust.topology import app, settings
+from sysmon_faust.topology import tree_replica as tree_copy
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +179,16 @@ class ProcessLookup(web.View):
 
 @app.page("/process/{guid:[^/]+}/ancestry")
 class ProcessAncestry(web.View):
-    """The chain from a process up through parent_process_guid, each hop from its owner."""
+    """A process's ancestors, from the walk every alert's ancestry comes from (ancestry.py)."""
 
     async def get(self, request: web.Request, guid: str) -> web.Response:
-        async def fetch(hop: str) -> dict[str, Any] | None:
-            row: dict[str, Any] | None = await routing.fetch_process(hop, settings.http_token)
-            return row
+        forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
 
         async def lookup(canonical: str) -> Any:
-            return await ancestry.walk(canonical, fetch)
+            if not tree_copy.caught_up.is_set():
+                raise routing.OwnerUnavailable("this worker's process-tree copy is still loading")
+            row = await routing.fetch_process(canonical, settings.http_token, forwarded)
+            # Every worker's copy holds every link: the walk is local.
+            return None if row is None else ancestry.answer(row, tree_copy.link)
 
         return await _answer_for_process(self, guid, lookup)

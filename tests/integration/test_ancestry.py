@@ -103,6 +103,16 @@ def test_ancestry_crosses_workers_and_survives_a_rebalance(
     assert set(alerts) == {WMI_RULE, MSBUILD_RULE}
     assert alerts[WMI_RULE]["attack_technique"] == "T1047"
     assert alerts[WMI_RULE]["event"]["process_ancestry"] == expected
+    # One truth: what the alert says is what GET /process/{guid}/ancestry
+    # answers, on either worker; and it says which creations were seen.
+    for worker in workers:
+        status, body = worker.http(f"/process/{msbuild}/ancestry")
+        assert status == 200, body
+        hops = [{k: v for k, v in h.items() if k != "own_creation_seen"} for h in body["ancestry"]]
+        assert hops == expected
+        assert [h["own_creation_seen"] for h in body["ancestry"]] == [True, True, False]
+        assert (body["stopped"], body["unknown_parent_guid"]) == ("unknown_parent", svchost)
+        assert body["process"]["process_path"] == MSBUILD
     stats = [w.stats() for w in workers]
     assert stats[1]["joined"] == 1 and stats[0]["joined"] == 0
     print(f"ancestry waits on the joining worker: {stats[1]['ancestry_waits']}")

@@ -157,7 +157,12 @@ def test_three_workers_answer_for_every_process(
     for worker in workers:
         status, body = worker.http(f"/process/{chain[0]}/ancestry")
         assert status == 200, body
-        assert [hop["process_guid"] for hop in body["ancestry"]] == chain
+        assert body["process_guid"] == chain[0]
+        # The parent whose creation the recording lacks is named all the
+        # same (from its child's creation): the hop above it is unknown.
+        ancestors = [hop["process_guid"] for hop in body["ancestry"]]
+        assert ancestors == [*chain[1:], unknown_parent]
+        assert [hop["own_creation_seen"] for hop in body["ancestry"]][-1] is False
         assert body["stopped"] == "unknown_parent"
         assert body["unknown_parent_guid"] == unknown_parent
 
