@@ -9,7 +9,6 @@ and one HTTP lookup. The worker keeps running; ``make stop`` ends it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -24,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from sysmon_faust import cli
 from sysmon_faust.replay import replay
 from sysmon_faust.settings import Settings
 from sysmon_faust.synthetic import sample_lines
 
 RECORDING = "empire_invoke_wmi_2019-03-19152813.jsonl.gz"
+PROG = "make demo"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -81,8 +83,15 @@ def start_worker(state: Path, settings: Settings, base: str) -> None:
     deadline = time.monotonic() + 180
     while not healthy(base):
         if process.poll() is not None or time.monotonic() > deadline:
-            say("\nworker: did not become healthy; last lines of its log:")
-            say("\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+            lines = log.read_text(errors="replace").splitlines()
+            # The worker's own one-line reason when it gave one (a refused
+            # start's last line), else the end of its log.
+            reason = next((x for x in reversed(lines) if x.startswith("sysmon-faust: ")), None)
+            if reason is not None:
+                say(f"\nworker: stopped: {reason.removeprefix('sysmon-faust: ')} (log: {log})")
+            else:
+                say(f"\nworker: did not become healthy; last lines of its log ({log}):")
+                say("\n".join(lines[-25:]))
             raise SystemExit(1)
         print(".", end="", flush=True)
         time.sleep(1)
@@ -168,7 +177,17 @@ def shorten(text: str | None, width: int = 100) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sysmon_faust.demo")
+    cli.quiet_libraries()
+    try:
+        return _demo(argv)
+    except (KafkaError, OSError) as exc:
+        settings = cli.settings_or_exit(PROG)
+        cli.say_error(PROG, cli.kafka_unreachable(settings, exc))
+        return cli.WORLD_ERROR
+
+
+def _demo(argv: list[str] | None) -> int:
+    parser = cli.OneLineParser(prog=PROG)
     parser.add_argument("--state-dir", type=Path, default=Path(".demo"))
     parser.add_argument("--stop", action="store_true", help="stop the demo worker")
     args = parser.parse_args(argv)
@@ -176,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_worker(args.state_dir)
         return 0
 
-    settings = Settings.from_env()
+    settings = cli.settings_or_exit(PROG)
     base = f"http://127.0.0.1:{settings.web_port}"
     start_worker(args.state_dir, settings, base)
 

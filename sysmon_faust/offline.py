@@ -422,9 +422,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 _DESCRIPTION = """\
-Test detection rules offline: run recordings (.json, .jsonl, .gz, as `replay`
-would load them) through normalization, the join (with the grace and the
-process ancestry, in file order) and the rules, and print what would fire.
+Test detection rules offline: run recordings (.json, .jsonl, .gz, .evtx, and
+.tar.gz/.zip archives of them, as `replay` would load them) through
+normalization, the join (with the grace and the process ancestry, in file
+order) and the rules, and print what would fire.
 No broker is needed.
 
 Each file is joined on its own, in memory: stream time is the greatest event

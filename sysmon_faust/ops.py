@@ -1,7 +1,7 @@
 """Operator commands, after ksqlDB's SHOW TOPICS, PRINT and DESCRIBE, for this app.
 
     python -m sysmon_faust topics
-    python -m sysmon_faust print TOPIC [--from-beginning] [--limit N] [--follow]
+    python -m sysmon_faust print TOPIC [--last N | --from-beginning] [--limit N] [--follow]
     python -m sysmon_faust describe
 
 They read the settings like a worker does and talk to Kafka directly; no
@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from sysmon_faust import cli
 from sysmon_faust.security import explain_refusal
 from sysmon_faust.settings import Settings
 
@@ -127,6 +128,10 @@ def _format_value(value: bytes | None, pretty: bool) -> str:
     return json.dumps(decoded, indent=2 if pretty else None, ensure_ascii=False)
 
 
+#: Records ``print TOPIC`` shows without ``--from-beginning`` (and ``--last``).
+LAST_DEFAULT = 10
+
+
 async def print_topic(
     settings: Settings,
     topic: str,
@@ -135,8 +140,18 @@ async def print_topic(
     limit: int | None = None,
     follow: bool = False,
     pretty: bool | None = None,
+    last: int | None = None,
+    err: TextIO | None = None,
 ) -> int:
+    """Print ``topic``'s records: the last ``last`` (default 10), or all with ``from_beginning``.
+
+    ``limit``: at most that many lines in all; ``follow``: then keep printing
+    new records until interrupted. What is shown is said on ``err`` (one
+    line), so that an empty topic is not mistaken for a silent command.
+    Returns 1 (and says so) when the topic does not exist.
+    """
     pretty = out.isatty() if pretty is None else pretty
+    err = err or sys.stderr
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         **settings.kafka_client_options(),
@@ -157,31 +172,47 @@ async def print_topic(
         finally:
             await admin.close()
         if count is None:
-            sys.stderr.write(f"print: no topic {topic!r} (see: python -m sysmon_faust topics)\n")
+            err.write(f"print: no topic {topic!r} (see: python -m sysmon_faust topics)\n")
             return 1
         tps = [TopicPartition(topic, p) for p in range(count)]
-        consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
+        begins = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
-        while limit is None or printed < limit:
-            if not follow and await _reached_all(consumer, ends):
+        held = sum(ends[tp] - begins[tp] for tp in tps)
+        want = LAST_DEFAULT if last is None else last
+        # Positions set at once with the assignment: left to an await, the
+        # fetcher starts from its reset policy first, and a seek after it
+        # raced that fetch (print showed nothing, one run in two).
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, begins[tp] if from_beginning else max(begins[tp], ends[tp] - want))
+        if from_beginning:
+            err.write(f"print: {topic!r} from the beginning ({held:,} records)\n")
+            backlog: list[Any] = []
+        else:
+            # Up to ``want`` from each partition, then the latest ``want`` of
+            # them by timestamp: the topic's last records, whatever their partition.
+            read = await _read_to(consumer, ends)
+            read.sort(key=lambda m: (m.timestamp, m.partition, m.offset))
+            backlog = read[len(read) - want :]
+            err.write(
+                f"print: the last {len(backlog)} of {held:,} records of {topic!r}"
+                f"{'; then new ones as they come' if follow else ''}"
+                " (--from-beginning for all, --last N for more, --follow to keep printing)\n"
+            )
+        for m in backlog:
+            if limit is not None and printed >= limit:
                 break
+            _print_record(m, out, pretty)
+            printed += 1
+        while limit is None or printed < limit:
             batch = await consumer.getmany(timeout_ms=500)
+            if not batch and not follow and await _reached_all(consumer, ends):
+                break
             for messages in batch.values():
                 for m in messages:
                     if limit is not None and printed >= limit:
                         break
-                    stamp = datetime.fromtimestamp(m.timestamp / 1000, UTC).isoformat(
-                        timespec="milliseconds"
-                    )
-                    key = m.key.decode("utf-8", "backslashreplace") if m.key else "null"
-                    out.write(
-                        f"{m.partition}/{m.offset} {stamp} key={key} "
-                        f"{_format_value(m.value, pretty)}\n"
-                    )
+                    _print_record(m, out, pretty)
                     printed += 1
             out.flush()
     finally:
@@ -189,7 +220,30 @@ async def print_topic(
     return 0
 
 
+def _print_record(m: Any, out: TextIO, pretty: bool) -> None:
+    stamp = datetime.fromtimestamp(m.timestamp / 1000, UTC).isoformat(timespec="milliseconds")
+    key = m.key.decode("utf-8", "backslashreplace") if m.key else "null"
+    out.write(f"{m.partition}/{m.offset} {stamp} key={key} {_format_value(m.value, pretty)}\n")
+
+
+async def _read_to(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> list[Any]:
+    """Every record from the consumer's positions up to ``ends``."""
+    read: list[Any] = []
+    while True:
+        batch = await consumer.getmany(timeout_ms=500)
+        if not batch and await _reached_all(consumer, ends):
+            return read
+        for tp, messages in batch.items():
+            read += [m for m in messages if m.offset < ends[tp]]
+
+
 async def _reached_all(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Whether every partition was fetched up to ``ends``.
+
+    The position runs ahead of what ``getmany`` returned (records fetched
+    and buffered): only ask after a ``getmany`` that returned nothing. It
+    passes transaction markers, which a returned record's offset would not.
+    """
     for tp, end in ends.items():
         if await consumer.position(tp) < end:
             return False
@@ -262,14 +316,20 @@ async def describe(settings: Settings, out: TextIO) -> int:
 
 
 def main(command: str, argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m sysmon_faust {command}")
+    prog = f"python -m sysmon_faust {command}"
+    parser = cli.OneLineParser(prog=prog)
     if command == "print":
         parser.add_argument("topic")
-        parser.add_argument("--from-beginning", action="store_true")
-        parser.add_argument("--limit", type=int)
+        shown = parser.add_mutually_exclusive_group()
+        shown.add_argument("--from-beginning", action="store_true", help="every record")
+        shown.add_argument(
+            "--last", type=_count, metavar="N",
+            help=f"the last N records (default {LAST_DEFAULT}), by timestamp across partitions",
+        )  # fmt: skip
+        parser.add_argument("--limit", type=_count, help="print at most N records in all")
         parser.add_argument("--follow", action="store_true", help="keep printing new records")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = cli.settings_or_exit(prog)
     try:
         if command == "topics":
             return asyncio.run(show_topics(settings, sys.stdout))
@@ -277,20 +337,24 @@ def main(command: str, argv: Sequence[str]) -> int:
             return asyncio.run(describe(settings, sys.stdout))
         return asyncio.run(
             print_topic(
-                settings, args.topic, sys.stdout, args.from_beginning, args.limit, args.follow
+                settings, args.topic, sys.stdout, args.from_beginning, args.limit, args.follow,
+                last=args.last,
             )
-        )
+        )  # fmt: skip
     except KeyboardInterrupt:
         return 130
     except (KafkaError, OSError, TimeoutError) as exc:
         refusal = asyncio.run(explain_refusal(settings))
-        if refusal is not None:
-            sys.stderr.write(f"{command}: {refusal}\n")
-            return 1
-        sys.stderr.write(
-            f"{command}: cannot talk to Kafka at {settings.bootstrap_servers}: "
-            f"{type(exc).__name__}: {exc}\n"
-            "  Is the broker up? Start the local one with 'make kafka-up', or set "
-            "KAFKA_BOOTSTRAP_SERVERS.\n"
-        )
-        return 1
+        cli.say_error(command, refusal or cli.kafka_unreachable(settings, exc))
+        return cli.WORLD_ERROR
+
+
+def _count(text: str) -> int:
+    """A count argument: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value

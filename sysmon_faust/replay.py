@@ -162,13 +162,12 @@ async def replay(
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "replay") -> int:
-    import argparse
     import dataclasses
 
+    from sysmon_faust import cli
     from sysmon_faust.security import explain_refusal
-    from sysmon_faust.settings import Settings, SettingsError
 
-    parser = argparse.ArgumentParser(
+    parser = cli.OneLineParser(
         prog=prog, description="Load recorded Sysmon events into the input topic."
     )
     parser.add_argument(
@@ -183,13 +182,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "replay") -> int:
         help="partitions of the input topic when replay has to create it (default 1)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.rate is not None and args.rate <= 0:
-        parser.error("--rate must be positive")
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"replay: bad setting: {exc}", file=sys.stderr)
-        return 2
+    if args.rate is not None and not args.rate > 0:
+        parser.error(f"--rate must be a positive number of records per second, not {args.rate}")
+    if not 1 <= args.partitions <= 1024:
+        parser.error(f"--partitions must be 1..1024, not {args.partitions}")
+    folders = [str(path) for path in args.files if path.is_dir()]
+    if folders:
+        parser.error(
+            f"{', '.join(folders)} is a folder: name the files in it (e.g. {folders[0]}/*.jsonl.gz)"
+        )
+    settings = cli.settings_or_exit(prog)
     topic = args.topic or settings.topic_input
     servers = args.bootstrap_servers or settings.bootstrap_servers
     try:
@@ -201,25 +203,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "replay") -> int:
                 rate=args.rate,
                 partitions=args.partitions,
                 client_options=settings.kafka_client_options(),
+                on_note=NoteOnce(prog),
             )
         )
     except (ReplayError, RecordingError) as exc:
         # A file it cannot read is the command line's fault: 2, as argparse's.
-        print(f"replay: {exc}", file=sys.stderr)
-        return 2
+        cli.say_error(prog, str(exc))
+        return cli.USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
     except Exception as exc:
-        refusal = asyncio.run(
-            explain_refusal(dataclasses.replace(settings, bootstrap_servers=servers))
-        )
-        if refusal is not None:
-            print(f"replay: {refusal}", file=sys.stderr)
-            return 1
-        print(
-            f"replay: cannot write to Kafka at {servers}: {type(exc).__name__}: {exc}\n"
-            "  Is the broker up? Start the local one with 'make kafka-up', or set "
-            "KAFKA_BOOTSTRAP_SERVERS.",
-            file=sys.stderr,
-        )
-        return 1
+        target = dataclasses.replace(settings, bootstrap_servers=servers)
+        refusal = asyncio.run(explain_refusal(target))
+        cli.say_error(prog, refusal or cli.kafka_unreachable(target, exc))
+        return cli.WORLD_ERROR
     print(result.summary(topic))
     return 0

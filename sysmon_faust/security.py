@@ -22,12 +22,13 @@ from aiokafka.errors import (
 )
 
 from sysmon_faust.settings import Settings
+from sysmon_faust.startup import StartRefused
 
 #: Seconds one diagnostic connection may take.
 PROBE_TIMEOUT = 10.0
 
 
-class KafkaAccessRefused(Exception):
+class KafkaAccessRefused(StartRefused):
     """The brokers refuse this app's connections; the message says which setting to check."""
 
 

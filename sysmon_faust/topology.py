@@ -26,13 +26,14 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
-from sysmon_faust import faust_fixes, security, state_check, transactions
+from sysmon_faust import faust_fixes, security, startup, state_check, transactions
 from sysmon_faust.faults import faults
 from sysmon_faust.settings import Settings, SettingsError
 from sysmon_faust.tree_replica import TreeReplica
@@ -66,7 +67,12 @@ class SysmonApp(faust.App):
     async def on_first_start(self) -> None:
         # ``--web-port`` on the command line is applied after the App was
         # built, and before this, which creates the data directories.
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        for refusal in (
+            startup.check_state_folder(settings.data_dir),
+            startup.check_web_port(self.conf.web_bind, self.conf.web_port),
+        ):
+            if refusal is not None:
+                raise refusal
         with warnings.catch_warnings():
             # Nothing has read datadir yet: the stores open after this.
             warnings.simplefilter("ignore", AlreadyConfiguredWarning)
@@ -93,14 +99,10 @@ class SysmonApp(faust.App):
         )
         # Before any consumer subscribes: a topic created after the
         # subscription is only noticed at the next metadata refresh (minutes),
-        # and its partitions would sit unassigned until then.
-        try:
-            await ensure_topics()
-        except security.KafkaAccessRefused as refused:
-            # Retrying cannot help: stop now, with one line that says what to
-            # check (as a bad setting does), not a traceback.
-            log.critical("sysmon-faust: %s", refused)
-            raise SystemExit(f"sysmon-faust: {refused}") from None
+        # and its partitions would sit unassigned until then. A broker that
+        # does not answer, refuses the login, or holds this app's topics with
+        # another partition count stops the worker here (SysmonWorker.start).
+        await ensure_topics()
         # Before the stores open: Faust's recovery would stop the worker on
         # state ahead of its changelog (ConsistencyError), at every restart,
         # and keep state of a lost cluster whose offsets happen to fit.
@@ -125,6 +127,29 @@ class SysmonApp(faust.App):
         # be ahead of the transactions, and must be rebuilt at the next start.
         if settings.processing_guarantee == transactions.EXACTLY_ONCE and not faults.current:
             transactions.mark_clean_stop(self.conf.datadir)
+
+
+class SysmonWorker(faust_fixes.Worker):
+    """Faust's worker: its banner names the real state folder, a failed start is one line."""
+
+    def __init__(self, app: faust.App, *services: Any, **kwargs: Any) -> None:
+        # ``--web-port`` is applied before the worker is made, and the state
+        # folder is named after it: the banner printed next shows this one.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            app.conf.datadir = _worker_datadir(app.conf.web_port)
+        super().__init__(app, *services, **kwargs)
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except (startup.StartRefused, KafkaError, OSError) as exc:
+            line = str(exc) if isinstance(exc, startup.StartRefused) else startup.unexpected(exc)
+            # mode would log the traceback and exit 1: one line instead (the
+            # log's last, and stderr's), the traceback for -l debug only.
+            log.debug("the worker could not start", exc_info=exc)
+            log.critical("sysmon-faust: %s", line)
+            raise SystemExit(f"sysmon-faust: {line}") from None
 
 
 app = SysmonApp(
@@ -162,7 +187,7 @@ app = SysmonApp(
     web_tables_enabled=bool(settings.http_token),
     web_graph_enabled=False,
     # Keeps the root logger at the level asked for (see sysmon_faust.faust_fixes).
-    Worker=faust_fixes.Worker,
+    Worker=SysmonWorker,
 )
 
 
@@ -351,7 +376,7 @@ async def ensure_topics() -> None:
     )
     try:
         await admin.start()
-    except KafkaError:
+    except KafkaError as exc:
         await admin.close()
         # The first client of a worker: a refused login (wrong password,
         # mechanism, protocol) is told here, in one line, instead of as
@@ -359,9 +384,22 @@ async def ensure_topics() -> None:
         refusal = await security.explain_refusal(settings)
         if refusal is not None:
             raise security.KafkaAccessRefused(refusal) from None
-        raise
+        raise startup.kafka_unreachable(settings.bootstrap_servers, exc) from None
     try:
         existing = set(await admin.list_topics())
+        keyed = [
+            name for name in (
+                events_by_guid_topic.get_topic_name(),
+                process_tree_topic.get_topic_name(),
+                *(table.changelog_topic.get_topic_name() for table in TABLES),
+            ) if name in existing
+        ]  # fmt: skip
+        if keyed:
+            described = await admin.describe_topics(keyed)
+            found = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
+            mismatch = startup.partition_mismatch(settings.partitions, found, settings.app_id)
+            if mismatch is not None:
+                raise mismatch
         missing = [topic for topic in wanted if topic.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker

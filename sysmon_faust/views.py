@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web as aiohttp_web
 from aiohttp import web_protocol, web_server
 from faust import web
+from faust.web.apps import production_index
 
 from sysmon_faust import ancestry, routing
 from sysmon_faust.normalize import canonical_guid
@@ -123,6 +124,33 @@ web_server.RequestHandler = _JsonErrorsRequestHandler  # type: ignore[misc]
 
 def _error(view: web.View, status: int, message: str, **extra: Any) -> web.Response:
     return view.json({"error": message, **extra}, status=status)
+
+
+#: What ``GET /`` lists: every endpoint of the worker, and what it answers.
+ENDPOINTS = (
+    ("GET /health", "200 when the worker runs and keeps up, 503 with the reasons when not"),
+    ("GET /stats", "this worker's counters and the partitions it holds"),
+    ("GET /metrics", "the counters and gauges in Prometheus' text format"),
+    ("GET /process/{guid}", "the ProcessCreate row of a process, from whichever worker owns it"),
+    ("GET /process/{guid}/ancestry", "its ancestors, from the walk every alert's ancestry uses"),
+)
+
+
+async def _index(self: web.View, request: web.Request) -> web.Response:
+    return self.json(
+        {
+            "service": "sysmon-faust worker",
+            "endpoints": [{"endpoint": path, "answers": text} for path, text in ENDPOINTS],
+            "token": "every endpoint but /health wants 'Authorization: Bearer <token>'"
+            if settings.http_token
+            else "none needed (SYSMON_HTTP_TOKEN is not set)",
+        }
+    )
+
+
+# Faust serves its own "dummy index" at / ({"status": "OK"}); a user who opens
+# the worker's address sees what there is to ask instead.
+production_index.Index.get = _index  # type: ignore[method-assign]
 
 
 @app.page("/health")

@@ -198,3 +198,26 @@ def test_socket_helper_reads_a_plain_answer(worker: WorkerProcess) -> None:
     with socket.create_connection(("127.0.0.1", worker.web_port), timeout=5):
         pass  # a connection opened and closed without a request harms nothing
     assert worker.http("/health")[0] == 200
+
+
+def test_the_index_lists_every_endpoint_and_each_answers(worker: WorkerProcess) -> None:
+    status, index = worker.http("/")
+    assert status == 200, index
+    listed = [entry["endpoint"] for entry in index["endpoints"]]
+    assert listed == [
+        "GET /health", "GET /stats", "GET /metrics", "GET /process/{guid}",
+        "GET /process/{guid}/ancestry",
+    ]  # fmt: skip
+    for endpoint in listed:
+        path = endpoint.removeprefix("GET ").replace("{guid}", UNKNOWN)
+        status, _ = worker.http(path)
+        assert status in (200, 404), (path, status)  # 404: the unknown process, said in JSON
+
+
+def test_the_banner_names_the_state_folder_the_worker_uses(worker: WorkerProcess) -> None:
+    # --web-port names the worker's state folder; the banner used to name
+    # the one of SYSMON_WEB_PORT instead.
+    log = worker.log_path.read_text(errors="replace")
+    banner = next(line for line in log.splitlines() if line.startswith("| datadir"))
+    assert banner.split("|")[2].strip().endswith(f"-worker-{worker.web_port}"), banner
+    assert f"-worker-{worker.web_port}/" in log.split("state in ", 1)[1].split(";")[0] + "/"

@@ -65,6 +65,14 @@ def test_topics_print_and_describe_show_what_the_topics_hold(
     assert [json.loads(line.split(" ", 3)[3]) for line in head.stdout.splitlines()] == [
         json.loads(v) for v in values[:3]
     ]
+    # Without --from-beginning: the last records (10 unless --last says), and it says so.
+    tail = command(env, "print", env["SYSMON_TOPIC_INPUT"])
+    assert [json.loads(line.split(" ", 3)[3]) for line in tail.stdout.splitlines()] == [
+        json.loads(v) for v in values[-10:]
+    ]
+    assert f"the last 10 of {len(values):,} records" in tail.stderr
+    two = command(env, "print", env["SYSMON_TOPIC_INPUT"], "--last", "2")
+    assert len(two.stdout.splitlines()) == 2 and "the last 2 of" in two.stderr
     missing = f"{env['SYSMON_APP_ID']}-no-such-topic"
     assert command(env, "print", missing).returncode == 1
     assert missing not in partition_counts(env["KAFKA_BOOTSTRAP_SERVERS"], [missing])
