@@ -40,6 +40,25 @@
 #
 # Several brokers can run at once with different KAFKA_PORT/KAFKA_DATA_DIR.
 # The lib dir and data dir each get a `.gitignore` containing `*`.
+#
+# One node of a KRaft cluster of several (kafka/cluster.sh runs N of them on
+# this machine; by hand, one kafka.sh per node with its own KAFKA_PORT and
+# KAFKA_DATA_DIR and the same quorum and cluster id):
+#   KAFKA_NODE_ID           this node's node.id                 (default 1)
+#   KAFKA_CONTROLLER_QUORUM every voter, "id@host:port[,id@host:port...]", the
+#                           same on every node; this node (KAFKA_NODE_ID) must be
+#                           one of them and listens on its entry's port
+#                           (default: this node alone, controller port picked free)
+#   KAFKA_CLUSTER_ID        cluster id the storage is formatted with, the same on
+#                           every node (22 characters, base64url of 16 bytes, as
+#                           `kafka-storage random-uuid` prints; default: random;
+#                           required with more than one voter)
+# With N voters the broker defaults allow replication: default, __consumer_offsets
+# and transaction state replication factor min(3, N), min.insync.replicas 2
+# when N >= 3. `up` of a node waits until it answers as a registered broker
+# when a majority of the voters is listening; while fewer are up (the first
+# nodes of a cluster being started) it only waits until the node listens,
+# since no node can answer before a majority has elected a leader.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -67,6 +86,10 @@ SASL_USERS_STAMP="$DATA_DIR/sasl-users.sha256"
 SASL_PORT=${KAFKA_SASL_PORT:-}
 SASL_USERS=${KAFKA_SASL_USERS:-}
 SASL_MECHANISMS=${KAFKA_SASL_MECHANISMS:-SCRAM-SHA-256,SCRAM-SHA-512}
+
+NODE_ID=${KAFKA_NODE_ID:-1}
+QUORUM=${KAFKA_CONTROLLER_QUORUM:-}
+CLUSTER_ID=${KAFKA_CLUSTER_ID:-}
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)
 
@@ -254,6 +277,90 @@ upsert_scram_users() {
   note "SCRAM credentials of ${SASL_USER_NAMES[*]} set on the running broker"
 }
 
+# ---------------------------------------------------------------- cluster node
+
+# Checks KAFKA_NODE_ID, KAFKA_CONTROLLER_QUORUM and KAFKA_CLUSTER_ID; sets
+# VOTERS (how many), QUORUM_CPORT (this node's controller port; empty for the
+# default quorum of this node alone, whose port is picked free) and
+# OTHER_VOTERS (host:port of the other voters' controllers).
+check_node() {
+  VOTERS=1
+  QUORUM_CPORT=""
+  OTHER_VOTERS=()
+  [[ "$NODE_ID" =~ ^[0-9]{1,9}$ ]] || die "KAFKA_NODE_ID='$NODE_ID' is not a node id (0-999999999)."
+  # Numbers, not strings: "01" is node 1 to Kafka, so it must be here too.
+  NODE_ID=$((10#$NODE_ID))
+  if [[ -n "$CLUSTER_ID" ]] && ! [[ "$CLUSTER_ID" =~ ^[A-Za-z0-9_-]{22}$ ]]; then
+    die "KAFKA_CLUSTER_ID='$CLUSTER_ID' is not a cluster id: 22 characters of base64url, as 'kafka-storage random-uuid' prints."
+  fi
+  [[ -n "$QUORUM" ]] || return 0
+  local entry id host port seen=" " voters
+  IFS=, read -ra voters <<<"$QUORUM"
+  for entry in "${voters[@]}"; do
+    [[ "$entry" =~ ^([0-9]{1,9})@([A-Za-z0-9._-]+):([0-9]{1,5})$ ]] ||
+      die "KAFKA_CONTROLLER_QUORUM: '$entry' is not id@host:port."
+    id=$((10#${BASH_REMATCH[1]}))
+    host=${BASH_REMATCH[2]}
+    port=$((10#${BASH_REMATCH[3]}))
+    ((port >= 1 && port <= 65535)) || die "KAFKA_CONTROLLER_QUORUM: '$entry' has no valid port."
+    [[ "$seen" != *" $id@"* ]] || die "KAFKA_CONTROLLER_QUORUM: node $id is named twice."
+    [[ "$seen" != *"@$host:$port "* ]] || die "KAFKA_CONTROLLER_QUORUM: $host:$port is named twice."
+    seen+="$id@$host:$port "
+    if ((id == NODE_ID)); then QUORUM_CPORT=$port; else OTHER_VOTERS+=("$host:$port"); fi
+  done
+  VOTERS=${#voters[@]}
+  [[ -n "$QUORUM_CPORT" ]] ||
+    die "KAFKA_NODE_ID=$NODE_ID is not one of the voters in KAFKA_CONTROLLER_QUORUM ($QUORUM)."
+  [[ "$QUORUM_CPORT" != "$KAFKA_PORT" && "$QUORUM_CPORT" != "$SASL_PORT" ]] ||
+    die "node $NODE_ID's controller port $QUORUM_CPORT (KAFKA_CONTROLLER_QUORUM) is also its client or SASL port."
+  # A node formatted with a cluster id of its own never joins the others: it
+  # fails at start with an error in its log. Refuse before that, saying why.
+  ((VOTERS == 1)) || [[ -n "$CLUSTER_ID" ]] ||
+    die "KAFKA_CLUSTER_ID is not set: the $VOTERS nodes of a cluster must be formatted with one cluster id (e.g. the output of 'kafka/cluster.sh cluster-id')."
+}
+
+# A data dir formatted before for another node or cluster: the broker would
+# fail at start (or worse, join the wrong cluster); say so instead.
+check_formatted() {
+  local meta="$LOG_DIRS/meta.properties" formatted
+  [[ -f "$meta" ]] || return 0
+  formatted=$(sed -n 's/^node\.id=//p' "$meta")
+  [[ -z "$formatted" || "$formatted" == "$NODE_ID" ]] ||
+    die "$DATA_DIR_SHOWN was formatted for node $formatted, not KAFKA_NODE_ID=$NODE_ID; use another KAFKA_DATA_DIR or remove it."
+  [[ -n "$CLUSTER_ID" ]] || return 0
+  formatted=$(sed -n 's/^cluster\.id=//p' "$meta")
+  [[ -z "$formatted" || "$formatted" == "$CLUSTER_ID" ]] ||
+    die "$DATA_DIR_SHOWN belongs to cluster $formatted, not KAFKA_CLUSTER_ID=$CLUSTER_ID; use another KAFKA_DATA_DIR or remove it."
+}
+
+# Probe arguments of "this node is ready": in a cluster, any node answers
+# with the brokers it knows of, so it must list itself (registered, unfenced).
+ready_args() {
+  READY_ARGS=()
+  ((VOTERS == 1)) || READY_ARGS=(--broker-id "$NODE_ID")
+}
+
+listening() {
+  python3 - "$1" "$2" <<'EOF'
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+# Are a majority of the voters (this node included) listening? Only then can
+# a leader be elected and this node answer; sets UP_VOTERS.
+majority_listening() {
+  local addr
+  UP_VOTERS=1
+  for addr in "${OTHER_VOTERS[@]}"; do
+    if listening "${addr%:*}" "${addr##*:}"; then UP_VOTERS=$((UP_VOTERS + 1)); fi
+  done
+  ((UP_VOTERS > VOTERS / 2))
+}
+
 sasl_props() {
   [[ -n "$SASL_PORT" ]] || return 0
   local i plain_users=""
@@ -272,37 +379,43 @@ EOF
 }
 
 write_props() {
-  local cport=$1 sasl_listener=""
+  local cport=$1 sasl_listener="" quorum_note replication min_isr
   [[ -z "$SASL_PORT" ]] || sasl_listener=",SASL_PLAINTEXT://127.0.0.1:${SASL_PORT}"
+  quorum_note="Static single-voter quorum: the controller port may change between restarts."
+  [[ -z "$QUORUM" ]] || quorum_note="Static quorum of ${VOTERS} (KAFKA_CONTROLLER_QUORUM), the same on every node."
+  # Every topic replicated on up to three of the nodes, and acks=all still
+  # served with one of three down (min ISR 2). One node: 1 and 1, as always.
+  replication=$((VOTERS < 3 ? VOTERS : 3))
+  min_isr=$((VOTERS >= 3 ? 2 : 1))
   # Readable by its owner only: it may hold PLAIN passwords.
   (umask 077 && : >"$PROPS_FILE")
   cat >"$PROPS_FILE" <<EOF
 # Written by kafka/kafka.sh on every start -- edits here are overwritten.
 process.roles=broker,controller
-node.id=1
+node.id=${NODE_ID}
 listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${cport}${sasl_listener}
 advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT}${sasl_listener}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-# Static single-voter quorum: the controller port may change between restarts.
-controller.quorum.voters=1@127.0.0.1:${cport}
+# ${quorum_note}
+controller.quorum.voters=${QUORUM:-${NODE_ID}@127.0.0.1:${cport}}
 log.dirs=${LOG_DIRS}
 
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
+default.replication.factor=${replication}
+min.insync.replicas=${min_isr}
 auto.create.topics.enable=true
 delete.topic.enable=true
 log.cleaner.enable=true
 
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=${replication}
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=${replication}
+transaction.state.log.min.isr=${min_isr}
 transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=${replication}
+share.coordinator.state.topic.min.isr=${min_isr}
 share.coordinator.state.topic.num.partitions=1
 group.initial.rebalance.delay.ms=0
 # How often time retention runs (Kafka's default: 5 minutes). Tests shorten it
@@ -332,11 +445,13 @@ java_cmd() {
 }
 
 cmd_up() {
-  local t0 pid cport running_port
+  local t0 pid cport running_port running_voters
   t0=$(now)
   need_cmd java
   need_cmd python3
   check_sasl
+  check_node
+  ready_args
   if ! jars_cached && ! command -v mvn >/dev/null 2>&1; then
     install_hint "'mvn' not found on PATH and no cached Kafka jars in $LIB_DIR."
   fi
@@ -357,13 +472,19 @@ cmd_up() {
         ! grep -q "^listeners=.*,SASL_PLAINTEXT://127.0.0.1:${SASL_PORT}\$" "$PROPS_FILE"; then
       die "the broker from $DATA_DIR_SHOWN (pid $pid) has no SASL listener on port $SASL_PORT; run 'kafka.sh down' first."
     fi
-    if probe "$KAFKA_PORT"; then
+    running_voters=$(sed -n 's/^controller\.quorum\.voters=//p' "$PROPS_FILE")
+    if ! grep -qx "node\.id=${NODE_ID}" "$PROPS_FILE" ||
+        [[ -n "$QUORUM" && "$running_voters" != "$QUORUM" ]] ||
+        [[ -z "$QUORUM" && "$running_voters" == *,* ]]; then
+      die "the broker from $DATA_DIR_SHOWN (pid $pid) is not node $NODE_ID of quorum ${QUORUM:-(this node alone)} but $(sed -n 's/^node\.id=//p' "$PROPS_FILE") of $running_voters; run 'kafka.sh down' first."
+    fi
+    if probe "$KAFKA_PORT" "${READY_ARGS[@]}"; then
       upsert_scram_users
-      echo "Kafka already running on 127.0.0.1:$KAFKA_PORT$(sasl_shown) (pid $pid)"
+      echo "Kafka already running on 127.0.0.1:$KAFKA_PORT$(sasl_shown)$(node_shown) (pid $pid)"
       return 0
     fi
     note "broker pid $pid is alive but not answering yet; waiting up to ${START_TIMEOUT}s..."
-    wait_ready "$pid" "$t0"
+    wait_up "$pid" "$t0" "$(sed -n 's|^listeners=.*CONTROLLER://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$PROPS_FILE")"
     upsert_scram_users
     return 0
   fi
@@ -379,9 +500,15 @@ cmd_up() {
   fi
 
   mkdir -p "$LOG_DIRS"
+  check_formatted
 
   cport=$([[ -f "$CONTROLLER_PORT_FILE" ]] && tr -dc '0-9' <"$CONTROLLER_PORT_FILE" || true)
-  if [[ -z "$cport" || "$cport" == "$KAFKA_PORT" || "$cport" == "$SASL_PORT" ]] ||
+  if [[ -n "$QUORUM_CPORT" ]]; then
+    # Every other voter knows this node by that port: no other will do.
+    cport=$QUORUM_CPORT
+    port_free "$cport" ||
+      die "controller port $cport of node $NODE_ID (KAFKA_CONTROLLER_QUORUM) on 127.0.0.1 is already in use by another process."
+  elif [[ -z "$cport" || "$cport" == "$KAFKA_PORT" || "$cport" == "$SASL_PORT" ]] ||
       ! port_free "$cport"; then
     [[ -z "$cport" ]] || note "recorded controller port $cport is taken; picking a new one"
     cport=$(pick_free_port)
@@ -392,8 +519,8 @@ cmd_up() {
 
   java_cmd
   if [[ ! -f "$LOG_DIRS/meta.properties" ]]; then
-    local cluster_id
-    cluster_id=$(random_cluster_id)
+    local cluster_id=$CLUSTER_ID
+    [[ -n "$cluster_id" ]] || cluster_id=$(random_cluster_id)
     note "formatting storage in $LOG_DIRS (cluster id $cluster_id)"
     scram_format_args
     if ! "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" \
@@ -418,13 +545,53 @@ cmd_up() {
     sleep 0.05
   done
   [[ -n "$pid" ]] || die "broker did not start (no pid written); see $LOG_FILE"
-  wait_ready "$pid" "$t0"
+  wait_up "$pid" "$t0" "$cport"
   upsert_scram_users
+}
+
+# In a cluster, " as node N of M voters"; nothing for a single node.
+node_shown() {
+  ((VOTERS == 1)) || printf ' as node %s of %s voters' "$NODE_ID" "$VOTERS"
+}
+
+elapsed_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Waits until this node answers. A node of a cluster whose majority is not
+# listening yet cannot answer (no leader can be elected): then only until its
+# controller listens, so that nodes can be started one after the other.
+wait_up() {
+  local pid=$1 t0=$2 cport=$3
+  if ((VOTERS > 1)); then
+    [[ -z "$cport" ]] || wait_listening "$pid" "$cport"
+    if ! majority_listening; then
+      echo "Kafka ${KAFKA_VERSION} node $NODE_ID started on 127.0.0.1:$KAFKA_PORT$(sasl_shown) (pid $pid, data $DATA_DIR_SHOWN) in $(elapsed_since "$t0") s; $UP_VOTERS of $VOTERS voters listening, it answers once $((VOTERS / 2 + 1)) are"
+      return 0
+    fi
+  fi
+  wait_ready "$pid" "$t0"
+}
+
+wait_listening() {
+  local pid=$1 cport=$2 deadline=$((SECONDS + START_TIMEOUT))
+  until listening 127.0.0.1 "$cport"; do
+    if ! is_our_broker "$pid"; then
+      tail -n 40 "$LOG_FILE" >&2 || true
+      rm -f "$PID_FILE"
+      die "broker process $pid exited during startup."
+    fi
+    if ((SECONDS >= deadline)); then
+      tail -n 40 "$LOG_FILE" >&2 || true
+      kill -KILL "$pid" 2>/dev/null || true
+      rm -f "$PID_FILE"
+      die "broker did not listen on its controller port 127.0.0.1:$cport within ${START_TIMEOUT}s (killed pid $pid)."
+    fi
+    sleep 0.2
+  done
 }
 
 wait_ready() {
   local pid=$1 t0=$2 rc=0 elapsed
-  probe "$KAFKA_PORT" --wait "$START_TIMEOUT" --pid "$pid" 2>/dev/null || rc=$?
+  probe "$KAFKA_PORT" --wait "$START_TIMEOUT" --pid "$pid" "${READY_ARGS[@]}" 2>/dev/null || rc=$?
   if [[ $rc -ne 0 ]]; then
     echo "----- last 40 lines of $LOG_FILE -----" >&2
     tail -n 40 "$LOG_FILE" >&2 || true
@@ -437,8 +604,8 @@ wait_ready() {
     rm -f "$PID_FILE"
     die "broker did not answer on 127.0.0.1:$KAFKA_PORT within ${START_TIMEOUT}s (killed pid $pid)."
   fi
-  elapsed=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
-  echo "Kafka ${KAFKA_VERSION} up on 127.0.0.1:$KAFKA_PORT$(sasl_shown) (pid $pid, data $DATA_DIR_SHOWN) in $elapsed s"
+  elapsed=$(elapsed_since "$t0")
+  echo "Kafka ${KAFKA_VERSION} up on 127.0.0.1:$KAFKA_PORT$(sasl_shown)$(node_shown) (pid $pid, data $DATA_DIR_SHOWN) in $elapsed s"
 }
 
 cmd_down() {
@@ -471,6 +638,8 @@ cmd_down() {
 
 cmd_status() {
   local pid port
+  check_node
+  ready_args
   pid=$(read_pid)
   if ! is_our_broker "$pid"; then
     echo "Kafka not running (data $DATA_DIR_SHOWN)"
@@ -478,8 +647,8 @@ cmd_status() {
   fi
   port=$(configured_port)
   port=${port:-$KAFKA_PORT}
-  if probe "$port"; then
-    echo "Kafka ${KAFKA_VERSION} running on 127.0.0.1:$port (pid $pid, data $DATA_DIR_SHOWN)"
+  if probe "$port" "${READY_ARGS[@]}"; then
+    echo "Kafka ${KAFKA_VERSION} running on 127.0.0.1:$port$(node_shown) (pid $pid, data $DATA_DIR_SHOWN)"
     return 0
   fi
   echo "Kafka process $pid is alive but not answering on 127.0.0.1:$port (starting or stuck?)"

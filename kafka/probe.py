@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Stdlib-only readiness probe for a Kafka broker.
 
-Usage: probe.py HOST PORT [--wait SECONDS] [--pid PID]
+Usage: probe.py HOST PORT [--wait SECONDS] [--pid PID] [--brokers N] [--broker-id ID]
 
 Sends an ApiVersions v0 request and then a non-flexible Metadata request
 (v1..v8, at a version the broker advertises) and succeeds only when the
 broker lists at least one live broker and a controller, i.e. it is
 registered and unfenced and clients can actually use it.
+
+In a cluster a node answers with the brokers it knows of, itself or not:
+``--broker-id`` also wants that node among them (the node asked is itself
+registered and unfenced), ``--brokers`` at least N of them (the whole
+cluster is).
 
 Exit codes: 0 ready, 1 not ready (after --wait, if given), 3 the process
 given with --pid died while waiting.
@@ -111,7 +116,13 @@ def metadata(sock: socket.socket, version: int) -> tuple[list[tuple[int, str, in
     return brokers, controller
 
 
-def probe_once(host: str, port: int, timeout: float = 3.0) -> str:
+def probe_once(
+    host: str,
+    port: int,
+    timeout: float = 3.0,
+    brokers_wanted: int = 1,
+    broker_id: int | None = None,
+) -> str:
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
         apis = api_versions(sock)
@@ -126,6 +137,10 @@ def probe_once(host: str, port: int, timeout: float = 3.0) -> str:
             raise ProbeError("no live brokers yet (broker still fenced?)")
         if controller < 0:
             raise ProbeError("no controller yet")
+        if len(brokers) < brokers_wanted:
+            raise ProbeError(f"{len(brokers)} live brokers, not {brokers_wanted} yet: {brokers}")
+        if broker_id is not None and broker_id not in [node_id for node_id, _, _ in brokers]:
+            raise ProbeError(f"broker {broker_id} not among the live brokers yet: {brokers}")
         return f"brokers={brokers} controller={controller}"
 
 
@@ -150,6 +165,8 @@ def main() -> int:
     ap.add_argument("port", type=int)
     ap.add_argument("--wait", type=float, default=0.0, help="keep retrying for this many seconds")
     ap.add_argument("--pid", type=int, help="give up early if this process exits")
+    ap.add_argument("--brokers", type=int, default=1, help="at least this many live brokers")
+    ap.add_argument("--broker-id", type=int, help="this broker among the live ones")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -157,7 +174,9 @@ def main() -> int:
     last = "not tried"
     while True:
         try:
-            info = probe_once(args.host, args.port)
+            info = probe_once(
+                args.host, args.port, brokers_wanted=args.brokers, broker_id=args.broker_id
+            )
             if args.verbose:
                 print(info)
             return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import kafka_cluster  # noqa: F401
 from tests.support import (
     DATASETS,
     KAFKA_SH,
