@@ -49,6 +49,7 @@ from faust import StreamT
 from faust.types import EventT
 
 from sysmon_faust import (
+    alert_groups,
     deadletter,
     faults,
     faust_fixes,
@@ -453,10 +454,38 @@ async def _emit_joined(
     if received is not None:
         stats.processing_latency.observe(max(now - received, 0.0))
     for rule in rules.matching_rules(enriched, RULES):
-        alert = rules.alert_record(rule, enriched, utc_now_iso())
-        await _send(settings.topic_alerts, key, alert, timestamp, partition)
-        stats.alerts += 1
+        stats.alert_matches += 1
         stats.alerts_by_rule[rule.rule_id] += 1
+        await _alert(rule, enriched, int(timestamp * 1000), partition)
+
+
+async def _alert(rule: rules.Rule, enriched: Row, event_time_ms: int, partition: int) -> None:
+    """Alert on a match at once, or count it into its rule's open group on the process.
+
+    See sysmon_faust.alert_groups: the group's update goes out when its
+    window closes (_expire_due).
+    """
+    key = enriched["process_guid"].encode()
+    timestamp = event_time_ms / 1000
+    window_ms = int(settings.alert_window * 1000)
+    stream_time = state.stream_time(partition, int(time.time() * 1000), event_time_ms)
+    if window_ms:
+        found = state.open_alert_group(
+            partition, rule.rule_id, enriched["process_guid"], stream_time
+        )
+        if found is not None:
+            group_key, group = found
+            alert_groups.add_match(group, enriched, event_time_ms)
+            state.keep_alert_group(partition, group, group_key)
+            stats.alert_matches_grouped += 1
+            return
+    alert = rules.alert_record(rule, enriched, utc_now_iso())
+    group = alert_groups.open_group(alert, event_time_ms, stream_time, window_ms)
+    if window_ms:
+        state.keep_alert_group(partition, group)
+    await _send(settings.topic_alerts, key, alert_groups.first_alert_record(group), timestamp,
+                partition)  # fmt: skip
+    stats.alerts += 1
 
 
 async def _emit_unmatched(
@@ -481,6 +510,12 @@ async def _expire_due(partition: int, wall_ms: int) -> None:
         await _emit_unmatched(
             waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms / 1000, partition
         )
+    for group in expired.alert_groups:
+        update = alert_groups.closing_record(group, utc_now_iso())
+        if update is not None:
+            key = group.process_guid.encode()
+            await _send(settings.topic_alerts, key, update, group.last_seen_ms / 1000, partition)
+            stats.alert_group_updates += 1
     stats.pending = state.waiting()
     stats.ancestry_parked = parked.count()
 

@@ -28,7 +28,9 @@ CONNECT_GRACE: Final = b"G"
 ROW_RETENTION: Final = b"R"
 #: A row that was never terminated, a TTL after it was written (reference: the GUID).
 ROW_TTL: Final = b"T"
-KINDS: Final = (CONNECT_GRACE, ROW_RETENTION, ROW_TTL)
+#: An alert group whose window closes (reference: its key in the pending table).
+ALERT_GROUP: Final = b"A"
+KINDS: Final = (ALERT_GROUP, CONNECT_GRACE, ROW_RETENTION, ROW_TTL)
 
 #: Where a partition's stream time is kept in the index table, so a restarted
 #: worker goes on from it (the kinds above sort apart from it).

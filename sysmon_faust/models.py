@@ -129,6 +129,12 @@ class Alert(_Record):
     severity: str
     detected_at: str
     event: EnrichedNetworkConnect
+    #: The rule's matches on this process within SYSMON_ALERT_WINDOW
+    #: (sysmon_faust.alert_groups): ``state`` (open: the first match, more
+    #: may come; closed: the final count), ``count``, ``first_seen``,
+    #: ``last_seen``, ``destinations``, ``destinations_not_listed``,
+    #: ``window_seconds``.
+    alert_group: dict[str, Any] | None = None
 
 
 class DeadLetter(_Record):

@@ -233,6 +233,8 @@ def worker_state() -> dict[str, Any]:
         "input_alignment_wait_seconds": {
             str(p): ms / 1000 for p, ms in sorted(intake.state.alignment_held_ms.items())
         },
+        # SYSMON_ALERT_WINDOW, for whoever reads alerts (the demo waits on it).
+        "alert_window_seconds": int(settings.alert_window),
     }
 
 
@@ -302,7 +304,10 @@ def render_metrics() -> str:
         "unmatched": "Network events whose process is unknown",
         "dead_lettered": "Records sent to the dead-letter topic",
         "surrogates_replaced": "Events read with unpaired UTF-16 surrogates replaced by U+FFFD",
-        "alerts": "Alerts emitted",
+        "alerts": "Alerts written at once (a group's first match)",
+        "alert_matches": "Rule matches on enriched events, grouped or not",
+        "alert_matches_grouped": "Rule matches counted into an open alert group",
+        "alert_group_updates": "Alert group updates written when a window closed",
     }
     families = [
         metrics.Metric(

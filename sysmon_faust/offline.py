@@ -57,7 +57,7 @@ from typing import Final, NoReturn, TextIO
 
 import orjson
 
-from sysmon_faust import grace, guid_time, join
+from sysmon_faust import alert_groups, grace, guid_time, join
 from sysmon_faust.clock import utc_now_iso
 from sysmon_faust.join import Row
 from sysmon_faust.normalize import (
@@ -69,6 +69,7 @@ from sysmon_faust.normalize import (
     NormalizedEvent,
     file_name,
     normalize,
+    parse_utc_time,
 )
 from sysmon_faust.process_tree import ancestry, encode_link
 from sysmon_faust.recordings import OnNote, RecordingError, kind, read_records
@@ -80,6 +81,8 @@ from sysmon_faust.shapes import LOOKED_FOR
 #: worker's are, by sysmon_faust.settings (which builds no app).
 DEFAULT_GRACE_S: Final = int(Settings.join_grace)
 DEFAULT_DEPTH: Final = Settings.ancestry_depth
+DEFAULT_WINDOW_S: Final = int(Settings.alert_window)
+MAX_WINDOW_S: Final = 7 * 86400  # as SYSMON_ALERT_WINDOW allows
 MAX_GRACE_S: Final = 7 * 86400  # as SYSMON_JOIN_GRACE allows
 MAX_DEPTH: Final = 64
 
@@ -230,7 +233,9 @@ class FileReport:
     connects: int = 0
     joined: int = 0
     unmatched: Counter[str] = field(default_factory=Counter)
-    alerts: Counter[str] = field(default_factory=Counter)  # by rule_id
+    alerts: Counter[str] = field(default_factory=Counter)  # matches, by rule_id
+    #: Alert groups closed (each one line of the human output), by rule_id.
+    alert_groups: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: FileReport) -> None:
         """Add ``other``'s counts to these (for the total)."""
@@ -238,6 +243,7 @@ class FileReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.unmatched.update(other.unmatched)
         self.alerts.update(other.alerts)
+        self.alert_groups.update(other.alert_groups)
 
 
 _COUNTS: Final = (
@@ -255,11 +261,68 @@ _COUNTS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    """One alert: the file it came from (as given), the rule and the ``sysmon-alerts`` record."""
+    """An alert record: the file it came from (as given), the rule, the ``sysmon-alerts`` record.
+
+    ``written``: the worker writes this record (a group's first alert, or its
+    update when it closes with more than one match); ``closes_group``: it is
+    the group's final state (``alert["alert_group"]`` has the count) —
+    also for a one-match group, whose first alert is all the worker writes.
+    """
 
     file: str
     rule: Rule
     alert: Row
+    written: bool = True
+    closes_group: bool = True
+
+
+class OfflineAlerts:
+    """The alert groups of one recording, in memory, through :mod:`sysmon_faust.alert_groups`.
+
+    As the worker groups: per rule and process, a window of ``window_ms``
+    of stream time from the first match; 0: every match is a group of one.
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self._open: dict[tuple[str, str], alert_groups.AlertGroup] = {}
+        self._rules: dict[str, Rule] = {}
+        # Closing times are stream time + the window and stream time never
+        # goes back: the queue is in closing order without sorting.
+        self._closing: deque[alert_groups.AlertGroup] = deque()
+
+    def match(
+        self, file: str, rule: Rule, enriched: Row, event_time_ms: int, stream_time_ms: int
+    ) -> list[Detection]:
+        """One match: the records it makes (closed groups first, then a new group's alert)."""
+        made = self.close_due(file, stream_time_ms)
+        key = (rule.rule_id, enriched["process_guid"])
+        group = self._open.get(key)
+        if group is not None:
+            alert_groups.add_match(group, enriched, event_time_ms)
+            return made
+        alert = alert_record(rule, enriched, utc_now_iso())
+        group = alert_groups.open_group(alert, event_time_ms, stream_time_ms, self.window_ms)
+        first = alert_groups.first_alert_record(group)
+        if not self.window_ms:
+            return [*made, Detection(file, rule, first)]
+        self._open[key] = group
+        self._rules[rule.rule_id] = rule
+        self._closing.append(group)
+        return [*made, Detection(file, rule, first, written=True, closes_group=False)]
+
+    def close_due(self, file: str, stream_time_ms: int | None) -> list[Detection]:
+        """The groups closed at ``stream_time_ms`` (all of them for None: the end of the file)."""
+        made = []
+        while self._closing and (
+            stream_time_ms is None or alert_groups.is_closed(self._closing[0], stream_time_ms)
+        ):
+            group = self._closing.popleft()
+            del self._open[(group.rule_id, group.process_guid)]
+            update = alert_groups.closing_record(group, utc_now_iso())
+            final = update or alert_groups.final_record(group, utc_now_iso())
+            made.append(Detection(file, self._rules[group.rule_id], final, update is not None))
+        return made
 
 
 OnDetection = Callable[[Detection], None]
@@ -274,14 +337,18 @@ def check_file(
     on_detection: OnDetection,
     on_progress: OnProgress | None = None,
     on_note: OnNote | None = None,
+    *,
+    window_ms: int,
 ) -> FileReport:
     """Run one recording through normalization, the join and ``rules``.
 
-    Calls ``on_detection`` for each alert as it is found. Raises
+    Calls ``on_detection`` for each alert record as the worker would make it
+    (grouped within ``window_ms``; 0: one per match). Raises
     :class:`sysmon_faust.recordings.RecordingError` when the file cannot be read.
     """
     report = FileReport(str(path))
     offline = OfflineJoin(grace_ms, depth)
+    alerts = OfflineAlerts(window_ms)
     for raw in read_records(path, on_note):
         report.events += 1
         if on_progress is not None and report.events % _PROGRESS_EVERY == 0:
@@ -296,8 +363,9 @@ def check_file(
                 report.sysmon += 1
         else:
             _count_event(report, outcome)
-            _settle(report, offline.feed(outcome), rules, on_detection)
-    _settle(report, offline.finish(), rules, on_detection)
+            produced = offline.feed(outcome)
+            _settle(report, produced, rules, alerts, offline.stream_time_ms, on_detection)
+    _settle(report, offline.finish(), rules, alerts, None, on_detection)
     return report
 
 
@@ -309,15 +377,27 @@ def _count_event(report: FileReport, event: NormalizedEvent) -> None:
 
 
 def _settle(
-    report: FileReport, produced: Produced, rules: Sequence[Rule], on_detection: OnDetection
+    report: FileReport,
+    produced: Produced,
+    rules: Sequence[Rule],
+    alerts: OfflineAlerts,
+    stream_time_ms: int | None,
+    on_detection: OnDetection,
 ) -> None:
+    """Count what an event (or the end of the file: ``stream_time_ms`` None) produced; alert."""
     report.unmatched.update(row["unmatched_reason"] for row in produced.unmatched)
+    made: list[Detection] = []
     for enriched in produced.joined:
         report.joined += 1
+        event_time_ms = parse_utc_time(enriched["event_date_creation"])[1]
         for rule in matching_rules(enriched, rules):
             report.alerts[rule.rule_id] += 1
-            alert = alert_record(rule, enriched, utc_now_iso())
-            on_detection(Detection(report.path, rule, alert))
+            now = stream_time_ms if stream_time_ms is not None else event_time_ms
+            made += alerts.match(report.path, rule, enriched, event_time_ms, now)
+    made += alerts.close_due(report.path, stream_time_ms)
+    for detection in made:
+        report.alert_groups[detection.rule.rule_id] += detection.closes_group
+        on_detection(detection)
 
 
 # --- output ------------------------------------------------------------------------
@@ -339,10 +419,21 @@ def alert_line(detection: Detection) -> str:
             event.get("event_date_creation") or "?",
             event.get("host_name") or "?",
             f"{event.get('process_name') or '?'} {event.get('process_guid')} -> "
-            + _destination(event),
+            + _destinations(detection.alert),
             "ancestry: " + (" < ".join(ancestors) or "-"),
         )
     )
+
+
+def _destinations(alert: Row) -> str:
+    """Where the group's matches went, and how many there were when more than one."""
+    group = alert.get("alert_group") or {}
+    if group.get("count", 1) <= 1:
+        return _destination(alert["event"])
+    listed = group["destinations"] or [_destination(alert["event"])]
+    more = group.get("destinations_not_listed", 0)
+    where = ", ".join(listed) + (f" and {more} more" if more else "")
+    return f"{where} ({group['count']} matches, {group['first_seen']} to {group['last_seen']})"
 
 
 def _destination(event: Row) -> str:
@@ -377,7 +468,8 @@ def summary_lines(report: FileReport, title: str) -> list[str]:
         f"filtered {report.filtered}, invalid {report.invalid}",
         f"  creations {report.creates}; connects {report.connects}: joined {report.joined}, "
         f"unmatched {report.unmatched.total()}" + (f" ({reasons})" if reasons else ""),
-        f"  alerts {report.alerts.total()}" + (f": {rules}" if rules else ""),
+        f"  alerts: {report.alerts.total()} matches in {report.alert_groups.total()} group(s)"
+        + (f": {rules}" if rules else ""),
         *(
             [f"  {report.no_shape} record(s) of no Windows event shape: {LOOKED_FOR}"]
             if report.no_shape
@@ -456,6 +548,7 @@ class Options:
     grace_ms: int
     depth: int
     json: bool
+    window_ms: int = int(Settings.alert_window * 1000)
 
 
 def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
@@ -493,8 +586,15 @@ def _parser(prog: str) -> _Parser:
         help=f"ancestors per alert (default: SYSMON_ANCESTRY_DEPTH or {DEFAULT_DEPTH})",
     )  # fmt: skip
     parser.add_argument(
-        "--json", action="store_true", help="JSON lines on stdout, one per alert; counts on stderr"
-    )
+        "--window", metavar="SECONDS",
+        help="alert group window in seconds of stream time, 0: every match alerts "
+        f"(default: SYSMON_ALERT_WINDOW or {DEFAULT_WINDOW_S})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--json", action="store_true",
+        help="JSON lines on stdout, one per record the worker would write to sysmon-alerts "
+        "(a group's first alert, and its update when it closes); counts on stderr",
+    )  # fmt: skip
     return parser
 
 
@@ -516,7 +616,12 @@ def parse_options(argv: Sequence[str], prog: str) -> Options:
         if args.depth is None
         else _bounded_int(args.depth, "--depth", 0, MAX_DEPTH)
     )
-    return Options(args.files, rules, grace_s * 1000, depth, args.json)
+    window_s = (
+        int(settings.alert_window)
+        if args.window is None
+        else _bounded_int(args.window, "--window", 0, MAX_WINDOW_S)
+    )
+    return Options(args.files, rules, grace_s * 1000, depth, args.json, window_s * 1000)
 
 
 def _check_readable(files: Iterable[Path]) -> None:
@@ -549,8 +654,11 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
     progress = _TerminalProgress(err)
 
     def emit(detection: Detection) -> None:
-        progress.clear()
-        print(render(detection), file=out, flush=True)
+        # JSON: every record the worker would write; for a reader: each
+        # group once, when it closes, with its count.
+        if detection.written if options.json else detection.closes_group:
+            progress.clear()
+            print(render(detection), file=out, flush=True)
 
     def note(text: str) -> None:
         progress.clear()
@@ -559,7 +667,10 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
     total = FileReport("total")
     for path in options.files:
         on_progress = progress.start(path.name)
-        report = check_file(path, rules, options.grace_ms, options.depth, emit, on_progress, note)
+        report = check_file(
+            path, rules, options.grace_ms, options.depth, emit, on_progress, note,
+            window_ms=options.window_ms,
+        )  # fmt: skip
         progress.clear()
         total.add(report)
         print("\n".join(summary_lines(report, f"== {path}")), file=counts_out, flush=True)

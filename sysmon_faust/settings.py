@@ -102,6 +102,10 @@ class Settings:
     #: Seconds a join is parked, at most, for an ancestor's link another
     #: worker may not have written yet (sysmon_faust.parking); 0: never.
     ancestry_wait: float = 5.0
+    #: Seconds (of stream time) an alert group lasts: the first match of a
+    #: rule on a process alerts, later ones in the window are counted into
+    #: one update (sysmon_faust.alert_groups); 0: every match alerts.
+    alert_window: float = 600.0
     #: The detection rules file (YAML or JSON); None: the rules shipped with
     #: the package (sysmon_faust/default_rules.yaml).
     rules_path: Path | None = None
@@ -313,6 +317,8 @@ class Settings:
             ancestry_depth=integer("SYSMON_ANCESTRY_DEPTH", defaults.ancestry_depth, 0, 64),
             ancestry_wait=integer("SYSMON_ANCESTRY_WAIT", int(defaults.ancestry_wait), 0, 600)
             * 1.0,
+            alert_window=integer("SYSMON_ALERT_WINDOW", int(defaults.alert_window), 0, 7 * 86400)
+            * 1.0,
             rules_path=_rules_path(text("SYSMON_RULES", "")),
             **_kafka_security(env),
         )
@@ -450,6 +456,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_TABLE_TTL",
     "SYSMON_ANCESTRY_DEPTH",
     "SYSMON_ANCESTRY_WAIT",
+    "SYSMON_ALERT_WINDOW",
     "SYSMON_RULES",
     "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM",

@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 from faust.types import TableT
 
-from sysmon_faust import expiry, grace, parking
+from sysmon_faust import alert_groups, expiry, grace, parking
 from sysmon_faust.join import Row
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class Expired:
     """What one expiry pass removed."""
 
     connects: list[ExpiredConnect] = field(default_factory=list)
+    #: Alert groups whose window closed: the join emits their updates.
+    alert_groups: list[alert_groups.AlertGroup] = field(default_factory=list)
     rows_after_termination: int = 0
     rows_after_ttl: int = 0
 
@@ -287,10 +289,10 @@ class JoinState:
         if partition not in self._waiting:
             keys = self.pending.db(partition).iterkeys()
             keys.seek_to_first()
+            # Waiting connects only: parked joins and alert groups sort
+            # before them, under prefixes of their own (b"\x01...").
             self._waiting[partition] = sum(
-                1
-                for key in keys
-                if key != self.pending.offset_key and not parking.is_parked_key(key)
+                1 for key in keys if key != self.pending.offset_key and key[:1] != b"\x01"
             )
         return self._waiting[partition]
 
@@ -426,6 +428,35 @@ class JoinState:
         """A parked join was released: its record goes in :meth:`settle`, after its output's."""
         self._hand_out(partition, key, None)
 
+    # --- alert groups ----------------------------------------------------------
+
+    def open_alert_group(
+        self, partition: int, rule_id: str, guid: str, stream_time: int
+    ) -> tuple[bytes, alert_groups.AlertGroup] | None:
+        """The group of ``rule_id`` on ``guid`` still open at ``stream_time``, with its key."""
+        prefix = alert_groups.group_prefix(rule_id, guid)
+        for key, value in self.pending.items_from(partition, prefix):
+            if (partition, key) in self._handed_out:
+                continue  # closing: its update is on its way
+            try:
+                group = alert_groups.AlertGroup.decode(value)
+            except ValueError:
+                log.error("alert group %r of partition %d unreadable: ignored", key, partition)
+                continue
+            if not alert_groups.is_closed(group, stream_time):
+                return key, group
+        return None
+
+    def keep_alert_group(
+        self, partition: int, group: alert_groups.AlertGroup, key: bytes | None = None
+    ) -> None:
+        """Store a group: a new one (``key`` None) also gets its closing in the index."""
+        if key is None:
+            key = alert_groups.group_key(group)
+            index_key = expiry.index_key(expiry.ALERT_GROUP, group.closes_at_ms, key)
+            self.index.put(partition, index_key, b"")
+        self.pending.put(partition, key, group.encode())
+
     # --- expiry ----------------------------------------------------------------
 
     def expire_due(self, partition: int, stream_time: int, at_most: int) -> Expired:
@@ -453,6 +484,9 @@ class JoinState:
         expired = Expired()
         for index_key in due:
             kind, _, reference = expiry.parse_index_key(index_key)
+            if kind == expiry.ALERT_GROUP:
+                self._close_alert_group(partition, index_key, reference, expired)
+                continue
             if kind == expiry.CONNECT_GRACE:
                 if (partition, reference) in self._handed_out:
                     if self._handed_out[(partition, reference)] is None:
@@ -484,6 +518,22 @@ class JoinState:
                 self._delete_row(partition, reference)
                 expired.rows_after_ttl += 1
         return expired
+
+    def _close_alert_group(
+        self, partition: int, index_key: bytes, key: bytes, expired: Expired
+    ) -> None:
+        if (partition, key) in self._handed_out:
+            return
+        value = self.pending.get(partition, key)
+        if value is None:
+            self.index.delete(partition, index_key)
+            return
+        # Both entries go in settle(), after the group's update is in Kafka.
+        self._hand_out(partition, key, index_key)
+        try:
+            expired.alert_groups.append(alert_groups.AlertGroup.decode(value))
+        except ValueError:
+            log.error("alert group %r of partition %d unreadable: dropped", key, partition)
 
     def _delete_row(self, partition: int, key: bytes) -> None:
         self.rows.delete(partition, key)

@@ -37,7 +37,14 @@ class PipelineStats:
     #: Events read with unpaired UTF-16 surrogates replaced by U+FFFD
     #: (sysmon_faust.normalize.parse_json_object).
     surrogates_replaced: int = 0
+    #: Records written to sysmon-alerts at once (a group's first match, or
+    #: every match with SYSMON_ALERT_WINDOW=0); rule matches in all; matches
+    #: counted into an open group; group updates written when a window closed
+    #: (sysmon_faust.alert_groups).
     alerts: int = 0
+    alert_matches: int = 0
+    alert_matches_grouped: int = 0
+    alert_group_updates: int = 0
     #: Joins parked for an ancestor's link from another worker, those released
     #: when the wait was over rather than settled, those parked now, and
     #: those not parked because parking was full (sysmon_faust.parking).
@@ -82,6 +89,9 @@ class PipelineStats:
             "dead_lettered": self.dead_lettered,
             "surrogates_replaced": self.surrogates_replaced,
             "alerts": self.alerts,
+            "alert_matches": self.alert_matches,
+            "alert_matches_grouped": self.alert_matches_grouped,
+            "alert_group_updates": self.alert_group_updates,
             "dropped_before_seek": self.dropped_before_seek,
             "ancestry_waits": self.ancestry_waits,
             "ancestry_wait_timeouts": self.ancestry_wait_timeouts,

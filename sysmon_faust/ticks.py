@@ -1,6 +1,6 @@
 """Ticks: a record now and then on every re-keying partition this worker joins.
 
-Waiting connects and rows expire when their partition's stream time passes
+Waiting connects, rows and alert groups expire (close) when their partition's stream time passes
 their deadline, and stream time moves on with the wall clock
 (:mod:`sysmon_faust.expiry`). But Faust lets a table change only while an
 agent handles a record of the table's partition, so a partition that
@@ -22,7 +22,17 @@ log = logging.getLogger(__name__)
 TICK_RECORD = b'[{"%s": %d}]' % (EVENT_ID_FIELD.encode(), TICK)
 #: A quarter of the shortest lifetime, between 1 and 10 seconds.
 TICK_INTERVAL_SECONDS = max(
-    1.0, min([10.0, *(s / 4 for s in (settings.join_grace, settings.table_retention) if s)])
+    1.0,
+    min(
+        [
+            10.0,
+            *(
+                s / 4
+                for s in (settings.join_grace, settings.table_retention, settings.alert_window)
+                if s
+            ),
+        ]
+    ),
 )
 
 

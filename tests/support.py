@@ -46,14 +46,18 @@ def case_events(name: str) -> list[Any]:
 
 
 def rules_test_case(name: str) -> tuple[Any, list[Any]]:
-    """``rules test`` over case ``name`` with the worker's defaults: (FileReport, detections)."""
+    """``rules test`` over case ``name`` with the worker's defaults: (FileReport, detections).
+
+    Detections one per match (a window of 0): the cases count matches.
+    """
     from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, check_file
     from sysmon_faust.rules import load_rules
 
     detections: list[Any] = []
     report = check_file(
-        case_file(name), load_rules(), DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH, detections.append
-    )
+        case_file(name), load_rules(), DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH, detections.append,
+        window_ms=0,
+    )  # fmt: skip
     return report, detections
 
 
@@ -412,6 +416,9 @@ def sysmon_env(bootstrap: str, prefix: str, data_dir: Path, partitions: int = 4)
         # ksqlDB's semantics (a connect before its create is unmatched at once),
         # which the datasets' counts assume; the grace buffer has its own tests.
         "SYSMON_JOIN_GRACE": "0",
+        # An alert per rule match, which the datasets' counts (and the tests
+        # of rules) count; alert groups have their own tests (test_alert_groups).
+        "SYSMON_ALERT_WINDOW": "0",
     }
 
 

@@ -266,7 +266,9 @@ def write_recording(path: Path, raws: list[bytes]) -> Path:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in ("SYSMON_RULES", "SYSMON_JOIN_GRACE", "SYSMON_ANCESTRY_DEPTH"):
+    for variable in (
+        "SYSMON_RULES", "SYSMON_JOIN_GRACE", "SYSMON_ANCESTRY_DEPTH", "SYSMON_ALERT_WINDOW"
+    ):  # fmt: skip
         monkeypatch.delenv(variable, raising=False)
 
 
@@ -287,7 +289,8 @@ def wmi_recording(tmp_path: Path) -> Path:
 
 @pytest.mark.usefixtures("clean_env")
 def test_cli_json_lines(wmi_recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert offline.main(["test", "--json", str(wmi_recording)]) == 0
+    # --window 0: every match alerts on its own.
+    assert offline.main(["test", "--json", "--window", "0", str(wmi_recording)]) == 0
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     wmi = [line for line in lines if line["rule_id"] == WMI_RULE]
@@ -299,8 +302,10 @@ def test_cli_json_lines(wmi_recording: Path, capsys: pytest.CaptureFixture[str])
         assert line["attack_technique"] == "T1047"
         alert = line["alert"]
         assert set(alert) == {
-            "rule_id", "rule_name", "attack_technique", "severity", "detected_at", "event"
+            "rule_id", "rule_name", "attack_technique", "severity", "detected_at", "event",
+            "alert_group",
         }  # fmt: skip
+        assert (alert["alert_group"]["state"], alert["alert_group"]["count"]) == ("closed", 1)
         assert alert["rule_id"] == WMI_RULE
         assert alert["event"]["process_ancestry"] == [hop(W, WMIPRVSE)]
     assert "joined 2, unmatched 1 (no_process_guid 1)" in err
@@ -315,9 +320,27 @@ def test_cli_human_output(wmi_recording: Path, capsys: pytest.CaptureFixture[str
     line = next(line for line in out.splitlines() if WMI_RULE in line)
     assert line.startswith("wmi.jsonl  ")
     assert "T1047 high" in line
-    assert f"powershell.exe {A} -> 10.0.10.106:8080" in line
+    # Both connects are one group (the default window): one line, with both.
+    assert [x for x in out.splitlines() if x.startswith("wmi.jsonl")] == [line]
+    assert f"powershell.exe {A} -> 10.0.10.106:8080, 10.0.10.106:443 (2 matches, " in line
     assert line.endswith("ancestry: WmiPrvSE.exe")
+    assert "alerts: 2 matches in 1 group(s)" in out
     assert "== total: 1 file(s)" in out
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_cli_json_lines_are_what_the_worker_writes_a_first_alert_then_the_update(
+    wmi_recording: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert offline.main(["test", "--json", str(wmi_recording)]) == 0
+    out, _ = capsys.readouterr()
+    wmi = [json.loads(x)["alert"] for x in out.splitlines() if WMI_RULE in x]
+    first, update = wmi
+    assert first["alert_group"]["state"] == "open" and first["alert_group"]["count"] == 1
+    assert update["alert_group"]["state"] == "closed" and update["alert_group"]["count"] == 2
+    assert update["alert_group"]["destinations"] == ["10.0.10.106:8080", "10.0.10.106:443"]
+    assert update["alert_group"]["window_seconds"] == offline.DEFAULT_WINDOW_S
+    assert update["event"] == first["event"]  # the match that alerted
 
 
 @pytest.mark.usefixtures("clean_env")

@@ -69,9 +69,11 @@ def checked() -> dict[str, Checked]:
     results = {}
     for name in RECORDINGS:
         detections: list[Detection] = []
+        # Every match on its own (window 0): these tests are about the rules.
         report = check_file(
-            path_of(name), rules, DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH, detections.append
-        )
+            path_of(name), rules, DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH, detections.append,
+            window_ms=0,
+        )  # fmt: skip
         results[name] = Checked(report, detections)
     return results
 
@@ -182,7 +184,7 @@ def test_the_command_line_on_all_recordings(checked: dict[str, Checked]) -> None
     # The shipped rules and the defaults, whatever the caller's shell sets.
     env = {name: value for name, value in os.environ.items() if not name.startswith("SYSMON_")}
     done = subprocess.run(
-        [sys.executable, "-m", "sysmon_faust", "rules", "test", "--json", *files],
+        [sys.executable, "-m", "sysmon_faust", "rules", "test", "--json", "--window", "0", *files],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -212,3 +214,26 @@ def test_the_command_line_on_all_recordings(checked: dict[str, Checked]) -> None
         )
         assert from_cli == in_process
     assert "== total: 5 file(s)" in done.stderr
+
+
+def test_the_33_wmi_alerts_are_one_group_by_default(checked: dict[str, Checked]) -> None:
+    # Issue 17: 33 alerts for one process's 33 connections flood an analyst.
+    # With the default window (10 min), rules test writes what the worker
+    # writes: the first alert at once, then one update with the count.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SYSMON_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "sysmon_faust", "rules", "test", "--json",
+         str(path_of(WMI_RECORDING))],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first, update = (json.loads(line)["alert"] for line in done.stdout.splitlines())
+    matches = checked[WMI_RECORDING].fired(WMI)
+    assert (first["alert_group"]["state"], first["alert_group"]["count"]) == ("open", 1)
+    group = update["alert_group"]
+    assert len(matches) == 33
+    assert (group["state"], group["count"]) == ("closed", 33)
+    assert group["destinations"] == ["10.0.10.106:443"]
+    times = sorted(event["event_date_creation"] for event in matches)
+    assert (group["first_seen"], group["last_seen"]) == (times[0], times[-1])
+    assert "alerts: 33 matches in 1 group(s)" in done.stderr
