@@ -289,6 +289,8 @@ async def describe(settings: Settings, out: TextIO) -> int:
     try:
         topics = app_topics(settings)
         partitions = await _partitions(admin, [t for t, _ in topics])
+        replicas = await _replicas(admin, list(partitions))
+        brokers = len((await admin.describe_cluster())["brokers"])
         existing = [t for t, _ in topics if t in partitions]
         configs = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, t) for t in existing]
@@ -299,7 +301,8 @@ async def describe(settings: Settings, out: TextIO) -> int:
     for response in configs:
         for resource in response.resources:
             policy[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
-    rows = [("topic", "role", "partitions", "cleanup.policy", "retention.ms")]
+    rows = [("topic", "role", "partitions", "replicas", "min.insync", "cleanup.policy",
+             "retention.ms")]  # fmt: skip
     for topic, role in topics:
         config = policy.get(topic, {})
         rows.append(
@@ -307,12 +310,31 @@ async def describe(settings: Settings, out: TextIO) -> int:
                 topic,
                 role,
                 str(partitions.get(topic, "(missing)")),
+                str(replicas.get(topic, "-")),
+                config.get("min.insync.replicas", "-"),
                 config.get("cleanup.policy", "-"),
                 config.get("retention.ms", "-"),
             )
         )
     _table(rows, out)
+    single = [t for t, _ in topics if replicas.get(t) == 1]
+    if single and brokers > 1:
+        out.write(
+            f"warning: {len(single)} topic(s) have 1 replica on a cluster of {brokers} brokers "
+            f"(losing one broker loses them): {', '.join(single)}; new topics follow "
+            "SYSMON_REPLICATION_FACTOR, existing ones need kafka-reassign-partitions.sh\n"
+        )
     return 0
+
+
+async def _replicas(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    """Replicas of each topic (of its first partition: Kafka gives all partitions as many)."""
+    described = await admin.describe_topics(topics) if topics else []
+    return {
+        d["topic"]: len(d["partitions"][0]["replicas"])
+        for d in described
+        if d["error_code"] == 0 and d["partitions"]
+    }
 
 
 def main(command: str, argv: Sequence[str]) -> int:

@@ -77,6 +77,9 @@ class Settings:
     topic_alerts: str = "sysmon-alerts"
     topic_dlq: str = "sysmon-dlq"
     processing_guarantee: str = "at_least_once"
+    #: Replicas of every topic the app creates; None: the cluster's
+    #: default.replication.factor, at most its number of brokers (startup.py).
+    replication_factor: int | None = None
     #: The codec of every record batch the worker writes (the producer's
     #: compression.type): re-keying, process-tree and output topics, table
     #: changelogs, dead letters. What it reads may use any codec.
@@ -221,6 +224,7 @@ class Settings:
         described["http_token"] = "(set)" if self.http_token else "(none)"
         described["kafka_sasl_password"] = "(set)" if self.kafka_sasl_password else "(none)"
         described["rules_path"] = str(self.rules_path or "(the shipped default rules)")
+        described["replication_factor"] = str(self.replication_factor or "(the cluster's)")
         return described
 
     @classmethod
@@ -300,6 +304,11 @@ class Settings:
             topic_dlq=topic("SYSMON_TOPIC_DLQ", defaults.topic_dlq),
             processing_guarantee=guarantee,
             compression=compression,
+            replication_factor=(
+                integer("SYSMON_REPLICATION_FACTOR", 1, 1, 32)
+                if text("SYSMON_REPLICATION_FACTOR", "")
+                else None
+            ),
             web_host=text("SYSMON_WEB_HOST", defaults.web_host),
             web_port=integer("SYSMON_WEB_PORT", defaults.web_port, 1, 65535),
             web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
@@ -443,6 +452,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "SYSMON_TOPIC_DLQ",
     "SYSMON_PROCESSING_GUARANTEE",
     "SYSMON_COMPRESSION",
+    "SYSMON_REPLICATION_FACTOR",
     "SYSMON_WEB_HOST",
     "SYSMON_WEB_PORT",
     "SYSMON_WEB_ADVERTISED_HOST",

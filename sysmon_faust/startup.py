@@ -95,3 +95,43 @@ def _named(exc: BaseException) -> str:
 def unexpected(exc: BaseException) -> str:
     """The line for a start failure nothing above foresaw."""
     return f"the worker could not start: {type(exc).__name__}: {exc} (-l debug logs the traceback)"
+
+
+def replication_factor(setting: int | None, cluster_default: int, brokers: int) -> int:
+    """Replicas of the topics the app creates: ``SYSMON_REPLICATION_FACTOR``, or the cluster's.
+
+    The cluster's ``default.replication.factor`` is what its operator chose
+    for topics nobody configured; capped by the brokers there are (a
+    single-node development broker may say 3 and have one). A setting
+    above the number of brokers is refused: Kafka could not place the
+    replicas and the worker would fail later, topic by topic.
+    """
+    if setting is None:
+        return max(1, min(cluster_default, brokers))
+    if setting > brokers:
+        raise StartRefused(
+            f"SYSMON_REPLICATION_FACTOR={setting}, but the cluster has {brokers} broker(s): "
+            f"set it to {brokers} or less (unset: the cluster's default.replication.factor)"
+        )
+    return setting
+
+
+def min_insync_replicas(replicas: int) -> dict[str, str]:
+    """Topic configs for ``replicas``: with 3 or more, writes wait for 2 (one broker may go).
+
+    Every producer of the app writes with ``acks=all``; with
+    ``min.insync.replicas=2`` an acknowledged record is on two brokers, and
+    losing one loses nothing (Kafka's own advice for replicated topics).
+    """
+    return {"min.insync.replicas": "2"} if replicas >= 3 else {}
+
+
+def single_replica_warning(replicas: int, brokers: int) -> str | None:
+    """The start-up warning when topics get one replica on a cluster that has more brokers."""
+    if replicas > 1 or brokers <= 1:
+        return None
+    return (
+        f"the app's topics get 1 replica on a cluster of {brokers} brokers: losing one broker "
+        "loses state and output; set SYSMON_REPLICATION_FACTOR=3 (or unset it, and set the "
+        "cluster's default.replication.factor)"
+    )

@@ -30,6 +30,7 @@ from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
@@ -356,21 +357,16 @@ TABLES = (process_table, pending_table, expiry_index)
 
 
 async def ensure_topics() -> None:
-    """Create this app's topics (and the input) if missing, with their configs.
+    """Create this app's topics (the input and the tables' changelogs too) if missing.
 
-    An existing topic is left as it is: the input may be Winlogbeat's, the
-    others an operator's. The table's changelog is Faust's to create.
+    With their configs, ``SYSMON_PARTITIONS`` partitions, and the replicas
+    :func:`startup.replication_factor` gives (with 3 or more, writes wait for
+    2: :func:`startup.min_insync_replicas`). An existing topic is left as it
+    is: the input may be Winlogbeat's, the others an operator's; one with
+    another partition count stops the worker (:func:`startup.partition_mismatch`).
+    Raises :class:`startup.StartRefused` (and its kind
+    :class:`security.KafkaAccessRefused`) with the one line to show.
     """
-    wanted = [
-        NewTopic(
-            topic.get_topic_name(),
-            topic.partitions or settings.partitions,
-            1,
-            topic_configs=dict(topic.config or {}),
-        )
-        for topic in (*OUTPUT_TOPICS, events_by_guid_topic, process_tree_topic)
-    ]
-    wanted.append(NewTopic(settings.topic_input, settings.partitions, 1))
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
     )
@@ -386,6 +382,19 @@ async def ensure_topics() -> None:
             raise security.KafkaAccessRefused(refusal) from None
         raise startup.kafka_unreachable(settings.bootstrap_servers, exc) from None
     try:
+        brokers = (await admin.describe_cluster())["brokers"]
+        replicas = startup.replication_factor(
+            settings.replication_factor,
+            await _default_replication_factor(admin, brokers[0]["node_id"]),
+            len(brokers),
+        )
+        with warnings.catch_warnings():
+            # What Faust creates itself (its leader topic) gets as many.
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            app.conf.topic_replication_factor = replicas
+        single = startup.single_replica_warning(replicas, len(brokers))
+        if single is not None:
+            log.warning("sysmon-faust: %s", single)
         existing = set(await admin.list_topics())
         keyed = [
             name for name in (
@@ -400,13 +409,65 @@ async def ensure_topics() -> None:
             mismatch = startup.partition_mismatch(settings.partitions, found, settings.app_id)
             if mismatch is not None:
                 raise mismatch
-        missing = [topic for topic in wanted if topic.name not in existing]
+        missing = [t for t in _wanted_topics(replicas) if t.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 await admin.create_topics(missing)
-            log.info("created topics: %s", ", ".join(topic.name for topic in missing))
+            log.info(
+                "created topics (%d replica(s)): %s",
+                replicas, ", ".join(topic.name for topic in missing),
+            )  # fmt: skip
     finally:
         await admin.close()
+
+
+def _wanted_topics(replicas: int) -> list[NewTopic]:
+    extra = startup.min_insync_replicas(replicas)
+    wanted = [
+        NewTopic(
+            topic.get_topic_name(),
+            topic.partitions or settings.partitions,
+            replicas,
+            topic_configs={**(topic.config or {}), **extra},
+        )
+        for topic in (*OUTPUT_TOPICS, events_by_guid_topic, process_tree_topic)
+    ]
+    # The changelogs here rather than by Faust (which finds them and goes
+    # on): with the replicas and configs the others get.
+    wanted += [
+        NewTopic(
+            table.changelog_topic.get_topic_name(),
+            settings.partitions,
+            replicas,
+            topic_configs={
+                "cleanup.policy": "compact",
+                **(table.changelog_topic.config or {}),
+                **extra,
+            },
+        )
+        for table in TABLES
+    ]
+    wanted.append(
+        NewTopic(settings.topic_input, settings.partitions, replicas, topic_configs=extra)
+    )
+    return wanted
+
+
+async def _default_replication_factor(admin: AIOKafkaAdminClient, broker_id: int) -> int:
+    """The broker's ``default.replication.factor`` (1 when it cannot be read)."""
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.BROKER, str(broker_id))]
+        )
+    except KafkaError as exc:
+        log.warning("could not read the brokers' default.replication.factor (%r): 1", exc)
+        return 1
+    for response in responses:
+        for resource in response.resources:
+            for name, value, *_ in resource[4]:
+                if name == "default.replication.factor":
+                    return int(value)
+    return 1
 
 
 # Agents and views register themselves on the app when imported; they import
