@@ -356,7 +356,11 @@ def normalize(raw: bytes) -> Outcome:
         if isinstance(doc, Invalid):
             # Only what orjson refused pays for this look: JSON stays as fast.
             if raw.removeprefix(UTF8_BOM).lstrip()[:1] == b"<":
-                return normalize_xml(raw)
+                outcome = normalize_xml(raw)
+                if isinstance(outcome, Invalid) and outcome.error.startswith(NOT_XML):
+                    # Bytes that only start like XML: both reasons.
+                    return Invalid(f"{doc.error}; nor a Windows event XML: {outcome.error}")
+                return outcome
             return doc
         outcome = normalize_document(doc)
         if isinstance(doc, SurrogatesReplaced) and isinstance(outcome, NormalizedEvent):
@@ -364,6 +368,10 @@ def normalize(raw: bytes) -> Outcome:
         return outcome
     except Exception as exc:
         return Invalid(f"normalizer failed: {type(exc).__name__}: {exc}")
+
+
+#: How :func:`shapes.parse_xml` starts its reason for text that is not XML at all.
+NOT_XML: Final = "not valid XML"
 
 
 def normalize_xml(raw: bytes | str) -> Outcome:

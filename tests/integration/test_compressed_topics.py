@@ -108,8 +108,11 @@ def test_what_the_worker_writes_is_compressed_with_sysmon_compression(
     create_topic(own_broker.bootstrap, env["SYSMON_TOPIC_INPUT"])
     worker = worker_factory(env)
     produce(own_broker.bootstrap, env["SYSMON_TOPIC_INPUT"], lines(path))  # uncompressed
-    stats = worker.wait_for(lambda s: s["joined"] == len(expected.joined), timeout=180)
-    assert stats["unmatched"] == len(expected.unmatched)
+    stats = worker.wait_for(
+        lambda s: s["joined"] + s["unmatched"] == len(expected.joined) + len(expected.unmatched),
+        timeout=180,
+    )
+    assert (stats["joined"], stats["unmatched"]) == (len(expected.joined), len(expected.unmatched))
     app_id = env["SYSMON_APP_ID"]
     written = {
         "re-keying": f"{app_id}-events-by-process-guid",

@@ -185,8 +185,9 @@ def test_a_write_the_broker_refuses_stops_the_worker_and_nothing_is_lost(
     connects = [connect(f"{now}.{n:03d}", guid, 443) for n, guid in enumerate(guids)]
     port = free_port()
     worker = worker_factory(env, web_port=port)
-    # Enriched records here are ~6 KB: the join's output topic now takes none.
-    run(_set_topic_config(kafka_bootstrap, join_topic, max_message_bytes="1000"))
+    # Enriched records here are ~6 KB, some hundreds of bytes compressed (zstd,
+    # SYSMON_COMPRESSION's default): the join's output topic now takes none.
+    run(_set_topic_config(kafka_bootstrap, join_topic, max_message_bytes="100"))
     produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], creations + connects)
     unhealthy = wait_for_exit(worker, timeout=120)
     log = worker.log_path.read_text(errors="replace")

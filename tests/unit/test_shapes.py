@@ -146,7 +146,7 @@ def test_xml_that_cannot_be_read_is_a_dead_letter_that_says_why(raw: bytes, erro
     outcome = normalize(raw)
     assert time.perf_counter() - started < 1.0  # nothing expanded
     assert isinstance(outcome, Invalid), outcome
-    assert outcome.error.startswith(error), outcome.error
+    assert error in outcome.error, outcome.error
     assert "root:" not in outcome.error  # /etc/passwd was never read
 
 
