@@ -1,13 +1,20 @@
-"""Every setting of sysmon-faust, read from the environment in this one place.
+"""Every setting of sysmon-faust: declared once, read from the environment in this one place.
 
-The names and defaults are the contract's (docs: README "Settings"). A bad
-value raises :class:`SettingsError` with a one-line message that names the
-variable, so a worker refuses to start instead of running half-configured.
+Each setting is one field of :class:`Settings`, declared with :func:`setting`:
+its environment variable, its parser (type and bounds), its default and its
+doc. Everything else comes from those declarations: :meth:`Settings.from_env`
+(validation), :data:`ENVIRONMENT_VARIABLES`, :meth:`Settings.describe` (the
+worker's start-up line, secrets hidden) and the settings page of the docs
+(``python -m sysmon_faust.settings`` prints it; a test holds
+``docs/settings.md`` to it). A bad value raises :class:`SettingsError` with a
+one-line message that names the variable, so a worker refuses to start
+instead of running half-configured.
 
 The Kafka security settings (``KAFKA_SECURITY_PROTOCOL`` and the
-``KAFKA_SASL_*``/``KAFKA_SSL_*`` ones) reach every Kafka client the app makes
-through :meth:`Settings.kafka_client_options` (aiokafka clients) and
-:meth:`Settings.faust_broker_credentials` (Faust's own consumer and producer).
+``KAFKA_SASL_*``/``KAFKA_SSL_*`` ones) are also checked together, and reach
+every Kafka client the app makes through :meth:`Settings.kafka_client_options`
+(aiokafka clients) and :meth:`Settings.faust_broker_credentials` (Faust's own
+consumer and producer).
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +42,120 @@ COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT = re.compile(r"^[^\s:,]+:\d{1,5}$")
 _TEN_YEARS = 3650 * 86400
+_WEEK = 7 * 86400
 
 
 class SettingsError(ValueError):
     """A setting has a value the worker cannot run with."""
+
+
+# --- parsers: the environment's text → the setting's value ---------------------------
+
+#: ``parse(raw, variable)``: the value, or SettingsError naming ``variable``.
+Parser = Callable[[str, str], Any]
+
+
+def text(raw: str, variable: str) -> str:
+    return raw
+
+
+def topic(raw: str, variable: str) -> str:
+    if not _TOPIC_NAME.match(raw) or raw in (".", ".."):
+        raise SettingsError(
+            f"{variable}={raw!r} is not a valid Kafka topic name "
+            "(letters, digits, '.', '_', '-'; at most 249 characters)"
+        )
+    return raw
+
+
+def app_id(raw: str, variable: str) -> str:
+    if not _TOPIC_NAME.match(raw):
+        raise SettingsError(
+            f"{variable}={raw!r} must be usable in topic names (letters, digits, '.', '_', '-')"
+        )
+    return raw
+
+
+def integer(low: int, high: int) -> Parser:
+    """A whole number in ``low..high``."""
+
+    def parse(raw: str, variable: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}={raw!r} is not an integer") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{variable}={value} is out of range ({low}..{high})")
+        return value
+
+    parse.bounds = (low, high)  # type: ignore[attr-defined]
+    return parse
+
+
+def seconds(low: int, high: int) -> Parser:
+    """Whole seconds in ``low..high``, as a float."""
+    whole = integer(low, high)
+
+    def parse(raw: str, variable: str) -> float:
+        return float(whole(raw, variable))
+
+    parse.bounds = (low, high)  # type: ignore[attr-defined]
+    return parse
+
+
+def choice(options: tuple[str, ...], case: Callable[[str], str] = str.lower) -> Parser:
+    def parse(raw: str, variable: str) -> str:
+        value = case(raw)
+        if value not in options:
+            raise SettingsError(f"{variable}={value!r} must be one of {', '.join(options)}")
+        return value
+
+    parse.options = options  # type: ignore[attr-defined]
+    return parse
+
+
+def servers(raw: str, variable: str) -> str:
+    for server in raw.split(","):
+        if not _HOST_PORT.match(server.strip()):
+            raise SettingsError(f"{variable}={raw!r}: expected host:port[,host:port...]")
+    return ",".join(server.strip() for server in raw.split(","))
+
+
+def path(raw: str, variable: str) -> Path:
+    return Path(raw)
+
+
+def rules_file(raw: str, variable: str) -> Path:
+    """A readable file; its content is checked by :func:`sysmon_faust.rules.load_rules`."""
+    if not Path(raw).is_file():
+        raise SettingsError(f"{variable}={raw!r} is not a file (unset: the default rules)")
+    return Path(raw)
+
+
+def upper(raw: str, variable: str) -> str:
+    return raw.upper()
+
+
+def setting(
+    default: Any,
+    variable: str,
+    doc: str,
+    parse: Parser = text,
+    *,
+    default_doc: str | None = None,
+    secret: bool = False,
+    strip: bool = True,
+) -> Any:
+    """Declare a setting: a dataclass field that knows its variable, parser and doc.
+
+    ``default_doc``: how the docs show the default when it is not the value
+    (``None`` meaning "the cluster's", say); ``secret``: never logged nor
+    shown (the start-up line says ``(set)``); ``strip``: surrounding spaces
+    are dropped (not for a password, which may have them).
+    """
+    metadata = {"variable": variable, "doc": doc, "parse": parse, "default_doc": default_doc,
+                "secret": secret, "strip": strip}  # fmt: skip
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 def _ssl_context(cafile: str, certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -65,67 +183,179 @@ def _ssl_context(cafile: str, certfile: str, keyfile: str) -> ssl.SSLContext:
 
 @dataclass(frozen=True)
 class Settings:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    app_id: str = "sysmon-faust"
-    data_dir: Path = Path("./data")
-    partitions: int = 4
-    topic_input: str = "winlogbeat"
-    topic_process_create: str = "sysmon-process-create"
-    topic_network_connect: str = "sysmon-network-connect"
-    topic_join: str = "sysmon-join"
-    topic_unmatched: str = "sysmon-network-unmatched"
-    topic_alerts: str = "sysmon-alerts"
-    topic_dlq: str = "sysmon-dlq"
-    processing_guarantee: str = "at_least_once"
-    #: Replicas of every topic the app creates; None: the cluster's
-    #: default.replication.factor, at most its number of brokers (startup.py).
-    replication_factor: int | None = None
-    #: The codec of every record batch the worker writes (the producer's
-    #: compression.type): re-keying, process-tree and output topics, table
-    #: changelogs, dead letters. What it reads may use any codec.
-    compression: str = "zstd"
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    web_advertised_host: str = ""
-    session_timeout: float = 10.0
-    #: Seconds a partition this worker owns may have lag and no committed
-    #: progress before /health says the worker is stalled (sysmon_faust.stall).
-    stall_timeout: float = 60.0
-    #: Seconds (of stream time) a connect waits for its process's creation.
-    join_grace: float = 300.0
-    #: Connects that may wait for one process, and on one worker in all.
-    pending_per_process: int = 1_000
-    pending_max: int = 200_000
-    #: Seconds (of stream time) a row stays after its process ended, and after
-    #: it was written if it never does.
-    table_retention: float = 3600.0
-    table_ttl: float = 7 * 86400.0
-    #: Ancestors in each enriched record's ``process_ancestry``.
-    ancestry_depth: int = 4
-    #: Seconds a join is parked, at most, for an ancestor's link another
-    #: worker may not have written yet (sysmon_faust.parking); 0: never.
-    ancestry_wait: float = 5.0
-    #: Seconds (of stream time) an alert group lasts: the first match of a
-    #: rule on a process alerts, later ones in the window are counted into
-    #: one update (sysmon_faust.alert_groups); 0: every match alerts.
-    alert_window: float = 600.0
-    #: The detection rules file (YAML or JSON); None: the rules shipped with
-    #: the package (sysmon_faust/default_rules.yaml).
-    rules_path: Path | None = None
-    http_token: str = field(default="", repr=False)
-    #: How every Kafka client of the app connects: PLAINTEXT, SSL (TLS),
-    #: SASL_PLAINTEXT or SASL_SSL (SASL over TLS).
-    kafka_security_protocol: str = "PLAINTEXT"
-    #: With SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, user and password.
-    kafka_sasl_mechanism: str = ""
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: str = field(default="", repr=False)
-    #: With SSL/SASL_SSL: CA certificates (PEM) that signed the brokers'
-    #: certificates (default: the system's), and a client certificate and key
-    #: for brokers that want mutual TLS.
-    kafka_ssl_cafile: str = ""
-    kafka_ssl_certfile: str = ""
-    kafka_ssl_keyfile: str = ""
+    """The settings of one worker (or command), each declared once with :func:`setting`."""
+
+    bootstrap_servers: str = setting(
+        "127.0.0.1:9092", "KAFKA_BOOTSTRAP_SERVERS", "`host:port[,host:port]`", servers
+    )
+    app_id: str = setting(
+        "sysmon-faust", "SYSMON_APP_ID",
+        "Faust app id: the consumer group, prefix of internal topics", app_id,
+    )  # fmt: skip
+    data_dir: Path = setting(
+        Path("./data"), "SYSMON_DATA_DIR",
+        "RocksDB state; each worker uses `<app_id>-worker-<web port>/` below it", path,
+        default_doc="`./data`",
+    )  # fmt: skip
+    partitions: int = setting(
+        4, "SYSMON_PARTITIONS",
+        "partitions of the keyed topics, the re-keying topic and the table", integer(1, 1024),
+    )  # fmt: skip
+    topic_input: str = setting(
+        "winlogbeat", "SYSMON_TOPIC_INPUT",
+        "raw events from Winlogbeat/NXLog (created with `SYSMON_PARTITIONS` partitions if "
+        "missing)", topic,
+    )  # fmt: skip
+    topic_process_create: str = setting(
+        "sysmon-process-create", "SYSMON_TOPIC_PROCESS_CREATE",
+        "normalized Sysmon 1, keyed by process GUID", topic,
+    )  # fmt: skip
+    topic_network_connect: str = setting(
+        "sysmon-network-connect", "SYSMON_TOPIC_NETWORK_CONNECT",
+        "normalized Sysmon 3, keyed by process GUID", topic,
+    )  # fmt: skip
+    topic_join: str = setting(
+        "sysmon-join", "SYSMON_TOPIC_JOIN", "enriched network events (HELK's `SYSMON_JOIN`)", topic
+    )
+    topic_unmatched: str = setting(
+        "sysmon-network-unmatched", "SYSMON_TOPIC_UNMATCHED",
+        "network events whose process is unknown, with `unmatched_reason`", topic,
+    )  # fmt: skip
+    topic_alerts: str = setting(
+        "sysmon-alerts", "SYSMON_TOPIC_ALERTS", "detections (alert groups: see Detection rules)",
+        topic,
+    )  # fmt: skip
+    topic_dlq: str = setting(
+        "sysmon-dlq", "SYSMON_TOPIC_DLQ",
+        "input the pipeline could not read, with the reason and the original bytes", topic,
+    )  # fmt: skip
+    processing_guarantee: str = setting(
+        "at_least_once", "SYSMON_PROCESSING_GUARANTEE",
+        "or `exactly_once` (Kafka transactions; see Crashes and restarts)",
+        choice(PROCESSING_GUARANTEES),
+    )  # fmt: skip
+    alert_window: float = setting(
+        600.0, "SYSMON_ALERT_WINDOW",
+        "seconds (of stream time) an alert group lasts: the first match of a rule on a "
+        "process alerts at once, later matches in the window are counted into one update "
+        "written when it closes (count, first/last seen, destinations); `0`: every match "
+        "alerts (sysmon_faust.alert_groups)", seconds(0, _WEEK),
+    )  # fmt: skip
+    replication_factor: int | None = setting(
+        None, "SYSMON_REPLICATION_FACTOR",
+        "replicas of every topic the app creates; unset: the cluster's "
+        "`default.replication.factor`, at most its brokers; with 3 or more, "
+        "`min.insync.replicas=2` (see Against an existing Kafka cluster)", integer(1, 32),
+        default_doc="the cluster's",
+    )  # fmt: skip
+    compression: str = setting(
+        "zstd", "SYSMON_COMPRESSION",
+        "codec of every record batch the worker writes (re-keying, process tree, outputs, "
+        "changelogs, dead letters); topics it reads may use any of them. The default is the "
+        "cheapest in broker CPU and disk per input event in `make bench`",
+        choice(COMPRESSION_TYPES),
+    )  # fmt: skip
+    web_host: str = setting(
+        "127.0.0.1", "SYSMON_WEB_HOST",
+        "address the HTTP server binds to (`0.0.0.0` in the Docker image)",
+    )  # fmt: skip
+    web_port: int = setting(
+        6066, "SYSMON_WEB_PORT", "HTTP port (`--web-port` overrides it)", integer(1, 65535)
+    )
+    web_advertised_host: str = setting(
+        "", "SYSMON_WEB_ADVERTISED_HOST",
+        "name other workers use to forward HTTP lookups to this one",
+        default_doc="the bind address, or the host name when binding to all",
+    )  # fmt: skip
+    session_timeout: float = setting(
+        10.0, "SYSMON_SESSION_TIMEOUT",
+        "seconds before the group gives a silent (killed) worker's partitions to the others",
+        seconds(6, 1800),
+    )  # fmt: skip
+    stall_timeout: float = setting(
+        60.0, "SYSMON_STALL_TIMEOUT",
+        "seconds a partition this worker owns may have lag and no committed progress before "
+        "`/health` answers 503 (sysmon_faust.stall)", seconds(5, 86400),
+    )  # fmt: skip
+    join_grace: float = setting(
+        300.0, "SYSMON_JOIN_GRACE",
+        "seconds of stream time a connect whose process is not in the table waits for its "
+        "creation before it is unmatched (`0`: no wait, ksqlDB's behaviour)", seconds(0, _WEEK),
+    )  # fmt: skip
+    pending_per_process: int = setting(
+        1_000, "SYSMON_PENDING_PER_PROCESS",
+        "connects that may wait for one process; more go to `sysmon-network-unmatched` as "
+        "`pending_overflow`", integer(1, 1_000_000),
+    )  # fmt: skip
+    pending_max: int = setting(
+        200_000, "SYSMON_PENDING_MAX", "connects that may wait on one worker in all (same "
+        "overflow)", integer(1, 100_000_000),
+    )  # fmt: skip
+    table_retention: float = setting(
+        3600.0, "SYSMON_TABLE_RETENTION",
+        "seconds of stream time a row stays after its process ended (Sysmon 5), so late "
+        "connects still join; then it is deleted", seconds(0, _TEN_YEARS),
+    )  # fmt: skip
+    table_ttl: float = setting(
+        7 * 86400.0, "SYSMON_TABLE_TTL",
+        "seconds of stream time after which a row whose process never ended is deleted",
+        seconds(60, _TEN_YEARS), default_doc="604800 (7 days)",
+    )  # fmt: skip
+    ancestry_depth: int = setting(
+        4, "SYSMON_ANCESTRY_DEPTH",
+        "ancestors in each enriched record's `process_ancestry` (0: none, and `any_ancestor` "
+        "rules never fire)", integer(0, 64),
+    )  # fmt: skip
+    ancestry_wait: float = setting(
+        5.0, "SYSMON_ANCESTRY_WAIT",
+        "seconds a join is parked, at most, for an ancestor another worker's intake may not "
+        "have written yet; the join goes on with other records meanwhile (0: never parks)",
+        seconds(0, 600),
+    )  # fmt: skip
+    rules_path: Path | None = setting(
+        None, "SYSMON_RULES",
+        "path of the detection rules file (YAML or JSON); checked at start, a bad rule stops "
+        "the worker naming the rule and the field", rules_file, default_doc="the shipped rules",
+    )  # fmt: skip
+    http_token: str = setting(
+        "", "SYSMON_HTTP_TOKEN",
+        "when set, every endpoint but `/health` wants `Authorization: Bearer <token>` (401 "
+        "JSON otherwise), and Faust's built-in table pages are on",
+        default_doc="none", secret=True,
+    )  # fmt: skip
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT", "KAFKA_SECURITY_PROTOCOL",
+        "how every Kafka client of the app connects: `PLAINTEXT`, `SSL` (TLS), "
+        "`SASL_PLAINTEXT` or `SASL_SSL` (SASL over TLS)", choice(SECURITY_PROTOCOLS, str.upper),
+    )  # fmt: skip
+    kafka_sasl_mechanism: str = setting(
+        "", "KAFKA_SASL_MECHANISM",
+        "with `SASL_*` (required there): `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`",
+        upper, default_doc="none",
+    )  # fmt: skip
+    kafka_sasl_username: str = setting(
+        "", "KAFKA_SASL_USERNAME", "with `SASL_*` (required there): the Kafka user",
+        default_doc="none",
+    )  # fmt: skip
+    kafka_sasl_password: str = setting(
+        "", "KAFKA_SASL_PASSWORD",
+        "with `SASL_*` (required there): its password, taken as it is (never logged: the "
+        "start-up line says `(set)`)", default_doc="none", secret=True, strip=False,
+    )  # fmt: skip
+    kafka_ssl_cafile: str = setting(
+        "", "KAFKA_SSL_CAFILE",
+        "with `SSL`/`SASL_SSL`: PEM file of the CA certificates that signed the brokers' "
+        "certificates", default_doc="the system's CAs",
+    )  # fmt: skip
+    kafka_ssl_certfile: str = setting(
+        "", "KAFKA_SSL_CERTFILE",
+        "with `SSL`/`SASL_SSL`, for brokers that want mutual TLS: PEM client certificate (may "
+        "hold the key too)", default_doc="none",
+    )  # fmt: skip
+    kafka_ssl_keyfile: str = setting(
+        "", "KAFKA_SSL_KEYFILE",
+        "its unencrypted PEM private key, when not in `KAFKA_SSL_CERTFILE`", default_doc="none",
+    )  # fmt: skip
 
     @property
     def topic_by_guid(self) -> str:
@@ -219,260 +449,148 @@ class Settings:
         return None
 
     def describe(self) -> dict[str, str]:
-        """The settings as text, for the start-up log line."""
-        described = {name: str(value) for name, value in asdict(self).items()}
-        described["http_token"] = "(set)" if self.http_token else "(none)"
-        described["kafka_sasl_password"] = "(set)" if self.kafka_sasl_password else "(none)"
-        described["rules_path"] = str(self.rules_path or "(the shipped default rules)")
-        described["replication_factor"] = str(self.replication_factor or "(the cluster's)")
+        """The settings as text, for the start-up log line: secrets as ``(set)``/``(none)``,
+        unset optional ones as their documented default."""
+        described = {}
+        for declared in fields(self):
+            value = getattr(self, declared.name)
+            if declared.metadata["secret"]:
+                described[declared.name] = "(set)" if value else "(none)"
+            elif value is None:
+                described[declared.name] = f"({declared.metadata['default_doc']})"
+            else:
+                described[declared.name] = str(value)
         return described
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of the environment (``os.environ`` by default): each declared
+        setting parsed, then those checked together. Raises :class:`SettingsError`."""
         env = os.environ if environ is None else environ
-        defaults = cls()
-
-        def text(variable: str, default: str) -> str:
-            value = env.get(variable, "").strip()
-            return value or default
-
-        def topic(variable: str, default: str) -> str:
-            value = text(variable, default)
-            if not _TOPIC_NAME.match(value) or value in (".", ".."):
-                raise SettingsError(
-                    f"{variable}={value!r} is not a valid Kafka topic name "
-                    "(letters, digits, '.', '_', '-'; at most 249 characters)"
+        values: dict[str, Any] = {}
+        for declared in fields(cls):
+            raw = env.get(declared.metadata["variable"], "")
+            if declared.metadata["strip"]:
+                raw = raw.strip()
+            if raw:
+                values[declared.name] = declared.metadata["parse"](
+                    raw, declared.metadata["variable"]
                 )
-            return value
-
-        def integer(variable: str, default: int, low: int, high: int) -> int:
-            raw = text(variable, str(default))
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(f"{variable}={raw!r} is not an integer") from None
-            if not low <= value <= high:
-                raise SettingsError(f"{variable}={value} is out of range ({low}..{high})")
-            return value
-
-        def seconds(variable: str, default: float, low: int) -> float:
-            return float(integer(variable, int(default), low, _TEN_YEARS))
-
-        servers = text("KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers)
-        for server in servers.split(","):
-            if not _HOST_PORT.match(server.strip()):
-                raise SettingsError(
-                    f"KAFKA_BOOTSTRAP_SERVERS={servers!r}: expected host:port[,host:port...]"
-                )
-        servers = ",".join(server.strip() for server in servers.split(","))
-
-        app_id = text("SYSMON_APP_ID", defaults.app_id)
-        if not _TOPIC_NAME.match(app_id):
-            raise SettingsError(
-                f"SYSMON_APP_ID={app_id!r} must be usable in topic names "
-                "(letters, digits, '.', '_', '-')"
-            )
-
-        guarantee = text("SYSMON_PROCESSING_GUARANTEE", defaults.processing_guarantee).lower()
-        if guarantee not in PROCESSING_GUARANTEES:
-            raise SettingsError(
-                f"SYSMON_PROCESSING_GUARANTEE={guarantee!r} must be one of "
-                f"{', '.join(PROCESSING_GUARANTEES)}"
-            )
-
-        compression = text("SYSMON_COMPRESSION", defaults.compression).lower()
-        if compression not in COMPRESSION_TYPES:
-            raise SettingsError(
-                f"SYSMON_COMPRESSION={compression!r} must be one of {', '.join(COMPRESSION_TYPES)}"
-            )
-
-        settings = cls(
-            bootstrap_servers=servers,
-            app_id=app_id,
-            data_dir=Path(text("SYSMON_DATA_DIR", str(defaults.data_dir))),
-            partitions=integer("SYSMON_PARTITIONS", defaults.partitions, 1, 1024),
-            topic_input=topic("SYSMON_TOPIC_INPUT", defaults.topic_input),
-            topic_process_create=topic(
-                "SYSMON_TOPIC_PROCESS_CREATE", defaults.topic_process_create
-            ),
-            topic_network_connect=topic(
-                "SYSMON_TOPIC_NETWORK_CONNECT", defaults.topic_network_connect
-            ),
-            topic_join=topic("SYSMON_TOPIC_JOIN", defaults.topic_join),
-            topic_unmatched=topic("SYSMON_TOPIC_UNMATCHED", defaults.topic_unmatched),
-            topic_alerts=topic("SYSMON_TOPIC_ALERTS", defaults.topic_alerts),
-            topic_dlq=topic("SYSMON_TOPIC_DLQ", defaults.topic_dlq),
-            processing_guarantee=guarantee,
-            compression=compression,
-            replication_factor=(
-                integer("SYSMON_REPLICATION_FACTOR", 1, 1, 32)
-                if text("SYSMON_REPLICATION_FACTOR", "")
-                else None
-            ),
-            web_host=text("SYSMON_WEB_HOST", defaults.web_host),
-            web_port=integer("SYSMON_WEB_PORT", defaults.web_port, 1, 65535),
-            web_advertised_host=text("SYSMON_WEB_ADVERTISED_HOST", ""),
-            http_token=env.get("SYSMON_HTTP_TOKEN", "").strip(),
-            session_timeout=integer("SYSMON_SESSION_TIMEOUT", 10, 6, 1800) * 1.0,
-            stall_timeout=integer("SYSMON_STALL_TIMEOUT", int(defaults.stall_timeout), 5, 86400)
-            * 1.0,
-            join_grace=integer("SYSMON_JOIN_GRACE", int(defaults.join_grace), 0, 7 * 86400) * 1.0,
-            pending_per_process=integer(
-                "SYSMON_PENDING_PER_PROCESS", defaults.pending_per_process, 1, 1_000_000
-            ),
-            pending_max=integer("SYSMON_PENDING_MAX", defaults.pending_max, 1, 100_000_000),
-            table_retention=seconds("SYSMON_TABLE_RETENTION", defaults.table_retention, 0),
-            table_ttl=seconds("SYSMON_TABLE_TTL", defaults.table_ttl, 60),
-            ancestry_depth=integer("SYSMON_ANCESTRY_DEPTH", defaults.ancestry_depth, 0, 64),
-            ancestry_wait=integer("SYSMON_ANCESTRY_WAIT", int(defaults.ancestry_wait), 0, 600)
-            * 1.0,
-            alert_window=integer("SYSMON_ALERT_WINDOW", int(defaults.alert_window), 0, 7 * 86400)
-            * 1.0,
-            rules_path=_rules_path(text("SYSMON_RULES", "")),
-            **_kafka_security(env),
-        )
+        settings = cls(**values)
         settings._check_topics_distinct()
+        settings._check_kafka_security()
         return settings
 
     def _check_topics_distinct(self) -> None:
         seen: dict[str, str] = {}
-        for setting in fields(self):
-            if not setting.name.startswith("topic_"):
+        for declared in fields(self):
+            if not declared.name.startswith("topic_"):
                 continue
-            name = getattr(self, setting.name)
+            name = getattr(self, declared.name)
             if name in seen:
                 raise SettingsError(
-                    f"SYSMON_{setting.name.upper()}={name!r} is the same topic as "
-                    f"SYSMON_{seen[name].upper()}"
+                    f"{declared.metadata['variable']}={name!r} is the same topic as {seen[name]}"
                 )
-            seen[name] = setting.name
+            seen[name] = declared.metadata["variable"]
 
-
-def _rules_path(value: str) -> Path | None:
-    """``SYSMON_RULES``: a readable file, or unset for the shipped rules. Its content is
-    checked by :func:`sysmon_faust.rules.load_rules` when the worker starts."""
-    if not value:
-        return None
-    path = Path(value)
-    if not path.is_file():
-        raise SettingsError(f"SYSMON_RULES={value!r} is not a file (unset: the default rules)")
-    return path
-
-
-def _kafka_security(env: Mapping[str, str]) -> dict[str, str]:
-    """The Kafka security settings from the environment, checked together."""
-
-    def text(variable: str) -> str:
-        return env.get(variable, "").strip()
-
-    protocol = text("KAFKA_SECURITY_PROTOCOL").upper() or "PLAINTEXT"
-    if protocol not in SECURITY_PROTOCOLS:
-        raise SettingsError(
-            f"KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(SECURITY_PROTOCOLS)}"
-        )
-    mechanism = text("KAFKA_SASL_MECHANISM").upper()
-    username = text("KAFKA_SASL_USERNAME")
-    # Taken as it is: a password may begin or end with a space.
-    password = env.get("KAFKA_SASL_PASSWORD", "")
-    files = {
-        variable: text(variable)
-        for variable in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE")
-    }
-
-    if protocol.startswith("SASL_"):
-        if not mechanism:
-            raise SettingsError(
-                f"KAFKA_SASL_MECHANISM is required with KAFKA_SECURITY_PROTOCOL={protocol} "
-                f"({', '.join(SASL_MECHANISMS)})"
-            )
-        if mechanism not in SASL_MECHANISMS:
-            raise SettingsError(
-                f"KAFKA_SASL_MECHANISM={mechanism!r} must be one of {', '.join(SASL_MECHANISMS)}"
-            )
-        if not username:
-            raise SettingsError(
-                f"KAFKA_SASL_USERNAME is required with KAFKA_SECURITY_PROTOCOL={protocol}"
-            )
-        if not password.strip():
-            raise SettingsError(
-                f"KAFKA_SASL_PASSWORD is required with KAFKA_SECURITY_PROTOCOL={protocol}"
-            )
-    else:
-        for variable, value in (
-            ("KAFKA_SASL_MECHANISM", mechanism),
-            ("KAFKA_SASL_USERNAME", username),
-            ("KAFKA_SASL_PASSWORD", password.strip()),
-        ):
-            if value:
+    def _check_kafka_security(self) -> None:
+        """The security settings, together: what each protocol needs and refuses."""
+        protocol = self.kafka_security_protocol
+        mechanism = self.kafka_sasl_mechanism
+        if protocol.startswith("SASL_"):
+            if not mechanism:
+                raise SettingsError(
+                    f"KAFKA_SASL_MECHANISM is required with KAFKA_SECURITY_PROTOCOL={protocol} "
+                    f"({', '.join(SASL_MECHANISMS)})"
+                )
+            if mechanism not in SASL_MECHANISMS:
+                raise SettingsError(
+                    f"KAFKA_SASL_MECHANISM={mechanism!r} must be one of "
+                    f"{', '.join(SASL_MECHANISMS)}"
+                )
+            if not self.kafka_sasl_username:
+                raise SettingsError(
+                    f"KAFKA_SASL_USERNAME is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+                )
+            if not self.kafka_sasl_password.strip():
+                raise SettingsError(
+                    f"KAFKA_SASL_PASSWORD is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+                )
+        else:
+            for variable, value in (
+                ("KAFKA_SASL_MECHANISM", mechanism),
+                ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password.strip()),
+            ):
+                if value:
+                    raise SettingsError(
+                        f"{variable} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use "
+                        "SASL (SASL_PLAINTEXT or SASL_SSL)"
+                    )
+        files = {
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        for variable, file in files.items():
+            if not file:
+                continue
+            if protocol not in ("SSL", "SASL_SSL"):
                 raise SettingsError(
                     f"{variable} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use "
-                    "SASL (SASL_PLAINTEXT or SASL_SSL)"
+                    "TLS (SSL or SASL_SSL)"
                 )
-
-    for variable, path in files.items():
-        if not path:
-            continue
-        if protocol not in ("SSL", "SASL_SSL"):
-            raise SettingsError(
-                f"{variable} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use "
-                "TLS (SSL or SASL_SSL)"
-            )
-        if not Path(path).is_file():
-            raise SettingsError(f"{variable}={path!r}: no such file")
-    cafile, certfile, keyfile = files.values()
-    if keyfile and not certfile:
-        raise SettingsError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
-    if protocol in ("SSL", "SASL_SSL"):
-        _ssl_context(cafile, certfile, keyfile)  # unreadable files fail now, not in a client
-
-    return {
-        "kafka_security_protocol": protocol,
-        "kafka_sasl_mechanism": mechanism,
-        "kafka_sasl_username": username,
-        "kafka_sasl_password": password,
-        "kafka_ssl_cafile": cafile,
-        "kafka_ssl_certfile": certfile,
-        "kafka_ssl_keyfile": keyfile,
-    }
+            if not Path(file).is_file():
+                raise SettingsError(f"{variable}={file!r}: no such file")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise SettingsError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
+        if self.kafka_uses_tls:
+            # Unreadable files fail now, not in a client.
+            _ssl_context(self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
 
 
-# Environment variable → what it sets; the README's settings table is checked
-# against this list by a test.
-ENVIRONMENT_VARIABLES: tuple[str, ...] = (
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "SYSMON_APP_ID",
-    "SYSMON_DATA_DIR",
-    "SYSMON_PARTITIONS",
-    "SYSMON_TOPIC_INPUT",
-    "SYSMON_TOPIC_PROCESS_CREATE",
-    "SYSMON_TOPIC_NETWORK_CONNECT",
-    "SYSMON_TOPIC_JOIN",
-    "SYSMON_TOPIC_UNMATCHED",
-    "SYSMON_TOPIC_ALERTS",
-    "SYSMON_TOPIC_DLQ",
-    "SYSMON_PROCESSING_GUARANTEE",
-    "SYSMON_COMPRESSION",
-    "SYSMON_REPLICATION_FACTOR",
-    "SYSMON_WEB_HOST",
-    "SYSMON_WEB_PORT",
-    "SYSMON_WEB_ADVERTISED_HOST",
-    "SYSMON_HTTP_TOKEN",
-    "SYSMON_SESSION_TIMEOUT",
-    "SYSMON_STALL_TIMEOUT",
-    "SYSMON_JOIN_GRACE",
-    "SYSMON_PENDING_PER_PROCESS",
-    "SYSMON_PENDING_MAX",
-    "SYSMON_TABLE_RETENTION",
-    "SYSMON_TABLE_TTL",
-    "SYSMON_ANCESTRY_DEPTH",
-    "SYSMON_ANCESTRY_WAIT",
-    "SYSMON_ALERT_WINDOW",
-    "SYSMON_RULES",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "KAFKA_SSL_CAFILE",
-    "KAFKA_SSL_CERTFILE",
-    "KAFKA_SSL_KEYFILE",
+#: Every environment variable a setting is read from, in declaration order.
+ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(
+    declared.metadata["variable"] for declared in fields(Settings)
 )
+
+
+def declarations() -> tuple[Field[Any], ...]:
+    """Every setting's declaration (a dataclass field whose metadata says the rest)."""
+    return fields(Settings)
+
+
+def docs_table() -> str:
+    """The Markdown table of every setting: variable, default, bounds or choices, meaning."""
+    rows = ["| variable | default | values | meaning |", "| --- | --- | --- | --- |"]
+    for declared in declarations():
+        meta = declared.metadata
+        default = meta["default_doc"] or f"`{_shown(declared.default)}`"
+        rows.append(
+            f"| `{meta['variable']}` | {default} | {_values(meta['parse'])} | {meta['doc']} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _values(parse: Parser) -> str:
+    if hasattr(parse, "bounds"):
+        low, high = parse.bounds
+        return f"{low} to {high}"
+    if hasattr(parse, "options"):
+        return ", ".join(f"`{option}`" for option in parse.options)
+    kinds: dict[Parser, str] = {
+        servers: "host:port list", topic: "topic name", app_id: "topic-name characters",
+        path: "path", rules_file: "file", upper: "text", text: "text",
+    }  # fmt: skip
+    return kinds.get(parse, "text")
+
+
+if __name__ == "__main__":
+    # python -m sysmon_faust.settings: the settings table of docs/settings.md.
+    sys.stdout.write(docs_table())
