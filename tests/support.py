@@ -511,3 +511,14 @@ def run_recording(
         timeout=240,
     )
     return worker, stats
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """A sample's value in ``GET /metrics`` text (read with prometheus_client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
