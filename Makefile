@@ -16,7 +16,7 @@ export KAFKA_PORT KAFKA_DATA_DIR SYSMON_WEB_PORT
 LOCAL_BROKER := $(if $(KAFKA_BOOTSTRAP_SERVERS),,yes)
 BOOTSTRAP := $(or $(KAFKA_BOOTSTRAP_SERVERS),127.0.0.1:$(KAFKA_PORT))
 
-.PHONY: help install test lint format kafka-up kafka-down broker worker demo stop bench bench-churn chaos clean
+.PHONY: help install test lint docs format kafka-up kafka-down broker worker demo stop bench bench-churn chaos clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,10 +33,16 @@ $(VENV)/.installed: pyproject.toml
 test: install ## unit + integration tests against a real broker (started by the tests)
 	$(BIN)/pytest
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy, and a strict docs build (a broken link fails)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sysmon_faust
+	@site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && \
+	  echo "$(BIN)/mkdocs build --strict --site-dir $$site" && \
+	  NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir "$$site"
+
+docs: install ## the docs site into site/ (live preview: .venv/bin/mkdocs serve)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
