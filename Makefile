@@ -33,10 +33,11 @@ $(VENV)/.installed: pyproject.toml
 test: install ## unit + integration tests against a real broker (started by the tests)
 	$(BIN)/pytest
 
-lint: install ## ruff, mypy, and a strict docs build (a broken link fails)
+lint: install ## ruff, mypy, the import contracts (pure core, layers, no circle), a strict docs build
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sysmon_faust
+	$(BIN)/lint-imports
 	@site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && \
 	  echo "$(BIN)/mkdocs build --strict --site-dir $$site" && \
 	  NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir "$$site"
@@ -61,7 +62,7 @@ worker: install broker ## run one worker in the foreground
 	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/faust -A sysmon_faust worker -l info --web-port $(SYSMON_WEB_PORT)
 
 demo: install broker ## broker + worker + replay of a recording, then what came out
-	@KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR)
+	@KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python -m sysmon_faust.cli.demo --state-dir $(DEMO_DIR)
 
 bench: install broker ## the benchmark (knobs: make bench BENCH_ARGS="--events 500000")
 	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -73,7 +74,7 @@ chaos: install broker ## kill the worker, wipe its state, restart the broker: co
 	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 stop: ## stop the demo worker and the local broker
-	@[ ! -x $(BIN)/python ] || $(BIN)/python -m sysmon_faust.demo --state-dir $(DEMO_DIR) --stop 2>/dev/null || true
+	@[ ! -x $(BIN)/python ] || $(BIN)/python -m sysmon_faust.cli.demo --state-dir $(DEMO_DIR) --stop 2>/dev/null || true
 	@kafka/kafka.sh down
 
 clean: stop ## stop everything and remove local state (broker data, RocksDB, demo)

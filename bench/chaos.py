@@ -1,7 +1,7 @@
 """``make chaos``: kill the worker, wipe its state, restart the broker — and count what is lost.
 
 Real broker, real ``faust worker`` processes, the generated workload of
-``make bench`` (sysmon_faust.synthetic) with a fifth of the processes
+``make bench`` (sysmon_faust.core.synthetic) with a fifth of the processes
 connecting before their creation is logged (so the grace buffer holds
 connects when the worker dies). What the pipeline must produce is computed
 here from the generated events, independently of the pipeline: every
@@ -66,10 +66,10 @@ from run import (  # bench/run.py
     produce_events,
 )
 
-from sysmon_faust.normalize import NETWORK_CONNECT
-from sysmon_faust.progress import Progress
-from sysmon_faust.rekey import EVENT_ID_FIELD, decode_batch
-from sysmon_faust.synthetic import GeneratedEvent, Workload, WorkloadConfig
+from sysmon_faust.cli.progress import Progress
+from sysmon_faust.core.normalize import NETWORK_CONNECT
+from sysmon_faust.core.rekey import EVENT_ID_FIELD, decode_batch
+from sysmon_faust.core.synthetic import GeneratedEvent, Workload, WorkloadConfig
 
 #: A replay is over when the intake committed all of the input, the worker is
 #: healthy, and the join topic did not grow for this long.

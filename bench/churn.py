@@ -1,6 +1,6 @@
 """``make bench-churn``: the process table under churn stays bounded — rows, RocksDB, RSS.
 
-A worker reads a churning population of processes (sysmon_faust.churn:
+A worker reads a churning population of processes (sysmon_faust.core.churn:
 creations at a steady rate of event time, a connect each, an end after
 5-300 s, 5 % never ending) through the real intake, with a retention and a
 TTL scaled down so that the plateau comes within the run. Every 10 % of the
@@ -35,7 +35,7 @@ from run import (  # bench/run.py
     produce_events,
 )
 
-from sysmon_faust.churn import Churn, ChurnConfig, ChurnExpected
+from sysmon_faust.core.churn import Churn, ChurnConfig, ChurnExpected
 
 
 def directory_mb(path: Path) -> float:

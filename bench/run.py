@@ -2,7 +2,7 @@
 
 One run, one broker, measured side by side:
 
-1. fill an input topic with the generated workload (sysmon_faust.synthetic);
+1. fill an input topic with the generated workload (sysmon_faust.core.synthetic);
 2. the ceiling: a plain aiokafka consume→produce passthrough of that topic;
 3. the pipeline, one worker, cold start over the filled topic: input events/s
    until the last enriched record is out, and the ratio to the ceiling;
@@ -46,11 +46,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from sysmon_faust.normalize import NETWORK_CONNECT, NormalizedEvent, normalize
-from sysmon_faust.process_tree import encode_link
-from sysmon_faust.progress import Progress
-from sysmon_faust.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, BatchBuilder, key_partition
-from sysmon_faust.synthetic import GeneratedEvent, Workload, WorkloadConfig
+from sysmon_faust.cli.progress import Progress
+from sysmon_faust.core.ancestry import encode_link
+from sysmon_faust.core.normalize import NETWORK_CONNECT, NormalizedEvent, normalize
+from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, BatchBuilder, key_partition
+from sysmon_faust.core.synthetic import GeneratedEvent, Workload, WorkloadConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -338,7 +338,7 @@ def run_pipeline(
         # this script) and the workers' own CPU per input event.
         "machine_busy_cores": busy / seconds,
         "worker_cpu_us_per_event": worker_cpu / expected.events * 1e6,
-        # Joins parked for an ancestor's link (sysmon_faust.parking).
+        # Joins parked for an ancestor's link (sysmon_faust.core.join.parking).
         "ancestry_waits": sum(s.get("ancestry_waits", 0) for s in last_stats),
         "ancestry_wait_timeouts": sum(s.get("ancestry_wait_timeouts", 0) for s in last_stats),
     }

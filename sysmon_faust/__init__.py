@@ -1,9 +1,11 @@
 """sysmon-faust: real-time enrichment of Windows Sysmon telemetry on Kafka.
 
-``faust -A sysmon_faust worker`` finds the App as ``sysmon_faust.app``, built in
-:mod:`sysmon_faust.topology` (App, topics, table). It is
-loaded on first access so that the pure modules (normalization, rules) and
-the command-line tools import without building a Faust App.
+``faust -A sysmon_faust worker`` finds the App as ``sysmon_faust.app``: the
+worker put together by :mod:`sysmon_faust.worker`. It is built on
+first access, so that the pure core (:mod:`sysmon_faust.core`) and the
+commands (:mod:`sysmon_faust.cli`) import without building a Faust App. A
+bad setting or detection rule is reported here, in one line and exit
+status 1, as the worker's first words: not a traceback.
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "app":
-        from sysmon_faust.topology import app
+    if name != "app":
+        raise AttributeError(f"module 'sysmon_faust' has no attribute {name!r}")
+    from sysmon_faust.core.rules import RuleError
+    from sysmon_faust.settings import SettingsError
 
-        return app
-    raise AttributeError(f"module 'sysmon_faust' has no attribute {name!r}")
+    try:
+        from sysmon_faust.worker import app
+    except SettingsError as error:
+        raise SystemExit(f"sysmon-faust: bad setting: {error}") from None
+    except RuleError as error:
+        raise SystemExit(f"sysmon-faust: bad detection rule: {error}") from None
+    return app

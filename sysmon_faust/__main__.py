@@ -1,6 +1,6 @@
 """``python -m sysmon_faust [--debug] COMMAND``: the operator's commands.
 
-A mistake is one line on stderr and a non-zero exit (:mod:`sysmon_faust.cli`);
+A mistake is one line on stderr and a non-zero exit (:mod:`sysmon_faust.cli.errors`);
 ``--debug`` shows the traceback too.
 """
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from sysmon_faust import cli
+from sysmon_faust.cli import errors
 
 PROG = "python -m sysmon_faust"
 
@@ -40,9 +40,9 @@ def usage() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--debug"]:
-        cli.DEBUG = True
+        errors.DEBUG = True
         args = args[1:]
-    cli.quiet_libraries()
+    errors.quiet_libraries()
     if args[:1] in (["-h"], ["--help"]):
         print(usage())
         return 0
@@ -51,13 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args:
         print(usage(), file=sys.stderr)
-        return cli.USAGE_ERROR
+        return errors.USAGE_ERROR
     if args[0] not in COMMANDS:
-        cli.say_error(
+        errors.say_error(
             PROG, f"unknown command {args[0]!r}; the commands: {', '.join(COMMANDS)} "
             f"(see: {PROG} --help)",
         )  # fmt: skip
-        return cli.USAGE_ERROR
+        return errors.USAGE_ERROR
     try:
         return _run(args[0], args[1:])
     except KeyboardInterrupt:
@@ -66,25 +66,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     except Exception as exc:
         # A bug of ours, not the user's mistake: still one line, and the way to more.
-        cli.say_error(
+        errors.say_error(
             f"{PROG} {args[0]}",
             f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback, "
             "and please report it)",
         )
-        return cli.WORLD_ERROR
+        return errors.WORLD_ERROR
 
 
 def _run(command: str, rest: list[str]) -> int:
     if command == "replay":
-        from sysmon_faust.replay import main as replay_main
+        from sysmon_faust.cli.replay import main as replay_main
 
         return replay_main(rest, prog=f"{PROG} replay")
     if command == "rules":
         # Offline: no broker, and no Faust app (the settings module would build one).
-        from sysmon_faust.offline import main as offline_main
+        from sysmon_faust.cli.rules_test import main as offline_main
 
         return offline_main(rest, prog=f"{PROG} rules")
-    from sysmon_faust.ops import main as ops_main
+    from sysmon_faust.cli.ops import main as ops_main
 
     return ops_main(command, rest)
 

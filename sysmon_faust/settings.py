@@ -126,7 +126,7 @@ def path(raw: str, variable: str) -> Path:
 
 
 def rules_file(raw: str, variable: str) -> Path:
-    """A readable file; its content is checked by :func:`sysmon_faust.rules.load_rules`."""
+    """A readable file; its content is checked by :func:`sysmon_faust.core.rules.load_rules`."""
     if not Path(raw).is_file():
         raise SettingsError(f"{variable}={raw!r} is not a file (unset: the default rules)")
     return Path(raw)
@@ -239,7 +239,7 @@ class Settings:
         "seconds (of stream time) an alert group lasts: the first match of a rule on a "
         "process alerts at once, later matches in the window are counted into one update "
         "written when it closes (count, first/last seen, destinations); `0`: every match "
-        "alerts (sysmon_faust.alert_groups)", seconds(0, _WEEK),
+        "alerts (sysmon_faust.core.alert_groups)", seconds(0, _WEEK),
     )  # fmt: skip
     replication_factor: int | None = setting(
         None, "SYSMON_REPLICATION_FACTOR",
@@ -275,7 +275,7 @@ class Settings:
     stall_timeout: float = setting(
         60.0, "SYSMON_STALL_TIMEOUT",
         "seconds a partition this worker owns may have lag and no committed progress before "
-        "`/health` answers 503 (sysmon_faust.stall)", seconds(5, 86400),
+        "`/health` answers 503 (sysmon_faust.stream.stall)", seconds(5, 86400),
     )  # fmt: skip
     join_grace: float = setting(
         300.0, "SYSMON_JOIN_GRACE",
@@ -371,7 +371,7 @@ class Settings:
     def topic_process_tree(self) -> str:
         """Internal compacted topic: every process's parent link, read whole by every worker.
 
-        See :mod:`sysmon_faust.tree_replica`.
+        See :mod:`sysmon_faust.stream.tree_replica`.
         """
         return f"{self.app_id}-process-tree"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from itertools import count
 
-from sysmon_faust.rekey import key_partition
+from sysmon_faust.core.rekey import key_partition
 
 HOST = "WKS0001.contoso.local"
 

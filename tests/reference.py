@@ -1,6 +1,6 @@
 """An independent reference for what the pipeline must produce from a recording.
 
-Written apart from ``sysmon_faust.normalize`` on purpose (stdlib json, its
+Written apart from ``sysmon_faust.core.normalize`` on purpose (stdlib json, its
 own field lookups), following the counting rule of ../shared/datasets/README.md:
 Sysmon events are those whose channel is Microsoft-Windows-Sysmon/Operational
 (any case) or whose provider is Microsoft-Windows-Sysmon; a NetworkConnect
@@ -166,7 +166,7 @@ def ancestors(
 
 
 #: The shipped default rules, restated over file names (not read from
-#: sysmon_faust/default_rules.yaml): rule id → (the connecting image must be
+#: sysmon_faust/core/default_rules.yaml): rule id → (the connecting image must be
 #: one of, or None; one ancestor's image must be one of, or None; and no
 #: ancestor's image may be one of these).
 DEFAULT_RULES: dict[str, tuple[set[str] | None, set[str] | None, set[str]]] = {

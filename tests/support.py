@@ -38,7 +38,7 @@ def case_file(name: str) -> Path:
 
 def case_events(name: str) -> list[Any]:
     """Every line of case ``name``, normalized; each must be an event (no dead letter)."""
-    from sysmon_faust.normalize import NormalizedEvent, normalize
+    from sysmon_faust.core.normalize import NormalizedEvent, normalize
 
     found = [normalize(line) for line in case_file(name).read_bytes().splitlines()]
     assert all(isinstance(event, NormalizedEvent) for event in found), found
@@ -50,8 +50,8 @@ def rules_test_case(name: str) -> tuple[Any, list[Any]]:
 
     Detections one per match (a window of 0): the cases count matches.
     """
-    from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, check_file
-    from sysmon_faust.rules import load_rules
+    from sysmon_faust.cli.rules_test import DEFAULT_DEPTH, DEFAULT_GRACE_S, check_file
+    from sysmon_faust.core.rules import load_rules
 
     detections: list[Any] = []
     report = check_file(

@@ -5,7 +5,7 @@ multi-hop shape the one-hop HELK rule misses. Two real workers; the GUIDs
 are picked so that cmd's row and MSBuild's row belong to partitions of
 different workers, and MSBuild's to the worker whose intake does not read
 the input: that join learns every ancestor through the process-tree topic
-(sysmon_faust.tree_replica), nothing of it locally. Then the other worker
+(sysmon_faust.stream.tree_replica), nothing of it locally. Then the other worker
 stops, and a later connect still carries the whole ancestry (the copy does
 not depend on who owns what).
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sysmon_faust.rekey import key_partition
+from sysmon_faust.core.rekey import key_partition
 from tests.events import winlogbeat
 from tests.integration.test_scale_out import start_group, wait_settled
 from tests.support import WorkerProcess, create_topic, produce, read_topic

@@ -22,7 +22,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from sysmon_faust.faults import EXIT_STATUS
+from sysmon_faust.stream.faults import EXIT_STATUS
 from tests.reference import Expected, compute, lines
 from tests.support import OwnBroker, WorkerProcess, create_topic, produce, run
 

@@ -26,7 +26,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sysmon_faust.synthetic import Workload, WorkloadConfig
+from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 from tests.support import OwnBroker, WorkerProcess, free_port, produce, read_topic
 
 Identity = tuple[Any, ...]

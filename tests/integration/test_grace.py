@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 from sysmon_faust.settings import Settings
-from sysmon_faust.synthetic import Workload, WorkloadConfig
 from tests.events import connect, create, guid
 from tests.support import WorkerProcess, create_topic, produce, read_topic
 

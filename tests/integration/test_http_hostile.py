@@ -5,7 +5,7 @@ them). Some never reach the application: aiohttp's HTTP parser refuses a
 request line or a header over 8190 bytes, more than 128 headers, an unknown or
 lower-case method, a byte that may not be in a URL, a space in the path, or
 bytes that are not HTTP at all, before any middleware runs. Its answer is
-JSON too (``sysmon_faust.views``); the ``detail`` then says what the parser
+JSON too (``sysmon_faust.http.views``); the ``detail`` then says what the parser
 refused. The others reach the views, which answer a non-GUID with 400, an
 unknown path with 404 and a method a page does not have with 405.
 

@@ -130,7 +130,7 @@ def run(command: str, args: list[str], env: dict[str, str], cwd: Path) -> tuple[
         argv = [str(FAUST), "-A", "sysmon_faust", "worker", "-l", "info",
                 "--web-port", env.get("SYSMON_WEB_PORT", str(free_port()))]  # fmt: skip
     elif command == "demo":
-        argv = [sys.executable, "-m", "sysmon_faust.demo", "--state-dir", str(cwd / "demo")]
+        argv = [sys.executable, "-m", "sysmon_faust.cli.demo", "--state-dir", str(cwd / "demo")]
     elif command == "rules test":
         argv = [sys.executable, "-m", "sysmon_faust", "rules", "test"]
     else:

@@ -26,8 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faust.stores.rocksdb import RocksDBOptions
 
-from sysmon_faust import expiry
-from sysmon_faust.faults import EXIT_STATUS
+from sysmon_faust.core.join import expiry
+from sysmon_faust.stream.faults import EXIT_STATUS
 from tests.events import connect, winlogbeat
 from tests.support import WorkerProcess, free_port, produce, read_topic, run
 

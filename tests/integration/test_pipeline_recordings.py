@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sysmon_faust.models import ProcessRow, record_fields
+from sysmon_faust.core.records import ProcessRow, record_fields
 from tests.reference import (
     RECORDINGS,
     Expected,

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sysmon_faust.state_check import SET_ASIDE_INFIX, set_aside_stale_tree_copy
-from sysmon_faust.tree_replica import TreeReplica
+from sysmon_faust.stream.state_check import SET_ASIDE_INFIX, set_aside_stale_tree_copy
+from sysmon_faust.stream.tree_replica import TreeReplica
 from tests.integration.test_crash_recovery import Replay, wait_for_share
 from tests.support import OwnBroker, WorkerProcess, create_topic, free_port, produce, run
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sysmon_faust.recordings import read_records
+from sysmon_faust.cli.recordings import read_records
 from tests.reference import lines
 from tests.support import SHARED, read_topic
 

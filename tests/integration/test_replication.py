@@ -19,7 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from sysmon_faust.ops import app_topics
+from sysmon_faust.cli.ops import app_topics
 from sysmon_faust.settings import Settings
 from tests.cluster import KafkaCluster
 from tests.support import WorkerProcess, run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sysmon_faust.churn import Churn, ChurnConfig
+from sysmon_faust.core.churn import Churn, ChurnConfig
 from tests.events import connect, create, guids_in_partition, terminate
 from tests.support import WorkerProcess, create_topic, produce, read_topic
 

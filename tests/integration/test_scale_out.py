@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 from aiokafka.partitioner import murmur2
 
-from sysmon_faust.synthetic import Workload, WorkloadConfig
+from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 from tests.integration.test_join_ordering import HOSTS, stream
 from tests.reference import RECORDINGS, compute, lines
 from tests.support import WorkerProcess, create_topic, produce, read_topic
@@ -325,7 +325,7 @@ def test_two_workers_starting_together_on_a_filled_topic_skip_nothing(
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
     # The situation in which make bench lost records before
-    # sysmon_faust.faust_fixes (a partition kept across the first rebalance
+    # sysmon_faust.compat.faust_fixes (a partition kept across the first rebalance
     # resumed after the records Faust had dropped). The race does not happen
     # on every run; this asserts that nothing is missing when it does not.
     workload = Workload(WorkloadConfig(events=150_000, hosts=100))

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sysmon_faust import alert_groups
-from sysmon_faust.alert_groups import (
+from sysmon_faust.core import alert_groups
+from sysmon_faust.core.alert_groups import (
     CLOSED,
     MAX_DESTINATIONS,
     OPEN,

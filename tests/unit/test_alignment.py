@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sysmon_faust.alignment import InStep
+from sysmon_faust.core.alignment import InStep
 
 WALL = 1_764_000_000_000
 T = 1_553_009_293_000  # event times of a 2019 recording

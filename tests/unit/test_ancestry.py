@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from sysmon_faust.ancestry import answer
-from sysmon_faust.process_tree import (
+from sysmon_faust.core.ancestry import (
     CYCLE,
     DEPTH_REACHED,
     NO_PARENT,
     UNKNOWN_PARENT,
     ancestry,
+    answer,
     encode_link,
 )
 

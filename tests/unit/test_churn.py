@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sysmon_faust.churn import Churn, ChurnConfig
-from sysmon_faust.normalize import NormalizedEvent, normalize
+from sysmon_faust.core.churn import Churn, ChurnConfig
+from sysmon_faust.core.normalize import NormalizedEvent, normalize
 
 CONFIG = ChurnConfig(processes=10_000, per_second=20, max_lifetime_seconds=60)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sysmon_faust.clock import record_timestamp_ms
+from sysmon_faust.core.clock import record_timestamp_ms
 
 NOW = 1_764_400_000_000  # 2025-11-29
 

@@ -380,7 +380,7 @@ def test_dockerignore_keeps_local_state_out_but_not_the_package() -> None:
     ]
     for excluded in (".venv", ".git", "kafka/lib", "data", ".demo", "bench/results", ".kafka"):
         assert any(fnmatch.fnmatch(excluded, pattern) for pattern in patterns), excluded
-    for needed in ("pyproject.toml", "sysmon_faust", "sysmon_faust/topology.py"):
+    for needed in ("pyproject.toml", "sysmon_faust", "sysmon_faust/stream/topology.py"):
         hits = [pattern for pattern in patterns if fnmatch.fnmatch(needed, pattern)]
         assert not hits, f"{needed} is excluded by {hits}"
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from sysmon_faust.expiry import (
+from sysmon_faust.core.join.expiry import (
     CONNECT_GRACE,
     KINDS,
     MAX_CLOCK_AHEAD_MS,

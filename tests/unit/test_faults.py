@@ -1,4 +1,4 @@
-"""A fault of the machine or the cluster is not a record's (sysmon_faust.faults)."""
+"""A fault of the machine or the cluster is not a record's (sysmon_faust.stream.faults)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import rocksdb
 from aiokafka.errors import KafkaTimeoutError, NotEnoughReplicasError
 
-from sysmon_faust.faults import Faults, describe, is_own_fault
+from sysmon_faust.stream.faults import Faults, describe, is_own_fault
 
 
 @pytest.mark.parametrize(

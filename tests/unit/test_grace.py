@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from sysmon_faust.grace import (
+from sysmon_faust.core.join.grace import (
     GraceLimits,
     admit,
     creation_may_still_come,

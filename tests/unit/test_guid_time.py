@@ -1,4 +1,4 @@
-"""The start time a ProcessGuid carries, and when it is not believed (sysmon_faust.guid_time)."""
+"""The start time a ProcessGuid carries, and when it is not believed (core/guid_time.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sysmon_faust.guid_time import (
+from sysmon_faust.core.guid_time import (
     FUTURE,
     FUTURE_TOLERANCE_MS,
     MAX_PROCESS_AGE_MS,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from sysmon_faust.join import PROCESS_UNKNOWN, Row, enrich, unmatched
-from sysmon_faust.models import (
+from sysmon_faust.core.join.semantics import PROCESS_UNKNOWN, Row, enrich, unmatched
+from sysmon_faust.core.records import (
     EnrichedNetworkConnect,
     NetworkConnect,
     ProcessCreate,
@@ -34,7 +34,7 @@ def _process() -> Row:
         parent_process_path="C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
         parent_process_guid="{905cc552-43ac-5c91-0000-0010b44bb700}",
         user_session_id=0,
-    ).to_representation()
+    ).as_dict()
 
 
 def _connect() -> Row:
@@ -45,7 +45,7 @@ def _connect() -> Row:
         user_account="SHIRE\\connector",
         dst_ip_addr="10.0.10.106",
         dst_port=443,
-    ).to_representation()
+    ).as_dict()
 
 
 def test_join_record_carries_exactly_the_contract_fields() -> None:

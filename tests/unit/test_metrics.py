@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sysmon_faust.metrics import Histogram, Metric, Sample, render
+from sysmon_faust.http.metrics import Histogram, Metric, Sample, render
 
 
 def test_histogram_buckets_are_cumulative() -> None:

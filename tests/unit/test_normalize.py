@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from sysmon_faust.models import NetworkConnect, ProcessCreate, ProcessTerminate, record_fields
-from sysmon_faust.normalize import (
+from sysmon_faust.core.normalize import (
     NOT_SYSMON,
     NOT_WINDOWS_EVENT,
     PROCESS_TERMINATE,
@@ -24,6 +23,7 @@ from sysmon_faust.normalize import (
     to_bool,
     to_int,
 )
+from sysmon_faust.core.records import NetworkConnect, ProcessCreate, ProcessTerminate, record_fields
 from tests.reference import lines
 from tests.support import DATASETS
 

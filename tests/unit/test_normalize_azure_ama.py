@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from sysmon_faust.normalize import Invalid, NormalizedEvent, normalize
+from sysmon_faust.core.normalize import Invalid, NormalizedEvent, normalize
 from tests.support import case_events, rules_test_case
 
 NAME = "azure_ama_windowsevent"

@@ -13,8 +13,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from sysmon_faust.normalize import Filtered, NormalizedEvent, normalize_document
-from sysmon_faust.recordings import read_records
+from sysmon_faust.cli.recordings import read_records
+from sysmon_faust.core.normalize import Filtered, NormalizedEvent, normalize_document
 from tests.support import SHARED
 
 REGRESSION_DATA = SHARED / "sigma" / "regression_data"

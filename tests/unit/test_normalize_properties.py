@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sysmon_faust.normalize import Filtered, Invalid, NormalizedEvent, normalize
+from sysmon_faust.core.normalize import Filtered, Invalid, NormalizedEvent, normalize
 
 OUTCOMES = (NormalizedEvent, Filtered, Invalid)
 #: In CI the examples are the same every run (a red CI must be reproducible);

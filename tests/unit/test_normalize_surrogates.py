@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sysmon_faust.normalize import Invalid, NormalizedEvent, normalize, parse_json_object
+from sysmon_faust.core.normalize import Invalid, NormalizedEvent, normalize, parse_json_object
 from tests.support import case_file, rules_test_case
 
 NAME = "lone_surrogate_escape"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from sysmon_faust.normalize import NormalizedEvent, normalize
+from sysmon_faust.core.normalize import NormalizedEvent, normalize
 from tests.support import case_events, case_file, rules_test_case
 
 NAME = "wlb7_sysmon_module_ecs"

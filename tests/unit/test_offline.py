@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from sysmon_faust import offline
-from sysmon_faust.grace import AFTER_GRACE, STARTED_BEFORE_GRACE
-from sysmon_faust.join import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row
-from sysmon_faust.normalize import ZERO_GUID, NormalizedEvent, normalize
-from sysmon_faust.offline import OfflineJoin, Produced
-from sysmon_faust.rules import alert_record, load_rules
+from sysmon_faust.cli import rules_test
+from sysmon_faust.cli.rules_test import OfflineJoin, Produced
+from sysmon_faust.core.join.grace import AFTER_GRACE, STARTED_BEFORE_GRACE
+from sysmon_faust.core.join.semantics import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row
+from sysmon_faust.core.normalize import ZERO_GUID, NormalizedEvent, normalize
+from sysmon_faust.core.rules import alert_record, load_rules
 from tests.events import guid, terminate, winlogbeat
 
 T0 = datetime(2019, 3, 19, 19, 32, tzinfo=UTC)
@@ -290,7 +290,7 @@ def wmi_recording(tmp_path: Path) -> Path:
 @pytest.mark.usefixtures("clean_env")
 def test_cli_json_lines(wmi_recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # --window 0: every match alerts on its own.
-    assert offline.main(["test", "--json", "--window", "0", str(wmi_recording)]) == 0
+    assert rules_test.main(["test", "--json", "--window", "0", str(wmi_recording)]) == 0
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     wmi = [line for line in lines if line["rule_id"] == WMI_RULE]
@@ -314,7 +314,7 @@ def test_cli_json_lines(wmi_recording: Path, capsys: pytest.CaptureFixture[str])
 
 @pytest.mark.usefixtures("clean_env")
 def test_cli_human_output(wmi_recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert offline.main(["test", str(wmi_recording)]) == 0
+    assert rules_test.main(["test", str(wmi_recording)]) == 0
     out, err = capsys.readouterr()
     assert err == ""  # no progress when stderr is not a terminal
     line = next(line for line in out.splitlines() if WMI_RULE in line)
@@ -332,14 +332,14 @@ def test_cli_human_output(wmi_recording: Path, capsys: pytest.CaptureFixture[str
 def test_cli_json_lines_are_what_the_worker_writes_a_first_alert_then_the_update(
     wmi_recording: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert offline.main(["test", "--json", str(wmi_recording)]) == 0
+    assert rules_test.main(["test", "--json", str(wmi_recording)]) == 0
     out, _ = capsys.readouterr()
     wmi = [json.loads(x)["alert"] for x in out.splitlines() if WMI_RULE in x]
     first, update = wmi
     assert first["alert_group"]["state"] == "open" and first["alert_group"]["count"] == 1
     assert update["alert_group"]["state"] == "closed" and update["alert_group"]["count"] == 2
     assert update["alert_group"]["destinations"] == ["10.0.10.106:8080", "10.0.10.106:443"]
-    assert update["alert_group"]["window_seconds"] == offline.DEFAULT_WINDOW_S
+    assert update["alert_group"]["window_seconds"] == rules_test.DEFAULT_WINDOW_S
     assert update["event"] == first["event"]  # the match that alerted
 
 
@@ -347,7 +347,9 @@ def test_cli_json_lines_are_what_the_worker_writes_a_first_alert_then_the_update
 def test_cli_grace_zero_and_depth_options(
     wmi_recording: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert offline.main(["test", "--json", "--grace", "0", "--depth", "0", str(wmi_recording)]) == 0
+    assert (
+        rules_test.main(["test", "--json", "--grace", "0", "--depth", "0", str(wmi_recording)]) == 0
+    )
     out, err = capsys.readouterr()
     # Without a grace the early connect is unmatched; without ancestry no
     # any-ancestor rule can fire.
@@ -361,7 +363,7 @@ def test_cli_takes_defaults_from_the_environment(
     monkeypatch.setenv("SYSMON_JOIN_GRACE", "0")
     monkeypatch.delenv("SYSMON_RULES", raising=False)
     monkeypatch.delenv("SYSMON_ANCESTRY_DEPTH", raising=False)
-    assert offline.main(["test", "--json", str(wmi_recording)]) == 0
+    assert rules_test.main(["test", "--json", str(wmi_recording)]) == 0
     assert "joined 1, unmatched 2" in capsys.readouterr().err
 
 
@@ -393,7 +395,7 @@ def test_cli_bad_rules_file(
         args += ["--rules", str(rules)]
     else:
         monkeypatch.setenv("SYSMON_RULES", str(rules))
-    assert offline.main(args) == 2
+    assert rules_test.main(args) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert len(err.splitlines()) == 1
@@ -407,7 +409,7 @@ def test_cli_missing_input_file(
     wmi_recording: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nope.jsonl.gz"
-    assert offline.main(["test", str(wmi_recording), str(missing)]) == 2
+    assert rules_test.main(["test", str(wmi_recording), str(missing)]) == 2
     out, err = capsys.readouterr()
     assert out == ""  # checked before any file is read
     assert err.strip() == f"rules test: no such file: {missing}"
@@ -427,7 +429,7 @@ def test_cli_missing_input_file(
     ],
 )
 def test_cli_bad_options(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert offline.main(args) == 2
+    assert rules_test.main(args) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert "Traceback" not in err
@@ -437,12 +439,12 @@ def test_cli_bad_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SYSMON_ANCESTRY_DEPTH", "deep")
-    assert offline.main(["test", "x.jsonl"]) == 2
+    assert rules_test.main(["test", "x.jsonl"]) == 2
     assert "SYSMON_ANCESTRY_DEPTH='deep' is not an integer" in capsys.readouterr().err
 
 
 def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert offline.main(["test", "--help"], prog="python -m sysmon_faust rules") == 0
+    assert rules_test.main(["test", "--help"], prog="python -m sysmon_faust rules") == 0
     out = capsys.readouterr().out
     assert "usage: python -m sysmon_faust rules test" in out
     assert "--grace" in out and "--depth" in out and "--json" in out
@@ -455,7 +457,7 @@ def test_cli_file_of_no_kind_read_here(
 ) -> None:
     notes = tmp_path / "events.txt"
     notes.write_bytes(wmi_recording.read_bytes())
-    assert offline.main(["test", str(wmi_recording), str(notes)]) == 2
+    assert rules_test.main(["test", str(wmi_recording), str(notes)]) == 2
     out, err = capsys.readouterr()
     assert out == ""  # refused before any file is read
     assert err.startswith(f"rules test: {notes}: not a recording this reads")
@@ -466,13 +468,13 @@ def test_cli_file_of_no_kind_read_here(
 def test_cli_reads_an_archive_as_its_members(
     wmi_recording: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert offline.main(["test", "--json", str(wmi_recording)]) == 0
+    assert rules_test.main(["test", "--json", str(wmi_recording)]) == 0
     from_file, _ = capsys.readouterr()
     archive = tmp_path / "wmi.zip"
     with zipfile.ZipFile(archive, "w") as packed:
         packed.write(wmi_recording, "wmi/events.json")
         packed.writestr("wmi/notes.md", "how it was recorded")
-    assert offline.main(["test", "--json", str(archive)]) == 0
+    assert rules_test.main(["test", "--json", str(archive)]) == 0
     from_archive, err = capsys.readouterr()
 
     def alerts(out: str) -> list[Any]:

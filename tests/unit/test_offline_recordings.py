@@ -18,8 +18,14 @@ from typing import Any
 
 import pytest
 
-from sysmon_faust.offline import DEFAULT_DEPTH, DEFAULT_GRACE_S, Detection, FileReport, check_file
-from sysmon_faust.rules import load_rules
+from sysmon_faust.cli.rules_test import (
+    DEFAULT_DEPTH,
+    DEFAULT_GRACE_S,
+    Detection,
+    FileReport,
+    check_file,
+)
+from sysmon_faust.core.rules import load_rules
 from tests.reference import (
     RECORDINGS,
     compute,

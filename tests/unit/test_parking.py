@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sysmon_faust import grace
-from sysmon_faust.parking import (
+from sysmon_faust.core.join import grace
+from sysmon_faust.core.join.parking import (
     CHECK_EVERY_MS,
     PARKED_PREFIX,
     ParkedJoin,

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from sysmon_faust.process_tree import ancestry, decode_link, encode_link, parent_link
+from sysmon_faust.core.ancestry import ancestry, decode_link, encode_link, parent_link
 
 # Start times in the GUIDs do not matter here; the walk follows parent GUIDs.
 WMI = "{aaaaaaaa-0000-0000-0000-000000000001}"

@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 import pytest
 
-from sysmon_faust.normalize import Filtered, Invalid, NormalizedEvent, normalize
-from sysmon_faust.recordings import RecordingError, read_records
+from sysmon_faust.cli.recordings import RecordingError, read_records
+from sysmon_faust.core.normalize import Filtered, Invalid, NormalizedEvent, normalize
 from tests.support import DATASETS, SHARED
 
 REGRESSION_DATA = SHARED / "sigma" / "regression_data"

@@ -7,7 +7,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from sysmon_faust.rekey import (
+from sysmon_faust.core.rekey import (
     MAX_BATCH_BYTES,
     BatchBuilder,
     decode_batch,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sysmon_faust import replay
+from sysmon_faust.cli import replay
 
 NOWHERE = ["--bootstrap-servers", "127.0.0.1:9"]
 

@@ -1,4 +1,4 @@
-"""The rule language (sysmon_faust.rules) and the rules shipped with the package."""
+"""The rule language (sysmon_faust.core.rules) and the rules shipped with the package."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sysmon_faust.join import Row
-from sysmon_faust.models import EnrichedNetworkConnect
-from sysmon_faust.rules import (
+from sysmon_faust.core.join.semantics import Row
+from sysmon_faust.core.records import EnrichedNetworkConnect
+from sysmon_faust.core.rules import (
     DEFAULT_RULES_PATH,
     Rule,
     RuleError,
@@ -46,7 +46,7 @@ def event(
         process_ancestry=None if ancestry is None else [ancestor(path) for path in ancestry],
         **fields,
     )
-    return dict(record.to_representation())
+    return dict(record.as_dict())
 
 
 def ancestor(path: str | None) -> Row:

@@ -1,4 +1,4 @@
-"""sysmon_faust.security: the one-line reasons, against local sockets (no broker needed)."""
+"""sysmon_faust.stream.security: the one-line reasons, against local sockets (no broker needed)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sysmon_faust.security import explain_refusal
 from sysmon_faust.settings import Settings
+from sysmon_faust.stream.security import explain_refusal
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import evtx
 import orjson
 import pytest
 
-from sysmon_faust import shapes
-from sysmon_faust.normalize import (
+from sysmon_faust.core import shapes
+from sysmon_faust.core.normalize import (
     NOT_WINDOWS_EVENT,
     Filtered,
     Invalid,

@@ -2,7 +2,7 @@
 
 Property-based (hypothesis): a canonical Sysmon 1, 3 or 5 — Sysmon's field
 names, the values Sysmon writes — is rendered here, independently of
-``sysmon_faust.shapes``, the way each shipper writes it (docs/shapes.md):
+``sysmon_faust.core.shapes``, the way each shipper writes it (docs/shapes.md):
 Winlogbeat 6, Winlogbeat 7/8 raw and through the Sysmon module (ECS), flat
 (NXLog), Azure Monitor Agent, Log Analytics' Event table, evtx JSON, the
 rendered XML whole and inside a JSON field. Every rendering must give the
@@ -28,7 +28,7 @@ from xml.etree import ElementTree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sysmon_faust.normalize import (
+from sysmon_faust.core.normalize import (
     FIELD_MAPS,
     NETWORK_CONNECT,
     PROCESS_CREATE,

@@ -8,7 +8,7 @@ reads, only the Sysmon channel is read, a host's events share a partition,
 every replica acknowledges, and the input reaches the Kafka output.
 
 Then an event as each shipper writes it goes through
-:func:`sysmon_faust.normalize.normalize` and must come out in the shape
+:func:`sysmon_faust.core.normalize.normalize` and must come out in the shape
 docs/shapes.md gives for that shipper, with ``host_name`` equal to what the
 config partitions by. Real samples come from ../shared (skipped when absent):
 Winlogbeat 7.4 raw and NXLog im_msvistalog + to_json() lines of the OTRF
@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sysmon_faust.normalize import NormalizedEvent, normalize
+from sysmon_faust.core.normalize import NormalizedEvent, normalize
+from sysmon_faust.core.shapes import FLAT, WINLOGBEAT_7
 from sysmon_faust.settings import COMPRESSION_TYPES, Settings
-from sysmon_faust.shapes import FLAT, WINLOGBEAT_7
 from tests.support import SHARED, case_file
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sysmon_faust.stall import Stalled, StallWatch
+from sysmon_faust.stream.stall import Stalled, StallWatch
 
 
 def test_a_part_with_lag_whose_offsets_do_not_move_is_stalled_after_the_timeout() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sysmon_faust import startup
-from sysmon_faust.startup import StartRefused
+from sysmon_faust.stream import startup
+from sysmon_faust.stream.startup import StartRefused
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,9 @@ import pytest
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksDBStore
 
-from sysmon_faust import state_check
-from sysmon_faust.state_check import Ahead, ClusterView, find_ahead
-from sysmon_faust.tree_replica import TreeReplica
+from sysmon_faust.stream import state_check
+from sysmon_faust.stream.state_check import Ahead, ClusterView, find_ahead
+from sysmon_faust.stream.tree_replica import TreeReplica
 
 CHANGELOG = "sf-process-create-changelog"
 CHANGELOGS = {"process-create": CHANGELOG, "pending-connects": "sf-pending-connects-changelog"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sysmon_faust.normalize import Filtered, NormalizedEvent, normalize
-from sysmon_faust.synthetic import Workload, WorkloadConfig, sample_lines
+from sysmon_faust.core.normalize import Filtered, NormalizedEvent, normalize
+from sysmon_faust.core.synthetic import Workload, WorkloadConfig, sample_lines
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sysmon_faust.transactions import discard_state_after_crash, mark_clean_stop
+from sysmon_faust.stream.transactions import discard_state_after_crash, mark_clean_stop
 
 
 def _state(tmp_path: Path) -> Path:

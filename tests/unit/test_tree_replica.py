@@ -5,14 +5,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from sysmon_faust.tree_replica import (
+from sysmon_faust.core.ancestry import (
     START_TO_CREATION_MS,
-    TreeReplica,
     creation_may_come,
     decode_watermark,
     encode_watermark,
     watermark_key,
 )
+from sysmon_faust.stream.tree_replica import TreeReplica
 
 # Started at 0x5ce06e79 s = 2019-05-18 20:43:37 UTC (Sysmon's GUID layout).
 GUID = "{03ba39f5-6e79-5ce0-0000-001032d21002}"

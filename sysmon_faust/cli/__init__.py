@@ -1,0 +1,1 @@
+"""The operator's commands: replay, topics/print/describe, rules test, the demo."""

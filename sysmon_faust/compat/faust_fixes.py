@@ -1,0 +1,314 @@
+"""Fixes for faust-streaming 0.15 (with aiokafka 0.14), each found by ``make bench``.
+
+1. Records skipped after a rebalance. Faust "seeks stream partitions to
+   committed offsets" with aiokafka's ``seek_to_committed``, which leaves a
+   partition with no committed offset (or offset 0) where its fetch position
+   happens to be. Faust has by then dropped the records it had fetched but not
+   yet processed for the revoked generation, so a partition that stays on the
+   same worker across a rebalance before its first commit resumes *after*
+   them. Seen as ~1 % of the re-keyed records lost when two workers start
+   together on a filled topic. Fix: partitions of the re-keying topic without
+   a committed offset are sought to their beginning, as
+   ``auto_offset_reset=earliest`` promises (at worst a replay, never a skip).
+
+2. Seconds of latency in the join. Faust hard-codes ``fetch_max_wait_ms=1500``.
+   aiokafka keeps one fetch in flight per broker and leaves out of it every
+   partition whose records are still buffered; right after a fetch returns,
+   that is every busy partition, so the next request holds only idle ones
+   (the assignor's leader topic, standby changelogs) and the broker parks it
+   for the full 1.5 s while new records wait behind it. Measured at half load:
+   join p50 1.6 s, p99 5.7 s with 1500 ms; 65 ms / 320 ms with 20 ms. The cost
+   is empty fetches on an idle worker: 1.2 % → 6.5 % of a core at 20 ms,
+   3.4 % at 50 ms (see the README's benchmark section).
+
+3. Debug logging switched on by the terminal spinner. With ``-l warn`` or
+   higher, ``faust.Worker`` adds a spinner handler and sets the *root logger*
+   to DEBUG, so every ``log.debug`` in aiokafka and Faust builds a LogRecord:
+   18 % of the worker's CPU in a py-spy profile at half load. The worker here
+   never shows the spinner; the root logger stays at the requested level.
+
+4. Table writes throttled by the event loop. A table assignment queues its
+   changelog record in Faust's ProducerBuffer, whose task sends *one* record
+   per loop iteration; once 100 wait, Faust stops feeding the agent until
+   they drain. With the intake sharing the loop, that capped the table at
+   ~90 new processes/s while the intake ran. The buffer here sends all that
+   is queued each time it runs.
+
+5. A worker under exactly_once that never stops. Faust ends every
+   transaction when partitions are revoked or the worker stops, then commits
+   again (``wait_empty`` commits, then ``commit_and_end_transactions``); a
+   commit of a producer that is not in a transaction raises aiokafka's
+   ``IllegalOperation``, and the worker hangs in its shutdown. Found with
+   ``make chaos``. Fix: a commit of offsets begins a transaction first when
+   none is open (offsets alone are a valid transaction).
+
+6. Offsets that stop advancing under exactly_once. Faust commits, per
+   partition, the end of the first run of consecutive offsets acked (or
+   skipped: "gaps"). Under read_committed every transaction leaves an offset
+   the consumer never returns (its commit marker), and Faust's gap tracking
+   misses some (none is recorded after offset 0, and a gap that overlaps an
+   acked offset duplicates it, which ends the run): the committed offset
+   crept forward a few offsets per commit while the join went on, and each
+   restart replayed minutes of input — 375 duplicates after 3 kills of
+   ``make chaos``. Fix: a partition's records are handled in the order they
+   are read (one agent, concurrency 1), so everything up to the highest
+   acked offset is done, except a record read and not acked yet.
+
+7. Records twice under exactly_once. Faust takes the offsets to commit, then
+   waits for the transaction's lock (the join holds it while it handles a
+   record, see sysmon_faust.stream.transactions), then commits the transaction —
+   with the records the join sent meanwhile, but not their offsets: a crash
+   replayed them. Fix: under the lock, the offsets are taken again.
+
+8. Records dropped when a worker starts. After recovery Faust resumes the
+   stream partitions, seeks them to their committed offsets, then resumes
+   its flow control, which clears every stream's queue. Flow control is
+   active at that point on a worker's first assignment, so records fetched
+   during the seek reach the queues and are cleared — while the consumer has
+   moved past them. Found with ``make chaos``: all the joins of a few
+   records of each restart missing. Fix: flow control is suspended before
+   the stream partitions are resumed; the one record the consumer then holds
+   (fetched before the seek, delivered after it) comes again after the
+   seek, and the join skips what it has handled (sysmon_faust.stream.agents).
+
+9. A record skipped when a partition changes hands. The record of 8. that
+   the consumer holds across the seek is not always one the join handled: on
+   a partition just taken over it may be one *past* the committed offset
+   (the record at that offset was fetched, queued and cleared). Delivered
+   first, it was handled before the record at the committed offset, which
+   then came as a "repeat" and was skipped — its events lost, and with them
+   the order 6. relies on. Found by the SIGKILL test of
+   tests/integration/test_scale_out.py (1 run in 6: the joins of one
+   record missing). Fix: the consumer counts its seeks to the committed
+   offsets (as each begins) and notes the count when it fetches a message;
+   the join drops a message fetched before the last seek began without
+   handling or acknowledging it (:func:`drop_if_fetched_before_seek`) — the
+   seek brings it again, in order. (Counting when the seek ended instead
+   dropped the first records fetched from the new position, which nothing
+   brought again: `make chaos` under exactly_once lost 79 to 119 joins.)
+
+10. Offsets committed past a record whose output was refused. Faust flushes
+   its producer before it commits, but does not look at what the flush
+   sent: a record the broker refused after its retries (a full disk on the
+   broker, a record too large for the topic) was lost, and the offset of the
+   input it came from committed. The join watches its sends
+   (:meth:`sysmon_faust.stream.faults.Faults.watch_send`) and stops the worker on
+   a failure; from the moment a fault is reported, no commit is made.
+
+11. Work that must be done before offsets are committed. Under
+   at_least_once Faust flushes its producer and commits; the join has
+   state to settle once its records are acknowledged, and it must be done
+   (and its own changelog writes acknowledged) before the offsets of the
+   records that made it are committed — or a crash or a rebalance right
+   after the commit leaves it undone for good. :data:`BEFORE_COMMIT` holds
+   what runs between Faust's flush and its commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
+
+import faust
+from faust.tables.recovery import Recovery
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+from mode import Service
+
+#: Coroutines run after Faust's producer flush and before each commit under
+#: at_least_once (see 11.).
+BEFORE_COMMIT: list[Callable[[], Awaitable[None]]] = []
+
+
+def _no_faults() -> list[str]:
+    return []
+
+
+#: Why nothing may be committed now (see 10.): the parts of the worker
+#: stopped by a fault of their own. The worker sets it
+#: (sysmon_faust.stream.faults); empty means commits go ahead.
+COMMIT_BLOCKED_BY: list[Callable[[], list[str]]] = [_no_faults]
+
+
+def _blocked() -> list[str]:
+    return [reason for blocked_by in COMMIT_BLOCKED_BY for reason in blocked_by()]
+
+
+#: Longest time the broker may hold a fetch of the Faust consumer (see 2.).
+FETCH_MAX_WAIT_MS = 20
+
+log = logging.getLogger(__name__)
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    #: Topics whose uncommitted partitions must start from the beginning.
+    from_beginning_topics: ClassVar[frozenset[str]] = frozenset()
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its Fetcher at start
+        return consumer
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        result: Mapping[TP, int] = await self.call_thread(self._seek_committed_or_beginning)
+        return result
+
+    async def _seek_committed_or_beginning(self) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[Any, int] = await consumer.seek_to_committed()
+        uncommitted = [
+            tp
+            for tp, offset in committed.items()
+            if not offset and tp.topic in self.from_beginning_topics
+        ]
+        if uncommitted:
+            await consumer.seek_to_beginning(*uncommitted)
+        return committed
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: How many seeks of every partition to its committed offset have
+        #: ended, and per message, how many had when it was fetched (see 9.;
+        #: weak: a message is forgotten with its last reference).
+        self.seeks = 0
+        self.seeks_before: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def _to_message(self, tp: TP, record: Any) -> Any:
+        message = super()._to_message(tp, record)
+        self.seeks_before[message] = self.seeks
+        return message
+
+    async def perform_seek(self) -> None:
+        # Counted before the seek, not after: records the consumer fetches
+        # from the new position while the seek is still being awaited are
+        # not stale, and nothing would bring them again.
+        self.seeks += 1
+        await super().perform_seek()
+
+    async def _commit(self, offsets: Mapping[Any, int]) -> bool:  # see 10. and 11.
+        for hook in BEFORE_COMMIT:
+            if not _blocked():
+                await hook()
+        if blocked := _blocked():
+            log.warning("not committing %d offsets: %s", len(offsets), blocked)
+            return False
+        committed: bool = await super()._commit(offsets)
+        return committed
+
+    def _new_offset(self, tp: TP) -> int | None:  # see 6.
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        offset = max(acked) + 1
+        waiting = [m.offset for m in self._unacked_messages if m.tp == tp and not m.acked]
+        if waiting:
+            offset = min(offset, min(waiting))
+        done = [n for n in acked if n < offset]
+        acked[:] = [n for n in acked if n >= offset]
+        self._acked_index[tp].difference_update(done)
+        self._gap[tp].chop(0, offset)
+        return offset
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _DrainingProducerBuffer(ProducerBuffer):
+    @Service.task
+    async def _handle_pending(self) -> None:
+        while not self.should_stop:
+            message = await self.pending.get()
+            await self._send_pending(message)
+            while not self.pending.empty():  # the rest, in this same iteration (see 4.)
+                await self._send_pending(self.pending.get_nowait())
+            self.message_sent.set()
+
+
+class _Producer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer = _DrainingProducerBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.app = self.app
+
+    async def commit_transactions(
+        self,
+        tid_to_offset_map: Mapping[str, Mapping[TP, int]],
+        group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        # Faust's own, with 5. and 7.: one hold of the transaction's lock from
+        # the offsets to the commit.
+        consumer: Any = self.app.consumer
+        if blocked := _blocked():  # see 10.
+            log.warning("not committing transactions: %s", blocked)
+            return
+        for transactional_id, offsets in tid_to_offset_map.items():
+            async with self._trn_locks[transactional_id]:
+                producer = self._transaction_producers.get(transactional_id)
+                if producer is None:
+                    log.warning("commit for unknown transaction %s", transactional_id)
+                    continue
+                committing = dict(offsets)
+                for tp, offset in offsets.items():  # see 7.
+                    handled = consumer._new_offset(tp)
+                    if handled is not None and handled > offset:
+                        committing[tp] = handled
+                if not producer._txn_manager.is_in_transaction():  # see 5.
+                    await producer.begin_transaction()
+                await producer.send_offsets_to_transaction(committing, group_id)
+                await producer.commit_transaction()
+                if start_new_transaction:
+                    await producer.begin_transaction()
+
+
+class Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport with the fixed consumer and producer buffer."""
+
+    Consumer = _Consumer
+    Producer = _Producer
+
+
+class Worker(faust.Worker):
+    """``faust.Worker`` without the terminal spinner (see 3.)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+
+
+def drop_if_fetched_before_seek(app: faust.App, message: Any) -> bool:
+    """Forget ``message`` if it was fetched before the last seek to the committed offsets (9.).
+
+    The seek delivers it again, in order. It is neither handled nor
+    acknowledged: an acknowledged offset would let a commit pass the records
+    before it that the seek brings back.
+    """
+    consumer = app.consumer
+    if not isinstance(consumer, _Consumer):
+        return False
+    if consumer.seeks_before.get(message, consumer.seeks) == consumer.seeks:
+        return False
+    message.acked = True  # so that Faust's own acknowledgement is a no-op
+    consumer._unacked_messages.discard(message)
+    return True
+
+
+def start_uncommitted_from_beginning(*topics: str) -> None:
+    _ConsumerThread.from_beginning_topics = frozenset(topics)
+
+
+def _suspend_flow_first(resume: Any) -> Any:
+    async def resume_suspended(self: Recovery, generation_id: int = 0) -> None:
+        self.app.flow_control.suspend()  # see 8.
+        await resume(self, generation_id)
+
+    return resume_suspended
+
+
+# Both ways Faust's recovery ends: with tables, and without.
+Recovery.on_recovery_completed = _suspend_flow_first(Recovery.on_recovery_completed)  # type: ignore[method-assign]
+Recovery._resume_streams = _suspend_flow_first(Recovery._resume_streams)  # type: ignore[method-assign]

@@ -1,0 +1,459 @@
+"""The join's state beyond a lookup: waiting connects, stream time, and what expires.
+
+Three changelog-backed RocksDB tables, all co-partitioned with the re-keying
+topic and changed only by the join agent while it handles a record of the
+same partition (Faust writes a table in the partition of the current event):
+
+* ``process_table``: the ProcessCreate rows (:mod:`sysmon_faust.core.records`).
+* ``pending_table``: the grace buffer, one record per waiting connect, keyed
+  so a process's connects are one ordered range (:mod:`sysmon_faust.core.join.grace`);
+  and, under a prefix of their own, the joins parked until their ancestry
+  is settled (:mod:`sysmon_faust.core.join.parking`).
+* ``expiry_index``: deadlines in stream time — of waiting connects, of rows
+  of ended processes (retention) and of rows that never ended (TTL) — plus
+  the partition's stream time (:mod:`sysmon_faust.core.join.expiry`).
+
+A row deleted (retention, TTL) also takes its process's parent link out of
+the process tree: the join sends the tombstone :meth:`JoinState.take_tree_changes`
+hands it (:mod:`sysmon_faust.stream.tree_replica`).
+
+Entries of the index are not removed when what they point at goes earlier (a
+connect released by its creation, a row deleted by retention before its
+TTL): when due, they find nothing or a newer state, and are dropped. That
+keeps every change one write, at the price of index entries living until due.
+
+Reads and writes go straight to the partition's RocksDB, and every write
+is also sent to the table's changelog — by the join, after each record,
+straight to the producer (in the partition's transaction under
+exactly_once), keeping the persisted offsets recovery starts from (see
+:mod:`sysmon_faust.stream.transactions`): what Faust's ``table[key] = value``
+does, without its per-key layers — a lookup through the table API reads
+RocksDB twice, a delete of a key Faust has not cached deletes it in every
+partition's database. Measured with ``make bench``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sysmon_faust.core import alert_groups
+from sysmon_faust.core.join import expiry, grace, parking
+from sysmon_faust.core.join.semantics import Row
+from sysmon_faust.core.join.store import Change, PartitionStore
+
+log = logging.getLogger(__name__)
+
+#: Write the partition's stream time to the index when it moved this much.
+_KEEP_STREAM_TIME_EVERY_MS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    """How long things last, in milliseconds of stream time (settings)."""
+
+    grace: grace.GraceLimits
+    retention_ms: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredConnect:
+    """A connect leaving the grace buffer; ``position``: (offset, index) where it was read."""
+
+    connect: Row
+    event_time_ms: int
+    position: tuple[int, int]
+
+
+@dataclass
+class Expired:
+    """What one expiry pass removed."""
+
+    connects: list[ExpiredConnect] = field(default_factory=list)
+    #: Alert groups whose window closed: the join emits their updates.
+    alert_groups: list[alert_groups.AlertGroup] = field(default_factory=list)
+    rows_after_termination: int = 0
+    rows_after_ttl: int = 0
+
+
+class JoinState:
+    def __init__(
+        self,
+        rows: PartitionStore,
+        pending: PartitionStore,
+        index: PartitionStore,
+        lifetimes: Lifetimes,
+    ) -> None:
+        self.rows = rows
+        self.pending = pending
+        self.index = index
+        self.lifetimes = lifetimes
+        self.clock = expiry.StreamClock()
+        self._kept_stream_time: dict[int, int] = {}
+        #: Per (partition, kind): the deadline of the last index entry expired.
+        self._expired_up_to: dict[tuple[int, bytes], int] = {}
+        # Rows per partition, and waiting connects per partition and per
+        # process: counted from the table when first needed after an
+        # assignment, then kept up to date.
+        self._rows_in: dict[int, int] = {}
+        self._waiting: dict[int, int] = {}
+        self._waiting_for: dict[str, int] = {}
+        #: Waiting connects handed out (released or expired) whose pending
+        #: entry, and index entry, are deleted only by settle(): after the
+        #: records made of them are in Kafka (see settle).
+        self._handed_out: dict[tuple[int, bytes], bytes | None] = {}
+        #: Handed out while the current record was handled (since seal()).
+        self._unsealed: list[tuple[int, bytes]] = []
+        #: Handed out by earlier records, each group with the sends its
+        #: deletes wait for (settle_acknowledged).
+        self._sealed: list[tuple[list[Any], list[tuple[int, bytes]]]] = []
+        #: Tombstones for the process-tree topic (partition, key, None), one
+        #: per row deleted: the tree is as bounded as the table
+        #: (sysmon_faust.stream.tree_replica). The join sends them.
+        self._tree_changes: list[tuple[int, bytes, bytes | None]] = []
+
+    def unsent_changes(self) -> list[tuple[PartitionStore, list[Change]]]:
+        """The changelog writes to send, per store (the join sends them after each record)."""
+        return [(store, store.take_unsent()) for store in (self.rows, self.pending, self.index)]
+
+    def take_tree_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        changes, self._tree_changes = self._tree_changes, []
+        return changes
+
+    def forget(self) -> None:
+        """After a rebalance: partitions may have changed hands; count and read again."""
+        self.clock = expiry.StreamClock()
+        self._kept_stream_time.clear()
+        self._expired_up_to.clear()
+        self._rows_in.clear()
+        self._waiting.clear()
+        self._waiting_for.clear()
+        self._handed_out.clear()
+        self._unsealed.clear()
+        self._sealed.clear()
+
+    # --- stream time ---------------------------------------------------------
+
+    def stream_time(self, partition: int, wall_ms: int, event_time_ms: int | None = None) -> int:
+        """The partition's stream time, after ``event_time_ms`` if an event is being handled.
+
+        -1 while the partition has seen no event (nothing can be due then).
+        """
+        if not self.clock.knows(partition):
+            kept = self.index.get(partition, expiry.STREAM_TIME_KEY)
+            if kept is not None:
+                self.clock.start(partition, expiry.decode_stream_time(kept), wall_ms)
+                self._kept_stream_time[partition] = expiry.decode_stream_time(kept)
+            elif event_time_ms is None:
+                return -1
+        if event_time_ms is None:
+            return self.clock.now(partition, wall_ms)
+        return self.clock.observe(partition, event_time_ms, wall_ms)
+
+    def keep_stream_time(self, partition: int, stream_time: int) -> None:
+        """Write the stream time to the index, when it moved a second since it was last."""
+        if stream_time - self._kept_stream_time.get(partition, -1) >= _KEEP_STREAM_TIME_EVERY_MS:
+            self.index.put(
+                partition, expiry.STREAM_TIME_KEY, expiry.encode_stream_time(stream_time)
+            )
+            self._kept_stream_time[partition] = stream_time
+
+    # --- rows ----------------------------------------------------------------
+
+    def row(self, partition: int, key: bytes) -> bytes | None:
+        return self.rows.get(partition, key)
+
+    def row_count(self, partition: int, keep: bool = True) -> int:
+        """Rows the partition holds: one key scan after an assignment, then kept up to date.
+
+        ``keep=False`` while the partition may still be recovering from its
+        changelog: those writes do not pass through here.
+        """
+        if partition in self._rows_in:
+            return self._rows_in[partition]
+        count = sum(1 for _ in self.rows.keys(partition))
+        if keep:
+            self._rows_in[partition] = count
+        return count
+
+    def put_row(self, partition: int, key: bytes, row: Row, stream_time: int) -> None:
+        if partition in self._rows_in and self.rows.get(partition, key) is None:
+            self._rows_in[partition] += 1  # a new row, not one read again after a crash
+        self.rows.put(partition, key, orjson.dumps(row))
+        deadline = stream_time + self.lifetimes.ttl_ms
+        self.index.put(partition, expiry.index_key(expiry.ROW_TTL, deadline, key), b"")
+
+    def mark_terminated(
+        self, partition: int, key: bytes, terminated_at: str, stream_time: int
+    ) -> bool:
+        """Mark the row of an ended process; False when the table does not hold it."""
+        stored = self.rows.get(partition, key)
+        if stored is None:
+            return False
+        row = orjson.loads(stored)
+        row["process_terminated_at"] = terminated_at
+        self.rows.put(partition, key, orjson.dumps(row))
+        deadline = stream_time + self.lifetimes.retention_ms
+        self.index.put(partition, expiry.index_key(expiry.ROW_RETENTION, deadline, key), b"")
+        return True
+
+    # --- the grace buffer ----------------------------------------------------
+
+    def waiting(self) -> int:
+        """Connects waiting on this worker (in the partitions counted so far)."""
+        return sum(self._waiting.values())
+
+    def _waiting_in(self, partition: int) -> int:
+        if partition not in self._waiting:
+            # Waiting connects only: parked joins and alert groups sort
+            # before them, under prefixes of their own (b"\x01...").
+            self._waiting[partition] = sum(
+                1 for key in self.pending.keys(partition) if key[:1] != b"\x01"
+            )
+        return self._waiting[partition]
+
+    def _waiting_for_process(self, guid: str, partition: int) -> int:
+        if guid not in self._waiting_for:
+            prefix = grace.process_prefix(guid)
+            found = 0
+            for _ in self.pending.keys_from(partition, prefix):
+                found += 1
+                if found >= self.lifetimes.grace.max_per_process:
+                    break
+            self._waiting_for[guid] = found
+        return self._waiting_for[guid]
+
+    def _count_waiting(self, guid: str, partition: int, change: int) -> None:
+        self._waiting[partition] = self._waiting_in(partition) + change
+        left = self._waiting_for.get(guid, 0) + change
+        if left > 0:
+            self._waiting_for[guid] = left
+        else:
+            self._waiting_for.pop(guid, None)
+
+    def wait(
+        self, connect: Row, event_time_ms: int, position: tuple[int, int], partition: int,
+        stream_time: int,
+    ) -> bool:  # fmt: skip
+        """Let a connect wait for its process; False when the buffer is full for it."""
+        guid = connect["process_guid"]
+        self._waiting_in(partition)  # counted, so that waiting() includes it
+        for_process = self._waiting_for_process(guid, partition)
+        if not grace.admit(for_process, self.waiting(), self.lifetimes.grace):
+            return False
+        key = grace.pending_key(guid, event_time_ms, *position)
+        if self.pending.get(partition, key) is None:  # else: read twice (a replay)
+            self.pending.put(partition, key, orjson.dumps(connect))
+            self._count_waiting(guid, partition, +1)
+        deadline = stream_time + self.lifetimes.grace.grace_ms
+        self.index.put(partition, expiry.index_key(expiry.CONNECT_GRACE, deadline, key), b"")
+        return True
+
+    def release(self, guid: str, partition: int) -> list[ExpiredConnect]:
+        """Take the connects waiting for ``guid`` out of the buffer, in event-time order."""
+        if not self._waiting_in(partition):
+            return []  # the common case, and all there is to it without a grace
+        released = []
+        for key, value in self.pending.items_from(partition, grace.process_prefix(guid)):
+            if (partition, key) in self._handed_out:
+                continue  # handed out already, not yet settled
+            self._hand_out(partition, key, None)
+            self._count_waiting(guid, partition, -1)
+            _, event_time_ms, offset, index = grace.parse_pending_key(key)
+            released.append(ExpiredConnect(orjson.loads(value), event_time_ms, (offset, index)))
+        return released
+
+    def _hand_out(self, partition: int, key: bytes, index_key: bytes | None) -> None:
+        self._handed_out[(partition, key)] = index_key
+        self._unsealed.append((partition, key))
+
+    def must_settle(self) -> bool:
+        """Connects were handed out while the current record was handled."""
+        return bool(self._unsealed)
+
+    def settle(self) -> None:
+        """Delete the entries of every connect handed out, now (exactly_once: see below).
+
+        The join's writes reach RocksDB (and its changelog) at once, while
+        the records they make are acknowledged later. Deleting a waiting
+        connect before its enriched (or expired) record is acknowledged
+        would lose it to a crash in between: the replayed creation finds
+        nothing to release. Under exactly_once the deletes go in the same
+        transaction as those records, so they may go now; under
+        at_least_once see :meth:`seal`.
+        """
+        for (partition, pending_key), index_key in self._handed_out.items():
+            self._delete_handed_out(partition, pending_key, index_key)
+        self._handed_out.clear()
+        self._unsealed.clear()
+        self._sealed.clear()
+
+    def seal(self, sent: list[Any]) -> None:
+        """Under at_least_once: the connects handed out by the current record wait for ``sent``.
+
+        ``sent``: the futures of every record the current record made
+        (outputs and changelog writes; asyncio futures of aiokafka). Their entries are deleted by
+        :meth:`settle_acknowledged` once all are acknowledged; a crash
+        before that replays the record (its offset is not committed before
+        Faust's producer flush), which hands them out again — at least
+        once. Waiting for them here instead (a producer flush per record)
+        stalled the join: measured with ``make bench``, see the README.
+        """
+        if self._unsealed:
+            self._sealed.append((sent, self._unsealed))
+            self._unsealed = []
+
+    def settle_acknowledged(self) -> None:
+        """Delete the entries of sealed hand-outs whose records Kafka has acknowledged."""
+        waiting = []
+        for sent, keys in self._sealed:
+            if not all(future.done() for future in sent):
+                waiting.append((sent, keys))
+                continue
+            failed = next((f for f in sent if f.cancelled() or f.exception()), None)
+            for partition, pending_key in keys:
+                if (partition, pending_key) not in self._handed_out:
+                    continue  # settled already (handed out again after a replay)
+                index_key = self._handed_out.pop((partition, pending_key))
+                if failed is None:
+                    self._delete_handed_out(partition, pending_key, index_key)
+            if failed is not None:
+                # Kept: a restart replays what made them, and hands them out again.
+                log.warning("a record the join sent was not acknowledged: %r", failed)
+        self._sealed = waiting
+
+    def _delete_handed_out(
+        self, partition: int, pending_key: bytes, index_key: bytes | None
+    ) -> None:
+        self.pending.delete(partition, pending_key)
+        if index_key is not None:
+            self.index.delete(partition, index_key)
+
+    # --- joins parked for their ancestry ----------------------------------------
+
+    def park(self, partition: int, join: parking.ParkedJoin) -> None:
+        """Keep a parked join (core.join.parking); a key written twice (a replay) is one."""
+        if self.pending.get(partition, join.key) is None:
+            self.pending.put(partition, join.key, join.encode())
+
+    def parked(self, partition: int) -> list[tuple[bytes, bytes]]:
+        """The partition's parked joins as stored, in key order."""
+        return self.pending.items_from(partition, parking.PARKED_PREFIX)
+
+    def unpark(self, partition: int, key: bytes) -> None:
+        """A parked join was released: its record goes in :meth:`settle`, after its output's."""
+        self._hand_out(partition, key, None)
+
+    # --- alert groups ----------------------------------------------------------
+
+    def open_alert_group(
+        self, partition: int, rule_id: str, guid: str, stream_time: int
+    ) -> tuple[bytes, alert_groups.AlertGroup] | None:
+        """The group of ``rule_id`` on ``guid`` still open at ``stream_time``, with its key."""
+        prefix = alert_groups.group_prefix(rule_id, guid)
+        for key, value in self.pending.items_from(partition, prefix):
+            if (partition, key) in self._handed_out:
+                continue  # closing: its update is on its way
+            try:
+                group = alert_groups.AlertGroup.decode(value)
+            except ValueError:
+                log.error("alert group %r of partition %d unreadable: ignored", key, partition)
+                continue
+            if not alert_groups.is_closed(group, stream_time):
+                return key, group
+        return None
+
+    def keep_alert_group(
+        self, partition: int, group: alert_groups.AlertGroup, key: bytes | None = None
+    ) -> None:
+        """Store a group: a new one (``key`` None) also gets its closing in the index."""
+        if key is None:
+            key = alert_groups.group_key(group)
+            index_key = expiry.index_key(expiry.ALERT_GROUP, group.closes_at_ms, key)
+            self.index.put(partition, index_key, b"")
+        self.pending.put(partition, key, group.encode())
+
+    # --- expiry ----------------------------------------------------------------
+
+    def expire_due(self, partition: int, stream_time: int, at_most: int) -> Expired:
+        """Remove what is due at ``stream_time``; the caller emits the expired connects."""
+        due: list[bytes] = []
+        for kind in expiry.KINDS:
+            # Entries are deleted from the front of each kind, and RocksDB
+            # keeps what it deleted as tombstones until a compaction: a seek
+            # to the start of the kind would step over all of them, every
+            # time. Nothing due earlier than the last expiry can be added
+            # since (deadlines are stream time + a duration), so the scan
+            # starts there.
+            start = self._expired_up_to.get((partition, kind), 0)
+            for index_key in self.index.keys(partition, expiry.index_key(kind, start, b"")):
+                if not index_key.startswith(kind) or len(due) >= at_most:
+                    break
+                deadline = expiry.parse_index_key(index_key)[1]
+                if deadline > stream_time:
+                    break  # the rest of this kind is due later
+                due.append(index_key)
+                self._expired_up_to[(partition, kind)] = deadline
+        expired = Expired()
+        for index_key in due:
+            kind, _, reference = expiry.parse_index_key(index_key)
+            if kind == expiry.ALERT_GROUP:
+                self._close_alert_group(partition, index_key, reference, expired)
+                continue
+            if kind == expiry.CONNECT_GRACE:
+                if (partition, reference) in self._handed_out:
+                    if self._handed_out[(partition, reference)] is None:
+                        # Released by its creation: settle() deletes the rest.
+                        self.index.delete(partition, index_key)
+                    continue
+                value = self.pending.get(partition, reference)
+                if value is None:  # released by its creation
+                    self.index.delete(partition, index_key)
+                    continue
+                # Both entries go in settle(), after the expired record is in Kafka.
+                self._hand_out(partition, reference, index_key)
+                guid, event_time_ms, offset, index = grace.parse_pending_key(reference)
+                self._count_waiting(guid, partition, -1)
+                expired.connects.append(
+                    ExpiredConnect(orjson.loads(value), event_time_ms, (offset, index))
+                )
+                continue
+            self.index.delete(partition, index_key)
+            stored = self.rows.get(partition, reference)
+            if stored is None:
+                continue
+            terminated = orjson.loads(stored).get("process_terminated_at") is not None
+            # A terminated row waits for its retention, not its TTL.
+            if kind == expiry.ROW_RETENTION and terminated:
+                self._delete_row(partition, reference)
+                expired.rows_after_termination += 1
+            elif kind == expiry.ROW_TTL and not terminated:
+                self._delete_row(partition, reference)
+                expired.rows_after_ttl += 1
+        return expired
+
+    def _close_alert_group(
+        self, partition: int, index_key: bytes, key: bytes, expired: Expired
+    ) -> None:
+        if (partition, key) in self._handed_out:
+            return
+        value = self.pending.get(partition, key)
+        if value is None:
+            self.index.delete(partition, index_key)
+            return
+        # Both entries go in settle(), after the group's update is in Kafka.
+        self._hand_out(partition, key, index_key)
+        try:
+            expired.alert_groups.append(alert_groups.AlertGroup.decode(value))
+        except ValueError:
+            log.error("alert group %r of partition %d unreadable: dropped", key, partition)
+
+    def _delete_row(self, partition: int, key: bytes) -> None:
+        self.rows.delete(partition, key)
+        self._tree_changes.append((partition, key, None))
+        if partition in self._rows_in:
+            self._rows_in[partition] -= 1

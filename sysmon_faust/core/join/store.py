@@ -1,0 +1,89 @@
+"""What the join keeps its state in: per partition, bytes keys to bytes values, in key order.
+
+:class:`PartitionStore` is all :class:`sysmon_faust.core.join.state.JoinState`
+asks of a table. The worker's is RocksDB behind a changelog topic
+(:class:`sysmon_faust.stream.store.RocksDBTable`); ``rules test`` and the
+unit tests use :class:`InMemoryStore`. Every write is also kept in
+``unsent`` until the caller takes it (:meth:`take_unsent`): the worker
+sends those to the table's changelog after each record.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from typing import Protocol
+
+#: A change for the changelog: (partition, key, value or None for a delete).
+Change = tuple[int, bytes, bytes | None]
+
+
+class PartitionStore(Protocol):
+    """One table's data, a partition at a time; iteration is in byte order of the keys."""
+
+    def get(self, partition: int, key: bytes) -> bytes | None: ...
+
+    def put(self, partition: int, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, partition: int, key: bytes) -> None: ...
+
+    def take_unsent(self) -> list[Change]:
+        """The writes since the last call, in order (the worker's changelog records)."""
+        ...
+
+    def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every (key, value) whose key starts with ``prefix``."""
+        ...
+
+    def keys_from(self, partition: int, prefix: bytes) -> Iterator[bytes]:
+        """The keys that start with ``prefix``, lazily."""
+        ...
+
+    def keys(self, partition: int, start: bytes = b"") -> Iterator[bytes]:
+        """Every key from ``start`` on (the store's own bookkeeping keys left out), lazily."""
+        ...
+
+
+class InMemoryStore:
+    """A :class:`PartitionStore` in dicts with sorted key lists (``rules test``, unit tests)."""
+
+    def __init__(self) -> None:
+        self._values: dict[int, dict[bytes, bytes]] = {}
+        self._sorted: dict[int, list[bytes]] = {}
+        self.unsent: list[Change] = []
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self._values.get(partition, {}).get(key)
+
+    def put(self, partition: int, key: bytes, value: bytes) -> None:
+        values = self._values.setdefault(partition, {})
+        if key not in values:
+            bisect.insort(self._sorted.setdefault(partition, []), key)
+        values[key] = value
+        self.unsent.append((partition, key, value))
+
+    def delete(self, partition: int, key: bytes) -> None:
+        values = self._values.get(partition, {})
+        if values.pop(key, None) is not None:
+            keys = self._sorted[partition]
+            del keys[bisect.bisect_left(keys, key)]
+        self.unsent.append((partition, key, None))
+
+    def take_unsent(self) -> list[Change]:
+        unsent, self.unsent = self.unsent, []
+        return unsent
+
+    def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        values = self._values.get(partition, {})
+        return [(key, values[key]) for key in self.keys_from(partition, prefix)]
+
+    def keys_from(self, partition: int, prefix: bytes) -> Iterator[bytes]:
+        for key in self.keys(partition, prefix):
+            if not key.startswith(prefix):
+                return
+            yield key
+
+    def keys(self, partition: int, start: bytes = b"") -> Iterator[bytes]:
+        # A copy: callers may write while they walk.
+        keys = self._sorted.get(partition, [])
+        yield from keys[bisect.bisect_left(keys, start) :]

@@ -1,0 +1,1 @@
+"""The worker's HTTP side: views, routing to the owner of a key, health and metrics."""

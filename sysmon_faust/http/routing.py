@@ -1,0 +1,91 @@
+"""Which worker owns a process GUID, and fetching a table row from it.
+
+A key lives in the table partition the normalizer wrote it to: the
+producer's default partitioner (Kafka's murmur2) over the key bytes. The
+owner of that partition is in faust's assignment map. Both are read here
+directly rather than through ``app.router``, whose partition lookup uses the
+producer's cluster metadata — which lacks the changelog topic on a worker
+that has not written to it yet (a TypeError inside faust).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import aiohttp
+import orjson
+from faust.types import TP
+from yarl import URL
+
+from sysmon_faust.core.records import ProcessRow, record_fields
+from sysmon_faust.core.rekey import key_partition
+from sysmon_faust.stream.topology import app, process_table, settings
+
+#: Set on a request one worker forwards to another, so a stale assignment
+#: cannot bounce a request between workers forever.
+FORWARDED_HEADER: Final = "X-Sysmon-Forwarded"
+
+
+_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+class OwnerUnavailable(Exception):
+    """No worker owns the key's partition right now (a rebalance), or it did not answer."""
+
+
+#: The fields of a table row as the HTTP views show them, in the model's order.
+PROCESS_ROW_FIELDS: Final = tuple(record_fields(ProcessRow))
+
+
+def _as_process_row(stored: dict[str, Any]) -> dict[str, Any]:
+    # Every field, in one order: null where the row has none (a process that
+    # has not ended has no process_terminated_at yet).
+    return {name: stored.get(name) for name in PROCESS_ROW_FIELDS}
+
+
+def owner_url(key: bytes) -> URL | None:
+    """Web address of the worker that owns ``key``'s table partition (None: unassigned)."""
+    tp = TP(process_table.changelog_topic.get_topic_name(), key_partition(key, settings.partitions))
+    url = app.assignor._tps_url.get(tp)  # type: ignore[attr-defined]  # faust's routing map
+    return URL(url) if url else None
+
+
+def is_local(url: URL) -> bool:
+    me = URL(str(app.conf.canonical_url))
+    return (url.host, url.port) == (me.host, me.port)
+
+
+def forward_headers(token: str | None) -> dict[str, str]:
+    headers = {FORWARDED_HEADER: "1"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+async def fetch_process(guid: str, token: str | None, forwarded: bool = False) -> Any:
+    """The ProcessCreate row of ``guid`` as a dict, from whichever worker owns it; None if unknown.
+
+    Raises :class:`OwnerUnavailable` during a rebalance or when the owner does not answer.
+    """
+    key = guid.encode()
+    owner = owner_url(key)
+    if owner is None:
+        raise OwnerUnavailable("partition not assigned yet (rebalancing)")
+    if is_local(owner):
+        row = process_table.get(key)
+        return None if row is None else _as_process_row(orjson.loads(row))
+    if forwarded:
+        raise OwnerUnavailable("partition is moving between workers")
+    url = owner.with_path(f"/process/{guid}")
+    try:
+        async with app.http_client.get(
+            url, headers=forward_headers(token), timeout=_TIMEOUT
+        ) as response:
+            body = await response.read()
+            if response.status == 404:
+                return None
+            if response.status != 200:
+                raise OwnerUnavailable(f"owner {owner} answered {response.status}")
+            return orjson.loads(body)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise OwnerUnavailable(f"owner {owner} unreachable: {exc}") from exc

@@ -1,0 +1,223 @@
+"""HTTP views, served by every worker on Faust's web server.
+
+Any worker answers for any process: a lookup is fetched from the worker that
+owns the key's partition (:mod:`sysmon_faust.http.routing`). Errors are JSON with a
+4xx/5xx status, never a stack trace or an HTML page — also those aiohttp
+gives before any view or middleware runs (a request its HTTP parser refuses:
+a request line or header over 8190 bytes, more than 128 headers, an unknown
+method, bytes that are not HTTP). With
+``SYSMON_HTTP_TOKEN`` set, every endpoint but ``/health`` wants
+``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web as aiohttp_web
+from aiohttp import web_protocol, web_server
+from faust import web
+from faust.web.apps import production_index
+
+from sysmon_faust.core import ancestry
+from sysmon_faust.core.normalize import canonical_guid
+from sysmon_faust.core.stats import stats
+from sysmon_faust.http import routing
+from sysmon_faust.http.observability import health_state, render_metrics, worker_state
+from sysmon_faust.stream.topology import app, settings
+from sysmon_faust.stream.topology import tree_replica as tree_copy
+
+log = logging.getLogger(__name__)
+
+#: Paths anyone may call, token or not: orchestrators probe health unauthenticated.
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+def _json_error(status: int, message: str, **extra: Any) -> aiohttp_web.Response:
+    return aiohttp_web.json_response({"error": message, **extra}, status=status)
+
+
+@aiohttp_web.middleware
+async def json_errors(request: aiohttp_web.Request, handler: Any) -> aiohttp_web.StreamResponse:
+    """aiohttp's own errors (unknown path, wrong method...) as JSON; never a stack trace."""
+    try:
+        response: aiohttp_web.StreamResponse = await handler(request)
+    except aiohttp_web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _json_error(exc.status, exc.reason, path=request.path[:200])
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path[:200])
+        return _json_error(500, "internal error")
+    return response
+
+
+@aiohttp_web.middleware
+async def bearer_token(request: aiohttp_web.Request, handler: Any) -> aiohttp_web.StreamResponse:
+    token = settings.http_token
+    if token and request.path not in PUBLIC_PATHS:
+        offered = request.headers.get("Authorization", "")
+        expected = f"Bearer {token}"
+        if not hmac.compare_digest(offered.encode(), expected.encode()):
+            return _json_error(401, "missing or wrong bearer token (SYSMON_HTTP_TOKEN)")
+    response: aiohttp_web.StreamResponse = await handler(request)
+    return response
+
+
+# Outermost first: errors raised by the token check are JSON too.
+app.web.web_app.middlewares.extend([json_errors, bearer_token])  # type: ignore[attr-defined]
+
+
+class _JsonErrorsRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler, with its own error answers as JSON.
+
+    A request aiohttp's HTTP parser refuses (request line or a header over
+    8190 bytes, more than 128 headers, an unknown method, a byte that may not
+    be in a URL, not HTTP at all) never reaches the application or its
+    middlewares: aiohttp answers it itself, as text/plain, from
+    ``handle_error`` — which also answers a handler that timed out (504) or
+    an exception no middleware caught (500, an HTML page with a traceback
+    when the client accepts HTML and debug is on).
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: aiohttp_web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> aiohttp_web.StreamResponse:
+        if status >= 500:
+            # aiohttp's own: logs the exception, raises when part of a
+            # response was sent already.
+            super().handle_error(request, status, exc, message)
+        else:
+            # A malformed request is the client's doing: one line, not the
+            # parser's traceback at ERROR (aiohttp's) for each.
+            first_line = (message or "").strip().split("\n", 1)[0]
+            log.info("HTTP %s: refused a request from %s: %s", status, request.remote, first_line)
+            if request.writer.output_size > 0:
+                raise ConnectionError("a response was sent already, cannot send the error")
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "error"
+        if status == HTTPStatus.INTERNAL_SERVER_ERROR:
+            reason = "internal error"  # as the middleware says it; no traceback
+        # The parser's message says what it refused (and where); no traceback.
+        extra = {"detail": message[:300]} if message and status < 500 else {}
+        response = _json_error(status, reason, **extra)
+        response.force_close()
+        return response
+
+
+# aiohttp's Server creates each connection's handler by this module-level name
+# (aiohttp.web_server.Server.__call__); Faust's web server is the only aiohttp
+# server of a worker.
+web_server.RequestHandler = _JsonErrorsRequestHandler  # type: ignore[misc]
+
+
+def _error(view: web.View, status: int, message: str, **extra: Any) -> web.Response:
+    return view.json({"error": message, **extra}, status=status)
+
+
+#: What ``GET /`` lists: every endpoint of the worker, and what it answers.
+ENDPOINTS = (
+    ("GET /health", "200 when the worker runs and keeps up, 503 with the reasons when not"),
+    ("GET /stats", "this worker's counters and the partitions it holds"),
+    ("GET /metrics", "the counters and gauges in Prometheus' text format"),
+    ("GET /process/{guid}", "the ProcessCreate row of a process, from whichever worker owns it"),
+    ("GET /process/{guid}/ancestry", "its ancestors, from the walk every alert's ancestry uses"),
+)
+
+
+async def _index(self: web.View, request: web.Request) -> web.Response:
+    return self.json(
+        {
+            "service": "sysmon-faust worker",
+            "endpoints": [{"endpoint": path, "answers": text} for path, text in ENDPOINTS],
+            "token": "every endpoint but /health wants 'Authorization: Bearer <token>'"
+            if settings.http_token
+            else "none needed (SYSMON_HTTP_TOKEN is not set)",
+        }
+    )
+
+
+# Faust serves its own "dummy index" at / ({"status": "OK"}); a user who opens
+# the worker's address sees what there is to ask instead.
+production_index.Index.get = _index  # type: ignore[method-assign]
+
+
+@app.page("/health")
+class Health(web.View):
+    async def get(self, request: web.Request) -> web.Response:
+        state = health_state()
+        return self.json(state, status=200 if state["healthy"] else 503)
+
+
+@app.page("/stats")
+class Stats(web.View):
+    async def get(self, request: web.Request) -> web.Response:
+        return self.json({**stats.as_dict(), **worker_state()})
+
+
+@app.page("/metrics")
+class Metrics(web.View):
+    async def get(self, request: web.Request) -> web.Response:
+        return self.text(render_metrics(), content_type="text/plain; version=0.0.4")
+
+
+async def _answer_for_process(
+    view: web.View, guid: str, lookup: Callable[[str], Awaitable[Any]]
+) -> web.Response:
+    """400 for a non-GUID, 503 while the owner is unavailable, 404 when unknown, else 200."""
+    try:
+        canonical = canonical_guid(guid, "guid")
+    except ValueError:
+        canonical = None
+    if canonical is None:
+        return _error(view, 400, "not a process GUID", value=guid[:100])
+    try:
+        answer = await lookup(canonical)
+    except routing.OwnerUnavailable as exc:
+        return _error(view, 503, f"{exc}; retry shortly", process_guid=canonical)
+    if answer is None:
+        return _error(view, 404, "process not found", process_guid=canonical)
+    return view.json(answer)
+
+
+# aiohttp's default segment pattern refuses braces, which GUIDs usually carry.
+@app.page("/process/{guid:[^/]+}")
+class ProcessLookup(web.View):
+    """The ProcessCreate row of a process, from whichever worker owns it."""
+
+    async def get(self, request: web.Request, guid: str) -> web.Response:
+        forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
+
+        async def lookup(canonical: str) -> Any:
+            return await routing.fetch_process(canonical, settings.http_token, forwarded)
+
+        return await _answer_for_process(self, guid, lookup)
+
+
+@app.page("/process/{guid:[^/]+}/ancestry")
+class ProcessAncestry(web.View):
+    """A process's ancestors, from the walk every alert's ancestry comes from (ancestry.py)."""
+
+    async def get(self, request: web.Request, guid: str) -> web.Response:
+        forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
+
+        async def lookup(canonical: str) -> Any:
+            if not tree_copy.caught_up.is_set():
+                raise routing.OwnerUnavailable("this worker's process-tree copy is still loading")
+            row = await routing.fetch_process(canonical, settings.http_token, forwarded)
+            # Every worker's copy holds every link: the walk is local.
+            return None if row is None else ancestry.answer(row, tree_copy.link)
+
+        return await _answer_for_process(self, guid, lookup)

@@ -1,0 +1,1 @@
+"""The worker on Kafka: the Faust app, topics and tables, the intake, the join agent, state I/O."""

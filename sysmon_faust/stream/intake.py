@@ -1,0 +1,458 @@
+"""Intake: the input topic → normalized Sysmon 1/3/5, re-keyed by process_guid, in batches.
+
+Why not a Faust agent: Faust's stream machinery costs about 200 µs of CPU per
+record, and 92-95 % of what Winlogbeat sends is not Sysmon 1/3/5 — it only has
+to be read, counted and dropped. A plain aiokafka consume→transform→produce
+loop reads batches of raw bytes, normalizes them (pure functions), writes
+each Sysmon 1/3 keyed to its output topic, and hands them to the join as one
+record per re-keying partition and batch (:mod:`sysmon_faust.core.rekey`); only
+those travel through Faust (the join agent and its table). Measured with
+``make bench``, see the README.
+
+Guarantees:
+
+* at-least-once — a batch's input offsets are committed only after every
+  record it produced (keyed records, dead letters) is acknowledged by Kafka;
+  a crash replays the uncommitted batch;
+* exactly-once (``SYSMON_PROCESSING_GUARANTEE=exactly_once``) — a batch's
+  records and its input offsets are one Kafka transaction, by a producer whose
+  transactional id is the worker's (``<app_id>-intake-<web port>``, stable
+  across restarts, as the state directory is): a restarted worker fences its
+  dead predecessor and aborts what it left open. The join reads committed
+  records only;
+* order — each input partition's records are handled in offset order (the
+  partitions of a batch merged by event time), and the producer is
+  idempotent (no reordering on retry), so the events of one process that
+  share an input partition leave in the order they came in, to one partition
+  of the re-keying topic (within a batch record, and batch after batch);
+* scale-out — the intake consumer group (``<app_id>-intake``) spreads the
+  input partitions over the workers; on a rebalance the batch in flight is
+  finished and committed before the partitions are given up;
+* in step — Sysmon 1/3/5 of the input partitions are handled merged by
+  event time, as Kafka Streams does (:mod:`sysmon_faust.core.alignment`), so a
+  backlog reaches the join in event-time order and stream time does not run
+  ahead of a partition that is read later;
+* ancestry — each ProcessCreate's parent link goes to the process-tree topic
+  (and this worker's copy of it) before the events read after it, and how far
+  each input partition has been written goes after them
+  (:mod:`sysmon_faust.stream.tree_replica`);
+* nothing disappears — every record is counted as filtered, produced, or
+  dead-lettered; an error of a record dead-letters it and the loop goes
+  on; a fault of the machine or the cluster stops the worker with the batch
+  uncommitted (:mod:`sysmon_faust.stream.faults`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from mode import Service
+
+from sysmon_faust.core import ancestry, deadletter
+from sysmon_faust.core.alignment import InStep
+from sysmon_faust.core.clock import record_timestamp_ms
+from sysmon_faust.core.normalize import (
+    NETWORK_CONNECT,
+    PROCESS_CREATE,
+    Filtered,
+    Invalid,
+    NormalizedEvent,
+    normalize,
+)
+from sysmon_faust.core.rekey import (
+    EVENT_ID_FIELD,
+    EVENT_TIME_FIELD,
+    RECEIVED_FIELD,
+    BatchBuilder,
+    kafka_partitioner,
+    key_partition,
+)
+from sysmon_faust.core.stats import stats
+from sysmon_faust.stream import faults, transactions
+from sysmon_faust.stream.topology import MAX_RECORD_BYTES, app, settings
+from sysmon_faust.stream.topology import tree_replica as tree_copy
+
+log = logging.getLogger(__name__)
+
+BATCH_RECORDS = 5_000
+#: Sysmon 1/3/5 events an input partition may have waiting for the others
+#: (sysmon_faust.core.alignment) before it is paused.
+BUFFERED_AT_MOST = 5_000
+#: A watermark is written again when it moved this much.
+WATERMARK_EVERY_MS = 1_000
+#: The intake lets the join run at least this often (seconds of CPU) within
+#: a batch, which is ~100 ms of CPU at 5,000 records.
+YIELD_EVERY_SECONDS = 0.002
+
+
+@dataclass
+class IntakeState:
+    """What /health and /stats report of the intake of this worker."""
+
+    joined_group: bool = False
+    input_partitions: list[int] = field(default_factory=list)
+    #: Records not yet read, per input partition, as of the last batch.
+    lag: dict[int, int] = field(default_factory=dict)
+    #: Per input partition: wall-clock ms the others were held back waiting
+    #: for it (sysmon_faust.core.alignment.InStep.held_ms).
+    alignment_held_ms: dict[int, int] = field(default_factory=dict)
+    #: Per input partition: the offset committed last, and the end offset on
+    #: the broker as of the last batch (sysmon_faust.stream.stall).
+    committed: dict[int, int] = field(default_factory=dict)
+    highwater: dict[int, int] = field(default_factory=dict)
+    #: The consume loop runs (False once it has ended: /health).
+    consuming: bool = False
+    #: The intake's consumer, whose client /health's cluster probe uses.
+    consumer: Any = None
+
+
+state = IntakeState()
+
+
+class _FinishBatchOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # A batch in flight is produced and committed before its partitions
+        # go to another worker, which then starts right after it.
+        async with self.intake.batch_lock:
+            # Events buffered but not handled are not committed either: the
+            # partition's new owner reads them again.
+            for tp in revoked:
+                self.intake.in_step.drop(tp.partition)
+                self.intake.read_up_to.pop(tp, None)
+                state.lag.pop(tp.partition, None)
+                state.highwater.pop(tp.partition, None)
+                state.committed.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.intake.in_step.track([tp.partition for tp in assigned])
+        state.input_partitions = sorted(tp.partition for tp in assigned)
+        state.joined_group = True
+        log.info("intake: input partitions %s", state.input_partitions or "none")
+
+
+@app.service
+class Intake(Service):
+    """Runs inside every worker; see the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_lock = asyncio.Lock()
+        self._next_yield = 0.0
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        #: Sysmon 1/3/5 read but not handled yet, released in event-time order
+        #: across the input partitions (sysmon_faust.core.alignment).
+        self.in_step: InStep[tuple[ConsumerRecord, NormalizedEvent]] = InStep()
+        state.alignment_held_ms = self.in_step.held_ms
+        #: Per input partition: the offset after the last record read.
+        self.read_up_to: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self.exactly_once = settings.processing_guarantee == transactions.EXACTLY_ONCE
+        self._in_transaction = False
+        #: Event time of the latest event released (the intake's stream time),
+        #: and the watermark last written per input partition.
+        self._released_ms = -1
+        self._watermarks: dict[int, int] = {}
+        self._told_detail = False
+
+    async def on_start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            **settings.kafka_client_options(),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=MAX_RECORD_BYTES,
+            compression_type=settings.compression_type,
+            partitioner=kafka_partitioner,
+            transactional_id=(
+                f"{settings.app_id}-intake-{app.conf.web_port}" if self.exactly_once else None
+            ),
+        )
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            **settings.kafka_client_options(),
+            group_id=settings.intake_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.session_timeout * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
+            # Partitions paused for running ahead (sysmon_faust.core.alignment)
+            # lose what was fetched of them: fetches stay at aiokafka's 1 MiB.
+            max_partition_fetch_bytes=1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
+        )
+        await self.consumer.start()
+        state.consumer = self.consumer
+        self.consumer.subscribe([settings.topic_input], listener=_FinishBatchOnRevoke(self))
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        state.consuming = True
+        try:
+            await self._consume_until_stopped()
+        finally:
+            state.consuming = False
+
+    async def _consume_until_stopped(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            try:
+                batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
+                if not batch and not self.read_up_to:
+                    continue
+                async with self.batch_lock:
+                    await self._process(batch)
+            except faults.OWN_FAULTS as exc:
+                # Nothing of the batch is committed: its records come again.
+                where = f"{settings.topic_input}{state.input_partitions}"
+                async with self.batch_lock:
+                    await faults.stop_worker("intake", where, exc, log)
+
+    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        assert self.consumer is not None
+        assert self.producer is not None
+        acks: list[Awaitable[Any]] = []
+        wall_ms = int(time.time() * 1000)
+        for tp, messages in batch.items():
+            for message in messages:
+                stats.consumed += 1
+                await self._make_way_for_the_join()
+                try:
+                    outcome = await self._read(message, acks)
+                except Exception as exc:
+                    if faults.is_own_fault(exc):
+                        raise
+                    log.exception("intake: record %s[%s]@%s failed", *_where(message))
+                    error = f"pipeline error: {type(exc).__name__}: {exc}"
+                    acks.append(await self._dead_letter(message, error))
+                    continue
+                if outcome is not None:
+                    self.in_step.add(
+                        tp.partition, outcome.timestamp_ms, (message, outcome), wall_ms
+                    )
+            self.read_up_to[tp] = messages[-1].offset + 1
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                state.lag[tp.partition] = max(highwater - self.read_up_to[tp], 0)
+                state.highwater[tp.partition] = highwater
+
+        rekeyed = BatchBuilder()
+        for message, outcome in self.in_step.release(self._has_more, wall_ms):
+            self._released_ms = max(self._released_ms, outcome.timestamp_ms)
+            await self._make_way_for_the_join()
+            try:
+                acks.extend(await self._route(message, outcome, rekeyed))
+            except Exception as exc:
+                if faults.is_own_fault(exc):
+                    raise
+                log.exception("intake: record %s[%s]@%s failed", *_where(message))
+                error = f"pipeline error: {type(exc).__name__}: {exc}"
+                acks.append(await self._dead_letter(message, error))
+        for partition, value in rekeyed.finish():
+            acks.append(await self._send(settings.topic_by_guid, value, partition=partition))
+        acks.extend(await self._write_watermarks(wall_ms))
+        # Everything produced is in Kafka before the offsets are, and no offset
+        # passes an event still waiting in the buffer.
+        await asyncio.gather(*acks)
+        offsets = {tp: self._committable(tp) for tp in self.read_up_to}
+        if self.exactly_once:
+            await self._commit_transaction(offsets)
+        elif offsets != self._committed:
+            await self.consumer.commit(offsets)
+            self._committed = offsets
+        state.committed = {tp.partition: offset for tp, offset in self._committed.items()}
+        self._bound_buffers()
+
+    async def _send(self, topic: str, value: bytes, **kwargs: Any) -> Awaitable[Any]:
+        assert self.producer is not None
+        if self.exactly_once and not self._in_transaction:
+            await self.producer.begin_transaction()
+            self._in_transaction = True
+        return await self.producer.send(topic, value, **kwargs)
+
+    async def _commit_transaction(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.producer is not None
+        if offsets != self._committed:
+            if not self._in_transaction:
+                await self.producer.begin_transaction()
+                self._in_transaction = True
+            await self.producer.send_offsets_to_transaction(offsets, settings.intake_group)
+        if self._in_transaction:
+            try:
+                await self.producer.commit_transaction()
+            finally:
+                self._in_transaction = False
+            self._committed = offsets
+
+    async def _write_watermarks(self, wall_ms: int) -> list[Awaitable[Any]]:
+        """How far each input partition's links are written: after them, in every tree partition."""
+        acks = []
+        for tp in self.read_up_to:
+            watermark = self._watermark(tp.partition, wall_ms)
+            last = self._watermarks.get(tp.partition)
+            if last is not None and abs(watermark - last) < WATERMARK_EVERY_MS:
+                continue
+            self._watermarks[tp.partition] = watermark
+            key = ancestry.watermark_key(tp.partition)
+            value = ancestry.encode_watermark(watermark)
+            for partition in range(settings.partitions):
+                acks.append(
+                    await self._send(
+                        settings.topic_process_tree, value, key=key, partition=partition
+                    )
+                )
+        return acks
+
+    def _watermark(self, partition: int, wall_ms: int) -> int:
+        if not self.in_step.buffered(partition) and not self._has_more(partition):
+            # Read to its end: what comes next is logged from now on (a Sysmon
+            # event is logged when it happens, on the host's clock).
+            return max(self._released_ms, wall_ms)
+        # Events are released in event-time order across the partitions: what
+        # is still to come of this one is not earlier than what was released.
+        return self._released_ms
+
+    def _has_more(self, partition: int) -> bool:
+        lag = state.lag.get(partition)
+        return lag is None or lag > 0
+
+    def _committable(self, tp: TopicPartition) -> int:
+        waiting = self.in_step.first(tp.partition)
+        return waiting[0].offset if waiting is not None else self.read_up_to[tp]
+
+    def _bound_buffers(self) -> None:
+        # A partition far ahead of the others fills its buffer: it is paused
+        # (as Kafka Streams does) until the others catch up. aiokafka drops
+        # what it had fetched of it and fetches it again on resume.
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        full = {tp for tp in assigned if self.in_step.buffered(tp.partition) >= BUFFERED_AT_MOST}
+        paused = self.consumer.paused()
+        if to_pause := full - paused:
+            self.consumer.pause(*to_pause)
+        if to_resume := paused - full:
+            self.consumer.resume(*to_resume)
+
+    async def _make_way_for_the_join(self) -> None:
+        # The intake shares the event loop with the join agent, and Faust's
+        # table writes its changelog through a buffer that sends one record
+        # per loop iteration (and stops the agent when 100 are waiting). An
+        # intake that only yielded between batches left the join ~90 rows/s
+        # while it ran. So it yields every few milliseconds, and lets the
+        # buffer drain first: the join's backlog is the intake's backpressure.
+        pending = app.producer.buffer.pending  # (.size reads settings: too slow per record)
+        if pending.qsize() or time.perf_counter() >= self._next_yield:
+            while True:
+                await asyncio.sleep(0)
+                if not pending.qsize():
+                    break
+            self._next_yield = time.perf_counter() + YIELD_EVERY_SECONDS
+
+    async def _read(
+        self, message: ConsumerRecord, acks: list[Awaitable[Any]]
+    ) -> NormalizedEvent | None:
+        """The record's Sysmon 1/3/5 event; anything else is counted (or dead-lettered) here."""
+        raw = message.value
+        if not isinstance(raw, bytes):  # a tombstone
+            acks.append(
+                await self._dead_letter(message, "value is null (a tombstone), not an event")
+            )
+            return None
+        outcome = normalize(raw)
+        if isinstance(outcome, Invalid):
+            acks.append(await self._dead_letter(message, outcome.error))
+            return None
+        if isinstance(outcome, Filtered):
+            stats.filtered += 1
+            stats.filtered_by_reason[outcome.reason] += 1
+            if outcome.detail is not None and not self._told_detail:
+                # Once: a shipper whose shape we do not know would otherwise
+                # look like a quiet one (every record filtered, counted).
+                self._told_detail = True
+                log.warning("intake: record %s[%s]@%s filtered: %s (see docs/shapes.md)",
+                            *_where(message), outcome.detail)  # fmt: skip
+            return None
+        if outcome.surrogates_replaced:
+            stats.surrogates_replaced += 1
+        return outcome
+
+    async def _route(
+        self, message: ConsumerRecord, outcome: NormalizedEvent, rekeyed: BatchBuilder
+    ) -> list[Awaitable[Any]]:
+        stats.normalized += 1
+        stats.normalized_by_shape[outcome.shape] += 1
+        assert self.producer is not None
+        key = outcome.process_guid.encode() if outcome.process_guid else None
+        # Sysmon 5 only goes to the join (it ends a table row); 1 and 3 are
+        # also published, as in the recipe.
+        derived = {
+            PROCESS_CREATE: settings.topic_process_create,
+            NETWORK_CONNECT: settings.topic_network_connect,
+        }.get(outcome.event_id)
+        # The fields are exactly those of the models.ProcessCreate / NetworkConnect
+        # records (a unit test holds them together); serialized directly.
+        bookkeeping = {
+            EVENT_ID_FIELD: outcome.event_id,
+            RECEIVED_FIELD: message.timestamp / 1000,
+            EVENT_TIME_FIELD: outcome.timestamp_ms,
+        }
+        # A connect without a process identity joins nothing: any partition will do.
+        partition = (
+            key_partition(key, settings.partitions)
+            if key is not None
+            else message.partition % settings.partitions
+        )
+        rekeyed.add(partition, orjson.dumps(bookkeeping | outcome.fields))
+        if derived is None:
+            return []
+        acks = []
+        if outcome.event_id == PROCESS_CREATE and key is not None:
+            # Before the events read after it: see sysmon_faust.stream.tree_replica.
+            link = ancestry.encode_link(outcome.fields)
+            tree_copy.write_through(key.decode(), link)
+            acks.append(
+                await self._send(settings.topic_process_tree, link, key=key, partition=partition)
+            )
+        return [
+            *acks,
+            await self._send(
+                derived,
+                orjson.dumps(outcome.fields),
+                key=key,
+                timestamp_ms=record_timestamp_ms(outcome.timestamp_ms, int(time.time() * 1000)),
+            ),
+        ]
+
+    async def _dead_letter(self, message: ConsumerRecord, error: str) -> Awaitable[Any]:
+        assert self.producer is not None
+        letter = deadletter.dead_letter(
+            message.value, error, message.topic, message.partition, message.offset
+        )
+        stats.dead_lettered += 1
+        return await self._send(settings.topic_dlq, letter.dumps())
+
+
+def _where(message: ConsumerRecord) -> tuple[str, int, int]:
+    return message.topic, message.partition, message.offset

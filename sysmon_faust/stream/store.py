@@ -1,0 +1,87 @@
+"""The join's tables in RocksDB: :class:`sysmon_faust.core.join.store.PartitionStore` over Faust's.
+
+Reads and writes go straight to the partition's RocksDB, and every write is
+kept for the changelog: the join sends it after each record, straight to
+the producer (in the partition's transaction under exactly_once), keeping the
+persisted offsets recovery starts from (:mod:`sysmon_faust.stream.transactions`)
+— what Faust's ``table[key] = value`` does, without its per-key layers: a
+lookup through the table API reads RocksDB twice, a delete of a key Faust
+has not cached deletes it in every partition's database, and Faust's own
+``send_changelog`` builds a message, a future and a callback per write —
+measured at ~25 µs per write against ~8 µs straight (``make bench``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+from faust.types import TableT
+
+from sysmon_faust.core.join.store import Change
+
+
+class RocksDBTable:
+    """One changelog-backed Faust table, read and written a partition at a time (bytes)."""
+
+    def __init__(self, table: TableT) -> None:
+        self.table = table
+        self.unsent: list[Change] = []
+
+    @cached_property
+    def _store(self) -> Any:
+        # faust.stores.rocksdb.Store. Not touched before the worker runs:
+        # Faust creates the store, and fixes its folder, on first access.
+        store = self.table.data
+        # Keys and values are bytes kept as they are (the raw codec): what
+        # Faust would write is what is written here.
+        for encode in (store._encode_key, store._encode_value):  # type: ignore[attr-defined]
+            if encode(b"\x00probe") != b"\x00probe":
+                raise RuntimeError(f"table {self.table.name}: keys and values must be stored raw")
+        return store
+
+    def _db(self, partition: int) -> Any:
+        return self._store._db_for_partition(partition)
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        value: bytes | None = self._db(partition).get(key)
+        return value
+
+    def put(self, partition: int, key: bytes, value: bytes) -> None:
+        self.unsent.append((partition, key, value))
+        self._db(partition).put(key, value)
+
+    def delete(self, partition: int, key: bytes) -> None:
+        self.unsent.append((partition, key, None))
+        self._db(partition).delete(key)
+
+    def take_unsent(self) -> list[Change]:
+        unsent, self.unsent = self.unsent, []
+        return unsent
+
+    def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        items = self._db(partition).iteritems()
+        items.seek(prefix)
+        found = []
+        for key, value in items:
+            if not key.startswith(prefix):
+                break
+            found.append((key, value))
+        return found
+
+    def keys_from(self, partition: int, prefix: bytes) -> Iterator[bytes]:
+        keys = self._db(partition).iterkeys()
+        keys.seek(prefix)
+        for key in keys:
+            if not key.startswith(prefix):
+                return
+            yield key
+
+    def keys(self, partition: int, start: bytes = b"") -> Iterator[bytes]:
+        keys = self._db(partition).iterkeys()
+        keys.seek(start)
+        offset_key = self._store.offset_key  # Faust's: where the changelog was read up to
+        for key in keys:
+            if key != offset_key:
+                yield key

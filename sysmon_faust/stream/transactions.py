@@ -1,0 +1,151 @@
+"""Where the join's records go, under each processing guarantee (``SYSMON_PROCESSING_GUARANTEE``).
+
+at_least_once (default)
+    Enriched records, alerts, dead letters and changelog writes go through
+    Faust's producer; Faust flushes it before it commits the offsets they came
+    from. A crash replays from the last commit: nothing lost, some records twice.
+
+exactly_once
+    Every record the join makes while it handles a record of re-keying
+    partition *p* — outputs, dead letters and the tables' changelog writes — is
+    sent in the Kafka transaction of *p*: the producer Faust keeps for *p*
+    (transactional id ``<app_id>-<topic group>-<p>``), whose transaction Faust
+    commits together with *p*'s input offset. A consumer reading with
+    ``isolation_level=read_committed`` sees each record once. Faust alone puts
+    only the outputs in the transaction; the changelog goes by its
+    non-transactional producer — so here the changelog is sent by the join.
+
+    RocksDB is written at once, before the transaction commits: a worker
+    that dies leaves local state a crash may have taken further than what was
+    committed. So a worker that did not stop cleanly discards its local state
+    at start and rebuilds it from the changelog (read_committed: aborted writes
+    are not read), as Kafka Streams does under exactly-once. A clean stop
+    leaves a marker file beside the state.
+
+The intake has its own transactional producer (see :mod:`sysmon_faust.stream.intake`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from pathlib import Path
+from typing import Any
+
+from faust.types import TP, AppT, TableT
+
+EXACTLY_ONCE = "exactly_once"
+#: Written when a worker stops cleanly; its absence at start means a crash.
+CLEAN_STOP_MARKER = "clean-stop"
+
+
+class Outputs:
+    """Sends of the join, in the transaction of the source partition under exactly_once."""
+
+    def __init__(self, app: AppT, source_topic: str, exactly_once: bool) -> None:
+        self.app = app
+        self.source_topic = source_topic
+        self.exactly_once = exactly_once
+        #: Per changelog partition: its store, and its sends not yet noted, in order.
+        self._persisting: dict[TP, tuple[Any, deque[Any]]] = {}
+
+    def transactional_id(self, source_partition: int) -> str | None:
+        if not self.exactly_once:
+            return None
+        # The id Faust's TransactionManager gives the producer of this
+        # partition, and commits with the partition's offsets.
+        group = self.app.assignor.group_for_topic(self.source_topic)
+        return f"{self.app.conf.id}-{group}-{source_partition}"
+
+    @contextlib.asynccontextmanager
+    async def whole_record(self, source_partition: int) -> AsyncIterator[None]:
+        """Under exactly_once: keep Faust from committing the partition's transaction meanwhile.
+
+        Faust commits each partition's transaction on a timer (with the
+        offsets of the records handled). A commit in the middle of a record
+        would commit part of what the record makes, and a crash then replays
+        the record: the part twice. Faust's commit takes the transaction's
+        lock; the join holds it for the whole record and sends past it.
+        """
+        if not self.exactly_once:
+            yield
+            return
+        transactional_id = self.transactional_id(source_partition)
+        async with self._producer()._trn_locks[transactional_id]:
+            yield
+
+    def _producer(self) -> Any:
+        return self.app.producer  # faust.transport.drivers.aiokafka.Producer
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
+        timestamp: float | None = None, partition: int | None = None,
+    ) -> Awaitable[Any]:  # fmt: skip
+        if not self.exactly_once:
+            return await self.app.producer.send(
+                topic, key, value, partition=partition, timestamp=timestamp, headers=None
+            )
+        # The partition's transactional producer, straight (whole_record holds its lock).
+        transactional_id = self.transactional_id(source_partition)
+        producer = self._producer()._transaction_producers[transactional_id]
+        timestamp_ms = int(timestamp * 1000) if timestamp else None
+        sent: Awaitable[Any] = await producer.send(
+            topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms
+        )
+        return sent
+
+    async def send_changelog(
+        self, table: TableT, changes: Iterable[tuple[int, bytes, bytes | None]]
+    ) -> list[Awaitable[Any]]:
+        """Send a table's changes (partition, key, value or None); the futures of the sends.
+
+        In their partitions' transactions under exactly_once. Not awaited:
+        where recovery of each partition starts after a clean restart (Faust's
+        persisted offset) is moved on once its sends are acknowledged
+        (:meth:`note_persisted`); after a crash under exactly_once the state
+        is rebuilt from the beginning anyway.
+        """
+        topic = table.changelog_topic.get_topic_name()
+        store: Any = table.data  # faust.stores.rocksdb.Store
+        futures = []
+        for partition, key, value in changes:
+            sent = await self.send(topic, key, value, partition, partition=partition)
+            futures.append(sent)
+            self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
+        return futures
+
+    def note_persisted(self) -> None:
+        """Move each changelog partition's persisted offset past its acknowledged sends.
+
+        One RocksDB write per partition and call, for the last of the sends
+        acknowledged in a row from the oldest (a later one may be
+        acknowledged before an earlier is retried).
+        """
+        for tp, (store, sends) in self._persisting.items():
+            last = None
+            while sends and sends[0].done():
+                last = sends.popleft()
+            if last is not None and not last.cancelled() and last.exception() is None:
+                store.set_persisted_offset(tp, last.result().offset)
+
+
+def discard_state_after_crash(data_dir: Path, state_dir: Path) -> bool:
+    """At start, under exactly_once: drop local state unless the last stop was clean.
+
+    Returns True when state was discarded. The marker is removed either way:
+    from now on the state may run ahead of the committed transactions again.
+    """
+    marker = data_dir / CLEAN_STOP_MARKER
+    clean = marker.exists()
+    marker.unlink(missing_ok=True)
+    if clean or not state_dir.exists():
+        return False
+    shutil.rmtree(state_dir)
+    return True
+
+
+def mark_clean_stop(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / CLEAN_STOP_MARKER).write_text("the state matches the committed transactions\n")
