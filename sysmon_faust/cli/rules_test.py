@@ -4,53 +4,26 @@ The analyst's loop for writing a rule: edit the rules file, run this over a
 few recordings, read the alerts. No broker and no worker: each recording goes
 through the pipeline's own pieces — :func:`sysmon_faust.cli.recordings.read_records`
 (exactly what ``replay`` would load), :func:`sysmon_faust.core.normalize.normalize`,
-the join with its grace and the process ancestry (:class:`OfflineJoin`), then
-:func:`sysmon_faust.core.rules.matching_rules` — and every alert is printed as the
-``sysmon-alerts`` record the worker would write (:func:`sysmon_faust.core.rules.alert_record`).
+and the worker's own join engine with its grace, retention, ancestry, rules
+and alert groups (:class:`sysmon_faust.core.join.local.LocalJoin`) — and every
+alert is the ``sysmon-alerts`` record the worker would write.
 
-The offline join, per file (the state starts empty for each file; the files
-are read one after another):
-
-* Stream time is the greatest event time read so far in the file.
-* A ProcessCreate becomes the row of its process and its parent link
-  (:func:`sysmon_faust.core.ancestry.encode_link`); the connects waiting for
-  that process are then joined, in event-time order (file order for equal
-  times).
-* A NetworkConnect with the zero GUID is unmatched (``no_process_guid``); one
-  whose process has a row is joined at once; one whose creation may still
-  come (:func:`sysmon_faust.core.join.grace.creation_may_still_come`) waits for it,
-  until a deadline of the stream time when it was read + the grace; any
-  other is unmatched (``process_unknown`` without a grace,
-  ``process_started_before_grace`` with one).
-* After each event, the waiting connects whose deadline stream time has
-  reached are unmatched (``process_unknown_after_grace``) — due when
-  deadline <= stream time, as in the worker (``JoinState.expire_due``). At the
-  end of the file every connect still waiting is.
-* A joined connect carries its process's ancestry as known when it is joined:
-  the parent links of the creations read so far in the file, up to the depth.
-
-How that differs from the streaming worker, and why it does not matter for
-minutes-long recordings:
-
-* One process, one stream time per file. The worker re-keys events by
-  process GUID over partitions, each with its own stream time, which also
-  moves on with the wall clock while a partition is quiet.
-* No retention: ProcessTerminate (Sysmon 5) is ignored and every row stays
-  until the end of the file (the worker forgets a row SYSMON_TABLE_RETENTION
-  after its process ended, and any row after SYSMON_TABLE_TTL).
-* No buffer limits (SYSMON_PENDING_PER_PROCESS / SYSMON_PENDING_MAX): no
-  connect is turned away as ``pending_overflow``.
-* The ancestry comes from the creations of this file only; the worker's tree
-  also holds what it read before.
-* ``detected_at`` is the time of this run.
+Each file is joined on its own (the state starts empty for each file; the
+files are read one after another), as one partition whose stream time is the
+greatest event time read so far; at the end of a file every connect still
+waiting is unmatched and every alert group closes. How that differs from the
+streaming worker (:mod:`sysmon_faust.core.join.local`): the worker spreads
+processes over partitions, each with its own stream time that also moves
+with the wall clock; its ancestry also holds what it read before; and
+``detected_at`` here is the time of this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, NoReturn, TextIO
@@ -58,10 +31,9 @@ from typing import Final, NoReturn, TextIO
 import orjson
 
 from sysmon_faust.cli.recordings import OnNote, RecordingError, kind, read_records
-from sysmon_faust.core import alert_groups, guid_time
-from sysmon_faust.core.ancestry import ancestry, encode_link
-from sysmon_faust.core.clock import utc_now_iso
-from sysmon_faust.core.join import grace, semantics
+from sysmon_faust.core import alert_groups
+from sysmon_faust.core.join.engine import JOINED, UNMATCHED, Output
+from sysmon_faust.core.join.local import LocalJoin
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.normalize import (
     NETWORK_CONNECT,
@@ -72,9 +44,8 @@ from sysmon_faust.core.normalize import (
     NormalizedEvent,
     file_name,
     normalize,
-    parse_utc_time,
 )
-from sysmon_faust.core.rules import Rule, RuleError, alert_record, load_rules, matching_rules
+from sysmon_faust.core.rules import Rule, RuleError, load_rules
 from sysmon_faust.core.shapes import LOOKED_FOR
 from sysmon_faust.settings import Settings, SettingsError
 
@@ -89,127 +60,6 @@ MAX_DEPTH: Final = 64
 
 _RULES_HINT: Final = "fix the rule or point --rules / SYSMON_RULES at another file"
 _PROGRESS_EVERY: Final = 5000  # events between two progress updates on a terminal
-
-
-# --- the alert record ---------------------------------------------------------
-
-
-# --- the offline join -----------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Waiting:
-    """A connect waiting for its process's creation."""
-
-    connect: Row
-    guid: str
-    event_time_ms: int
-    deadline_ms: int
-    done: bool = False  # joined or expired: its entry in the deadline queue is stale
-
-
-@dataclass(frozen=True, slots=True)
-class Produced:
-    """The records one event (or the end of a file) made: ``sysmon-join`` and unmatched rows."""
-
-    joined: list[Row] = field(default_factory=list)
-    unmatched: list[Row] = field(default_factory=list)
-
-
-class OfflineJoin:
-    """The join of one recording, in file order, in memory (see the module docstring).
-
-    ``feed`` each :class:`NormalizedEvent` in file order, then ``finish``.
-    """
-
-    def __init__(self, grace_ms: int, depth: int) -> None:
-        self.grace_ms = grace_ms
-        self.depth = depth
-        #: The greatest event time read so far; None before the first event.
-        self.stream_time_ms: int | None = None
-        self._rows: dict[str, Row] = {}
-        self._links: dict[str, bytes] = {}
-        self._waiting: dict[str, list[_Waiting]] = {}
-        # Deadlines are stream time + the grace and stream time never goes
-        # back, so the queue is in deadline order without sorting.
-        self._deadlines: deque[_Waiting] = deque()
-
-    @property
-    def waiting(self) -> int:
-        """Connects waiting for their process's creation."""
-        return sum(len(waiting) for waiting in self._waiting.values())
-
-    def feed(self, event: NormalizedEvent) -> Produced:
-        """Join one event; what it produced, including the connects it let expire."""
-        time_ms = event.timestamp_ms
-        if self.stream_time_ms is None or time_ms > self.stream_time_ms:
-            self.stream_time_ms = time_ms
-        produced = Produced()
-        if event.event_id == PROCESS_CREATE:
-            produced.joined.extend(self._create(event.fields))
-        elif event.event_id == NETWORK_CONNECT:
-            self._connect(event.fields, time_ms, produced)
-        # ProcessTerminate: retention is not simulated (module docstring).
-        produced.unmatched.extend(self._expire(self.stream_time_ms))
-        return produced
-
-    def finish(self) -> Produced:
-        """The end of the file: every connect still waiting is unmatched after the grace."""
-        return Produced(unmatched=self._expire(None))
-
-    def _create(self, row: Row) -> list[Row]:
-        guid = row["process_guid"]
-        self._rows[guid] = row
-        self._links[guid] = encode_link(row)
-        released = self._waiting.pop(guid, [])
-        # sorted() is stable: connects of equal times stay in file order.
-        released.sort(key=lambda waiting: waiting.event_time_ms)
-        for waiting in released:
-            waiting.done = True
-        return [self._enrich(waiting.connect, row) for waiting in released]
-
-    def _connect(self, connect: Row, time_ms: int, produced: Produced) -> None:
-        guid: str | None = connect.get("process_guid")
-        if guid is None:
-            produced.unmatched.append(semantics.unmatched(connect, semantics.NO_PROCESS_GUID))
-        elif guid in self._rows:
-            produced.joined.append(self._enrich(connect, self._rows[guid]))
-        elif not self.grace_ms:
-            produced.unmatched.append(semantics.unmatched(connect, semantics.PROCESS_UNKNOWN))
-        elif not grace.creation_may_still_come(
-            guid_time.plausible_start_ms(guid, time_ms).ms, time_ms, self.grace_ms
-        ):
-            produced.unmatched.append(semantics.unmatched(connect, grace.STARTED_BEFORE_GRACE))
-        else:
-            assert self.stream_time_ms is not None  # set by feed() before
-            waiting = _Waiting(connect, guid, time_ms, self.stream_time_ms + self.grace_ms)
-            self._waiting.setdefault(guid, []).append(waiting)
-            self._deadlines.append(waiting)
-
-    def _enrich(self, connect: Row, row: Row) -> Row:
-        walk = ancestry(row, self._links.get, self.depth)
-        return semantics.enrich(connect, row, walk.ancestors)
-
-    def _expire(self, stream_time_ms: int | None) -> list[Row]:
-        """Unmatch the connects due at ``stream_time_ms`` (all of them for None)."""
-        expired = []
-        while self._deadlines:
-            waiting = self._deadlines[0]
-            if stream_time_ms is not None and waiting.deadline_ms > stream_time_ms:
-                break
-            self._deadlines.popleft()
-            if waiting.done:
-                continue  # joined when its creation came
-            waiting.done = True
-            self._forget(waiting)
-            expired.append(semantics.unmatched(waiting.connect, grace.AFTER_GRACE))
-        return expired
-
-    def _forget(self, waiting: _Waiting) -> None:
-        others = self._waiting[waiting.guid]
-        others.remove(waiting)
-        if not others:
-            del self._waiting[waiting.guid]
 
 
 # --- one recording ----------------------------------------------------------------
@@ -277,55 +127,6 @@ class Detection:
     closes_group: bool = True
 
 
-class OfflineAlerts:
-    """The alert groups of one recording, in memory, through :mod:`sysmon_faust.core.alert_groups`.
-
-    As the worker groups: per rule and process, a window of ``window_ms``
-    of stream time from the first match; 0: every match is a group of one.
-    """
-
-    def __init__(self, window_ms: int) -> None:
-        self.window_ms = window_ms
-        self._open: dict[tuple[str, str], alert_groups.AlertGroup] = {}
-        self._rules: dict[str, Rule] = {}
-        # Closing times are stream time + the window and stream time never
-        # goes back: the queue is in closing order without sorting.
-        self._closing: deque[alert_groups.AlertGroup] = deque()
-
-    def match(
-        self, file: str, rule: Rule, enriched: Row, event_time_ms: int, stream_time_ms: int
-    ) -> list[Detection]:
-        """One match: the records it makes (closed groups first, then a new group's alert)."""
-        made = self.close_due(file, stream_time_ms)
-        key = (rule.rule_id, enriched["process_guid"])
-        group = self._open.get(key)
-        if group is not None:
-            alert_groups.add_match(group, enriched, event_time_ms)
-            return made
-        alert = alert_record(rule, enriched, utc_now_iso())
-        group = alert_groups.open_group(alert, event_time_ms, stream_time_ms, self.window_ms)
-        first = alert_groups.first_alert_record(group)
-        if not self.window_ms:
-            return [*made, Detection(file, rule, first)]
-        self._open[key] = group
-        self._rules[rule.rule_id] = rule
-        self._closing.append(group)
-        return [*made, Detection(file, rule, first, written=True, closes_group=False)]
-
-    def close_due(self, file: str, stream_time_ms: int | None) -> list[Detection]:
-        """The groups closed at ``stream_time_ms`` (all of them for None: the end of the file)."""
-        made = []
-        while self._closing and (
-            stream_time_ms is None or alert_groups.is_closed(self._closing[0], stream_time_ms)
-        ):
-            group = self._closing.popleft()
-            del self._open[(group.rule_id, group.process_guid)]
-            update = alert_groups.closing_record(group, utc_now_iso())
-            final = update or alert_groups.final_record(group, utc_now_iso())
-            made.append(Detection(file, self._rules[group.rule_id], final, update is not None))
-        return made
-
-
 OnDetection = Callable[[Detection], None]
 OnProgress = Callable[[int], None]
 
@@ -341,15 +142,16 @@ def check_file(
     *,
     window_ms: int,
 ) -> FileReport:
-    """Run one recording through normalization, the join and ``rules``.
+    """Run one recording through normalization and the worker's join engine with ``rules``.
 
     Calls ``on_detection`` for each alert record as the worker would make it
-    (grouped within ``window_ms``; 0: one per match). Raises
+    (grouped within ``window_ms``; 0: one per match), and for the final state
+    of each group of one match (which the worker does not write). Raises
     :class:`sysmon_faust.cli.recordings.RecordingError` when the file cannot be read.
     """
     report = FileReport(str(path))
-    offline = OfflineJoin(grace_ms, depth)
-    alerts = OfflineAlerts(window_ms)
+    join = LocalJoin.with_defaults(rules, grace_ms, depth, window_ms)
+    by_id = {rule.rule_id: rule for rule in rules}
     for raw in read_records(path, on_note):
         report.events += 1
         if on_progress is not None and report.events % _PROGRESS_EVERY == 0:
@@ -364,9 +166,9 @@ def check_file(
                 report.sysmon += 1
         else:
             _count_event(report, outcome)
-            produced = offline.feed(outcome)
-            _settle(report, produced, rules, alerts, offline.stream_time_ms, on_detection)
-    _settle(report, offline.finish(), rules, alerts, None, on_detection)
+            _settle(report, join.feed(outcome), by_id, on_detection)
+    _settle(report, join.finish(), by_id, on_detection)
+    report.alerts.update(join.engine.stats.alerts_by_rule)
     return report
 
 
@@ -379,26 +181,22 @@ def _count_event(report: FileReport, event: NormalizedEvent) -> None:
 
 def _settle(
     report: FileReport,
-    produced: Produced,
-    rules: Sequence[Rule],
-    alerts: OfflineAlerts,
-    stream_time_ms: int | None,
+    made: list[Output],
+    rules: Mapping[str, Rule],
     on_detection: OnDetection,
 ) -> None:
-    """Count what an event (or the end of the file: ``stream_time_ms`` None) produced; alert."""
-    report.unmatched.update(row["unmatched_reason"] for row in produced.unmatched)
-    made: list[Detection] = []
-    for enriched in produced.joined:
-        report.joined += 1
-        event_time_ms = parse_utc_time(enriched["event_date_creation"])[1]
-        for rule in matching_rules(enriched, rules):
-            report.alerts[rule.rule_id] += 1
-            now = stream_time_ms if stream_time_ms is not None else event_time_ms
-            made += alerts.match(report.path, rule, enriched, event_time_ms, now)
-    made += alerts.close_due(report.path, stream_time_ms)
-    for detection in made:
-        report.alert_groups[detection.rule.rule_id] += detection.closes_group
-        on_detection(detection)
+    """Count what an event (or the end of the file) made; hand out the alert records."""
+    for output in made:
+        if output.topic == JOINED:
+            report.joined += 1
+        elif output.topic == UNMATCHED:
+            report.unmatched[output.row["unmatched_reason"]] += 1
+        else:
+            alert = output.row
+            closes = alert["alert_group"]["state"] == alert_groups.CLOSED
+            report.alert_groups[alert["rule_id"]] += closes
+            on_detection(Detection(report.path, rules[alert["rule_id"]], alert, output.written,
+                                   closes))  # fmt: skip
 
 
 # --- output ------------------------------------------------------------------------

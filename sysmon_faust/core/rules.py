@@ -73,8 +73,7 @@ from typing import Any, Final, Union, get_args, get_origin
 
 import yaml
 
-from sysmon_faust.core.ancestry import ANCESTOR_FIELDS
-from sysmon_faust.core.join.semantics import Row
+from sysmon_faust.core.ancestry import ANCESTOR_FIELDS, Row
 from sysmon_faust.core.records import EnrichedNetworkConnect, field_types
 
 #: The rules shipped with the package, used when no file is configured.

@@ -1,4 +1,9 @@
-"""The join agent: ProcessCreate rows into the table, NetworkConnects joined against it.
+"""The join agent: records of the re-keying topic through the join engine, and what it makes, out.
+
+What the join decides is :mod:`sysmon_faust.core.join.engine`'s, the same
+engine ``rules test`` runs; this agent decodes each record, hands its events
+to the engine, sends what the engine made (to the outputs, the dead-letter
+topic, the process-tree topic and the tables' changelogs), and acknowledges.
 
 It reads ``<app_id>-events-by-process-guid``, which :mod:`sysmon_faust.stream.intake`
 fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
@@ -48,25 +53,12 @@ from faust import StreamT
 from faust.types import EventT
 
 from sysmon_faust.compat import faust_fixes
-from sysmon_faust.core import alert_groups, deadletter, guid_time, rules
-from sysmon_faust.core.clock import record_timestamp_ms, utc_now_iso
-from sysmon_faust.core.join import grace, parking
-from sysmon_faust.core.join.semantics import (
-    NO_PROCESS_GUID,
-    PROCESS_UNKNOWN,
-    Row,
-    enrich,
-    unmatched,
-)
+from sysmon_faust.core import deadletter, rules
+from sysmon_faust.core.clock import record_timestamp_ms
+from sysmon_faust.core.join import grace
+from sysmon_faust.core.join.engine import ALERTS, JOINED, UNMATCHED, JoinEngine, Limits, Output
 from sysmon_faust.core.join.state import JoinState, Lifetimes
-from sysmon_faust.core.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
-from sysmon_faust.core.rekey import (
-    EVENT_ID_FIELD,
-    EVENT_TIME_FIELD,
-    RECEIVED_FIELD,
-    TICK,
-    decode_batch,
-)
+from sysmon_faust.core.rekey import decode_batch
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream import faults, ticks, transactions
 from sysmon_faust.stream.store import RocksDBTable
@@ -90,16 +82,10 @@ RULES = rules.load_rules(settings.rules_path)
 
 EXACTLY_ONCE = settings.processing_guarantee == transactions.EXACTLY_ONCE
 outputs = transactions.Outputs(app, settings.topic_by_guid, EXACTLY_ONCE)
-#: The tables as the join's stores, each with the Faust table whose changelog it writes.
-STORES = {
-    "rows": RocksDBTable(process_table),
-    "pending": RocksDBTable(pending_table),
-    "index": RocksDBTable(expiry_index),
-}
+#: The tables as the join's stores; each writes the changelog of its Faust table.
+STORES = (RocksDBTable(process_table), RocksDBTable(pending_table), RocksDBTable(expiry_index))
 state = JoinState(
-    STORES["rows"],
-    STORES["pending"],
-    STORES["index"],
+    *STORES,
     Lifetimes(
         grace=grace.GraceLimits(
             grace_ms=int(settings.join_grace * 1000),
@@ -110,23 +96,26 @@ state = JoinState(
         ttl_ms=int(settings.table_ttl * 1000),
     ),
 )
-#: Joins parked until their ancestry is settled, per partition and process.
-parked = parking.Parking()
-#: Joins parked on one worker at most: past that, a join whose ancestor may
-#: still come is emitted with the ancestry known, and a process with parked
-#: joins has them released first (counted): a flood of such joins costs
-#: ancestry, never memory. Each look at a partition's parked joins walks
-#: each parked process once: at most this many walks (~7 µs each).
-PARKED_AT_MOST = 10_000
+engine = JoinEngine(
+    state,
+    tree_replica,
+    RULES,
+    Limits(
+        ancestry_depth=settings.ancestry_depth,
+        ancestry_wait_ms=int(settings.ancestry_wait * 1000),
+        alert_window_ms=int(settings.alert_window * 1000),
+        parked_per_process=settings.pending_per_process,
+    ),
+    stats,
+)
+#: Where each of the engine's outputs goes.
+TOPICS = {JOINED: settings.topic_join, UNMATCHED: settings.topic_unmatched,
+          ALERTS: settings.topic_alerts}  # fmt: skip
 #: Per partition of the re-keying topic: the offset of the last record handled.
 handled_up_to: dict[int, int] = {}
 #: The outputs and changelog writes sent while the current record is handled
 #: (under at_least_once, what the connects it hands out wait for: JoinState.seal).
 sent_by_record: list[Any] = []
-#: Entries expired per record at most, so a partition whose stream time jumps
-#: (a long-idle partition, a replay) does not hold the agent for long; the
-#: rest go with the next records.
-EXPIRE_AT_MOST = 2_000
 
 
 @app.on_partitions_revoked.connect
@@ -137,8 +126,7 @@ async def _forget_state(*args: Any, **kwargs: Any) -> None:
     # or the partition's next owner would hand it out again.
     if not EXACTLY_ONCE:
         await _settle_before_commit()
-    state.forget()
-    parked.forget()
+    engine.forget()
     sent_by_record.clear()
     handled_up_to.clear()  # after the rebalance: from the committed offsets again
 
@@ -151,14 +139,19 @@ async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None
     stats.dead_lettered += 1
 
 
-async def _send(topic: str, key: bytes | None, row: Row, timestamp: float, partition: int) -> None:
+async def _send(made: list[Output], partition: int) -> None:
     # Faust's own producer, so its flush-before-commit covers these records;
     # under exactly_once, in the transaction of the source partition.
     now_ms = int(time.time() * 1000)
-    timestamp_ms = record_timestamp_ms(int(timestamp * 1000), now_ms)
-    sent = await outputs.send(topic, key, orjson.dumps(row), partition, timestamp_ms / 1000)
-    faults.faults.watch_send("join", sent, log)
-    sent_by_record.append(sent)
+    for output in made:
+        if not output.written:
+            continue
+        timestamp_ms = record_timestamp_ms(int(output.timestamp * 1000), now_ms)
+        value = orjson.dumps(output.row)
+        topic = TOPICS[output.topic]
+        sent = await outputs.send(topic, output.key, value, partition, timestamp_ms / 1000)
+        faults.faults.watch_send("join", sent, log)
+        sent_by_record.append(sent)
 
 
 @app.task
@@ -225,30 +218,26 @@ async def _handle(event: EventT) -> None:
         await send_dead_letter(event, event.value, f"join error: {exc}")
         return
     message = event.message
+    partition = message.partition
     wall_ms = int(time.time() * 1000)
-    if not parked.loaded(message.partition):
-        # After an assignment: the joins this partition's last owner parked.
-        unreadable = parked.load(message.partition, state.parked(message.partition))
-        for key, error in unreadable:
-            log.error("parked join %r of partition %d unreadable, dropped: %s",
-                      key, message.partition, error)  # fmt: skip
     for index, fields in enumerate(batch):
         try:
-            await _join_one(fields, message.partition, (message.offset, index), wall_ms)
+            made = engine.handle(fields, partition, (message.offset, index), wall_ms)
         except Exception as exc:
             if faults.is_own_fault(exc):
                 raise
             log.exception("join-by-process-guid: an event of %s failed", _where(event))
             error = f"join error: {type(exc).__name__}: {exc}"
             await send_dead_letter(event, orjson.dumps(fields), error)
-    for step in (_release_parked, _expire_due):
-        try:
-            await step(message.partition, wall_ms)
-        except Exception as exc:
-            if faults.is_own_fault(exc):
-                raise
-            # What is due stays due: the next record of the partition tries again.
-            log.exception("join-by-process-guid: %s on %s failed", step.__name__, _where(event))
+            continue
+        await _send(made, partition)
+    try:
+        await _send(engine.after_record(partition, wall_ms), partition)
+    except Exception as exc:
+        if faults.is_own_fault(exc):
+            raise
+        # What is due stays due: the next record of the partition tries again.
+        log.exception("join-by-process-guid: releasing or expiring on %s failed", _where(event))
     # Waiting connects released or expired by this record leave the buffer
     # only once their records are acknowledged: under exactly_once the
     # deletes share their records' transaction; under at_least_once they are
@@ -258,9 +247,9 @@ async def _handle(event: EventT) -> None:
             state.settle()
     else:
         state.settle_acknowledged()
-    for partition, key, link in state.take_tree_changes():
+    for tree_partition, key, link in state.take_tree_changes():
         tree_topic = settings.topic_process_tree
-        sent = await outputs.send(tree_topic, key, link, message.partition, None, partition)
+        sent = await outputs.send(tree_topic, key, link, partition, None, tree_partition)
         faults.faults.watch_send("join", sent, log)
     for store, changes in state.unsent_changes():
         for sent in await outputs.send_changelog(_table(store), changes):
@@ -270,145 +259,6 @@ async def _handle(event: EventT) -> None:
     if not EXACTLY_ONCE:
         state.seal(list(sent_by_record))
     sent_by_record.clear()
-
-
-async def _join_one(fields: Row, partition: int, position: tuple[int, int], wall_ms: int) -> None:
-    event_id = fields.pop(EVENT_ID_FIELD)
-    if event_id == TICK:
-        return  # only there to run expiry on a quiet partition
-    received = fields.pop(RECEIVED_FIELD, None)
-    event_time_ms = fields.pop(EVENT_TIME_FIELD)
-    stream_time = state.stream_time(partition, wall_ms, event_time_ms)
-    timestamp = event_time_ms / 1000
-    if event_id == PROCESS_CREATE:
-        key = fields["process_guid"].encode()
-        state.put_row(partition, key, fields, stream_time)
-        stats.process_creates += 1
-        for waited in state.release(fields["process_guid"], partition):
-            stats.network_connects_released += 1
-            await _join(
-                waited.connect, fields, waited.event_time_ms, None, partition, waited.position
-            )
-        return
-    if event_id == PROCESS_TERMINATE:
-        stats.process_terminates += 1
-        key = fields["process_guid"].encode()
-        # The row stays for the retention: connects logged after the process
-        # ended (or read after its end) still join.
-        ended_at = fields["event_date_creation"]
-        if not state.mark_terminated(partition, key, ended_at, stream_time):
-            stats.terminated_unknown += 1  # it started before the pipeline saw it
-        return
-    if event_id != NETWORK_CONNECT:
-        raise ValueError(f"unexpected event id {event_id!r}")
-
-    stats.network_connects += 1
-    guid: str | None = fields.get("process_guid")
-    if guid is None:
-        await _emit_unmatched(fields, None, NO_PROCESS_GUID, timestamp, partition)
-        return
-    key = guid.encode()
-    stored = state.row(partition, key)
-    grace_ms = state.lifetimes.grace.grace_ms
-    if stored is not None:
-        await _join(fields, orjson.loads(stored), event_time_ms, received, partition, position)
-    elif not grace_ms:
-        await _emit_unmatched(fields, key, PROCESS_UNKNOWN, timestamp, partition)
-    elif not grace.creation_may_still_come(_start_ms(guid, event_time_ms), event_time_ms, grace_ms):
-        await _emit_unmatched(fields, key, grace.STARTED_BEFORE_GRACE, timestamp, partition)
-    elif not state.wait(fields, event_time_ms, position, partition, stream_time):
-        await _emit_unmatched(fields, key, grace.OVERFLOW, timestamp, partition)
-
-
-async def _join(
-    connect: Row, process: Row, event_time_ms: int, received: float | None, partition: int,
-    position: tuple[int, int],
-) -> None:  # fmt: skip
-    """Emit the connect joined with its process — or park it while an ancestor may still come."""
-    guid = process["process_guid"]
-    behind = parked.holds(partition, guid)
-    if behind and (behind >= settings.pending_per_process or parked.count() >= PARKED_AT_MOST):
-        # Parking is bounded per process (like waiting connects) and per
-        # worker: the process's parked joins go now, with the ancestry known.
-        stats.ancestry_parking_full += 1
-        await _release(partition, guid, int(time.time() * 1000), timed_out=False)
-        behind = 0
-    if not behind:
-        walk = tree_replica.walk(process, settings.ancestry_depth)
-        if not _may_come(walk.unknown, event_time_ms):
-            await _emit_joined(
-                connect, process, walk.ancestors, event_time_ms / 1000, received, partition
-            )
-            return
-        if parked.count() >= PARKED_AT_MOST:
-            stats.ancestry_parking_full += 1
-            await _emit_joined(
-                connect, process, walk.ancestors, event_time_ms / 1000, received, partition
-            )
-            return
-    # Parked, and behind its process's parked joins: released in order.
-    now_ms = int(time.time() * 1000)
-    join = parking.ParkedJoin(
-        key=parking.parked_key(guid, event_time_ms, *position),
-        connect=connect,
-        process=process,
-        event_time_ms=event_time_ms,
-        received=received,
-        parked_at_ms=now_ms,
-        deadline_ms=now_ms + int(settings.ancestry_wait * 1000),
-    )
-    if parked.park(partition, join):
-        state.park(partition, join)
-        stats.ancestry_waits += 1
-
-
-def _start_ms(guid: str, event_time_ms: int) -> int | None:
-    """The start time in ``guid`` if plausible for the event (counted when not)."""
-    start = guid_time.plausible_start_ms(guid, event_time_ms)
-    if start.implausible is not None:
-        stats.guid_start_time_implausible[start.implausible] += 1
-    return start.ms
-
-
-def _may_come(ancestor: str | None, event_time_ms: int) -> bool:
-    """Whether the link of the ancestor a walk stopped at may still come (so: park)."""
-    if ancestor is None or not settings.ancestry_wait:
-        return False
-    return tree_replica.may_come(ancestor, _start_ms(ancestor, event_time_ms))
-
-
-async def _release_parked(partition: int, wall_ms: int) -> None:
-    """Release the parked joins of ``partition`` whose ancestry is settled or whose wait is over."""
-    if not parked.due_for_a_look(partition, tree_replica.version, wall_ms):
-        return
-    parked.looked(partition, tree_replica.version, wall_ms)
-    for guid, joins in parked.processes(partition):
-        timed_out = min(join.deadline_ms for join in joins) <= wall_ms
-        if not timed_out:
-            walk = tree_replica.walk(joins[0].process, settings.ancestry_depth)
-            if _may_come(walk.unknown, joins[0].event_time_ms):
-                continue
-        await _release(partition, guid, wall_ms, timed_out)
-
-
-async def _release(partition: int, guid: str, wall_ms: int, timed_out: bool) -> None:
-    """Emit every parked join of the process, in order, with the ancestry known now."""
-    joins = parked.take(partition, guid)
-    if not joins:
-        return
-    ancestors = tree_replica.walk(joins[0].process, settings.ancestry_depth).ancestors
-    for join in joins:
-        # Its record leaves the table once the joined record is in Kafka (settle).
-        state.unpark(partition, join.key)
-        stats.ancestry_wait_timeouts += timed_out
-        waited_s = max(wall_ms - join.parked_at_ms, 0) / 1000
-        stats.ancestry_wait_seconds[partition] = (
-            stats.ancestry_wait_seconds.get(partition, 0.0) + waited_s
-        )
-        await _emit_joined(
-            join.connect, join.process, ancestors, join.event_time_ms / 1000, join.received,
-            partition,
-        )  # fmt: skip
 
 
 async def _settle_before_commit() -> None:
@@ -439,92 +289,13 @@ if not EXACTLY_ONCE:
 async def wake_parked() -> None:
     """A tick to each partition whose parked joins may be released: only a record of it can."""
     now_ms = int(time.time() * 1000)
-    for partition in parked.partitions():
-        if parked.due_for_a_look(partition, tree_replica.version, now_ms):
+    for partition in engine.parked.partitions():
+        if engine.parked.due_for_a_look(partition, tree_replica.version, now_ms):
             await ticks.send_tick(partition)
 
 
-async def _emit_joined(
-    connect: Row, process: Row, ancestors: list[Row], timestamp: float, received: float | None,
-    partition: int,
-) -> None:  # fmt: skip
-    enriched = enrich(connect, process, ancestors)
-    key = enriched["process_guid"].encode()
-    await _send(settings.topic_join, key, enriched, timestamp, partition)
-    stats.joined += 1
-    now = time.time()
-    stats.event_age.observe(max(now - timestamp, 0.0))
-    if received is not None:
-        stats.processing_latency.observe(max(now - received, 0.0))
-    for rule in rules.matching_rules(enriched, RULES):
-        stats.alert_matches += 1
-        stats.alerts_by_rule[rule.rule_id] += 1
-        await _alert(rule, enriched, int(timestamp * 1000), partition)
-
-
-async def _alert(rule: rules.Rule, enriched: Row, event_time_ms: int, partition: int) -> None:
-    """Alert on a match at once, or count it into its rule's open group on the process.
-
-    See sysmon_faust.core.alert_groups: the group's update goes out when its
-    window closes (_expire_due).
-    """
-    key = enriched["process_guid"].encode()
-    timestamp = event_time_ms / 1000
-    window_ms = int(settings.alert_window * 1000)
-    stream_time = state.stream_time(partition, int(time.time() * 1000), event_time_ms)
-    if window_ms:
-        found = state.open_alert_group(
-            partition, rule.rule_id, enriched["process_guid"], stream_time
-        )
-        if found is not None:
-            group_key, group = found
-            alert_groups.add_match(group, enriched, event_time_ms)
-            state.keep_alert_group(partition, group, group_key)
-            stats.alert_matches_grouped += 1
-            return
-    alert = rules.alert_record(rule, enriched, utc_now_iso())
-    group = alert_groups.open_group(alert, event_time_ms, stream_time, window_ms)
-    if window_ms:
-        state.keep_alert_group(partition, group)
-    await _send(settings.topic_alerts, key, alert_groups.first_alert_record(group), timestamp,
-                partition)  # fmt: skip
-    stats.alerts += 1
-
-
-async def _emit_unmatched(
-    connect: Row, key: bytes | None, reason: str, timestamp: float, partition: int
-) -> None:
-    await _send(settings.topic_unmatched, key, unmatched(connect, reason), timestamp, partition)
-    stats.unmatched += 1
-    stats.unmatched_by_reason[reason] += 1
-
-
-async def _expire_due(partition: int, wall_ms: int) -> None:
-    """Let go of the waiting connects and rows of ``partition`` whose time has come."""
-    stream_time = state.stream_time(partition, wall_ms)
-    if stream_time < 0:
-        return
-    state.keep_stream_time(partition, stream_time)
-    expired = state.expire_due(partition, stream_time, EXPIRE_AT_MOST)
-    stats.rows_expired_after_termination += expired.rows_after_termination
-    stats.rows_expired_after_ttl += expired.rows_after_ttl
-    for waited in expired.connects:
-        key = waited.connect["process_guid"].encode()
-        await _emit_unmatched(
-            waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms / 1000, partition
-        )
-    for group in expired.alert_groups:
-        update = alert_groups.closing_record(group, utc_now_iso())
-        if update is not None:
-            key = group.process_guid.encode()
-            await _send(settings.topic_alerts, key, update, group.last_seen_ms / 1000, partition)
-            stats.alert_group_updates += 1
-    stats.pending = state.waiting()
-    stats.ancestry_parked = parked.count()
-
-
 def _table(store: Any) -> Any:
-    """The Faust table a store of :data:`STORES` writes the changelog of."""
+    """The Faust table whose changelog a store of :data:`STORES` writes."""
     return store.table
 
 

@@ -1,0 +1,391 @@
+"""The join engine: every decision the join makes, event by event, over its state — no I/O.
+
+The worker's join agent (:mod:`sysmon_faust.stream.agents`) decodes a record,
+hands each event to :meth:`JoinEngine.handle`, lets the engine run what falls
+due (:meth:`JoinEngine.after_record`), and sends the :class:`Output` it gets
+back; ``rules test`` (:mod:`sysmon_faust.cli.rules_test`) runs the same engine
+over an in-memory store, and unit tests drive it event by event with no
+broker (``tests/unit/core/join/test_engine.py``).
+
+What the join means, as in HELK's ``SYSMON_JOIN`` (a ksqlDB stream-table
+INNER join), and what it adds (the decision ladder of :meth:`handle`):
+
+* a ProcessCreate becomes the process's row (and releases the connects
+  that waited for it, in event-time order); a ProcessTerminate marks the
+  row, which stays a retention longer;
+* a NetworkConnect without a process identity (the zero GUID) is unmatched
+  at once (``no_process_guid``);
+* one whose process has a row joins with it — with the ancestry known then,
+  or parked while an ancestor's link may still come (:mod:`parking`);
+* one whose process is unknown is unmatched at once without a grace
+  (``process_unknown``, ksqlDB's behaviour), or when its process's start
+  time says the creation cannot come any more (``process_started_before_grace``);
+  else it waits in the grace buffer (:mod:`grace`) — unless the buffer is
+  full for it (``pending_overflow``) — and leaves it joined, or unmatched
+  once the grace is over (``process_unknown_after_grace``);
+* every joined connect is checked against the rules; a match alerts at once
+  or counts into its group (:mod:`sysmon_faust.core.alert_groups`).
+
+Stream time orders every deadline (:mod:`expiry`). Pure: I/O is the caller's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import orjson
+
+from sysmon_faust.core import alert_groups, guid_time
+from sysmon_faust.core.ancestry import Walk
+from sysmon_faust.core.clock import utc_now_iso
+from sysmon_faust.core.join import grace, parking
+from sysmon_faust.core.join.semantics import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich
+from sysmon_faust.core.join.semantics import unmatched as unmatched_record
+from sysmon_faust.core.join.state import JoinState
+from sysmon_faust.core.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
+from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, RECEIVED_FIELD, TICK
+from sysmon_faust.core.rules import Rule, alert_record, matching_rules
+from sysmon_faust.core.stats import PipelineStats
+
+log = logging.getLogger(__name__)
+
+#: Where an :class:`Output` goes: sysmon-join, sysmon-network-unmatched, sysmon-alerts.
+JOINED: Final = "joined"
+UNMATCHED: Final = "unmatched"
+ALERTS: Final = "alerts"
+
+#: Stream time that is later than every deadline: the end of a recording.
+END_OF_TIME: Final = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record the join makes: where it goes, its key, its fields, its event time (s).
+
+    ``written``: False for what the worker does not write — the final state
+    of an alert group of one match, which ``rules test`` shows all the same.
+    """
+
+    topic: str
+    key: bytes | None
+    row: Row
+    timestamp: float
+    written: bool = True
+
+
+class Tree(Protocol):
+    """The process tree as the join reads it (:mod:`sysmon_faust.core.ancestry`)."""
+
+    #: Grows whenever a link is read: parked joins are looked at again then.
+    version: int
+
+    def walk(self, row: Row, depth: int) -> Walk: ...
+
+    def may_come(self, guid: str, start_ms: int | None) -> bool:
+        """Whether the missing link of ``guid`` may still be written (so: wait for it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How the engine behaves (the worker's settings; milliseconds unless said)."""
+
+    ancestry_depth: int = 4
+    #: How long a join may be parked for an ancestor's link; 0: never parks.
+    ancestry_wait_ms: int = 5_000
+    #: Alert groups' window (stream time); 0: every match alerts.
+    alert_window_ms: int = 600_000
+    #: Parked joins per process (SYSMON_PENDING_PER_PROCESS) and per engine.
+    parked_per_process: int = 1_000
+    #: Each look at a partition's parked joins walks each parked process once:
+    #: at most this many walks (~7 µs each). Past it, a join whose ancestor may
+    #: still come is emitted with the ancestry known, and a process with parked
+    #: joins has them released first (counted): a flood costs ancestry, never memory.
+    parked_at_most: int = 10_000
+    #: Entries expired per record at most, so a partition whose stream time
+    #: jumps (a long-idle partition, a replay) does not hold the agent for
+    #: long; the rest go with the next records.
+    expire_at_most: int = 2_000
+
+
+@dataclass
+class JoinEngine:
+    """The join of the partitions one worker (or one ``rules test`` file) handles."""
+
+    state: JoinState
+    tree: Tree
+    rules: Sequence[Rule]
+    limits: Limits = field(default_factory=Limits)
+    stats: PipelineStats = field(default_factory=PipelineStats)
+    #: When an alert was detected (ISO 8601 UTC): the wall clock.
+    now_iso: Callable[[], str] = utc_now_iso
+    #: Joins parked until their ancestry is settled, per partition and process.
+    parked: parking.Parking = field(default_factory=parking.Parking)
+
+    def forget(self) -> None:
+        """After a rebalance: partitions may have changed hands; read them again."""
+        self.state.forget()
+        self.parked.forget()
+
+    # --- an event ----------------------------------------------------------------
+
+    def handle(
+        self, fields: Row, partition: int, position: tuple[int, int], wall_ms: int
+    ) -> list[Output]:
+        """One event of the re-keying topic (its fields and bookkeeping, :mod:`rekey`).
+
+        ``position``: (offset, index in its batch record), where it was read;
+        ``wall_ms``: the wall clock. Raises ValueError (or anything a bad
+        event causes): the caller dead-letters the event and goes on.
+        """
+        if not self.parked.loaded(partition):
+            # After an assignment: the joins this partition's last owner parked.
+            for key, error in self.parked.load(partition, self.state.parked(partition)):
+                log.error("parked join %r of partition %d unreadable, dropped: %s",
+                          key, partition, error)  # fmt: skip
+        out: list[Output] = []
+        event_id = fields.pop(EVENT_ID_FIELD)
+        if event_id == TICK:
+            return out  # only there to run expiry on a quiet partition
+        received = fields.pop(RECEIVED_FIELD, None)
+        event_time_ms = fields.pop(EVENT_TIME_FIELD)
+        stream_time = self.state.stream_time(partition, wall_ms, event_time_ms)
+        if event_id == PROCESS_CREATE:
+            key = fields["process_guid"].encode()
+            self.state.put_row(partition, key, fields, stream_time)
+            self.stats.process_creates += 1
+            for waited in self.state.release(fields["process_guid"], partition):
+                self.stats.network_connects_released += 1
+                self._join(
+                    out, waited.connect, fields, waited.event_time_ms, None, partition,
+                    waited.position, wall_ms,
+                )  # fmt: skip
+            return out
+        if event_id == PROCESS_TERMINATE:
+            self.stats.process_terminates += 1
+            key = fields["process_guid"].encode()
+            # The row stays for the retention: connects logged after the
+            # process ended (or read after its end) still join.
+            ended_at = fields["event_date_creation"]
+            if not self.state.mark_terminated(partition, key, ended_at, stream_time):
+                self.stats.terminated_unknown += 1  # it started before the pipeline saw it
+            return out
+        if event_id != NETWORK_CONNECT:
+            raise ValueError(f"unexpected event id {event_id!r}")
+        self._connect(out, fields, event_time_ms, received, partition, position, wall_ms)
+        return out
+
+    def _connect(
+        self, out: list[Output], fields: Row, event_time_ms: int, received: float | None,
+        partition: int, position: tuple[int, int], wall_ms: int,
+    ) -> None:  # fmt: skip
+        self.stats.network_connects += 1
+        guid: str | None = fields.get("process_guid")
+        if guid is None:
+            self._unmatched(out, fields, None, NO_PROCESS_GUID, event_time_ms)
+            return
+        key = guid.encode()
+        stored = self.state.row(partition, key)
+        grace_ms = self.state.lifetimes.grace.grace_ms
+        stream_time = self.state.stream_time(partition, wall_ms)
+        if stored is not None:
+            self._join(
+                out, fields, orjson.loads(stored), event_time_ms, received, partition,
+                position, wall_ms,
+            )  # fmt: skip
+        elif not grace_ms:
+            self._unmatched(out, fields, key, PROCESS_UNKNOWN, event_time_ms)
+        elif not grace.creation_may_still_come(
+            self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
+        ):
+            self._unmatched(out, fields, key, grace.STARTED_BEFORE_GRACE, event_time_ms)
+        elif not self.state.wait(fields, event_time_ms, position, partition, stream_time):
+            self._unmatched(out, fields, key, grace.OVERFLOW, event_time_ms)
+
+    def _join(
+        self, out: list[Output], connect: Row, process: Row, event_time_ms: int,
+        received: float | None, partition: int, position: tuple[int, int], wall_ms: int,
+    ) -> None:  # fmt: skip
+        """The connect joined with its process — or parked while an ancestor may still come."""
+        guid = process["process_guid"]
+        limits = self.limits
+        behind = self.parked.holds(partition, guid)
+        if behind and (
+            behind >= limits.parked_per_process or self.parked.count() >= limits.parked_at_most
+        ):
+            # Parking is bounded per process (like waiting connects) and per
+            # worker: the process's parked joins go now, with the ancestry known.
+            self.stats.ancestry_parking_full += 1
+            self._release(out, partition, guid, wall_ms, timed_out=False)
+            behind = 0
+        if not behind:
+            walk = self.tree.walk(process, limits.ancestry_depth)
+            if not self._may_come(walk.unknown, event_time_ms):
+                self._joined(out, connect, process, walk.ancestors, event_time_ms, received,
+                             partition, wall_ms)  # fmt: skip
+                return
+            if self.parked.count() >= limits.parked_at_most:
+                self.stats.ancestry_parking_full += 1
+                self._joined(out, connect, process, walk.ancestors, event_time_ms, received,
+                             partition, wall_ms)  # fmt: skip
+                return
+        # Parked, and behind its process's parked joins: released in order.
+        join = parking.ParkedJoin(
+            key=parking.parked_key(guid, event_time_ms, *position),
+            connect=connect,
+            process=process,
+            event_time_ms=event_time_ms,
+            received=received,
+            parked_at_ms=wall_ms,
+            deadline_ms=wall_ms + limits.ancestry_wait_ms,
+        )
+        if self.parked.park(partition, join):
+            self.state.park(partition, join)
+            self.stats.ancestry_waits += 1
+
+    def _start_ms(self, guid: str, event_time_ms: int) -> int | None:
+        """The start time in ``guid`` if plausible for the event (counted when not)."""
+        start = guid_time.plausible_start_ms(guid, event_time_ms)
+        if start.implausible is not None:
+            self.stats.guid_start_time_implausible[start.implausible] += 1
+        return start.ms
+
+    def _may_come(self, ancestor: str | None, event_time_ms: int) -> bool:
+        """Whether the link of the ancestor a walk stopped at may still come (so: park)."""
+        if ancestor is None or not self.limits.ancestry_wait_ms:
+            return False
+        return self.tree.may_come(ancestor, self._start_ms(ancestor, event_time_ms))
+
+    def _joined(
+        self, out: list[Output], connect: Row, process: Row, ancestors: list[Row],
+        event_time_ms: int, received: float | None, partition: int, wall_ms: int,
+    ) -> None:  # fmt: skip
+        enriched = enrich(connect, process, ancestors)
+        key = enriched["process_guid"].encode()
+        timestamp = event_time_ms / 1000
+        out.append(Output(JOINED, key, enriched, timestamp))
+        self.stats.joined += 1
+        now = wall_ms / 1000
+        self.stats.event_age.observe(max(now - timestamp, 0.0))
+        if received is not None:
+            self.stats.processing_latency.observe(max(now - received, 0.0))
+        for rule in matching_rules(enriched, self.rules):
+            self.stats.alert_matches += 1
+            self.stats.alerts_by_rule[rule.rule_id] += 1
+            self._alert(out, rule, enriched, event_time_ms, partition, wall_ms)
+
+    def _alert(
+        self, out: list[Output], rule: Rule, enriched: Row, event_time_ms: int,
+        partition: int, wall_ms: int,
+    ) -> None:  # fmt: skip
+        """Alert on a match at once, or count it into its rule's open group on the process.
+
+        The group's update goes out when its window closes (:meth:`after_record`).
+        """
+        guid = enriched["process_guid"]
+        window_ms = self.limits.alert_window_ms
+        stream_time = self.state.stream_time(partition, wall_ms, event_time_ms)
+        if window_ms:
+            found = self.state.open_alert_group(partition, rule.rule_id, guid, stream_time)
+            if found is not None:
+                group_key, group = found
+                alert_groups.add_match(group, enriched, event_time_ms)
+                self.state.keep_alert_group(partition, group, group_key)
+                self.stats.alert_matches_grouped += 1
+                return
+        alert = alert_record(rule, enriched, self.now_iso())
+        group = alert_groups.open_group(alert, event_time_ms, stream_time, window_ms)
+        if window_ms:
+            self.state.keep_alert_group(partition, group)
+        first = alert_groups.first_alert_record(group)
+        out.append(Output(ALERTS, guid.encode(), first, event_time_ms / 1000))
+        self.stats.alerts += 1
+
+    def _unmatched(
+        self, out: list[Output], connect: Row, key: bytes | None, reason: str,
+        event_time_ms: int,
+    ) -> None:  # fmt: skip
+        out.append(Output(UNMATCHED, key, unmatched_record(connect, reason), event_time_ms / 1000))
+        self.stats.unmatched += 1
+        self.stats.unmatched_by_reason[reason] += 1
+
+    # --- what falls due --------------------------------------------------------------
+
+    def after_record(self, partition: int, wall_ms: int) -> list[Output]:
+        """After a record of ``partition``: release parked joins that may go, expire what is due.
+
+        Raises what a step raised; what is due stays due, and the next
+        record of the partition tries again.
+        """
+        out: list[Output] = []
+        self._release_parked(out, partition, wall_ms)
+        self._expire_due(out, partition, wall_ms)
+        return out
+
+    def finish(self, partition: int, wall_ms: int) -> list[Output]:
+        """The end of a recording (``rules test``): every wait ends, every group closes."""
+        out: list[Output] = []
+        for guid, _ in self.parked.processes(partition):
+            self._release(out, partition, guid, wall_ms, timed_out=True)
+        self._expire_due(out, partition, wall_ms, stream_time=END_OF_TIME, at_most=END_OF_TIME)
+        return out
+
+    def _release_parked(self, out: list[Output], partition: int, wall_ms: int) -> None:
+        """Release the parked joins of ``partition`` whose ancestry is settled or wait is over."""
+        if not self.parked.due_for_a_look(partition, self.tree.version, wall_ms):
+            return
+        self.parked.looked(partition, self.tree.version, wall_ms)
+        for guid, joins in self.parked.processes(partition):
+            timed_out = min(join.deadline_ms for join in joins) <= wall_ms
+            if not timed_out:
+                walk = self.tree.walk(joins[0].process, self.limits.ancestry_depth)
+                if self._may_come(walk.unknown, joins[0].event_time_ms):
+                    continue
+            self._release(out, partition, guid, wall_ms, timed_out)
+
+    def _release(
+        self, out: list[Output], partition: int, guid: str, wall_ms: int, timed_out: bool
+    ) -> None:
+        """Every parked join of the process, in order, with the ancestry known now."""
+        joins = self.parked.take(partition, guid)
+        if not joins:
+            return
+        ancestors = self.tree.walk(joins[0].process, self.limits.ancestry_depth).ancestors
+        for join in joins:
+            # Its record leaves the table once the joined record is in Kafka (settle).
+            self.state.unpark(partition, join.key)
+            self.stats.ancestry_wait_timeouts += timed_out
+            waited_s = max(wall_ms - join.parked_at_ms, 0) / 1000
+            self.stats.ancestry_wait_seconds[partition] = (
+                self.stats.ancestry_wait_seconds.get(partition, 0.0) + waited_s
+            )
+            self._joined(out, join.connect, join.process, ancestors, join.event_time_ms,
+                         join.received, partition, wall_ms)  # fmt: skip
+
+    def _expire_due(
+        self, out: list[Output], partition: int, wall_ms: int, stream_time: int | None = None,
+        at_most: int | None = None,
+    ) -> None:  # fmt: skip
+        """Let go of the waiting connects, rows and alert groups whose time has come."""
+        now = self.state.stream_time(partition, wall_ms) if stream_time is None else stream_time
+        if now < 0:
+            return
+        if stream_time is None:
+            self.state.keep_stream_time(partition, now)
+        expired = self.state.expire_due(partition, now, at_most or self.limits.expire_at_most)
+        self.stats.rows_expired_after_termination += expired.rows_after_termination
+        self.stats.rows_expired_after_ttl += expired.rows_after_ttl
+        for waited in expired.connects:
+            key = waited.connect["process_guid"].encode()
+            self._unmatched(out, waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms)
+        for group in expired.alert_groups:
+            update = alert_groups.closing_record(group, self.now_iso())
+            final = update or alert_groups.final_record(group, self.now_iso())
+            key = group.process_guid.encode()
+            out.append(Output(ALERTS, key, final, group.last_seen_ms / 1000, update is not None))
+            self.stats.alert_group_updates += update is not None
+        self.stats.pending = self.state.waiting()
+        self.stats.ancestry_parked = self.parked.count()

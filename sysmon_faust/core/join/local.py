@@ -1,0 +1,124 @@
+"""One recording through the whole pipeline, in memory: ``rules test``, on the worker's engine.
+
+:class:`LocalJoin` does, for a stream of normalized events read in file
+order, what a worker's intake and join do for a partition: a ProcessCreate's
+parent link goes to the process tree before the events after it
+(:mod:`sysmon_faust.stream.tree_replica` in the worker), and every event goes
+through the same :class:`~sysmon_faust.core.join.engine.JoinEngine` over an
+:class:`~sysmon_faust.core.join.store.InMemoryStore`. What differs, and why:
+
+* one partition and one stream time, the greatest event time read so far —
+  no wall clock in between (a recording is read in seconds; the worker's
+  stream time also moves with the wall clock, so that a quiet partition
+  still lets go);
+* every record is acknowledged as soon as it is made (nothing to settle
+  later: no Kafka);
+* every link is known when it is read: no join waits for an ancestor;
+* at the end of the file (:meth:`finish`) every wait ends and every alert
+  group closes — as if stream time went on for ever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sysmon_faust.core.ancestry import Walk, ancestry, encode_link
+from sysmon_faust.core.join.engine import JoinEngine, Limits, Output
+from sysmon_faust.core.join.grace import GraceLimits
+from sysmon_faust.core.join.semantics import Row
+from sysmon_faust.core.join.state import JoinState, Lifetimes
+from sysmon_faust.core.join.store import InMemoryStore
+from sysmon_faust.core.normalize import PROCESS_CREATE, NormalizedEvent
+from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD
+from sysmon_faust.core.rules import Rule
+from sysmon_faust.core.stats import PipelineStats
+
+#: The partition a recording is joined in.
+PARTITION = 0
+
+
+@dataclass
+class InMemoryTree:
+    """Every parent link read so far (:mod:`sysmon_faust.core.ancestry`); nothing is in flight."""
+
+    links: dict[str, bytes] = field(default_factory=dict)
+    version: int = 0
+
+    def record(self, row: Row) -> None:
+        self.links[row["process_guid"]] = encode_link(row)
+        self.version += 1
+
+    def forget(self, guid: str) -> None:
+        self.links.pop(guid, None)
+
+    def walk(self, row: Row, depth: int) -> Walk:
+        return ancestry(row, self.links.get, depth)
+
+    def may_come(self, guid: str, start_ms: int | None) -> bool:
+        return False  # one stream, read in order: a link not read yet is not coming first
+
+
+class LocalJoin:
+    """One recording through the worker's join engine (see the module docstring).
+
+    ``lifetimes`` and ``limits`` are the worker's (settings); ``feed`` each
+    event in file order, then ``finish``. Each returns the engine's outputs.
+    """
+
+    def __init__(
+        self, rules: Sequence[Rule], lifetimes: Lifetimes, limits: Limits,
+        stats: PipelineStats | None = None,
+    ) -> None:  # fmt: skip
+        self.tree = InMemoryTree()
+        self.state = JoinState(InMemoryStore(), InMemoryStore(), InMemoryStore(), lifetimes)
+        self.engine = JoinEngine(self.state, self.tree, rules, limits, stats or PipelineStats())
+        # One wall-clock reading for the whole file: stream time is the
+        # events' own (see the module docstring).
+        self._wall_ms = int(time.time() * 1000)
+        self._read = 0
+
+    @classmethod
+    def with_defaults(
+        cls, rules: Sequence[Rule], grace_ms: int, depth: int, window_ms: int,
+        retention_ms: int = 3600_000, ttl_ms: int = 7 * 86400_000,
+    ) -> LocalJoin:  # fmt: skip
+        """With the worker's limits but for the grace, the ancestry depth and the alert window."""
+        grace = GraceLimits(grace_ms=grace_ms, max_per_process=1_000, max_total=200_000)
+        return cls(
+            rules,
+            Lifetimes(grace=grace, retention_ms=retention_ms, ttl_ms=ttl_ms),
+            Limits(ancestry_depth=depth, ancestry_wait_ms=0, alert_window_ms=window_ms),
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Connects waiting for their process's creation."""
+        return self.state.waiting()
+
+    def feed(self, event: NormalizedEvent) -> list[Output]:
+        """One event, read next in the file: what it made, and what fell due after it."""
+        if event.event_id == PROCESS_CREATE and event.process_guid is not None:
+            self.tree.record(event.fields)  # before the events after it, as the intake does
+        fields = {EVENT_ID_FIELD: event.event_id, EVENT_TIME_FIELD: event.timestamp_ms}
+        self._read += 1
+        made = self.engine.handle(fields | event.fields, PARTITION, (self._read, 0), self._wall_ms)
+        made += self.engine.after_record(PARTITION, self._wall_ms)
+        self._settle()
+        return made
+
+    def finish(self) -> list[Output]:
+        """The end of the file: every connect still waiting is unmatched, every group closes."""
+        made = self.engine.finish(PARTITION, self._wall_ms)
+        self._settle()
+        return made
+
+    def _settle(self) -> None:
+        # Everything it made is "in Kafka" at once: what was handed out goes
+        # now, rows deleted take their links with them, changelog writes are
+        # nobody's business.
+        self.state.settle()
+        for _, key, _ in self.state.take_tree_changes():
+            self.tree.forget(key.decode())
+        self.state.unsent_changes()
