@@ -23,7 +23,7 @@ wall clock.
 Pure: groups are values, kept by the worker in its pending table (with a
 changelog, so they survive restarts; under exactly_once each change is in the
 transaction of the record that made it) and by ``rules test`` in memory —
-both through these functions. Table-tested in tests/unit/test_alert_groups.py.
+both through these functions. Table-tested in tests/unit/core/test_alert_groups.py.
 """
 
 from __future__ import annotations

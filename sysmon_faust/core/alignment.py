@@ -18,7 +18,7 @@ event time the partition has shown so far, so one late event does not jump
 the queue. :attr:`InStep.held_ms` says, per partition, how long the others
 were held back waiting for it (``/metrics``
 ``sysmon_input_alignment_wait_seconds_total``). Table-tested in
-tests/unit/test_alignment.py.
+tests/unit/core/test_alignment.py.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ crafted input — and a time in the future keeps "its creation may still
 come" true for ever. So a decoded time is only used when it is plausible
 for the event at hand; otherwise it is *unknown*, and each decision says
 what it does with an unknown time. Table-tested in
-tests/unit/test_guid_time.py.
+tests/unit/core/test_guid_time.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Raw input value (bytes) → a normalized Sysmon event, or the reason it is not one.
 
 Pure functions, no Faust and no Kafka: everything here is table-tested on real
-recorded lines (tests/unit/test_normalize.py). :func:`normalize` never raises;
+recorded lines (tests/unit/core/test_normalize.py). :func:`normalize` never raises;
 whatever it cannot read becomes an :class:`Invalid` with a reason that goes to
 the dead-letter topic.
 

@@ -15,7 +15,7 @@ them. Each event is a JSON object with the fields of
 three bookkeeping fields below. A plain JSON object (one event, the format
 before batching) is read as a batch of one.
 
-Pure functions; table-tested in tests/unit/test_rekey.py.
+Pure functions; table-tested in tests/unit/core/test_rekey.py.
 """
 
 from __future__ import annotations

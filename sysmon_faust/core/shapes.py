@@ -4,8 +4,8 @@ Pure functions. :func:`envelope` tries the shapes of :data:`SHAPES` in that
 order and says which one it found; :data:`LOOKED_FOR` is what it looked for
 when none matched (the reason a record is filtered as "not a Windows event").
 Every shape has a real sample in ``docs/shapes.md`` and a table test
-(``tests/unit/test_shapes.py``); one event rendered in every shape
-normalizes to the same record (``tests/unit/test_shapes_agree.py``).
+(``tests/unit/core/test_shapes.py``); one event rendered in every shape
+normalizes to the same record (``tests/unit/core/test_shapes_agree.py``).
 
 ======================  =====================================  ==================================
 shape                   found by                               Sysmon fields

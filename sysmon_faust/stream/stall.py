@@ -14,7 +14,7 @@ of it while the others catch up — for as long as an hour of old logs takes.
 That partition does not move, but the intake does.
 
 :class:`StallWatch` is pure (times in seconds, offsets as Kafka's);
-table-tested in tests/unit/test_stall.py. What feeds it is
+table-tested in tests/unit/stream/test_stall.py. What feeds it is
 :mod:`sysmon_faust.http.observability`.
 """
 

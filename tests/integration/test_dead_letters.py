@@ -195,7 +195,7 @@ BAD_UTF8 = [
     b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\xe2\x82", b"\x80",
 ]  # fmt: skip
 #: (A lone surrogate escape, "\\ud800", is no longer here: it is legal JSON,
-#: read with the unit as U+FFFD — tests/unit/test_normalize_surrogates.py.)
+#: read with the unit as U+FFFD — tests/unit/core/test_normalize_surrogates.py.)
 INVALID_JSON = [
     b'{"EventID": NaN}', b'{"EventID": Infinity}', b"{'EventID': 1}", b'{"a": 1,}',
     b'{"a": 1} // comment', b'{"a" 1}', b'{"a": 01}', b'{"a": "\\x41"}', b'{"a": "tab\tin"}',

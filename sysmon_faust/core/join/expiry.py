@@ -14,7 +14,7 @@ duration on the wall clock, and a host whose clock is days behind its
 partition-mates (empire_invoke_psremoting has one) still gets the whole
 duration instead of being expired on arrival.
 
-Table-tested in tests/unit/test_expiry.py.
+Table-tested in tests/unit/core/join/test_expiry.py.
 """
 
 from __future__ import annotations

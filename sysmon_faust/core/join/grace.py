@@ -12,7 +12,7 @@ twice (a replay after a crash) lands on the same key instead of waiting twice.
 The position is where the connect was read: offset and place in its batch
 record.
 
-Table-tested in tests/unit/test_grace.py.
+Table-tested in tests/unit/core/join/test_grace.py.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ agent goes on with the next record:
 
 :class:`Parking` is the in-memory view of those records for the partitions
 this worker handles: loaded from the table after an assignment, forgotten on
-a rebalance. Pure; table-tested in tests/unit/test_parking.py.
+a rebalance. Pure; table-tested in tests/unit/core/join/test_parking.py.
 """
 
 from __future__ import annotations
