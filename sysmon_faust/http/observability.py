@@ -7,10 +7,10 @@ import logging
 import time
 from typing import Any
 
-from aiokafka.cluster import ClusterMetadata
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
+from sysmon_faust.compat import private
 from sysmon_faust.core.stats import stats
 from sysmon_faust.http import metrics
 from sysmon_faust.stream import agents, intake
@@ -75,7 +75,7 @@ def _source_positions() -> list[Position]:
     for tp in assignment:
         if tp.topic != settings.topic_by_guid:
             continue
-        committed = consumer._committed_offset.get(tp)  # Faust's record of its commits
+        committed = private.committed_offset(consumer, tp)
         highwater = consumer.highwater(tp)
         lag = max(highwater - (committed or 0), 0) if highwater is not None else 0
         found.append(("join", f"{tp.topic}[{tp.partition}]", committed, lag))
@@ -105,8 +105,7 @@ async def probe_broker() -> None:
             # The metadata of the input topic alone (all topics' is large on
             # a big cluster); aiokafka's public fetch_all_metadata asks for all.
             answered = await asyncio.wait_for(
-                client._metadata_update(ClusterMetadata(), [settings.topic_input]),
-                BROKER_PROBE_TIMEOUT,
+                private.fetch_topic_metadata(client, settings.topic_input), BROKER_PROBE_TIMEOUT
             )
         except Exception as exc:  # an unreachable cluster is what this probe is for
             log.debug("cluster probe failed: %r", exc)
@@ -117,7 +116,7 @@ async def probe_broker() -> None:
 
 def _agents_running() -> dict[str, bool]:
     join: Any = agents.join_by_process_guid
-    actors = [actor for actor in join._actors if actor.actor_task is not None]
+    actors = private.agent_actors(join)
     return {
         "join_running": bool(actors) and not any(actor.actor_task.done() for actor in actors),
         "intake_running": intake.state.consuming,

@@ -17,6 +17,7 @@ import orjson
 from faust.types import TP
 from yarl import URL
 
+from sysmon_faust.compat import private
 from sysmon_faust.core.records import ProcessRow, record_fields
 from sysmon_faust.core.rekey import key_partition
 from sysmon_faust.stream.topology import app, process_table, settings
@@ -46,7 +47,7 @@ def _as_process_row(stored: dict[str, Any]) -> dict[str, Any]:
 def owner_url(key: bytes) -> URL | None:
     """Web address of the worker that owns ``key``'s table partition (None: unassigned)."""
     tp = TP(process_table.changelog_topic.get_topic_name(), key_partition(key, settings.partitions))
-    url = app.assignor._tps_url.get(tp)  # type: ignore[attr-defined]  # faust's routing map
+    url = private.owner_url(app, tp)
     return URL(url) if url else None
 
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web as aiohttp_web
-from aiohttp import web_protocol, web_server
 from faust import web
-from faust.web.apps import production_index
 
+from sysmon_faust.compat import web_patches
 from sysmon_faust.core import ancestry
 from sysmon_faust.core.normalize import canonical_guid
 from sysmon_faust.core.stats import stats
@@ -72,55 +70,8 @@ async def bearer_token(request: aiohttp_web.Request, handler: Any) -> aiohttp_we
 app.web.web_app.middlewares.extend([json_errors, bearer_token])  # type: ignore[attr-defined]
 
 
-class _JsonErrorsRequestHandler(web_protocol.RequestHandler):
-    """aiohttp's connection handler, with its own error answers as JSON.
-
-    A request aiohttp's HTTP parser refuses (request line or a header over
-    8190 bytes, more than 128 headers, an unknown method, a byte that may not
-    be in a URL, not HTTP at all) never reaches the application or its
-    middlewares: aiohttp answers it itself, as text/plain, from
-    ``handle_error`` — which also answers a handler that timed out (504) or
-    an exception no middleware caught (500, an HTML page with a traceback
-    when the client accepts HTML and debug is on).
-    """
-
-    __slots__ = ()
-
-    def handle_error(
-        self,
-        request: aiohttp_web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> aiohttp_web.StreamResponse:
-        if status >= 500:
-            # aiohttp's own: logs the exception, raises when part of a
-            # response was sent already.
-            super().handle_error(request, status, exc, message)
-        else:
-            # A malformed request is the client's doing: one line, not the
-            # parser's traceback at ERROR (aiohttp's) for each.
-            first_line = (message or "").strip().split("\n", 1)[0]
-            log.info("HTTP %s: refused a request from %s: %s", status, request.remote, first_line)
-            if request.writer.output_size > 0:
-                raise ConnectionError("a response was sent already, cannot send the error")
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "error"
-        if status == HTTPStatus.INTERNAL_SERVER_ERROR:
-            reason = "internal error"  # as the middleware says it; no traceback
-        # The parser's message says what it refused (and where); no traceback.
-        extra = {"detail": message[:300]} if message and status < 500 else {}
-        response = _json_error(status, reason, **extra)
-        response.force_close()
-        return response
-
-
-# aiohttp's Server creates each connection's handler by this module-level name
-# (aiohttp.web_server.Server.__call__); Faust's web server is the only aiohttp
-# server of a worker.
-web_server.RequestHandler = _JsonErrorsRequestHandler  # type: ignore[misc]
+# aiohttp's own error answers (a request its parser refuses) as JSON too.
+web_patches.install_json_request_errors()
 
 
 def _error(view: web.View, status: int, message: str, **extra: Any) -> web.Response:
@@ -151,7 +102,7 @@ async def _index(self: web.View, request: web.Request) -> web.Response:
 
 # Faust serves its own "dummy index" at / ({"status": "OK"}); a user who opens
 # the worker's address sees what there is to ask instead.
-production_index.Index.get = _index  # type: ignore[method-assign]
+web_patches.replace_faust_index(_index)
 
 
 @app.page("/health")

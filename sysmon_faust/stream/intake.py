@@ -56,6 +56,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from mode import Service
 
+from sysmon_faust.compat import private
 from sysmon_faust.core import ancestry, deadletter
 from sysmon_faust.core.alignment import InStep
 from sysmon_faust.core.clock import record_timestamp_ms
@@ -362,7 +363,7 @@ class Intake(Service):
         # intake that only yielded between batches left the join ~90 rows/s
         # while it ran. So it yields every few milliseconds, and lets the
         # buffer drain first: the join's backlog is the intake's backpressure.
-        pending = app.producer.buffer.pending  # (.size reads settings: too slow per record)
+        pending = private.producer_buffer(app)
         if pending.qsize() or time.perf_counter() >= self._next_yield:
             while True:
                 await asyncio.sleep(0)

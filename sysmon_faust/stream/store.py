@@ -19,6 +19,7 @@ from typing import Any
 
 from faust.types import TableT
 
+from sysmon_faust.compat import private
 from sysmon_faust.core.join.store import Change
 
 
@@ -33,16 +34,12 @@ class RocksDBTable:
     def _store(self) -> Any:
         # faust.stores.rocksdb.Store. Not touched before the worker runs:
         # Faust creates the store, and fixes its folder, on first access.
-        store = self.table.data
         # Keys and values are bytes kept as they are (the raw codec): what
         # Faust would write is what is written here.
-        for encode in (store._encode_key, store._encode_value):  # type: ignore[attr-defined]
-            if encode(b"\x00probe") != b"\x00probe":
-                raise RuntimeError(f"table {self.table.name}: keys and values must be stored raw")
-        return store
+        return private.raw_rocksdb(self.table.data)
 
     def _db(self, partition: int) -> Any:
-        return self._store._db_for_partition(partition)
+        return private.rocksdb_for_partition(self._store, partition)
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         value: bytes | None = self._db(partition).get(key)

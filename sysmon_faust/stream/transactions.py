@@ -36,6 +36,8 @@ from typing import Any
 
 from faust.types import TP, AppT, TableT
 
+from sysmon_faust.compat import private
+
 EXACTLY_ONCE = "exactly_once"
 #: Written when a worker stops cleanly; its absence at start means a crash.
 CLEAN_STOP_MARKER = "clean-stop"
@@ -89,7 +91,7 @@ class Outputs:
             )
         # The partition's transactional producer, straight (whole_record holds its lock).
         transactional_id = self.transactional_id(source_partition)
-        producer = self._producer()._transaction_producers[transactional_id]
+        producer = private.transaction_producer(self._producer(), transactional_id)
         timestamp_ms = int(timestamp * 1000) if timestamp else None
         sent: Awaitable[Any] = await producer.send(
             topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms

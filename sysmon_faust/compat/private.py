@@ -1,0 +1,76 @@
+"""Every reach into faust-streaming's and aiokafka's private API, each with why (one place).
+
+faust-streaming 0.15 and aiokafka 0.14 are pinned (pyproject.toml); an
+upgrade checks these first. The longer story of each is in
+docs/faust-workarounds.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka.cluster import ClusterMetadata
+
+
+def producer_buffer(app: Any) -> asyncio.Queue[Any]:
+    """Faust's queue of changelog writes not sent yet (``.size`` reads settings per call).
+
+    The intake yields while it is not empty: the join's backlog is its
+    backpressure (stream/intake.py, measured at ~90 joins/s without).
+    """
+    pending: asyncio.Queue[Any] = app.producer.buffer.pending
+    return pending
+
+
+def transaction_producer(producer: Any, transactional_id: str | None) -> Any:
+    """The aiokafka producer of one partition's transaction under exactly_once.
+
+    Faust has no public way to send in a given transaction but its topic
+    layer, ~25 µs per record (stream/transactions.py).
+    """
+    return producer._transaction_producers[transactional_id]
+
+
+def raw_rocksdb(store: Any) -> Any:
+    """Faust's RocksDB store of a table, checked to keep keys and values as raw bytes.
+
+    The join reads and writes it without Faust's per-key layers (stream/store.py).
+    Raises RuntimeError when a codec would change the bytes.
+    """
+    for encode in (store._encode_key, store._encode_value):
+        if encode(b"\x00probe") != b"\x00probe":
+            raise RuntimeError(f"table store {store!r}: keys and values must be stored raw")
+    return store
+
+
+def rocksdb_for_partition(store: Any, partition: int) -> Any:
+    """The RocksDB database of one partition of a Faust table store."""
+    return store._db_for_partition(partition)
+
+
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """Faust's record of what it last committed for ``tp`` (/health's progress per partition)."""
+    committed: int | None = consumer._committed_offset.get(tp)
+    return committed
+
+
+async def fetch_topic_metadata(client: Any, topic: str) -> bool:
+    """Ask the cluster for one topic's metadata; aiokafka's public call asks for every topic's.
+
+    /health's broker probe (http/observability.py), every few seconds: all
+    topics' metadata is large on a big cluster.
+    """
+    answered: bool = await client._metadata_update(ClusterMetadata(), [topic])
+    return answered
+
+
+def agent_actors(agent: Any) -> list[Any]:
+    """A Faust agent's running instances (/health: is the join running?)."""
+    return [actor for actor in agent._actors if actor.actor_task is not None]
+
+
+def owner_url(app: Any, tp: Any) -> str | None:
+    """The web address Faust's assignor recorded for the worker that owns ``tp``."""
+    url: str | None = app.assignor._tps_url.get(tp)
+    return url
