@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sysmon_faust.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError
+from sysmon_faust.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError, docs_table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -225,3 +225,13 @@ def test_bad_kafka_security_names_the_variable(
     message = str(raised.value)
     assert "\n" not in message
     assert "s3cret" not in message
+
+
+def test_the_settings_page_is_the_declarations_table() -> None:
+    page = (REPO / "docs" / "settings.md").read_text()
+    start = page.index("-->\n", page.index("<!-- settings table: generated")) + len("-->\n")
+    end = page.index("<!-- settings table: end -->")
+    assert page[start:end] == docs_table(), (
+        "docs/settings.md is not the settings' declarations: paste the output of "
+        "python -m sysmon_faust.settings between its markers"
+    )
