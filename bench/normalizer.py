@@ -22,16 +22,16 @@ from sysmon_faust.core.normalize import normalize
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 
 REPO = Path(__file__).resolve().parents[1]
-#: The last commit before issue 16 changed sysmon_faust/core/normalize.py.
+#: The last commit before issue 16 changed the normalizer (then sysmon_faust/normalize.py).
 BASELINE_REV = "dec7b56"
 ROUNDS = 5
 
 
 def baseline_module(rev: str = BASELINE_REV) -> ModuleType | None:
-    """``sysmon_faust/core/normalize.py`` as it was at ``rev``; None without git or that commit."""
+    """The normalizer as it was at ``rev`` (sysmon_faust/normalize.py then); None without it."""
     try:
         source = subprocess.run(
-            ["git", "show", f"{rev}:sysmon_faust/core/normalize.py"],
+            ["git", "show", f"{rev}:sysmon_faust/normalize.py"],
             cwd=REPO, capture_output=True, check=True,
         ).stdout  # fmt: skip
     except (OSError, subprocess.CalledProcessError):

@@ -12,7 +12,10 @@ One run, one broker, measured side by side:
 6. peak RSS of a worker and its RocksDB size after N distinct processes;
 7. the normalizer's CPU per event, now and before issue 16 (bench/normalizer.py);
 8. each SYSMON_COMPRESSION codec: throughput, and the local broker's CPU and
-   disk per input event for what the worker writes.
+   disk per input event for what the worker writes;
+9. with ``--baseline-rev REV``: one worker of this code and one of REV (a git
+   worktree on the workers' PYTHONPATH), alternating, 3 rounds each, over the
+   same input — a change's cost side by side in one run.
 
 Prints a table; writes bench/results/<timestamp>.json and latest.json.
 """
@@ -401,6 +404,56 @@ def run_codecs(
     return figures
 
 
+def baseline_worktree(rev: str) -> Path:
+    """A detached git worktree of ``rev``, for workers that run that code (PYTHONPATH)."""
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / rev
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(where), rev],
+        cwd=REPO, check=True, capture_output=True,
+    )  # fmt: skip
+    return where
+
+
+def run_baseline(
+    bootstrap: str, input_topic: str, workload: Workload, partitions: int, work: Path, rev: str,
+    rounds: int = 3,
+) -> dict[str, Any]:  # fmt: skip
+    """Events/s of one worker of this code and of ``rev``, alternating, ``rounds`` each."""
+    tree = baseline_worktree(rev)
+    now: list[float] = []
+    before: list[float] = []
+    now_cpu: list[float] = []
+    before_cpu: list[float] = []
+    try:
+        for round_ in range(1, rounds + 1):
+            # Which goes first alternates: the second of a pair reads the
+            # input from a warmer broker page cache.
+            order = ("now", "before") if round_ % 2 else ("before", "now")
+            for which in order:
+                log(f"pipeline, one worker, {'this code' if which == 'now' else rev} "
+                    f"(round {round_})")  # fmt: skip
+                run = run_pipeline(
+                    bootstrap, input_topic, workload, 1, partitions, work,
+                    extra_env={"PYTHONPATH": str(tree)} if which == "before" else None,
+                    label=f"-{which}{round_}",
+                )  # fmt: skip
+                (now if which == "now" else before).append(run["input_eps"])
+                (now_cpu if which == "now" else before_cpu).append(run["worker_cpu_us_per_event"])
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
+                       capture_output=True)  # fmt: skip
+    return {
+        "rev": rev,
+        "now_eps": [round(x) for x in now],
+        "before_eps": [round(x) for x in before],
+        "ratio": round(sum(now) / sum(before), 3),
+        "now_cpu_us_per_event": [round(x, 1) for x in now_cpu],
+        "before_cpu_us_per_event": [round(x, 1) for x in before_cpu],
+    }
+
+
 def run_latency(
     bootstrap: str, rate: float, seconds: float, partitions: int, work: Path
 ) -> dict[str, float]:
@@ -609,6 +662,11 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument("--table-processes", type=int, default=1_000_000)
     parser.add_argument(
+        "--baseline-rev", metavar="REV",
+        help="also run one worker of git revision REV beside this code's, alternating",
+    )  # fmt: skip
+    parser.add_argument("--baseline-rounds", type=int, default=3, metavar="N")
+    parser.add_argument(
         "--skip",
         default="",
         help="comma list of: two,exactly_once,no_ancestry,guid_without_time,codecs,latency,"
@@ -691,6 +749,19 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         if "guid_without_time" not in skip
         else None
     )  # fmt: skip
+    baseline = (
+        run_baseline(
+            bootstrap,
+            source,
+            workload,
+            args.partitions,
+            work,
+            args.baseline_rev,
+            args.baseline_rounds,
+        )
+        if args.baseline_rev
+        else None
+    )
     codecs = (
         run_codecs(bootstrap, source, workload, args.partitions, work)
         if "codecs" not in skip
@@ -757,6 +828,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
             if run
         },
         "codecs": codecs,
+        "baseline": baseline,
         "normalizer": normalizer_cost,
         "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
         "rss_mb": round(state["rss_mb"], 1) if state else round(one["rss_mb"], 1),
@@ -804,6 +876,11 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
              f"{c['worker_cpu_us_per_event']}")
             for codec, c in (codecs or {}).items()
         ],
+        (f"1 worker, this code / at {baseline['rev']} (events/s, rounds)"
+         if baseline else "1 worker, this code / a baseline revision",
+         f"{baseline['now_eps']} / {baseline['before_eps']}: ratio {baseline['ratio']}; "
+         f"worker CPU µs/event {baseline['now_cpu_us_per_event']} / "
+         f"{baseline['before_cpu_us_per_event']}" if baseline else None),
         ("normalizer µs per event: now / before issue 16 / ratio",
          f"{normalizer_cost['us_per_event']} / {normalizer_cost['baseline_us_per_event']} / "
          f"{normalizer_cost['ratio_to_baseline']}" if normalizer_cost else None),

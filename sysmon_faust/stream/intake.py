@@ -166,6 +166,8 @@ class Intake(Service):
         self._released_ms = -1
         self._watermarks: dict[int, int] = {}
         self._told_detail = False
+        #: Faust's queue of changelog writes not sent yet (_make_way_for_the_join).
+        self._pending: asyncio.Queue[Any] | None = None
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -363,7 +365,8 @@ class Intake(Service):
         # intake that only yielded between batches left the join ~90 rows/s
         # while it ran. So it yields every few milliseconds, and lets the
         # buffer drain first: the join's backlog is the intake's backpressure.
-        pending = private.producer_buffer(app)
+        pending = self._pending or private.producer_buffer(app)
+        self._pending = pending
         if pending.qsize() or time.perf_counter() >= self._next_yield:
             while True:
                 await asyncio.sleep(0)
