@@ -37,7 +37,7 @@ PROG = "make demo"
 DEMO_ALERT_WINDOW = 240
 #: The demo waits this long at most for the alert groups of its replay to close.
 MAX_GROUP_WAIT_SECONDS = 60
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # sysmon_faust/cli/demo.py → the repository
 
 
 def say(text: str = "", end: str = "\n") -> None:
