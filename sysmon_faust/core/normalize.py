@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -63,6 +63,11 @@ class NormalizedEvent:
     surrogates_replaced: bool = False
     #: The shape it came in (:data:`sysmon_faust.core.shapes.SHAPES`).
     shape: str = ""
+    #: EventData fields not in ``fields``, Sysmon's names and values as
+    #: written: for Sysmon 1/3/5 what the map leaves (OriginalFileName,
+    #: RuleName, UtcTime...), for the others all of it. The rules read it
+    #: (:mod:`sysmon_faust.core.sigma.fields`); the derived topics do not carry it.
+    event_data: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +270,12 @@ FIELD_MAPS: Mapping[int, tuple[tuple[str, str, _Convert], ...]] = {
     NETWORK_CONNECT: NETWORK_CONNECT_MAP,
     PROCESS_TERMINATE: PROCESS_TERMINATE_MAP,
 }
+# The EventData names a mapped event keeps under HELK names: the rest is
+# kept as written (NormalizedEvent.event_data) for the rules.
+_MAPPED_NAMES: Final[Mapping[int, frozenset[str]]] = {
+    event_id: frozenset({"ProcessGuid", *(source for source, _, _ in mapping)})
+    for event_id, mapping in FIELD_MAPS.items()
+}
 
 
 # --- shapes (sysmon_faust.core.shapes) ------------------------------------------
@@ -344,25 +355,27 @@ def _replace_surrogates(value: Any) -> Any:
     return value
 
 
-def normalize(raw: bytes) -> Outcome:
+def normalize(raw: bytes, other_event_ids: Collection[int] = ()) -> Outcome:
     """One raw input value → :class:`NormalizedEvent`, :class:`Filtered` or :class:`Invalid`.
 
     The value is a JSON object of one of the shapes of :mod:`sysmon_faust.core.shapes`,
-    or a whole rendered ``<Event>`` XML. Never raises: a bug in here would
-    otherwise stop a partition for good.
+    or a whole rendered ``<Event>`` XML. Sysmon 1, 3 and 5 are always mapped;
+    the other Sysmon event ids only when in ``other_event_ids`` (the rules'
+    and enrichment's: the others are filtered before any mapping is paid for).
+    Never raises: a bug in here would otherwise stop a partition for good.
     """
     try:
         doc = parse_json_object(raw)
         if isinstance(doc, Invalid):
             # Only what orjson refused pays for this look: JSON stays as fast.
             if raw.removeprefix(UTF8_BOM).lstrip()[:1] == b"<":
-                outcome = normalize_xml(raw)
+                outcome = normalize_xml(raw, other_event_ids)
                 if isinstance(outcome, Invalid) and outcome.error.startswith(NOT_XML):
                     # Bytes that only start like XML: both reasons.
                     return Invalid(f"{doc.error}; nor a Windows event XML: {outcome.error}")
                 return outcome
             return doc
-        outcome = normalize_document(doc)
+        outcome = normalize_document(doc, other_event_ids)
         if isinstance(doc, SurrogatesReplaced) and isinstance(outcome, NormalizedEvent):
             return dataclasses.replace(outcome, surrogates_replaced=True)
         return outcome
@@ -374,16 +387,16 @@ def normalize(raw: bytes) -> Outcome:
 NOT_XML: Final = "not valid XML"
 
 
-def normalize_xml(raw: bytes | str) -> Outcome:
+def normalize_xml(raw: bytes | str, other_event_ids: Collection[int] = ()) -> Outcome:
     """A whole rendered Windows event XML → outcome (see :func:`shapes.xml_envelope`)."""
     try:
         envelope = shapes.xml_envelope(raw)
     except shapes.ShapeError as exc:
         return Invalid(str(exc))
-    return normalize_envelope(envelope)
+    return normalize_envelope(envelope, other_event_ids)
 
 
-def normalize_document(doc: Mapping[str, Any]) -> Outcome:
+def normalize_document(doc: Mapping[str, Any], other_event_ids: Collection[int] = ()) -> Outcome:
     """A decoded JSON object → outcome. See :func:`normalize`."""
     try:
         envelope = shapes.envelope(doc)
@@ -391,7 +404,7 @@ def normalize_document(doc: Mapping[str, Any]) -> Outcome:
         return Invalid(str(exc))
     if envelope is None:
         return _NO_SHAPE
-    return normalize_envelope(envelope)
+    return normalize_envelope(envelope, other_event_ids)
 
 
 # The outcomes of 94 % of what Winlogbeat sends: made once (they are frozen),
@@ -401,8 +414,8 @@ _NOT_SYSMON: Final = Filtered(NOT_SYSMON)
 _OTHER_SYSMON: dict[int, Filtered] = {}
 
 
-def normalize_envelope(envelope: Envelope) -> Outcome:
-    """An event found in its shape → outcome: Sysmon 1/3/5 mapped, others filtered."""
+def normalize_envelope(envelope: Envelope, other_event_ids: Collection[int] = ()) -> Outcome:
+    """An event found in its shape → outcome: Sysmon 1/3/5 and ``other_event_ids`` mapped."""
     if not _is_sysmon(envelope):
         return _NOT_SYSMON
     try:
@@ -412,7 +425,7 @@ def normalize_envelope(envelope: Envelope) -> Outcome:
     if event_id is None:
         return Invalid("Sysmon event without an event id")
     field_map = FIELD_MAPS.get(event_id)
-    if field_map is None:
+    if field_map is None and event_id not in other_event_ids:
         filtered = _OTHER_SYSMON.get(event_id)
         if filtered is None:
             filtered = _OTHER_SYSMON[event_id] = Filtered(f"sysmon_event_{event_id}", event_id)
@@ -421,6 +434,8 @@ def normalize_envelope(envelope: Envelope) -> Outcome:
     if not isinstance(data, dict):
         return Invalid(f"Sysmon event {event_id} ({envelope.shape}) has no event data object")
     try:
+        if field_map is None:
+            return _map_other_event(event_id, envelope, data)
         return _map_event(event_id, envelope, data, field_map)
     except _FieldError as exc:
         return Invalid(f"Sysmon event {event_id}: {exc}")
@@ -448,4 +463,43 @@ def _map_event(
     for source, target, convert in field_map:
         fields[target] = convert(data.get(source), source)
     fields["process_name"] = file_name(fields["process_path"])
-    return NormalizedEvent(event_id, guid, timestamp_ms, fields, shape=envelope.shape)
+    mapped = _MAPPED_NAMES[event_id]
+    rest = {name: value for name, value in data.items() if name not in mapped}
+    return NormalizedEvent(event_id, guid, timestamp_ms, fields, shape=envelope.shape,
+                           event_data=rest)  # fmt: skip
+
+
+# Sysmon 8 and 10 name two processes: the event is its source's (who acted).
+_PROCESS_GUID_NAMES: Final = ("ProcessGuid", "SourceProcessGuid")
+_IMAGE_NAMES: Final = ("Image", "SourceImage")
+_PROCESS_ID_NAMES: Final = ("ProcessId", "SourceProcessId")
+_USER_NAMES: Final = ("User", "SourceUser")
+
+
+def _first(data: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        if (value := data.get(name)) is not None:
+            return value
+    return None
+
+
+def _map_other_event(event_id: int, envelope: Envelope, data: Mapping[str, Any]) -> NormalizedEvent:
+    """Any other Sysmon event: who (process, host, when) in HELK names, the rest as written.
+
+    A process GUID is optional here: Sysmon 6 (driver loaded), 19-21 (WMI)
+    and 4/16/255 (Sysmon's own state) name no process.
+    """
+    guid = canonical_guid(_first(data, _PROCESS_GUID_NAMES), "ProcessGuid")
+    iso_time, timestamp_ms = parse_utc_time(data.get("UtcTime"))
+    process_path = clean_text(_first(data, _IMAGE_NAMES), "Image")
+    fields: dict[str, Any] = {
+        "event_date_creation": iso_time,
+        "host_name": clean_text(envelope.computer, "computer name"),
+        "process_guid": guid,
+        "process_id": to_int(_first(data, _PROCESS_ID_NAMES), "ProcessId"),
+        "process_path": process_path,
+        "process_name": file_name(process_path),
+        "user_account": clean_text(_first(data, _USER_NAMES), "User"),
+    }
+    return NormalizedEvent(event_id, guid, timestamp_ms, fields, shape=envelope.shape,
+                           event_data=dict(data))  # fmt: skip

@@ -1,0 +1,115 @@
+"""A parsed Sigma condition as one predicate, and the literals any match must contain.
+
+pySigma's ``SigmaCondition.parse()`` resolves a condition — identifiers,
+``1 of selection_*``, ``all of them``, parentheses, ``and``/``or``/``not`` —
+into a tree of :class:`~sigma.conditions.ConditionAND`/``OR``/``NOT`` over
+leaves that test one field (``ConditionFieldEqualsValueExpression``) or any
+field (``ConditionValueExpression``, a keyword). :func:`compile_condition`
+turns the tree into nested closures (:mod:`.values` for the leaves); a rule
+with several conditions matches when one does (Sigma specification, "Condition").
+
+:func:`required_literals` reads the same tree for the index
+(:mod:`.ruleset`): a set of lower-case strings of which every matching
+event's text contains at least one — or None when the tree gives no such
+guarantee (a ``not``, a regular expression, a number).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import SigmaCasedString, SigmaExpansion, SigmaString
+
+from sysmon_faust.core.sigma.values import Fields, Test, Unsupported, field_test, keyword_test
+
+#: A literal shorter than this is in too many events to narrow anything down.
+MIN_LITERAL: Final = 3
+
+
+def compile_condition(node: Any) -> Test:
+    """A parsed condition tree as ``test(original, lowered) -> bool``.
+
+    Raises :class:`Unsupported` for a leaf that cannot be evaluated.
+    """
+    if isinstance(node, ConditionAND):
+        tests = [compile_condition(arg) for arg in node.args]
+        return lambda original, low: all(test(original, low) for test in tests)
+    if isinstance(node, ConditionOR):
+        tests = [compile_condition(arg) for arg in node.args]
+        return lambda original, low: any(test(original, low) for test in tests)
+    if isinstance(node, ConditionNOT):
+        test = compile_condition(node.args[0])
+        return lambda original, low: not test(original, low)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return field_test(node.field, node.value)
+    if isinstance(node, ConditionValueExpression):
+        return keyword_test(node.value)
+    raise Unsupported(f"a condition of type {type(node).__name__}")
+
+
+def any_of(tests: list[Test]) -> Test:
+    """Several conditions of one rule: it matches when one does."""
+    if len(tests) == 1:
+        return tests[0]
+    return lambda original, low: any(test(original, low) for test in tests)
+
+
+def required_literals(node: Any) -> frozenset[str] | None:
+    """Lower-case strings of which a matching event contains one; None: no guarantee.
+
+    ``and`` needs only one of its parts, so it takes the part whose shortest
+    literal is longest (the rarest, likely); ``or`` needs all of its parts'
+    sets. A wildcard string contributes its longest plain part.
+    """
+    if isinstance(node, ConditionAND):
+        best: frozenset[str] | None = None
+        for arg in node.args:
+            literals = required_literals(arg)
+            if literals is not None and (best is None or _strength(literals) > _strength(best)):
+                best = literals
+        return best
+    if isinstance(node, ConditionOR):
+        union: set[str] = set()
+        for arg in node.args:
+            literals = required_literals(arg)
+            if literals is None:
+                return None
+            union |= literals
+        return frozenset(union)
+    if isinstance(node, (ConditionFieldEqualsValueExpression, ConditionValueExpression)):
+        return _value_literals(node.value)
+    return None
+
+
+def _strength(literals: frozenset[str]) -> tuple[int, int]:
+    return (min(len(literal) for literal in literals), -len(literals))
+
+
+def _value_literals(value: Any) -> frozenset[str] | None:
+    if isinstance(value, SigmaExpansion):
+        union: set[str] = set()
+        for alternative in value.values:
+            literals = _value_literals(alternative)
+            if literals is None:
+                return None
+            union |= literals
+        return frozenset(union)
+    # cased strings are left out: lower() of a text is not always the
+    # concatenation of its parts' lower() (Greek final sigma), so a cased
+    # literal's lower case is no guarantee.
+    if isinstance(value, SigmaString) and not isinstance(value, SigmaCasedString):
+        plain = [part.lower() for part in value.s if isinstance(part, str)]
+        longest = max(plain, key=len, default="")
+        if len(longest) >= MIN_LITERAL:
+            return frozenset((longest,))
+    return None
+
+
+__all__ = ["Fields", "any_of", "compile_condition", "required_literals"]

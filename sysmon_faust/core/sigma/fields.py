@@ -1,0 +1,116 @@
+"""An event as Sigma sees it: its own Sysmon fields, then its process's context.
+
+Rules test Sysmon's own field names (``Image``, ``CommandLine``,
+``TargetObject``...). A normalized event (:mod:`sysmon_faust.core.normalize`)
+holds the fields the join uses under HELK's names plus ``event_data``: the
+rest of its EventData as written. :func:`event_fields` puts the two back
+together; :func:`with_context` adds, where the event lacks them, its
+process's creation fields (``CommandLine``, ``ParentImage``, ``User``,
+``OriginalFileName``, ...) and its ancestry as lists, nearest first
+(``AncestorImage``, ``AncestorCommandLine``, ``AncestorProcessGuid``).
+
+Every value is text (``"true"``, ``"443"``), as Sysmon writes it and as
+Sigma compares; :func:`lowered` makes the lower-case copy rules compare
+against, once per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from sysmon_faust.core.normalize import FIELD_MAPS, PROCESS_CREATE
+
+#: The normalized event's key for its other EventData fields (Sysmon names).
+EVENT_DATA: Final = "event_data"
+
+# HELK name → Sysmon name, per event id (the inverse of the normalizer's maps).
+_SYSMON_NAMES: Final[Mapping[int, tuple[tuple[str, str], ...]]] = {
+    event_id: (("process_guid", "ProcessGuid"), *((helk, sysmon) for sysmon, helk, _ in mapping))
+    for event_id, mapping in FIELD_MAPS.items()
+}
+
+#: Context a creation gives every event of its process (Sysmon 1's fields
+#: that describe the process, not the creation event itself).
+CREATION_CONTEXT: Final = (
+    "Image", "ProcessId", "CommandLine", "CurrentDirectory", "User", "LogonGuid", "LogonId",
+    "TerminalSessionId", "IntegrityLevel", "Hashes", "FileVersion", "Description", "Product",
+    "Company", "OriginalFileName", "ParentProcessGuid", "ParentProcessId", "ParentImage",
+    "ParentCommandLine", "ParentUser",
+)  # fmt: skip
+#: The ancestry as list fields: each ancestor's value, nearest first.
+ANCESTRY_FIELDS: Final = (
+    ("AncestorImage", "process_path"),
+    ("AncestorCommandLine", "process_command_line"),
+    ("AncestorProcessGuid", "process_guid"),
+)
+
+
+def text(value: Any) -> str | None:
+    """A value as Sigma compares it: text; booleans as Sysmon writes them; None stays."""
+    if value is None or type(value) is str:
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None  # an object or a list in EventData: no Sysmon field is one
+
+
+def event_fields(event_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A normalized event's Sysmon fields (``EventID`` included), text values, no None."""
+    view: dict[str, Any] = {"EventID": str(event_id)}
+    event_data = fields.get(EVENT_DATA)
+    if event_data:
+        for name, value in event_data.items():
+            if (value := text(value)) is not None:
+                view[name] = value
+    for helk, sysmon in _SYSMON_NAMES.get(event_id, ()):
+        if (value := text(fields.get(helk))) is not None:
+            view[sysmon] = value
+    return view
+
+
+def with_context(
+    view: dict[str, Any], process: Mapping[str, Any] | None, ancestry: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``view`` plus its process's creation fields where it lacks them, plus the ancestry.
+
+    ``process``: the process's row (a normalized Sysmon 1, HELK names and
+    ``event_data``) or None; ``ancestry``: its ancestors, nearest first
+    (:func:`sysmon_faust.core.ancestry.ancestry` rows).
+    """
+    context = dict(view)
+    if process is not None:
+        creation = event_fields(PROCESS_CREATE, process)
+        for name in CREATION_CONTEXT:
+            if name not in context and (value := creation.get(name)) is not None:
+                context[name] = value
+    if ancestry:
+        for name, key in ANCESTRY_FIELDS:
+            context[name] = [text(ancestor.get(key)) for ancestor in ancestry]
+    return context
+
+
+def lowered(view: Mapping[str, Any]) -> dict[str, Any]:
+    """The lower-case copy rules compare against (lists element by element)."""
+    low: dict[str, Any] = {}
+    for name, value in view.items():
+        if type(value) is str:
+            low[name] = value.lower()
+        elif type(value) is list:
+            low[name] = [v.lower() if v is not None else None for v in value]
+    return low
+
+
+def searchable_text(low: Mapping[str, Any]) -> str:
+    """Every lower-case value in one string, NUL between them: what the index scans."""
+    parts: list[str] = []
+    for value in low.values():
+        if type(value) is str:
+            parts.append(value)
+        elif type(value) is list:
+            parts.extend(v for v in value if v is not None)
+    return "\x00".join(parts)

@@ -1,0 +1,240 @@
+"""One field of an event tested against one pySigma value (modifiers already applied).
+
+pySigma turns a detection item's value and modifiers into typed values:
+``contains`` into a :class:`~sigma.types.SigmaString` with wildcards,
+``base64offset``/``windash`` into a :class:`~sigma.types.SigmaExpansion` of
+alternatives, ``re`` into :class:`~sigma.types.SigmaRegularExpression`, and so
+on. :func:`field_test` compiles one of them into a predicate over an event's
+fields (:mod:`.fields`): ``test(original, lowered) -> bool``.
+
+Semantics (Sigma specification 2.0, "Value matching"; where it leaves room,
+the choice is the one SIEM backends make and is written here):
+
+* strings match the whole value, ``*``/``?`` as wildcards, case-insensitively
+  (compared on the event's lower-cased copy) unless ``cased``;
+* ``re`` searches (unanchored, Python's :mod:`re`), case-sensitively unless
+  ``|i``; ``m``/``s`` as the flags say;
+* a missing field matches only ``null`` (which an empty string matches too)
+  and ``exists: false``; nothing else matches an absent value, so ``not``
+  of a test on a missing field holds;
+* numbers match the text of the number or its value (``0x1410`` is 5136:
+  Sysmon writes GrantedAccess in hex); ``gt``/``gte``/``lt``/``lte`` compare
+  values, never text;
+* ``cidr`` parses the value as an address (``[::1]`` too); IPv4 only in IPv4
+  networks, IPv6 in IPv6 ones, except that an IPv4-mapped IPv6 address
+  (``::ffff:10.1.2.3``) is also the IPv4 address it carries;
+* ``fieldref`` compares two fields of the event, ignoring case;
+* a list-valued field (``AncestorImage``) matches when one element does.
+
+Raises :class:`Unsupported` for what cannot be evaluated on one event
+(``expand`` placeholders left unexpanded, query expressions, timestamp parts).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+import re
+from collections.abc import Callable
+from typing import Any, Final
+
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SpecialChars,
+)
+
+#: An event's fields as :mod:`.fields` gives them: the original values and a
+#: lower-cased copy (made once per event, shared by every rule).
+Fields = dict[str, Any]
+Test = Callable[[Fields, Fields], bool]
+TextTest = Callable[[str], bool]
+
+
+class Unsupported(ValueError):
+    """A rule needs what one event cannot answer; the message says what."""
+
+
+_COMPARE: Final = {
+    CompareOperators.LT: operator.lt,
+    CompareOperators.LTE: operator.le,
+    CompareOperators.GT: operator.gt,
+    CompareOperators.GTE: operator.ge,
+}
+_REGEX_FLAGS: Final = {
+    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+}
+
+
+def text_test(value: SigmaString) -> TextTest:
+    """A string value as a test of one text (lower-cased already, unless ``cased``).
+
+    The four shapes rules mostly use — exact, ``*x``, ``x*``, ``*x*`` — are
+    plain string operations; anything else is one compiled regular expression.
+    """
+    cased = isinstance(value, SigmaCasedString)
+    parts = [p if cased or not isinstance(p, str) else p.lower() for p in value.s]
+    if any(isinstance(p, Placeholder) for p in parts):
+        raise Unsupported("a placeholder (|expand) without a value")
+    many = SpecialChars.WILDCARD_MULTI
+    plain = [isinstance(p, str) for p in parts]
+    if not parts:
+        return lambda text: text == ""
+    if plain == [True]:
+        literal = parts[0]
+        return lambda text: text == literal
+    if len(parts) == 2 and parts[0] is many and plain[1]:
+        return _endswith(str(parts[1]))
+    if len(parts) == 2 and parts[1] is many and plain[0]:
+        return _startswith(str(parts[0]))
+    if len(parts) == 3 and parts[0] is many and parts[2] is many and plain[1]:
+        literal = str(parts[1])
+        return lambda text: literal in text
+    pattern = "".join(
+        re.escape(p) if isinstance(p, str) else (".*" if p is many else ".") for p in parts
+    )
+    fullmatch = re.compile(pattern, re.DOTALL).fullmatch
+    return lambda text: fullmatch(text) is not None
+
+
+def _endswith(literal: str) -> TextTest:
+    return lambda text: text.endswith(literal)
+
+
+def _startswith(literal: str) -> TextTest:
+    return lambda text: text.startswith(literal)
+
+
+def _on_text(name: str, test: TextTest, lowered: bool) -> Test:
+    """``test`` on the field's text, or on any element of a list-valued field."""
+
+    def check(values: Fields) -> bool:
+        value = values.get(name)
+        if type(value) is str:
+            return test(value)
+        if type(value) is list:
+            return any(test(element) for element in value if element is not None)
+        return False
+
+    if lowered:
+        return lambda original, low: check(low)
+    return lambda original, low: check(original)
+
+
+def number(value: Any) -> float | None:
+    """A field's value as a number (``"10"``, ``"0x1410"``), or None."""
+    if type(value) is str:
+        try:
+            return float(int(value, 0)) if value[:2].lower() == "0x" else float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def field_test(name: str, value: Any) -> Test:
+    """``name`` (a field) tested against ``value`` (a pySigma value).
+
+    Raises :class:`Unsupported` for a value one event cannot answer.
+    """
+    if isinstance(value, SigmaExpansion):
+        alternatives = [field_test(name, v) for v in value.values]
+        return lambda original, low: any(test(original, low) for test in alternatives)
+    if isinstance(value, SigmaString):
+        return _on_text(name, text_test(value), not isinstance(value, SigmaCasedString))
+    if isinstance(value, SigmaNull):
+        return lambda original, low: original.get(name) in (None, "", [])
+    if isinstance(value, SigmaExists):
+        wanted = bool(value.exists)
+        return lambda original, low: (original.get(name) not in (None, [])) is wanted
+    if isinstance(value, SigmaBool):
+        text = "true" if value.boolean else "false"
+        return _on_text(name, text.__eq__, lowered=True)
+    if isinstance(value, SigmaNumber):
+        wanted_number, text = float(value.number), str(value.number).lower()
+        return _on_text(name, lambda v: v == text or number(v) == wanted_number, lowered=True)
+    if isinstance(value, SigmaCompareExpression):
+        compare = _COMPARE.get(value.op)
+        if compare is None:
+            raise Unsupported(f"comparison {value.op.name}")
+        bound = float(value.number.number)
+        return _on_text(
+            name, lambda v: (n := number(v)) is not None and compare(n, bound), lowered=True
+        )
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= _REGEX_FLAGS[flag]
+        search = re.compile(str(value.regexp), flags).search
+        return _on_text(name, lambda v: search(v) is not None, lowered=False)
+    if isinstance(value, SigmaCIDRExpression):
+        network = value.network
+        return _on_text(name, lambda v: _in_network(v, network), lowered=False)
+    if isinstance(value, SigmaFieldReference):
+        return _field_reference(name, value)
+    raise Unsupported(f"a value of type {type(value).__name__}")
+
+
+def _in_network(text: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    if address in network:
+        return True
+    # ::ffff:10.1.2.3 is the IPv4 address 10.1.2.3 on a dual-stack socket.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped is not None and mapped in network
+
+
+def _field_reference(name: str, reference: SigmaFieldReference) -> Test:
+    other, starts, ends = reference.field, reference.starts_with, reference.ends_with
+
+    def test(original: Fields, low: Fields) -> bool:
+        mine, theirs = low.get(name), low.get(other)
+        if type(mine) is not str or type(theirs) is not str:
+            return False
+        if starts and ends:
+            return theirs in mine
+        if starts:
+            return mine.startswith(theirs)
+        if ends:
+            return mine.endswith(theirs)
+        return mine == theirs
+
+    return test
+
+
+def keyword_test(value: Any) -> Test:
+    """A value with no field (a keyword): holds when any field of the event matches it."""
+    if isinstance(value, SigmaExpansion):
+        alternatives = [keyword_test(v) for v in value.values]
+        return lambda original, low: any(test(original, low) for test in alternatives)
+    if isinstance(value, SigmaString):
+        test = text_test(value)
+        lowered = not isinstance(value, SigmaCasedString)
+        return lambda original, low: any(
+            type(v) is str and test(v) for v in (low if lowered else original).values()
+        )
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= _REGEX_FLAGS[flag]
+        search = re.compile(str(value.regexp), flags).search
+        return lambda original, low: any(
+            type(v) is str and search(v) is not None for v in original.values()
+        )
+    raise Unsupported(f"a keyword of type {type(value).__name__}")

@@ -1,0 +1,149 @@
+"""Loading Sigma rules: what loads, what is refused and why, and an index that hides nothing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sysmon_faust.core.normalize import NormalizedEvent, normalize_document
+from sysmon_faust.core.sigma import fields, logsource, ruleset
+from tests.support import SHARED
+
+CORPUS = SHARED / "sigma" / "rules" / "windows"
+REGRESSION = SHARED / "sigma" / "regression_data" / "rules" / "windows"
+
+RULE = """\
+title: {title}
+id: {rule_id}
+status: test
+author: Someone (@someone)
+references: [https://example.org/a]
+tags: [attack.execution, attack.t1059.001, attack.t1047]
+logsource: {{product: windows, category: {category}}}
+detection:
+    sel: {{{field}|endswith: '\\\\powershell.exe'}}
+    condition: sel
+level: high
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_folder_loads_by_category_and_refuses_with_one_line(tmp_path: Path) -> None:
+    good = "0d6a1c1e-0000-4000-8000-000000000001"
+    ps = RULE.format(title="ps", rule_id=good, category="process_creation", field="Image")
+    write(tmp_path, "a/good.yml", ps)
+    ctx_id = "0d6a1c1e-0000-4000-8000-000000000002"
+    write(tmp_path, "a/ctx.yaml", RULE.format(title="ctx", rule_id=ctx_id,
+                                              category="network_connection",
+                                              field="ParentImage"))  # fmt: skip
+    write(tmp_path, "b/dup.yml", RULE.format(title="dup", rule_id=good,
+                                             category="image_load", field="Image"))  # fmt: skip
+    expand = RULE.format(title="exp", rule_id="0d6a1c1e-0000-4000-8000-000000000003",
+                         category="file_event", field="TargetFilename")  # fmt: skip
+    write(tmp_path, "b/expand.yml",
+          expand.replace("|endswith: '\\\\powershell.exe'", "|expand: '%folders%'"))  # fmt: skip
+    write(tmp_path, "b/broken.yml", "title: [unclosed\n")
+    write(tmp_path, "c/security.yml", RULE.format(
+        title="sec", rule_id="0d6a1c1e-0000-4000-8000-000000000004", category="x",
+        field="Image").replace("category: x", "service: security"))  # fmt: skip
+    write(tmp_path, "c/notes.txt", "not a rule")
+
+    rules = ruleset.load([tmp_path])
+
+    assert [r.title for r in rules.rules] == ["ctx", "ps"]
+    reasons = {Path(r.source).name: r.line() for r in rules.refused}
+    assert set(reasons) == {"dup.yml", "expand.yml", "broken.yml"}
+    assert "duplicate id" in reasons["dup.yml"] and good in reasons["dup.yml"]
+    assert "placeholder" in reasons["expand.yml"]
+    assert "0d6a1c1e-0000-4000-8000-000000000003" in reasons["expand.yml"]
+    assert "YAML" in reasons["broken.yml"]
+    assert rules.not_for_sysmon == 1
+    assert rules.by_category() == {
+        "(unknown)": (0, 1), "file_event": (0, 1), "image_load": (0, 1),
+        "network_connection": (1, 0), "process_creation": (1, 0),
+    }  # fmt: skip
+    ps = next(r for r in rules.rules if r.title == "ps")
+    assert (ps.level, ps.status, ps.attack_technique) == ("high", "test", "T1059.001")
+    assert ps.author == "Someone (@someone)" and ps.references == ("https://example.org/a",)
+    assert ps.event_ids == (1,) and not ps.uses_context(1)
+    ctx = next(r for r in rules.rules if r.title == "ctx")
+    assert ctx.uses_context(3) and rules.needs_context(3) and not rules.needs_context(1)
+
+
+def test_a_missing_path_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ruleset.RuleLoadError, match="nothere"):
+        ruleset.load([tmp_path / "nothere"])
+
+
+def _corpus() -> ruleset.RuleSet:
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
+    return _load_corpus()
+
+
+_cache: dict[str, ruleset.RuleSet] = {}
+
+
+def _load_corpus() -> ruleset.RuleSet:
+    if "corpus" not in _cache:
+        _cache["corpus"] = ruleset.load([CORPUS])
+    return _cache["corpus"]
+
+
+def test_every_sysmon_rule_of_sigmahq_loads_or_is_refused() -> None:
+    rules = _corpus()
+    # Independently: the rule files' own logsource, read with PyYAML.
+    expected: Counter[str] = Counter()
+    for path in CORPUS.rglob("*.yml"):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            source = (document or {}).get("logsource") or {}
+            if logsource.event_ids(source.get("product"), source.get("category"),
+                                   source.get("service")):  # fmt: skip
+                expected[source.get("category") or source.get("service")] += 1
+    got = {
+        category: loaded + refused for category, (loaded, refused) in rules.by_category().items()
+    }
+    assert got == dict(expected)
+    assert len(rules.rules) >= 0.97 * sum(expected.values())
+
+
+def _regression_events() -> list[NormalizedEvent]:
+    events = []
+    for path in sorted(REGRESSION.rglob("*.json")):
+        for document in _json_documents(path.read_text(encoding="utf-8-sig")):
+            outcome = normalize_document(document, logsource.SYSMON_EVENT_IDS)
+            if isinstance(outcome, NormalizedEvent):
+                events.append(outcome)
+    return events
+
+
+def _json_documents(text: str) -> list[dict]:
+    decoder, position, documents = json.JSONDecoder(), 0, []
+    while (position := len(text) - len(text[position:].lstrip())) < len(text):
+        document, position = decoder.raw_decode(text, position)
+        documents.append(document)
+    return documents
+
+
+def test_the_index_finds_what_trying_every_rule_finds() -> None:
+    rules = _corpus()
+    events = _regression_events()
+    assert len(events) > 100
+    matched = 0
+    for event in events:
+        view = fields.event_fields(event.event_id, {**event.fields, "event_data": event.event_data})
+        low = fields.lowered(view)
+        every = [r for r in rules.rules if event.event_id in r.event_ids and r.matches(view, low)]
+        assert rules.match(event.event_id, view, low) == every
+        matched += bool(every)
+    assert matched > 100
