@@ -18,13 +18,13 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     if name != "app":
         raise AttributeError(f"module 'sysmon_faust' has no attribute {name!r}")
-    from sysmon_faust.core.rules import RuleError
+    from sysmon_faust.core.sigma.ruleset import RuleLoadError
     from sysmon_faust.settings import SettingsError
 
     try:
         from sysmon_faust.worker import app
     except SettingsError as error:
         raise SystemExit(f"sysmon-faust: bad setting: {error}") from None
-    except RuleError as error:
-        raise SystemExit(f"sysmon-faust: bad detection rule: {error}") from None
+    except RuleLoadError as error:
+        raise SystemExit(f"sysmon-faust: bad detection rules: {error}") from None
     return app

@@ -19,7 +19,7 @@ COMMANDS = {
     "topics": "the app's topics: partitions, end offsets, committed offsets, lag",
     "print": "print a topic's records: TOPIC [--last N | --from-beginning] [--follow]",
     "describe": "the record types' fields and types; each topic's partitions and policy",
-    "rules": "test detection rules offline against recordings: rules test FILE... [--json]",
+    "rules": "Sigma rules: rules test FILE... (offline, on recordings); rules check PATH...",
 }
 
 

@@ -125,11 +125,30 @@ def path(raw: str, variable: str) -> Path:
     return Path(raw)
 
 
-def rules_file(raw: str, variable: str) -> Path:
-    """A readable file; its content is checked by :func:`sysmon_faust.core.rules.load_rules`."""
-    if not Path(raw).is_file():
-        raise SettingsError(f"{variable}={raw!r} is not a file (unset: the default rules)")
-    return Path(raw)
+#: The Sigma rules shipped with the package (``SYSMON_RULES`` unset, or ``default`` in it).
+DEFAULT_RULES: Path = Path(__file__).with_name("core") / "default_rules"
+
+
+def rule_paths(raw: str, variable: str) -> tuple[Path, ...]:
+    """Sigma rule files and folders, comma-separated; ``default``: the shipped rules.
+
+    Each must exist; the rules themselves are checked by
+    :func:`sysmon_faust.core.sigma.ruleset.load` (a bad rule is refused, not fatal).
+    """
+    paths = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        path = DEFAULT_RULES if item == "default" else Path(item)
+        if not path.exists():
+            raise SettingsError(
+                f"{variable}={raw!r}: {item} is neither a file nor a folder "
+                "(Sigma rule files and folders, comma-separated; `default`: the shipped rules)"
+            )
+        paths.append(path)
+    if not paths:
+        raise SettingsError(f"{variable}={raw!r} names no rules (unset: the shipped rules)")
+    return tuple(paths)
 
 
 def upper(raw: str, variable: str) -> str:
@@ -312,10 +331,11 @@ class Settings:
         "have written yet; the join goes on with other records meanwhile (0: never parks)",
         seconds(0, 600),
     )  # fmt: skip
-    rules_path: Path | None = setting(
-        None, "SYSMON_RULES",
-        "path of the detection rules file (YAML or JSON); checked at start, a bad rule stops "
-        "the worker naming the rule and the field", rules_file, default_doc="the shipped rules",
+    rules_paths: tuple[Path, ...] = setting(
+        (DEFAULT_RULES,), "SYSMON_RULES",
+        "Sigma rule files and folders (SigmaHQ's layout), comma-separated; `default` is the "
+        "shipped rules. A rule that cannot be evaluated is refused at start (logged, one line "
+        "each, and counted); the others load", rule_paths, default_doc="`default`",
     )  # fmt: skip
     http_token: str = setting(
         "", "SYSMON_HTTP_TOKEN",
@@ -586,7 +606,7 @@ def _values(parse: Parser) -> str:
         return ", ".join(f"`{option}`" for option in parse.options)
     kinds: dict[Parser, str] = {
         servers: "host:port list", topic: "topic name", app_id: "topic-name characters",
-        path: "path", rules_file: "file", upper: "text", text: "text",
+        path: "path", rule_paths: "files and folders", upper: "text", text: "text",
     }  # fmt: skip
     return kinds.get(parse, "text")
 

@@ -165,10 +165,25 @@ def ancestors(
     return found
 
 
-#: The shipped default rules, restated over file names (not read from
-#: sysmon_faust/core/default_rules.yaml): rule id → (the connecting image must be
-#: one of, or None; one ancestor's image must be one of, or None; and no
-#: ancestor's image may be one of these).
+SHIPPED_RULES = Path(__file__).resolve().parents[1] / "sysmon_faust" / "core" / "default_rules"
+
+
+def shipped_rule_id(name: str) -> str:
+    """The Sigma id of the shipped rule tagged ``sysmon-faust.<name>`` (read with PyYAML)."""
+    import yaml
+
+    for path in sorted(SHIPPED_RULES.glob("*.yml")):
+        rule = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if f"sysmon-faust.{name}" in rule.get("tags", []):
+            return str(rule["id"])
+    raise KeyError(name)
+
+
+#: The shipped default rules, restated over file names (not read from the
+#: Sigma files in sysmon_faust/core/default_rules): rule name (its
+#: ``sysmon-faust.*`` tag) → (the connecting image must be one of, or None;
+#: one ancestor's image must be one of, or None; and no ancestor's image may
+#: be one of these).
 DEFAULT_RULES: dict[str, tuple[set[str] | None, set[str] | None, set[str]]] = {
     "sysmon-wmi-child-network-connect": (None, {"wmiprvse.exe"}, set()),
     "sysmon-psremoting-network-connect": (None, {"wsmprovhost.exe"}, set()),
@@ -205,7 +220,7 @@ def expected_alerts(expected: Expected) -> Counter[tuple[str, tuple[Any, ...]]]:
                 continue
             if above & not_through:
                 continue
-            alerts[(rule_id, network_identity(connect))] += 1
+            alerts[(shipped_rule_id(rule_id), network_identity(connect))] += 1
     return alerts
 
 

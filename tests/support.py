@@ -51,12 +51,13 @@ def rules_test_case(name: str) -> tuple[Any, list[Any]]:
     Detections one per match (a window of 0): the cases count matches.
     """
     from sysmon_faust.cli.rules_test import DEFAULT_DEPTH, DEFAULT_GRACE_S, check_file
-    from sysmon_faust.core.rules import load_rules
+    from sysmon_faust.core.sigma.ruleset import load
+    from sysmon_faust.settings import DEFAULT_RULES
 
     detections: list[Any] = []
     report = check_file(
-        case_file(name), load_rules(), DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH, detections.append,
-        window_ms=0,
+        case_file(name), load([DEFAULT_RULES]), DEFAULT_GRACE_S * 1000, DEFAULT_DEPTH,
+        detections.append, window_ms=0,
     )  # fmt: skip
     return report, detections
 

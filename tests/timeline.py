@@ -12,6 +12,7 @@ from typing import Any
 
 from sysmon_faust.core.normalize import NormalizedEvent, normalize
 from tests.events import guid, winlogbeat
+from tests.reference import shipped_rule_id
 
 T0 = datetime(2019, 3, 19, 19, 32, tzinfo=UTC)
 A, B, C = guid(1), guid(2), guid(3)
@@ -22,7 +23,7 @@ CMD = "C:\\Windows\\System32\\cmd.exe"
 MSBUILD = "C:\\Windows\\Microsoft.NET\\Framework\\v4.0.30319\\MSBuild.exe"
 POWERSHELL = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
 
-WMI_RULE = "sysmon-wmi-child-network-connect"
+WMI_RULE = shipped_rule_id("sysmon-wmi-child-network-connect")
 
 
 def at(seconds: float) -> str:

@@ -36,6 +36,7 @@ from sysmon_faust.core.join.engine import JOINED, UNMATCHED, Output
 from sysmon_faust.core.join.local import LocalJoin
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.normalize import (
+    FIELD_MAPS,
     NETWORK_CONNECT,
     NOT_WINDOWS_EVENT,
     PROCESS_CREATE,
@@ -45,9 +46,10 @@ from sysmon_faust.core.normalize import (
     file_name,
     normalize,
 )
-from sysmon_faust.core.rules import Rule, RuleError, load_rules
 from sysmon_faust.core.shapes import LOOKED_FOR
-from sysmon_faust.settings import Settings, SettingsError
+from sysmon_faust.core.sigma import ruleset
+from sysmon_faust.core.sigma.ruleset import RuleLoadError, RuleSet, SigmaRule
+from sysmon_faust.settings import DEFAULT_RULES, Settings, SettingsError
 
 #: The worker's defaults; the environment's settings are read, as the
 #: worker's are, by sysmon_faust.settings (which builds no app).
@@ -58,7 +60,7 @@ MAX_WINDOW_S: Final = 7 * 86400  # as SYSMON_ALERT_WINDOW allows
 MAX_GRACE_S: Final = 7 * 86400  # as SYSMON_JOIN_GRACE allows
 MAX_DEPTH: Final = 64
 
-_RULES_HINT: Final = "fix the rule or point --rules / SYSMON_RULES at another file"
+_RULES_HINT: Final = "point --rules / SYSMON_RULES at Sigma rule files or folders"
 _PROGRESS_EVERY: Final = 5000  # events between two progress updates on a terminal
 
 
@@ -74,7 +76,7 @@ class FileReport:
     #: Sysmon events of any id, invalid ones aside (the "Sysmon" column of
     #: ../shared/datasets/README.md).
     sysmon: int = 0
-    #: Sysmon 1, 3 and 5: the events the pipeline handles.
+    #: Sysmon 1, 3 and 5, and the other ids some rule is about: what the join handles.
     handled: int = 0
     filtered: int = 0
     #: Records of no Windows event shape (sysmon_faust.core.shapes.LOOKED_FOR), among ``filtered``.
@@ -121,7 +123,7 @@ class Detection:
     """
 
     file: str
-    rule: Rule
+    rule: SigmaRule
     alert: Row
     written: bool = True
     closes_group: bool = True
@@ -133,7 +135,7 @@ OnProgress = Callable[[int], None]
 
 def check_file(
     path: Path,
-    rules: Sequence[Rule],
+    rules: RuleSet,
     grace_ms: int,
     depth: int,
     on_detection: OnDetection,
@@ -151,12 +153,15 @@ def check_file(
     """
     report = FileReport(str(path))
     join = LocalJoin.with_defaults(rules, grace_ms, depth, window_ms)
-    by_id = {rule.rule_id: rule for rule in rules}
+    by_id = {rule.rule_id: rule for rule in rules.rules}
+    # The worker's intake also drops the events of these ids that no rule
+    # matches (sysmon_faust.stream.detections); the engine finds the same.
+    other_event_ids = rules.event_ids() - set(FIELD_MAPS)
     for raw in read_records(path, on_note):
         report.events += 1
         if on_progress is not None and report.events % _PROGRESS_EVERY == 0:
             on_progress(report.events)
-        outcome = normalize(raw)
+        outcome = normalize(raw, other_event_ids)
         if isinstance(outcome, Invalid):
             report.invalid += 1
         elif isinstance(outcome, Filtered):
@@ -182,7 +187,7 @@ def _count_event(report: FileReport, event: NormalizedEvent) -> None:
 def _settle(
     report: FileReport,
     made: list[Output],
-    rules: Mapping[str, Rule],
+    rules: Mapping[str, SigmaRule],
     on_detection: OnDetection,
 ) -> None:
     """Count what an event (or the end of the file) made; hand out the alert records."""
@@ -203,25 +208,46 @@ def _settle(
 
 
 def alert_line(detection: Detection) -> str:
-    """One alert for a reader: file, rule, when, where, which process, to where, its ancestry."""
-    event = detection.alert["event"]
+    """One alert for a reader: file, rule (title, author), when, where, which process, on what,
+    its ancestry. The author is shown as the Detection Rule License asks."""
+    alert = detection.alert
+    event = alert["event"]
     rule = detection.rule
     ancestors = [
         file_name(ancestor.get("process_path")) or "?"
         for ancestor in event.get("process_ancestry") or []
     ]
+    on_what = (
+        _destinations(alert)
+        if alert.get("event_id", NETWORK_CONNECT) == NETWORK_CONNECT
+        else _target(event)
+    )
     return "  ".join(
         (
             Path(detection.file).name,
-            rule.rule_id,
-            f"{rule.attack_technique} {rule.severity}",
+            f"{rule.title} ({rule.rule_id}, by {rule.author or 'unknown'})",
+            f"{rule.attack_technique or '-'} {rule.level}",
             event.get("event_date_creation") or "?",
             event.get("host_name") or "?",
-            f"{event.get('process_name') or '?'} {event.get('process_guid')} -> "
-            + _destinations(detection.alert),
+            f"{event.get('process_name') or '?'} {event.get('process_guid')} -> {on_what}",
             "ancestry: " + (" < ".join(ancestors) or "-"),
         )
     )
+
+
+#: What an event other than a connect was about, for the alert line: its first of these.
+_TARGETS: Final = (
+    "TargetObject", "TargetFilename", "ImageLoaded", "TargetImage", "QueryName", "PipeName",
+    "CommandLine", "Destination", "Device",
+)  # fmt: skip
+
+
+def _target(event: Row) -> str:
+    data = event.get("event_data") or {}
+    for name in _TARGETS:
+        if data.get(name):
+            return f"{name} {data[name]}"
+    return event.get("process_command_line") or event.get("process_path") or "?"
 
 
 def _destinations(alert: Row) -> str:
@@ -250,20 +276,28 @@ def json_line(detection: Detection) -> str:
             "file": detection.file,
             "rule_id": detection.rule.rule_id,
             "attack_technique": detection.rule.attack_technique,
-            "severity": detection.rule.severity,
+            "severity": detection.rule.level,
             "process_guid": detection.alert["event"].get("process_guid"),
             "alert": detection.alert,
         }
     ).decode()
 
 
-def summary_lines(report: FileReport, title: str) -> list[str]:
-    """A file's (or the total's) counts, a few indented lines under ``title``."""
+def summary_lines(
+    report: FileReport, title: str, names: Mapping[str, str] | None = None
+) -> list[str]:
+    """A file's (or the total's) counts, a few indented lines under ``title``.
+
+    ``names``: rule id → what to call it (its title); the id otherwise.
+    """
+    names = names or {}
     reasons = ", ".join(f"{reason} {count}" for reason, count in report.unmatched.most_common())
-    rules = ", ".join(f"{rule_id} {count}" for rule_id, count in report.alerts.most_common())
+    rules = "; ".join(
+        f"{names.get(rule_id, rule_id)}: {count}" for rule_id, count in report.alerts.most_common()
+    )
     return [
         title,
-        f"  events {report.events}: Sysmon {report.sysmon} (1/3/5: {report.handled}), "
+        f"  events {report.events}: Sysmon {report.sysmon} (to the join: {report.handled}), "
         f"filtered {report.filtered}, invalid {report.invalid}",
         f"  creations {report.creates}; connects {report.connects}: joined {report.joined}, "
         f"unmatched {report.unmatched.total()}" + (f" ({reasons})" if reasons else ""),
@@ -335,15 +369,18 @@ With --json stdout holds only JSON lines, one per alert
 ({"file", "rule_id", "attack_technique", "severity", "process_guid", "alert"}
 where "alert" is the sysmon-alerts record); the counts go to stderr.
 
-exit status: 0 when it ran (whether or not a rule fired); 2 for a bad rules
-file, a missing or unreadable input file, or bad options.
+Rules are Sigma (--rules, as many as needed: files and folders); a rule
+that cannot be evaluated is refused with a note on stderr and the others run.
+
+exit status: 0 when it ran (whether or not a rule fired); 2 for a missing
+rules path, a missing or unreadable input file, or bad options.
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
     files: list[Path]
-    rules: Path | None
+    rules: tuple[Path, ...]
     grace_ms: int
     depth: int
     json: bool
@@ -372,8 +409,9 @@ def _parser(prog: str) -> _Parser:
         help=".json, .jsonl, .gz, .evtx recordings, or .tar.gz/.tgz/.tar.bz2/.zip archives of them",
     )  # fmt: skip
     parser.add_argument(
-        "--rules", type=Path, metavar="PATH",
-        help="rules file (default: SYSMON_RULES if set, else the shipped default rules)",
+        "--rules", type=Path, metavar="PATH", action="append",
+        help="Sigma rule file or folder, repeatable; `default`: the shipped rules (default: "
+        "SYSMON_RULES if set, else the shipped rules)",
     )  # fmt: skip
     parser.add_argument(
         "--grace", metavar="SECONDS",
@@ -404,7 +442,11 @@ def parse_options(argv: Sequence[str], prog: str) -> Options:
         settings = Settings.from_env()  # the defaults: what a worker here would use
     except SettingsError as error:
         raise UsageError(f"bad setting: {error}") from None
-    rules = args.rules if args.rules is not None else settings.rules_path
+    rules = (
+        tuple(DEFAULT_RULES if str(path) == "default" else path for path in args.rules)
+        if args.rules
+        else settings.rules_paths
+    )
     grace_s = (
         int(settings.join_grace)
         if args.grace is None
@@ -436,17 +478,20 @@ def _check_readable(files: Iterable[Path]) -> None:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _load(path: Path | None) -> tuple[Rule, ...]:
+def load_rules(paths: Sequence[Path], err: TextIO) -> RuleSet:
+    """The rules of ``paths``, a note on ``err`` per refused one; raises :class:`UsageError`."""
     try:
-        return load_rules(path)
-    except RuleError as exc:
-        # The message names the file, the rule and the field (a missing file too).
+        rules = ruleset.load(paths)
+    except RuleLoadError as exc:
         raise UsageError(f"{exc}; {_RULES_HINT}") from None
+    for refused in rules.refused:
+        print(f"note: Sigma rule refused: {refused.line()}", file=err, flush=True)
+    return rules
 
 
 def run(options: Options, out: TextIO, err: TextIO) -> None:
     """Check every file, printing alerts and counts; raises RecordingError/UsageError."""
-    rules = _load(options.rules)
+    rules = load_rules(options.rules, err)
     _check_readable(options.files)
     counts_out = err if options.json else out
     render = json_line if options.json else alert_line
@@ -463,6 +508,7 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
         progress.clear()
         print(f"note: {text}", file=err, flush=True)
 
+    names = {rule.rule_id: rule.title for rule in rules.rules}
     total = FileReport("total")
     for path in options.files:
         on_progress = progress.start(path.name)
@@ -472,13 +518,16 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
         )  # fmt: skip
         progress.clear()
         total.add(report)
-        print("\n".join(summary_lines(report, f"== {path}")), file=counts_out, flush=True)
+        print("\n".join(summary_lines(report, f"== {path}", names)), file=counts_out, flush=True)
     title = f"== total: {len(options.files)} file(s), {len(rules)} rule(s)"
-    print("\n".join(summary_lines(total, title)), file=counts_out, flush=True)
+    print("\n".join(summary_lines(total, title, names)), file=counts_out, flush=True)
 
 
 def _usage(prog: str) -> str:
-    return f"usage: {prog} test FILE... [--rules PATH] [--grace SECONDS] [--depth N] [--json]"
+    return (
+        f"usage: {prog} test FILE... [--rules PATH]... [--grace SECONDS] [--depth N] [--json]"
+        f"\n       {prog} check PATH... [--list]"
+    )
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "rules") -> int:
@@ -487,9 +536,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "rules") -> int:
     if not args or args[0] in ("-h", "--help"):
         print(_usage(prog), file=sys.stderr)
         print(
-            "\n  test    run the rules over recordings offline; see 'test --help'", file=sys.stderr
+            "\n  test    run the rules over recordings offline; see 'test --help'"
+            "\n  check   which Sigma rules load, by category, and why the others do not",
+            file=sys.stderr,
         )
         return 0 if args else 2
+    if args[0] == "check":
+        from sysmon_faust.cli import rules_check
+
+        return rules_check.main(args[1:], f"{prog} check")
     if args[0] != "test":
         print(f"{prog}: unknown subcommand {args[0]!r}; {_usage(prog)}", file=sys.stderr)
         return 2

@@ -135,20 +135,37 @@ class EnrichedNetworkConnect(NetworkConnect):
 
 @dataclass
 class Alert(_Record):
-    """A detection on an enriched event (``sysmon-alerts``)."""
+    """A Sigma rule's detection on an event with its process context (``sysmon-alerts``).
+
+    ``rule_id`` is the Sigma rule's id, ``rule_name`` its title, ``severity``
+    its level (informational, low, medium, high, critical),
+    ``attack_technique`` its first ``attack.tNNNN`` tag (``None`` without
+    one); ``event`` the matched event: a ``sysmon-join`` record for a
+    connect, an event with its ``process`` and ``process_ancestry`` otherwise
+    (sysmon_faust.core.join.semantics.enrich_event).
+    """
 
     rule_id: str
     rule_name: str
-    attack_technique: str
+    attack_technique: str | None
     severity: str
     detected_at: str
-    event: EnrichedNetworkConnect
+    event: dict[str, Any]
     #: The rule's matches on this process within SYSMON_ALERT_WINDOW
     #: (sysmon_faust.core.alert_groups): ``state`` (open: the first match, more
     #: may come; closed: the final count), ``count``, ``first_seen``,
     #: ``last_seen``, ``destinations``, ``destinations_not_listed``,
     #: ``window_seconds``.
     alert_group: dict[str, Any] | None = None
+    rule_status: str | None = None
+    rule_tags: list[str] | None = None
+    #: Kept as the Detection Rule License asks.
+    rule_author: str | None = None
+    rule_references: list[str] | None = None
+    #: The Sigma logsource category the event was matched as (``network_connection``...).
+    logsource_category: str | None = None
+    #: The matched event's Sysmon event id.
+    event_id: int | None = None
 
 
 @dataclass

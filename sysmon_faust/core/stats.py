@@ -58,6 +58,14 @@ class PipelineStats:
     process_creates: int = 0
     network_connects: int = 0
     process_terminates: int = 0
+    #: Sigma rules of SYSMON_RULES loaded, and refused (sysmon_faust.core.sigma).
+    sigma_rules_loaded: int = 0
+    sigma_rules_refused: int = 0
+    #: Sysmon events of other ids handled by the join agent (for their rules).
+    other_events: int = 0
+    #: Events whose rules on process context were not tried: their process
+    #: never came within the grace, or the grace buffer was full.
+    context_rules_skipped: int = 0
     #: Terminations of processes the table does not hold.
     terminated_unknown: int = 0
     #: Connects waiting in the grace buffer of this worker's partitions, and
@@ -120,7 +128,14 @@ class PipelineStats:
             "rows_expired_after_ttl": self.rows_expired_after_ttl,
             # Events the join agent has handled: equal to ``normalized`` (summed
             # over workers) once the join has caught up with the intake.
-            "join_handled": self.process_creates + self.network_connects + self.process_terminates,
+            "join_handled": self.process_creates
+            + self.network_connects
+            + self.process_terminates
+            + self.other_events,
+            "other_events": self.other_events,
+            "sigma_rules_loaded": self.sigma_rules_loaded,
+            "sigma_rules_refused": self.sigma_rules_refused,
+            "context_rules_skipped": self.context_rules_skipped,
             "joined": self.joined,
             "unmatched": self.unmatched,
             "dead_lettered": self.dead_lettered,

@@ -53,14 +53,14 @@ from faust import StreamT
 from faust.types import EventT
 
 from sysmon_faust.compat import faust_fixes
-from sysmon_faust.core import deadletter, rules
+from sysmon_faust.core import deadletter
 from sysmon_faust.core.clock import record_timestamp_ms
 from sysmon_faust.core.join import grace
 from sysmon_faust.core.join.engine import ALERTS, JOINED, UNMATCHED, JoinEngine, Limits, Output
 from sysmon_faust.core.join.state import JoinState, Lifetimes
 from sysmon_faust.core.rekey import decode_batch
 from sysmon_faust.core.stats import stats
-from sysmon_faust.stream import faults, ticks, transactions
+from sysmon_faust.stream import detections, faults, ticks, transactions
 from sysmon_faust.stream.store import RocksDBTable
 from sysmon_faust.stream.topology import (
     app,
@@ -74,11 +74,7 @@ from sysmon_faust.stream.topology import (
 
 log = logging.getLogger(__name__)
 
-#: The detection rules. A bad rule raises RuleError here, which the worker's
-#: entry point (sysmon_faust.__getattr__) reports in one line naming the
-#: rule and the field: the worker must not start without the detections it
-#: was given.
-RULES = rules.load_rules(settings.rules_path)
+RULES = detections.RULES
 
 EXACTLY_ONCE = settings.processing_guarantee == transactions.EXACTLY_ONCE
 outputs = transactions.Outputs(app, settings.topic_by_guid, EXACTLY_ONCE)

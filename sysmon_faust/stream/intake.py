@@ -61,6 +61,7 @@ from sysmon_faust.core import ancestry, deadletter
 from sysmon_faust.core.alignment import InStep
 from sysmon_faust.core.clock import record_timestamp_ms
 from sysmon_faust.core.normalize import (
+    FIELD_MAPS,
     NETWORK_CONNECT,
     PROCESS_CREATE,
     Filtered,
@@ -76,8 +77,9 @@ from sysmon_faust.core.rekey import (
     kafka_partitioner,
     key_partition,
 )
+from sysmon_faust.core.sigma.fields import EVENT_DATA
 from sysmon_faust.core.stats import stats
-from sysmon_faust.stream import faults, transactions
+from sysmon_faust.stream import detections, faults, transactions
 from sysmon_faust.stream.topology import MAX_RECORD_BYTES, app, settings
 from sysmon_faust.stream.topology import tree_replica as tree_copy
 
@@ -384,10 +386,17 @@ class Intake(Service):
                 await self._dead_letter(message, "value is null (a tombstone), not an event")
             )
             return None
-        outcome = normalize(raw)
+        outcome = normalize(raw, detections.OTHER_EVENT_IDS)
         if isinstance(outcome, Invalid):
             acks.append(await self._dead_letter(message, outcome.error))
             return None
+        if (
+            isinstance(outcome, NormalizedEvent)
+            and outcome.event_id not in FIELD_MAPS
+            and not detections.keep(outcome)
+        ):
+            # No rule wants it: dropped here, as the ids no rule is about are.
+            outcome = Filtered(f"sysmon_event_{outcome.event_id}", outcome.event_id)
         if isinstance(outcome, Filtered):
             stats.filtered += 1
             stats.filtered_by_reason[outcome.reason] += 1
@@ -428,7 +437,10 @@ class Intake(Service):
             if key is not None
             else message.partition % settings.partitions
         )
-        rekeyed.add(partition, orjson.dumps(bookkeeping | outcome.fields))
+        event = bookkeeping | outcome.fields
+        if outcome.event_data:
+            event[EVENT_DATA] = outcome.event_data  # for the rules; not in the derived topics
+        rekeyed.add(partition, orjson.dumps(event))
         if derived is None:
             return []
         acks = []

@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
+from tests.reference import shipped_rule_id
 from tests.support import WorkerProcess, create_topic, free_port, read_topic
 
 pytestmark = pytest.mark.integration
 
 RECORDING = "empire_invoke_wmi_2019-03-19152813.jsonl.gz"
-WMI = "sysmon-wmi-child-network-connect"
+WMI = shipped_rule_id("sysmon-wmi-child-network-connect")
 WINDOW = "215"  # the 33 matches span 211.4 s
 
 

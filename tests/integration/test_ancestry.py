@@ -22,13 +22,14 @@ import pytest
 from sysmon_faust.core.rekey import key_partition
 from tests.events import winlogbeat
 from tests.integration.test_scale_out import start_group, wait_settled
+from tests.reference import shipped_rule_id
 from tests.support import WorkerProcess, create_topic, produce, read_topic
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
-WMI_RULE = "sysmon-wmi-child-network-connect"
-MSBUILD_RULE = "sysmon-msbuild-network-connect"
+WMI_RULE = shipped_rule_id("sysmon-wmi-child-network-connect")
+MSBUILD_RULE = shipped_rule_id("sysmon-msbuild-network-connect")
 SVCHOST = "C:\\Windows\\System32\\svchost.exe"
 WMIPRVSE = "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe"
 CMD = "C:\\Windows\\System32\\cmd.exe"

@@ -24,6 +24,7 @@ from tests.reference import (
     network_identity,
     output_identity,
     readme_counts,
+    shipped_rule_id,
     sysmon_value,
 )
 from tests.support import Record, WorkerProcess, read_topic, run_recording
@@ -69,7 +70,7 @@ def test_recording_joins_like_the_reference(
     assert len(unmatched) == len(expected.unmatched) == counts["unmatched"]
     wanted_alerts = expected_alerts(expected)
     assert len(alerts) == wanted_alerts.total()
-    wmi_rule = "sysmon-wmi-child-network-connect"
+    wmi_rule = shipped_rule_id("sysmon-wmi-child-network-connect")
     # The WMI rule looks at every ancestor; in these recordings that finds
     # exactly the README's WmiPrvSE-parent connects.
     assert sum(n for (rule, _), n in wanted_alerts.items() if rule == wmi_rule) == counts["alerts"]

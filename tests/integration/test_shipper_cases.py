@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.reference import shipped_rule_id
 from tests.support import WorkerProcess, case_file, metric_value, read_topic, run_recording
 
 pytestmark = pytest.mark.integration
@@ -102,7 +103,7 @@ def test_module_processed_events_join_and_fire_the_wmi_rule(
         2, 3, 0
     )  # fmt: skip
     assert stats["joined"] == 1
-    assert stats["alerts_by_rule"] == {"sysmon-wmi-child-network-connect": 1}
+    assert stats["alerts_by_rule"] == {shipped_rule_id("sysmon-wmi-child-network-connect"): 1}
     assert record["process_guid"] == "{42f11c3b-ce10-5c8f-0000-0010aa552a00}"
     assert record["parent_process_path"] == "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe"
     assert ancestor_names(record) == ["WmiPrvSE.exe", "svchost.exe"]

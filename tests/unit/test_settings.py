@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sysmon_faust.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError, docs_table
+from sysmon_faust.settings import (
+    DEFAULT_RULES,
+    ENVIRONMENT_VARIABLES,
+    Settings,
+    SettingsError,
+    docs_table,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +55,11 @@ def test_environment_overrides() -> None:
     assert settings.processing_guarantee == "exactly_once"
     assert settings.topic_by_guid == "hunt-events-by-process-guid"
     assert settings.topic_process_tree == "hunt-process-tree"
-    assert (settings.ancestry_depth, settings.ancestry_wait, settings.rules_path) == (4, 5.0, None)
+    assert (settings.ancestry_depth, settings.ancestry_wait, settings.rules_paths) == (
+        4,
+        5.0,
+        (DEFAULT_RULES,),
+    )
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ Stream time orders every deadline (:mod:`expiry`). Pure: I/O is the caller's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -42,12 +42,20 @@ from sysmon_faust.core import alert_groups, guid_time
 from sysmon_faust.core.ancestry import Walk
 from sysmon_faust.core.clock import utc_now_iso
 from sysmon_faust.core.join import grace, parking
-from sysmon_faust.core.join.semantics import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row, enrich
+from sysmon_faust.core.join.semantics import (
+    NO_PROCESS_GUID,
+    PROCESS_UNKNOWN,
+    Row,
+    enrich,
+    enrich_event,
+)
 from sysmon_faust.core.join.semantics import unmatched as unmatched_record
 from sysmon_faust.core.join.state import JoinState
 from sysmon_faust.core.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
 from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, RECEIVED_FIELD, TICK
-from sysmon_faust.core.rules import Rule, alert_record, matching_rules
+from sysmon_faust.core.sigma import fields as sigma_fields
+from sysmon_faust.core.sigma.alerts import alert_record
+from sysmon_faust.core.sigma.ruleset import RuleSet, SigmaRule
 from sysmon_faust.core.stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,11 @@ ALERTS: Final = "alerts"
 
 #: Stream time that is later than every deadline: the end of a recording.
 END_OF_TIME: Final = 2**62
+
+#: Marks an event (kept while it waits for its process) whose rules on the
+#: event alone already ran when it arrived: when it joins, only the rules
+#: that use process context are left. Never in a written record.
+_ARRIVAL_RULES_DONE: Final = "_arrival_rules_done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +130,7 @@ class JoinEngine:
 
     state: JoinState
     tree: Tree
-    rules: Sequence[Rule]
+    rules: RuleSet
     limits: Limits = field(default_factory=Limits)
     stats: PipelineStats = field(default_factory=PipelineStats)
     #: When an alert was detected (ISO 8601 UTC): the wall clock.
@@ -157,7 +170,15 @@ class JoinEngine:
             key = fields["process_guid"].encode()
             self.state.put_row(partition, key, fields, stream_time)
             self.stats.process_creates += 1
+            self._detect(out, PROCESS_CREATE, fields, fields, event_time_ms, partition, wall_ms)
             for waited in self.state.release(fields["process_guid"], partition):
+                waited_id = waited.connect.pop(EVENT_ID_FIELD, NETWORK_CONNECT)
+                if waited_id != NETWORK_CONNECT:
+                    # Another kind of event, kept for its rules that use process context.
+                    waited.connect.pop(_ARRIVAL_RULES_DONE, None)
+                    self._detect(out, waited_id, waited.connect, fields, waited.event_time_ms,
+                                 partition, wall_ms, context=True)  # fmt: skip
+                    continue
                 self.stats.network_connects_released += 1
                 self._join(
                     out, waited.connect, fields, waited.event_time_ms, None, partition,
@@ -170,13 +191,86 @@ class JoinEngine:
             # The row stays for the retention: connects logged after the
             # process ended (or read after its end) still join.
             ended_at = fields["event_date_creation"]
+            stored = self.state.row(partition, key)
             if not self.state.mark_terminated(partition, key, ended_at, stream_time):
                 self.stats.terminated_unknown += 1  # it started before the pipeline saw it
+            process = orjson.loads(stored) if stored is not None else None
+            self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms,
+                         context=None if process is not None else False)  # fmt: skip
             return out
-        if event_id != NETWORK_CONNECT:
+        if event_id == NETWORK_CONNECT:
+            self._connect(out, fields, event_time_ms, received, partition, position, wall_ms)
+        elif isinstance(event_id, int) and 0 < event_id < 65536:
+            self._other_event(out, event_id, fields, event_time_ms, partition, position, wall_ms)
+        else:
             raise ValueError(f"unexpected event id {event_id!r}")
-        self._connect(out, fields, event_time_ms, received, partition, position, wall_ms)
         return out
+
+    def _other_event(
+        self, out: list[Output], event_id: int, fields: Row, event_time_ms: int,
+        partition: int, position: tuple[int, int], wall_ms: int,
+    ) -> None:  # fmt: skip
+        """A Sysmon event other than 1/3/5: its rules, with its process's context if known.
+
+        Rules on the event alone fire at once; those that use context wait
+        for the process's creation like a connect (the grace), and are not
+        tried when it does not come.
+        """
+        self.stats.other_events += 1
+        guid: str | None = fields.get("process_guid")
+        stored = self.state.row(partition, guid.encode()) if guid is not None else None
+        if stored is not None:
+            process = orjson.loads(stored)
+            self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms)
+            return
+        self._detect(out, event_id, fields, None, event_time_ms, partition, wall_ms, context=False)
+        grace_ms = self.state.lifetimes.grace.grace_ms
+        if guid is None or not grace_ms or not self.rules.needs_context(event_id):
+            return
+        if not grace.creation_may_still_come(
+            self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
+        ):
+            return
+        waiting = dict(fields)
+        waiting[EVENT_ID_FIELD] = event_id
+        waiting[_ARRIVAL_RULES_DONE] = True
+        stream_time = self.state.stream_time(partition, wall_ms)
+        if not self.state.wait(waiting, event_time_ms, position, partition, stream_time):
+            self.stats.context_rules_skipped += 1
+
+    def _detect(
+        self, out: list[Output], event_id: int, fields: Row, process: Row | None,
+        event_time_ms: int, partition: int, wall_ms: int, *, context: bool | None = None,
+        ancestors: list[Row] | None = None, alert_event: Row | None = None,
+    ) -> None:  # fmt: skip
+        """The rules of ``event_id`` on one event, with its process (or None): alert on matches.
+
+        ``context``: only the rules that use process context (True), only the
+        others (False), all (None). ``ancestors``: the ancestry if walked
+        already; ``alert_event``: the event as alerts carry it (default:
+        :func:`enrich_event`).
+        """
+        rules = self.rules
+        if not rules.covers(event_id):
+            return
+        view = sigma_fields.event_fields(event_id, fields)
+        if process is not None:
+            if ancestors is None:
+                ancestors = (
+                    self.tree.walk(process, self.limits.ancestry_depth).ancestors
+                    if rules.needs_context(event_id)
+                    else []
+                )
+            view = sigma_fields.with_context(view, process, ancestors)
+        matched = rules.match(event_id, view, sigma_fields.lowered(view), context)
+        if not matched:
+            return
+        if alert_event is None:
+            alert_event = enrich_event(event_id, fields, process, ancestors or [])
+        for rule in matched:
+            self.stats.alert_matches += 1
+            self.stats.alerts_by_rule[rule.rule_id] += 1
+            self._alert(out, rule, event_id, alert_event, event_time_ms, partition, wall_ms)
 
     def _connect(
         self, out: list[Output], fields: Row, event_time_ms: int, received: float | None,
@@ -185,6 +279,8 @@ class JoinEngine:
         self.stats.network_connects += 1
         guid: str | None = fields.get("process_guid")
         if guid is None:
+            self._detect(out, NETWORK_CONNECT, fields, None, event_time_ms, partition, wall_ms,
+                         context=False, alert_event=enrich(fields, {}, []))  # fmt: skip
             self._unmatched(out, fields, None, NO_PROCESS_GUID, event_time_ms)
             return
         key = guid.encode()
@@ -196,7 +292,12 @@ class JoinEngine:
                 out, fields, orjson.loads(stored), event_time_ms, received, partition,
                 position, wall_ms,
             )  # fmt: skip
-        elif not grace_ms:
+            return
+        # Its process is unknown now: the rules on the connect alone fire as it arrives.
+        self._detect(out, NETWORK_CONNECT, fields, None, event_time_ms, partition, wall_ms,
+                     context=False, alert_event=enrich(fields, {}, []))  # fmt: skip
+        fields[_ARRIVAL_RULES_DONE] = True
+        if not grace_ms:
             self._unmatched(out, fields, key, PROCESS_UNKNOWN, event_time_ms)
         elif not grace.creation_may_still_come(
             self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
@@ -272,23 +373,24 @@ class JoinEngine:
         self.stats.event_age.observe(max(now - timestamp, 0.0))
         if received is not None:
             self.stats.processing_latency.observe(max(now - received, 0.0))
-        for rule in matching_rules(enriched, self.rules):
-            self.stats.alert_matches += 1
-            self.stats.alerts_by_rule[rule.rule_id] += 1
-            self._alert(out, rule, enriched, event_time_ms, partition, wall_ms)
+        arrival_done = connect.pop(_ARRIVAL_RULES_DONE, False)
+        self._detect(out, NETWORK_CONNECT, connect, process, event_time_ms, partition, wall_ms,
+                     context=True if arrival_done else None, ancestors=ancestors,
+                     alert_event=enriched)  # fmt: skip
 
     def _alert(
-        self, out: list[Output], rule: Rule, enriched: Row, event_time_ms: int,
-        partition: int, wall_ms: int,
+        self, out: list[Output], rule: SigmaRule, event_id: int, enriched: Row,
+        event_time_ms: int, partition: int, wall_ms: int,
     ) -> None:  # fmt: skip
         """Alert on a match at once, or count it into its rule's open group on the process.
 
         The group's update goes out when its window closes (:meth:`after_record`).
+        An event without a process identity alerts on its own.
         """
-        guid = enriched["process_guid"]
-        window_ms = self.limits.alert_window_ms
+        guid = enriched.get("process_guid")
+        window_ms = self.limits.alert_window_ms if guid is not None else 0
         stream_time = self.state.stream_time(partition, wall_ms, event_time_ms)
-        if window_ms:
+        if window_ms and guid is not None:
             found = self.state.open_alert_group(partition, rule.rule_id, guid, stream_time)
             if found is not None:
                 group_key, group = found
@@ -296,12 +398,13 @@ class JoinEngine:
                 self.state.keep_alert_group(partition, group, group_key)
                 self.stats.alert_matches_grouped += 1
                 return
-        alert = alert_record(rule, enriched, self.now_iso())
+        alert = alert_record(rule, event_id, enriched, self.now_iso())
         group = alert_groups.open_group(alert, event_time_ms, stream_time, window_ms)
         if window_ms:
             self.state.keep_alert_group(partition, group)
         first = alert_groups.first_alert_record(group)
-        out.append(Output(ALERTS, guid.encode(), first, event_time_ms / 1000))
+        key = guid.encode() if guid is not None else None
+        out.append(Output(ALERTS, key, first, event_time_ms / 1000))
         self.stats.alerts += 1
 
     def _unmatched(
@@ -379,6 +482,12 @@ class JoinEngine:
         self.stats.rows_expired_after_termination += expired.rows_after_termination
         self.stats.rows_expired_after_ttl += expired.rows_after_ttl
         for waited in expired.connects:
+            if waited.connect.get(EVENT_ID_FIELD, NETWORK_CONNECT) != NETWORK_CONNECT:
+                # Another kind of event whose process never came: its rules on
+                # the event alone ran when it arrived; those on context cannot.
+                self.stats.context_rules_skipped += 1
+                continue
+            waited.connect.pop(_ARRIVAL_RULES_DONE, None)
             key = waited.connect["process_guid"].encode()
             self._unmatched(out, waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms)
         for group in expired.alert_groups:

@@ -21,7 +21,6 @@ through the same :class:`~sysmon_faust.core.join.engine.JoinEngine` over an
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sysmon_faust.core.ancestry import Walk, ancestry, encode_link
@@ -32,7 +31,8 @@ from sysmon_faust.core.join.state import JoinState, Lifetimes
 from sysmon_faust.core.join.store import InMemoryStore
 from sysmon_faust.core.normalize import PROCESS_CREATE, NormalizedEvent
 from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD
-from sysmon_faust.core.rules import Rule
+from sysmon_faust.core.sigma.fields import EVENT_DATA
+from sysmon_faust.core.sigma.ruleset import RuleSet
 from sysmon_faust.core.stats import PipelineStats
 
 #: The partition a recording is joined in.
@@ -68,7 +68,7 @@ class LocalJoin:
     """
 
     def __init__(
-        self, rules: Sequence[Rule], lifetimes: Lifetimes, limits: Limits,
+        self, rules: RuleSet, lifetimes: Lifetimes, limits: Limits,
         stats: PipelineStats | None = None,
     ) -> None:  # fmt: skip
         self.tree = InMemoryTree()
@@ -81,7 +81,7 @@ class LocalJoin:
 
     @classmethod
     def with_defaults(
-        cls, rules: Sequence[Rule], grace_ms: int, depth: int, window_ms: int,
+        cls, rules: RuleSet, grace_ms: int, depth: int, window_ms: int,
         retention_ms: int = 3600_000, ttl_ms: int = 7 * 86400_000,
     ) -> LocalJoin:  # fmt: skip
         """With the worker's limits but for the grace, the ancestry depth and the alert window."""
@@ -101,9 +101,11 @@ class LocalJoin:
         """One event, read next in the file: what it made, and what fell due after it."""
         if event.event_id == PROCESS_CREATE and event.process_guid is not None:
             self.tree.record(event.fields)  # before the events after it, as the intake does
-        fields = {EVENT_ID_FIELD: event.event_id, EVENT_TIME_FIELD: event.timestamp_ms}
+        fields: Row = {EVENT_ID_FIELD: event.event_id, EVENT_TIME_FIELD: event.timestamp_ms}
+        fields |= event.fields
+        fields[EVENT_DATA] = event.event_data  # as the intake writes it (rekey)
         self._read += 1
-        made = self.engine.handle(fields | event.fields, PARTITION, (self._read, 0), self._wall_ms)
+        made = self.engine.handle(fields, PARTITION, (self._read, 0), self._wall_ms)
         made += self.engine.after_record(PARTITION, self._wall_ms)
         self._settle()
         return made

@@ -17,7 +17,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sysmon_faust.core.records import EnrichedNetworkConnect, NetworkConnect, record_fields
+from sysmon_faust.core.records import (
+    EnrichedNetworkConnect,
+    NetworkConnect,
+    ProcessCreate,
+    record_fields,
+)
 
 #: One record's fields by name: a ProcessCreate row, a NetworkConnect, ...
 Row = dict[str, Any]
@@ -48,6 +53,26 @@ def enrich(connect: Row, process: Row, ancestry: list[Row]) -> Row:
         joined[name] = process.get(name)
     joined["process_ancestry"] = ancestry
     return joined
+
+
+#: The creation fields an enriched event of another kind gets from its process.
+_CREATION_SIDE: Final = tuple(
+    name for name in record_fields(ProcessCreate) if name not in ("event_date_creation",)
+)
+
+
+def enrich_event(event_id: int, event: Row, process: Row | None, ancestry: list[Row]) -> Row:
+    """Any Sysmon event with its process: the event's own fields (HELK names and
+    ``event_data``), ``event_id``, then its process's creation fields under
+    ``process`` and the ancestry, nearest first (``None`` and ``[]`` when the
+    process is unknown)."""
+    enriched = dict(event)
+    enriched["event_id"] = event_id
+    enriched["process"] = (
+        {name: process.get(name) for name in _CREATION_SIDE} if process is not None else None
+    )
+    enriched["process_ancestry"] = ancestry
+    return enriched
 
 
 def unmatched(connect: Row, reason: str) -> Row:

@@ -173,6 +173,10 @@ class RuleSet:
         """The Sysmon event ids some rule is about."""
         return frozenset(self._groups)
 
+    def covers(self, event_id: int) -> bool:
+        """Whether some rule is about ``event_id``."""
+        return event_id in self._groups
+
     def needs_context(self, event_id: int) -> bool:
         """Whether a rule on ``event_id`` names a field only the event's process gives."""
         return self._context.get(event_id, False)

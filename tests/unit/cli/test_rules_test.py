@@ -11,27 +11,10 @@ import pytest
 
 from sysmon_faust.cli import rules_test
 from sysmon_faust.core.normalize import ZERO_GUID
-from sysmon_faust.core.rules import alert_record, load_rules
 from tests.events import guid
 from tests.timeline import POWERSHELL, WMI_RULE, WMIPRVSE, A, connect, create, hop
 
 W = guid(0x11)
-
-
-# --- the alert record -------------------------------------------------------------------
-
-
-def test_alert_record_is_the_sysmon_alerts_record() -> None:
-    (rule,) = [rule for rule in load_rules() if rule.rule_id == WMI_RULE]
-    enriched = {"process_guid": A, "process_ancestry": []}
-    assert alert_record(rule, enriched, "2024-01-01T00:00:00.000Z") == {
-        "rule_id": WMI_RULE,
-        "rule_name": rule.rule_name,
-        "attack_technique": "T1047",
-        "severity": rule.severity,
-        "detected_at": "2024-01-01T00:00:00.000Z",
-        "event": enriched,
-    }
 
 
 # --- the command line ---------------------------------------------------------------------
@@ -81,8 +64,10 @@ def test_cli_json_lines(wmi_recording: Path, capsys: pytest.CaptureFixture[str])
         alert = line["alert"]
         assert set(alert) == {
             "rule_id", "rule_name", "attack_technique", "severity", "detected_at", "event",
-            "alert_group",
+            "alert_group", "rule_status", "rule_tags", "rule_author", "rule_references",
+            "logsource_category", "event_id",
         }  # fmt: skip
+        assert (alert["logsource_category"], alert["event_id"]) == ("network_connection", 3)
         assert (alert["alert_group"]["state"], alert["alert_group"]["count"]) == ("closed", 1)
         assert alert["rule_id"] == WMI_RULE
         assert alert["event"]["process_ancestry"] == [hop(W, WMIPRVSE)]
@@ -145,41 +130,52 @@ def test_cli_takes_defaults_from_the_environment(
     assert "joined 1, unmatched 2" in capsys.readouterr().err
 
 
-BAD_RULES = """\
-rules:
-  - id: my-new-rule
-    name: A rule with a typo
-    technique: T1047
-    severity: high
-    when:
-      field: parent_proces_path
-      ends_with: '\\\\wmiprvse.exe'
+REFUSED_RULE = """\
+title: A rule with an unexpanded placeholder
+id: 5f0e2a8c-1111-4222-8333-444455556666
+author: Someone
+logsource: {product: windows, category: network_connection}
+detection:
+    sel: {Image|expand: '%admin_tools%'}
+    condition: sel
+level: high
 """
 
 
 @pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize("how", ["--rules", "SYSMON_RULES"])
-def test_cli_bad_rules_file(
+def test_cli_a_refused_rule_is_a_note_and_the_others_run(
     how: str,
     wmi_recording: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(BAD_RULES)
-    args = ["test", str(wmi_recording)]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "refused.yml").write_text(REFUSED_RULE)
+    args = ["test", "--json", str(wmi_recording)]
     if how == "--rules":
-        args += ["--rules", str(rules)]
+        args += ["--rules", "sysmon_faust/core/default_rules", "--rules", str(mine)]
     else:
-        monkeypatch.setenv("SYSMON_RULES", str(rules))
-    assert rules_test.main(args) == 2
+        monkeypatch.setenv("SYSMON_RULES", f"default,{mine}")
+    assert rules_test.main(args) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["rule_id"] for line in out.splitlines()] == [WMI_RULE, WMI_RULE]
+    (note,) = [line for line in err.splitlines() if line.startswith("note:")]
+    assert "refused.yml: rule 5f0e2a8c-1111-4222-8333-444455556666: " in note
+    assert "placeholder" in note
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_cli_missing_rules_path(
+    wmi_recording: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert rules_test.main(["test", str(wmi_recording), "--rules", str(tmp_path / "no")]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert len(err.splitlines()) == 1
-    assert "my-new-rule" in err
-    assert "parent_proces_path" in err
-    assert "fix the rule or point --rules / SYSMON_RULES at another file" in err
+    assert f"rules path {tmp_path / 'no'}: no such file or folder" in err
 
 
 @pytest.mark.usefixtures("clean_env")

@@ -25,19 +25,21 @@ from sysmon_faust.cli.rules_test import (
     FileReport,
     check_file,
 )
-from sysmon_faust.core.rules import load_rules
+from sysmon_faust.core.sigma.ruleset import load
+from sysmon_faust.settings import DEFAULT_RULES
 from tests.reference import (
     RECORDINGS,
     compute,
     network_identity,
     output_identity,
     readme_counts,
+    shipped_rule_id,
 )
 from tests.support import DATASETS, REPO
 
-WMI = "sysmon-wmi-child-network-connect"
-PSREMOTING = "sysmon-psremoting-network-connect"
-SIGNED_BINARY_PROXY = "sysmon-signed-binary-proxy-network-connect"
+WMI = shipped_rule_id("sysmon-wmi-child-network-connect")
+PSREMOTING = shipped_rule_id("sysmon-psremoting-network-connect")
+SIGNED_BINARY_PROXY = shipped_rule_id("sysmon-signed-binary-proxy-network-connect")
 
 WMI_RECORDING = "empire_invoke_wmi_2019-03-19152813"
 EXEC_METHOD_RECORDING = "empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod_2020-09-21001437"
@@ -71,7 +73,7 @@ def checked() -> dict[str, Checked]:
         pytest.skip(
             f"recordings not found at {DATASETS} (set SYSMON_SHARED_DIR to the shared/ folder)"
         )
-    rules = load_rules()
+    rules = load([DEFAULT_RULES])
     results = {}
     for name in RECORDINGS:
         detections: list[Detection] = []

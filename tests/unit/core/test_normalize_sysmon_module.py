@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from sysmon_faust.core.normalize import NormalizedEvent, normalize
+from tests.reference import shipped_rule_id
 from tests.support import case_events, case_file, rules_test_case
 
 NAME = "wlb7_sysmon_module_ecs"
@@ -74,7 +75,9 @@ def test_rules_test_joins_line_5_and_fires_the_wmi_rule_once() -> None:
     report, detections = rules_test_case(NAME)
     assert (report.invalid, report.creates, report.connects, report.joined) == (0, 2, 3, 1)
     assert dict(report.unmatched) == {"process_started_before_grace": 2}
-    assert [d.rule.rule_id for d in detections] == ["sysmon-wmi-child-network-connect"]
+    assert [d.rule.rule_id for d in detections] == [
+        shipped_rule_id("sysmon-wmi-child-network-connect")
+    ]
     ancestry = detections[0].alert["event"]["process_ancestry"]
     assert [hop["process_guid"] for hop in ancestry] == [
         "{42f11c3b-ce03-5c8f-0000-0010e9462a00}",

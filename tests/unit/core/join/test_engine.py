@@ -17,6 +17,7 @@ from sysmon_faust.core.join.grace import AFTER_GRACE, STARTED_BEFORE_GRACE
 from sysmon_faust.core.join.local import LocalJoin
 from sysmon_faust.core.join.semantics import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row
 from sysmon_faust.core.normalize import ZERO_GUID
+from sysmon_faust.core.sigma.ruleset import RuleSet
 from tests.events import guid, terminate
 from tests.timeline import (
     CMD,
@@ -36,7 +37,7 @@ from tests.timeline import (
 
 
 def local_join(grace_ms: int, depth: int) -> LocalJoin:
-    return LocalJoin.with_defaults((), grace_ms, depth, window_ms=0)
+    return LocalJoin.with_defaults(RuleSet(()), grace_ms, depth, window_ms=0)
 
 
 def joined_rows(made: list[Output]) -> list[Row]:

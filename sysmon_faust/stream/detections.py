@@ -1,0 +1,52 @@
+"""The worker's Sigma rules (``SYSMON_RULES``), loaded once at start, and what the intake keeps.
+
+A rule that cannot be evaluated is refused: logged (one line: file, rule id,
+why), counted in ``/stats`` (``sigma_rules_refused``), and the rest load — a
+SigmaHQ checkout always holds a few rules of newer syntax, and one of them
+must not keep the others from running.
+
+The intake asks :func:`keep` of every Sysmon event other than 1/3/5: it goes on
+to the join (re-keyed by its process) when a rule on its event id uses
+process context, or when a rule on the event alone matches it — the join
+then alerts, with the process's context in the alert. Anything else is
+dropped at the intake, counted as ``sysmon_event_<id>``: the re-keying topic
+carries only what a rule wants (``make bench`` has the cost).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sysmon_faust.core.normalize import FIELD_MAPS, NormalizedEvent
+from sysmon_faust.core.sigma import fields, ruleset
+from sysmon_faust.core.stats import stats
+from sysmon_faust.stream.topology import settings
+
+log = logging.getLogger(__name__)
+
+RULES = ruleset.load(settings.rules_paths)
+stats.sigma_rules_loaded = len(RULES)
+stats.sigma_rules_refused = len(RULES.refused)
+for _refused in RULES.refused:
+    log.warning("Sigma rule refused: %s", _refused.line())
+log.info(
+    "Sigma rules: %d loaded (%s), %d refused, %d of other logsources left out",
+    len(RULES),
+    ", ".join(f"{category} {loaded}" for category, (loaded, _) in RULES.by_category().items()
+              if loaded),
+    len(RULES.refused),
+    RULES.not_for_sysmon,
+)  # fmt: skip
+
+#: Sysmon event ids beyond 1/3/5 that the intake normalizes: those some rule is about.
+OTHER_EVENT_IDS: frozenset[int] = RULES.event_ids() - set(FIELD_MAPS)
+
+
+def keep(event: NormalizedEvent) -> bool:
+    """Whether an event of another id goes to the join (see the module docstring)."""
+    if RULES.needs_context(event.event_id):
+        return True
+    view = fields.event_fields(
+        event.event_id, {**event.fields, fields.EVENT_DATA: event.event_data}
+    )
+    return bool(RULES.match(event.event_id, view, fields.lowered(view), context=False))
