@@ -26,8 +26,6 @@ from tests.support import FAUST, create_topic, free_port
 
 pytestmark = pytest.mark.integration
 
-BROKEN_RULES = "rules:\n  - id: no-condition\n    name: a rule without its condition\n"
-
 
 @dataclass(frozen=True)
 class Mistake:
@@ -59,8 +57,8 @@ MISTAKES = [
     Mistake("a rules file that is not there", "SYSMON_RULES='{tmp}/no-such-rules.yaml'",
             {"SYSMON_RULES": "{tmp}/no-such-rules.yaml"},
             {"worker": [], "rules test": ["{recording}"]}),
-    Mistake("a rules file with a broken rule", "broken-rules.yaml",
-            {"SYSMON_RULES": "{tmp}/broken-rules.yaml"},
+    Mistake("a rules setting that names no rules", "names no rules",
+            {"SYSMON_RULES": " , "},
             {"worker": [], "rules test": ["{recording}"]}),
     Mistake("a state folder that is a file", "SYSMON_DATA_DIR='{tmp}/a-file/data'",
             {"SYSMON_DATA_DIR": "{tmp}/a-file/data"}, {"worker": []}),
@@ -101,7 +99,6 @@ def surroundings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     """The files, ports and topics the mistakes name."""
     tmp = tmp_path_factory.mktemp("mistakes")
     (tmp / "a-file").write_text("a file, not a folder")
-    (tmp / "broken-rules.yaml").write_text(BROKEN_RULES)
     (tmp / "events.csv").write_text("UtcTime,ProcessGuid\n2019-01-01,{x}\n")
     (tmp / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
     recording = tmp / "one.jsonl"
