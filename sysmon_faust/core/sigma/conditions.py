@@ -25,9 +25,18 @@ from sigma.conditions import (
     ConditionOR,
     ConditionValueExpression,
 )
-from sigma.types import SigmaCasedString, SigmaExpansion, SigmaString
+from sigma.types import SigmaCasedString, SigmaExpansion, SigmaNumber, SigmaString
 
-from sysmon_faust.core.sigma.values import Fields, Test, Unsupported, field_test, keyword_test
+from sysmon_faust.core.sigma.values import (
+    EXACT,
+    Fields,
+    Test,
+    Unsupported,
+    any_text_test,
+    field_test,
+    keyword_test,
+    string_shape,
+)
 
 #: A literal shorter than this is in too many events to narrow anything down.
 MIN_LITERAL: Final = 3
@@ -42,7 +51,9 @@ def compile_condition(node: Any) -> Test:
         tests = [compile_condition(arg) for arg in node.args]
         return lambda original, low: all(test(original, low) for test in tests)
     if isinstance(node, ConditionOR):
-        tests = [compile_condition(arg) for arg in node.args]
+        tests = _merged_or(node.args)
+        if len(tests) == 1:
+            return tests[0]
         return lambda original, low: any(test(original, low) for test in tests)
     if isinstance(node, ConditionNOT):
         test = compile_condition(node.args[0])
@@ -52,6 +63,22 @@ def compile_condition(node: Any) -> Test:
     if isinstance(node, ConditionValueExpression):
         return keyword_test(node.value)
     raise Unsupported(f"a condition of type {type(node).__name__}")
+
+
+def _merged_or(args: list[Any]) -> list[Test]:
+    """The tests of an ``or``: the plain string values of one field as one test each field."""
+    by_field: dict[str, list[tuple[str, str]]] = {}
+    rest: list[Any] = []
+    for arg in args:
+        if isinstance(arg, ConditionFieldEqualsValueExpression):
+            values = arg.value.values if isinstance(arg.value, SigmaExpansion) else [arg.value]
+            shapes = [string_shape(value) for value in values]
+            if all(shape is not None for shape in shapes):
+                by_field.setdefault(arg.field, []).extend(s for s in shapes if s is not None)
+                continue
+        rest.append(arg)
+    merged = [any_text_test(name, shapes) for name, shapes in by_field.items()]
+    return merged + [compile_condition(arg) for arg in rest]
 
 
 def any_of(tests: list[Test]) -> Test:
@@ -85,6 +112,37 @@ def required_literals(node: Any) -> frozenset[str] | None:
         return frozenset(union)
     if isinstance(node, (ConditionFieldEqualsValueExpression, ConditionValueExpression)):
         return _value_literals(node.value)
+    return None
+
+
+def required_event_ids(node: Any) -> frozenset[int] | None:
+    """The Sysmon event ids a match needs (from its ``EventID`` tests); None: any.
+
+    ``service: sysmon`` rules name their EventID in the condition; this
+    files them under those ids only instead of under all thirty.
+    """
+    if isinstance(node, ConditionAND):
+        found: frozenset[int] | None = None
+        for arg in node.args:
+            ids = required_event_ids(arg)
+            if ids is not None:
+                found = ids if found is None else found & ids
+        return found
+    if isinstance(node, ConditionOR):
+        union: set[int] = set()
+        for arg in node.args:
+            ids = required_event_ids(arg)
+            if ids is None:
+                return None
+            union |= ids
+        return frozenset(union)
+    if isinstance(node, ConditionFieldEqualsValueExpression) and node.field == "EventID":
+        value = node.value
+        if isinstance(value, SigmaNumber) and isinstance(value.number, int):
+            return frozenset((value.number,))
+        shape = string_shape(value)
+        if shape is not None and shape[0] == EXACT and shape[1].isdigit():
+            return frozenset((int(shape[1]),))
     return None
 
 

@@ -51,22 +51,21 @@ _TECHNIQUE: Final = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 #: (Sysmon schema 4.90, per event id). Any other creation or ancestry field a
 #: rule names is context: the rule waits for the join.
 _OWN: Final = frozenset({"Image", "ProcessId", "User"})
+_CONTEXT: Final = frozenset(fields.CREATION_CONTEXT) | {name for name, _ in fields.ANCESTRY_FIELDS}
 _NATIVE_CONTEXT: Final[Mapping[int, frozenset[str]]] = {
     1: frozenset(fields.CREATION_CONTEXT),
-    6: frozenset({"Hashes"}),
     7: _OWN | {"Hashes", "FileVersion", "Description", "Product", "Company", "OriginalFileName"},
     8: frozenset(),
     10: frozenset(),
-    19: frozenset({"User"}),
-    20: frozenset({"User"}),
-    21: frozenset({"User"}),
+    # No process: Sysmon's own state (4, 16), errors (255), drivers (6), WMI
+    # (19-21). Their rules are on the event alone: there is no context to wait for.
+    **{event_id: _CONTEXT for event_id in (4, 6, 16, 19, 20, 21, 255)},
     23: _OWN | {"Hashes"},
     26: _OWN | {"Hashes"},
     27: _OWN | {"Hashes"},
     28: _OWN | {"Hashes"},
     29: _OWN | {"Hashes"},
 }
-_CONTEXT: Final = frozenset(fields.CREATION_CONTEXT) | {name for name, _ in fields.ANCESTRY_FIELDS}
 
 
 class RuleLoadError(ValueError):
@@ -188,8 +187,11 @@ class RuleSet:
             return []
         if group.automaton is None:
             return group.always
+        hits = [indexes for _end, indexes in group.automaton.iter(fields.searchable_text(low))]
+        if not hits:
+            return group.always
         found = set(group.always)
-        for _end, indexes in group.automaton.iter(fields.searchable_text(low)):
+        for indexes in hits:
             found.update(indexes)
         return sorted(found)
 
@@ -339,6 +341,13 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         test = conditions.any_of([conditions.compile_condition(tree) for tree in trees])
     except (Unsupported, SigmaError) as error:
         return Refused(source, rule_id, title, category, _one_line(error))
+    needed_ids = [conditions.required_event_ids(tree) for tree in trees]
+    if all(ids is not None for ids in needed_ids):
+        named = frozenset().union(*(ids for ids in needed_ids if ids is not None))
+        event_ids = tuple(event_id for event_id in event_ids if event_id in named)
+        if not event_ids:
+            return Refused(source, rule_id, title, category,
+                           "its EventID tests name no event of its logsource")  # fmt: skip
     literal_sets = [conditions.required_literals(tree) for tree in trees]
     literals: frozenset[str] | None = frozenset()
     for literal_set in literal_sets:
