@@ -46,6 +46,7 @@ import aiokafka
 import faust
 import normalizer  # bench/normalizer.py, beside this script
 import orjson
+import rules as rules_bench  # bench/rules.py, beside this script
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -344,6 +345,8 @@ def run_pipeline(
         # Joins parked for an ancestor's link (sysmon_faust.core.join.parking).
         "ancestry_waits": sum(s.get("ancestry_waits", 0) for s in last_stats),
         "ancestry_wait_timeouts": sum(s.get("ancestry_wait_timeouts", 0) for s in last_stats),
+        "alerts": sum(s.get("alerts", 0) for s in last_stats),
+        "alert_matches": sum(s.get("alert_matches", 0) for s in last_stats),
     }
 
 
@@ -368,6 +371,51 @@ class LocalBroker:
             segment.stat().st_size
             for segment in (self.data_dir / "logs").glob(f"{topic_prefix}*/*.log")
         )
+
+
+def no_rules_folder(work: Path) -> Path:
+    """An empty folder of Sigma rules: SYSMON_RULES with nothing to match."""
+    folder = work / "no-rules"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def run_sigma(
+    bootstrap: str, source: str, workload: Workload, partitions: int, work: Path,
+    default: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """One worker with no rules, the default rules (``default``: the main run) and the
+    default rules plus SigmaHQ's Windows corpus (../shared/sigma); and the rules' CPU
+    per event measured in process (bench/rules.py)."""
+    runs: dict[str, dict[str, Any]] = {"default": default}
+    log("pipeline, one worker, cold start, no Sigma rules (SYSMON_RULES: an empty folder)")
+    runs["no_rules"] = run_pipeline(
+        bootstrap, source, workload, 1, partitions, work,
+        extra_env={"SYSMON_RULES": str(no_rules_folder(work))}, label="-no-rules",
+    )  # fmt: skip
+    if rules_bench.CORPUS.is_dir():
+        log(f"pipeline, one worker, cold start, SYSMON_RULES=default,{rules_bench.CORPUS}")
+        runs["sigmahq_windows"] = run_pipeline(
+            bootstrap, source, workload, 1, partitions, work,
+            extra_env={"SYSMON_RULES": f"default,{rules_bench.CORPUS}"}, label="-sigmahq",
+        )  # fmt: skip
+    else:
+        log(f"{rules_bench.CORPUS} not found: the SigmaHQ corpus run is skipped")
+    log("the rules' CPU per event, in process (bench/rules.py)")
+    bare = runs["no_rules"]["input_eps"]
+    result: dict[str, Any] = {
+        name: {
+            "input_eps": round(run["input_eps"]),
+            "ratio_to_no_rules": round(run["input_eps"] / bare, 2),
+            "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+            "missing_joins": run["missing_joins"],
+            "alerts": run.get("alerts"),
+            "alert_matches": run.get("alert_matches"),
+        }
+        for name, run in runs.items()
+    }
+    result["in_process"] = rules_bench.measure()
+    return result
 
 
 def run_codecs(
@@ -669,7 +717,7 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list of: two,exactly_once,no_ancestry,guid_without_time,codecs,latency,"
+        help="comma list of: two,exactly_once,no_ancestry,sigma,guid_without_time,codecs,latency,"
         "state,normalizer",
     )
     args = parser.parse_args()
@@ -719,10 +767,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
     )
     if "no_ancestry" not in skip:
         log("pipeline, one worker, cold start, no ancestry and no rules (what they cost)")
-        no_rules = work / "no-rules.yaml"
-        no_rules.parent.mkdir(parents=True, exist_ok=True)
-        no_rules.write_text("rules: []\n")
-        bare_env = {"SYSMON_ANCESTRY_DEPTH": "0", "SYSMON_RULES": str(no_rules)}
+        bare_env = {"SYSMON_ANCESTRY_DEPTH": "0", "SYSMON_RULES": str(no_rules_folder(work))}
     bare = (
         run_pipeline(
             bootstrap, source, workload, 1, args.partitions, work, extra_env=bare_env,
@@ -731,6 +776,11 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         if "no_ancestry" not in skip
         else None
     )  # fmt: skip
+    sigma = (
+        run_sigma(bootstrap, source, workload, args.partitions, work, one)
+        if ("sigma" not in skip)
+        else None
+    )
     if "guid_without_time" not in skip:
         # The same stream, but no GUID carries a start time (random 2nd/3rd
         # groups): every ancestor above the stream's first processes is
@@ -805,6 +855,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "ancestry_and_rules_ratio": (
             round(one["input_eps"] / bare["input_eps"], 2) if bare else None
         ),
+        "sigma": sigma,
         "guid_without_time_eps": round(timeless["input_eps"]) if timeless else None,
         "guid_without_time_missing_joins": timeless["missing_joins"] if timeless else None,
         "guid_without_time_ratio": (
@@ -858,6 +909,23 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  ratio to at_least_once", result["exactly_once_ratio_to_at_least_once"]),
         ("pipeline, 1 worker, no ancestry, no rules", result["no_ancestry_eps"]),
         ("  ratio with them to without", result["ancestry_and_rules_ratio"]),
+        ("1 worker: no rules / the 7 default / + SigmaHQ's",
+         " / ".join(f"{sigma[k]['input_eps']:,}" for k in ("no_rules", "default", "sigmahq_windows")
+                    if k in sigma) if sigma else None),
+        ("  ratio to no rules (goal for SigmaHQ's: >= 0.75)",
+         " / ".join(str(sigma[k]["ratio_to_no_rules"]) for k in ("default", "sigmahq_windows")
+                    if k in sigma) if sigma else None),
+        ("  worker CPU per input event (µs)",
+         " / ".join(str(sigma[k]["worker_cpu_us_per_event"])
+                    for k in ("no_rules", "default", "sigmahq_windows") if k in sigma)
+         if sigma else None),
+        ("  rules' CPU per event, in process (µs)",
+         " / ".join(str(sigma["in_process"][k]["rules_us_per_event"])
+                    for k in ("default", "sigmahq_windows") if k in sigma["in_process"])
+         if sigma else None),
+        ("  alerts / matches (SigmaHQ's)",
+         f"{sigma['sigmahq_windows']['alerts']} / {sigma['sigmahq_windows']['alert_matches']}"
+         if sigma and "sigmahq_windows" in sigma else None),
         ("pipeline, 1 worker, GUIDs without start time", result["guid_without_time_eps"]),
         ("  ratio to Sysmon-layout GUIDs", result["guid_without_time_ratio"]),
         (f"cores busy on the machine, {' / '.join(result['cpu'])}",

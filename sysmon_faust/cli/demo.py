@@ -319,7 +319,8 @@ def _demo(argv: list[str] | None) -> int:
     for alert in groups:
         group = alert["alert_group"]
         severity, technique = alert["severity"].upper(), alert["attack_technique"]
-        say(f"[{severity}] {alert['rule_name']} (ATT&CK {technique})")
+        say(f"[{severity}] {alert['rule_name']} (ATT&CK {technique}; Sigma rule "
+            f"{alert['rule_id']} by {alert.get('rule_author') or 'unknown'})")  # fmt: skip
         say(f"  {group['count']} match(es) from {group['first_seen']} to {group['last_seen']}, "
             f"to {', '.join(group['destinations']) or '-'}"
             f"{'' if group['state'] == 'closed' else OPEN_NOTE.format(**group)}")  # fmt: skip
@@ -356,7 +357,7 @@ def _demo(argv: list[str] | None) -> int:
     say(f"The broker and the worker keep running (worker log: {args.state_dir}/worker.log).")
     say("Try: make demo again, curl the URLs above, or 'make stop' to end both.")
     say(
-        "Detection rules (sysmon_faust/core/default_rules.yaml) over a recording, no broker:\n"
+        "Detection rules (Sigma: sysmon_faust/core/default_rules/) over a recording, no broker:\n"
         f"  .venv/bin/python -m sysmon_faust rules test {recording}"
     )
     return 0

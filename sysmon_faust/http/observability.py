@@ -298,14 +298,16 @@ def _health_metrics() -> list[metrics.Metric]:
 def render_metrics() -> str:
     counters = {
         "consumed": "Input records read",
-        "filtered": "Input records that are not Sysmon 1/3/5 (counted, dropped)",
-        "normalized": "Sysmon 1/3/5 events normalized and re-keyed",
+        "filtered": "Input records dropped: not Sysmon, or an event no rule wants",
+        "normalized": "Sysmon events normalized and re-keyed (1/3/5, and those a rule wants)",
+        "other_events": "Sysmon events other than 1/3/5 the join handled for their rules",
+        "context_rules_skipped": "Events whose process never came: their context rules not tried",
         "joined": "Network events enriched (sysmon-join)",
         "unmatched": "Network events whose process is unknown",
         "dead_lettered": "Records sent to the dead-letter topic",
         "surrogates_replaced": "Events read with unpaired UTF-16 surrogates replaced by U+FFFD",
         "alerts": "Alerts written at once (a group's first match)",
-        "alert_matches": "Rule matches on enriched events, grouped or not",
+        "alert_matches": "Sigma rule matches, grouped or not",
         "alert_matches_grouped": "Rule matches counted into an open alert group",
         "alert_group_updates": "Alert group updates written when a window closed",
     }
@@ -315,6 +317,13 @@ def render_metrics() -> str:
         )
         for name, text in counters.items()
     ]
+    families += [
+        metrics.Metric(
+            "sysmon_sigma_rules", "gauge", "Sigma rules of SYSMON_RULES, by state",
+            [metrics.Sample(stats.sigma_rules_loaded, {"state": "loaded"}),
+             metrics.Sample(stats.sigma_rules_refused, {"state": "refused"})],
+        ),
+    ]  # fmt: skip
     families += _health_metrics()
     families += [
         metrics.Metric(
