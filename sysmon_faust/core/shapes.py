@@ -136,6 +136,12 @@ _DIRECTION_INITIATED: Final = {
 }
 
 
+_ECS_BY_OBJECT: Final = tuple(
+    (top, tuple((path[1:], name) for path, name in _ECS_TO_SYSMON if path[0] == top))
+    for top in dict.fromkeys(path[0] for path, _ in _ECS_TO_SYSMON)
+)
+
+
 def _path(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = doc
     for key in path:
@@ -155,9 +161,17 @@ def with_ecs_fields(doc: Mapping[str, Any], event_data: Any) -> Any:
     value wins. A raw event (no module) has none of these ECS fields: unchanged.
     """
     data = dict(event_data) if isinstance(event_data, dict) else {}
-    moved = {
-        name: value for path, name in _ECS_TO_SYSMON if (value := _path(doc, path)) is not None
-    }
+    moved = {}
+    # By top-level ECS object, so that an event without one skips its paths
+    # (the merge runs for every Sysmon event a rule wants: make bench, rules row).
+    for top, entries in _ECS_BY_OBJECT:
+        section = doc.get(top)
+        if not isinstance(section, dict):
+            continue
+        for rest, name in entries:
+            value = _path(section, rest)
+            if value is not None:
+                moved[name] = value
     if not moved and not isinstance(doc.get("process"), dict):
         return event_data
     data |= moved
