@@ -6,9 +6,11 @@ SigmaHQ checkout always holds a few rules of newer syntax, and one of them
 must not keep the others from running.
 
 The intake asks :func:`keep` of every Sysmon event other than 1/3/5: it goes on
-to the join (re-keyed by its process) when a rule on its event id uses
-process context, or when a rule on the event alone matches it — the join
-then alerts, with the process's context in the alert. Anything else is
+to the join (re-keyed by its process) when a rule on its event id that uses
+process context may match it (the event holds what that rule needs of the
+event itself: :meth:`RuleSet.context_may_match`), or when a rule on the event
+alone matches it — the join then alerts, with the process's context in the
+alert. Anything else is
 dropped at the intake, counted as ``sysmon_event_<id>``: the re-keying topic
 carries only what a rule wants (``make bench`` has the cost).
 """

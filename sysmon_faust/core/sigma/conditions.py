@@ -88,29 +88,33 @@ def any_of(tests: list[Test]) -> Test:
     return lambda original, low: any(test(original, low) for test in tests)
 
 
-def required_literals(node: Any) -> frozenset[str] | None:
+def required_literals(node: Any, unknown: frozenset[str] = frozenset()) -> frozenset[str] | None:
     """Lower-case strings of which a matching event contains one; None: no guarantee.
 
     ``and`` needs only one of its parts, so it takes the part whose shortest
     literal is longest (the rarest, likely); ``or`` needs all of its parts'
-    sets. A wildcard string contributes its longest plain part.
+    sets. A wildcard string contributes its longest plain part. Tests of the
+    fields in ``unknown`` (and keywords, when there are such fields) give no
+    guarantee: what the event alone says about a rule that uses context.
     """
     if isinstance(node, ConditionAND):
         best: frozenset[str] | None = None
         for arg in node.args:
-            literals = required_literals(arg)
+            literals = required_literals(arg, unknown)
             if literals is not None and (best is None or _strength(literals) > _strength(best)):
                 best = literals
         return best
     if isinstance(node, ConditionOR):
         union: set[str] = set()
         for arg in node.args:
-            literals = required_literals(arg)
+            literals = required_literals(arg, unknown)
             if literals is None:
                 return None
             union |= literals
         return frozenset(union)
-    if isinstance(node, (ConditionFieldEqualsValueExpression, ConditionValueExpression)):
+    if isinstance(node, ConditionFieldEqualsValueExpression) and node.field not in unknown:
+        return _value_literals(node.value)
+    if isinstance(node, ConditionValueExpression) and not unknown:
         return _value_literals(node.value)
     return None
 

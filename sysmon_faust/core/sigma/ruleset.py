@@ -96,6 +96,9 @@ class SigmaRule:
     test: Test = field(repr=False)
     #: Lower-case strings of which a matching event contains one; None: any event.
     literals: frozenset[str] | None = field(repr=False, default=None)
+    #: The same, from the tests of fields the process's context never fills:
+    #: what the event alone must contain for the rule to match with context.
+    own_literals: frozenset[str] | None = field(repr=False, default=None)
 
     def uses_context(self, event_id: int) -> bool:
         """Whether it names a field that events of ``event_id`` only get from their process."""
@@ -127,6 +130,11 @@ class _Group:
 
     always: list[int] = field(default_factory=list)
     automaton: Any = None
+    #: For the rules that use context: whether one may match whatever the
+    #: event holds, else the literals the event itself must hold for one to.
+    context_always: bool = False
+    context_literals: set[str] = field(default_factory=set)
+    context_automaton: Any = None
 
 
 class RuleSet:
@@ -147,9 +155,12 @@ class RuleSet:
         for index, rule in enumerate(self.rules):
             for event_id in rule.event_ids:
                 group = self._groups.setdefault(event_id, _Group())
-                self._context[event_id] = self._context.get(event_id, False) or (
-                    rule.uses_context(event_id)
-                )
+                if rule.uses_context(event_id):
+                    self._context[event_id] = True
+                    if rule.own_literals is None:
+                        group.context_always = True
+                    else:
+                        group.context_literals |= rule.own_literals
                 if rule.literals is None:
                     group.always.append(index)
                     continue
@@ -164,6 +175,11 @@ class RuleSet:
         for group in self._groups.values():
             if group.automaton is not None:
                 group.automaton.make_automaton()
+            if group.context_literals and not group.context_always:
+                group.context_automaton = ahocorasick.Automaton()
+                for literal in group.context_literals:
+                    group.context_automaton.add_word(literal, literal)
+                group.context_automaton.make_automaton()
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -179,6 +195,17 @@ class RuleSet:
     def needs_context(self, event_id: int) -> bool:
         """Whether a rule on ``event_id`` names a field only the event's process gives."""
         return self._context.get(event_id, False)
+
+    def context_may_match(self, event_id: int, low: Fields) -> bool:
+        """Whether a rule of ``event_id`` that uses context may match this event once its
+        process's context is added (False: none can, whatever the process)."""
+        group = self._groups.get(event_id)
+        if group is None or not self._context.get(event_id, False):
+            return False
+        if group.context_always:
+            return True
+        automaton = group.context_automaton
+        return next(automaton.iter(fields.searchable_text(low)), None) is not None
 
     def candidates(self, event_id: int, low: Fields) -> list[int]:
         """Indexes of the rules that may match (all that can, in load order)."""
@@ -348,6 +375,12 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         if not event_ids:
             return Refused(source, rule_id, title, category,
                            "its EventID tests name no event of its logsource")  # fmt: skip
+    own_literal_sets = [conditions.required_literals(tree, _CONTEXT) for tree in trees]
+    own_literals: frozenset[str] | None = frozenset()
+    for literal_set in own_literal_sets:
+        own_literals = (
+            None if literal_set is None or own_literals is None else own_literals | literal_set
+        )
     literal_sets = [conditions.required_literals(tree) for tree in trees]
     literals: frozenset[str] | None = frozenset()
     for literal_set in literal_sets:
@@ -370,6 +403,7 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         fields=frozenset(_field_names(trees)),
         test=test,
         literals=literals,
+        own_literals=own_literals,
     )
 
 

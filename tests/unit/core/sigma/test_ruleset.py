@@ -147,3 +147,36 @@ def test_the_index_finds_what_trying_every_rule_finds() -> None:
         assert rules.match(event.event_id, view, low) == every
         matched += bool(every)
     assert matched > 100
+
+
+CONTEXT_RULES = """\
+title: dll written by a shell
+id: 2c7d1e0a-0000-4000-8000-000000000011
+logsource: {product: windows, category: file_event}
+detection:
+    sel: {TargetFilename|endswith: '.dll', CommandLine|contains: 'cmd'}
+    condition: sel
+---
+title: anything by a WMI child
+id: 2c7d1e0a-0000-4000-8000-000000000012
+logsource: {product: windows, category: registry_set}
+detection:
+    sel: {ParentImage|endswith: '\\\\wmiprvse.exe'}
+    condition: sel
+"""
+
+
+def test_what_the_event_alone_must_hold_for_a_context_rule() -> None:
+    rules = ruleset.parse(CONTEXT_RULES)
+    assert not rules.refused
+
+    def may(event_id: int, **view: str) -> bool:
+        return rules.context_may_match(event_id, fields.lowered(view))
+
+    # the file rule needs a .dll in the event itself; its command line comes from context
+    assert may(11, TargetFilename="C:\\x\\a.DLL")
+    assert not may(11, TargetFilename="C:\\x\\a.txt")
+    # the registry rule tests context only: every event of its id may match
+    assert may(13, TargetObject="HKLM\\x")
+    # no rule that uses context on this id
+    assert not may(1, CommandLine="cmd")
