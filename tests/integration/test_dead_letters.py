@@ -147,7 +147,7 @@ def test_bad_records_on_the_rekeying_topic_become_dead_letters_and_the_rest_join
         "event_date_creation": "2019-03-19T15:28:13.000Z",
         "dst_ip_addr": "10.0.10.106",
     }
-    unknown_id = {"_event_id": 7, "_event_time_ms": 0, "process_guid": guid}
+    unknown_id = {"_event_id": 99, "_event_time_ms": 0, "process_guid": guid}  # no Sysmon id
     no_time = {"_event_id": 3, "process_guid": guid}
     values = [
         b"not json",

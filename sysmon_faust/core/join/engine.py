@@ -55,6 +55,7 @@ from sysmon_faust.core.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS
 from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, RECEIVED_FIELD, TICK
 from sysmon_faust.core.sigma import fields as sigma_fields
 from sysmon_faust.core.sigma.alerts import alert_record
+from sysmon_faust.core.sigma.logsource import SYSMON_EVENT_IDS
 from sysmon_faust.core.sigma.ruleset import RuleSet, SigmaRule
 from sysmon_faust.core.stats import PipelineStats
 
@@ -200,7 +201,7 @@ class JoinEngine:
             return out
         if event_id == NETWORK_CONNECT:
             self._connect(out, fields, event_time_ms, received, partition, position, wall_ms)
-        elif isinstance(event_id, int) and 0 < event_id < 65536:
+        elif event_id in SYSMON_EVENT_IDS:
             self._other_event(out, event_id, fields, event_time_ms, partition, position, wall_ms)
         else:
             raise ValueError(f"unexpected event id {event_id!r}")
