@@ -2,7 +2,8 @@
 
 For the detection engineer before a deployment (and for a rules repository's
 CI): the rules of the files and folders given are loaded exactly as the
-worker loads ``SYSMON_RULES`` (:func:`sysmon_faust.core.sigma.ruleset.load`).
+worker loads ``SYSMON_RULES`` (:func:`sysmon_faust.core.sigma.ruleset.load`;
+``default`` names the shipped rules there as here).
 Prints, per logsource category, how many loaded and how many were refused,
 then one line per refused rule (file, rule id, why); ``--list`` also lists
 every loaded rule (category, id, level, title, author — the Detection Rule
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sysmon_faust.core.sigma import ruleset
+from sysmon_faust.settings import DEFAULT_RULES
 
 SOME_REFUSED = 1
 USAGE = 2
@@ -53,14 +55,16 @@ def main(argv: Sequence[str], prog: str = "rules check") -> int:
     """``rules check PATH... [--list]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="Sigma rule files and folders")  # fmt: skip
+                        help="Sigma rule files and folders; `default`: the shipped rules")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="also list every loaded rule")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return USAGE if exc.code else 0
     try:
-        rules = ruleset.load(args.paths)
+        rules = ruleset.load(
+            [DEFAULT_RULES if str(path) == "default" else path for path in args.paths]
+        )
     except ruleset.RuleLoadError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return USAGE

@@ -33,7 +33,8 @@ def test_refused_rules_are_listed_with_why_and_exit_1(
 ) -> None:
     (tmp_path / "refused.yml").write_text(REFUSED)
     # through `rules`, as `python -m sysmon_faust rules check` runs it
-    assert rules_test.main(["check", str(DEFAULT_RULES), str(tmp_path)]) == 1
+    # `default` names the shipped rules, as in SYSMON_RULES
+    assert rules_test.main(["check", "default", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "7 loaded, 1 refused" in out
     assert "  image_load               0        1" in out
