@@ -96,13 +96,14 @@ class SigmaRule:
     test: Test = field(repr=False)
     #: Lower-case strings of which a matching event contains one; None: any event.
     literals: frozenset[str] | None = field(repr=False, default=None)
-    #: The same, from the tests of fields the process's context never fills:
-    #: what the event alone must contain for the rule to match with context.
-    own_literals: frozenset[str] | None = field(repr=False, default=None)
+    #: The same per event id, from the tests of fields the process's context
+    #: never fills for that id: what the event alone must contain for the rule
+    #: to match with context (None: nothing known; absent: all of :attr:`literals`).
+    own_literals: Mapping[int, frozenset[str] | None] = field(repr=False, default_factory=dict)
 
     def uses_context(self, event_id: int) -> bool:
         """Whether it names a field that events of ``event_id`` only get from their process."""
-        return bool(self.fields & (_CONTEXT - _NATIVE_CONTEXT.get(event_id, _OWN)))
+        return bool(self.fields & _context_only(event_id))
 
     def matches(self, view: Fields, low: Fields) -> bool:
         """Whether the event (:mod:`.fields`: its view and lower-case copy) matches."""
@@ -157,10 +158,11 @@ class RuleSet:
                 group = self._groups.setdefault(event_id, _Group())
                 if rule.uses_context(event_id):
                     self._context[event_id] = True
-                    if rule.own_literals is None:
+                    own = rule.own_literals.get(event_id)
+                    if own is None:
                         group.context_always = True
                     else:
-                        group.context_literals |= rule.own_literals
+                        group.context_literals |= own
                 if rule.literals is None:
                     group.always.append(index)
                     continue
@@ -375,16 +377,12 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         if not event_ids:
             return Refused(source, rule_id, title, category,
                            "its EventID tests name no event of its logsource")  # fmt: skip
-    own_literal_sets = [conditions.required_literals(tree, _CONTEXT) for tree in trees]
-    own_literals: frozenset[str] | None = frozenset()
-    for literal_set in own_literal_sets:
-        own_literals = (
-            None if literal_set is None or own_literals is None else own_literals | literal_set
-        )
-    literal_sets = [conditions.required_literals(tree) for tree in trees]
-    literals: frozenset[str] | None = frozenset()
-    for literal_set in literal_sets:
-        literals = None if literal_set is None or literals is None else literals | literal_set
+    literals = _either_literals(trees, frozenset())
+    # What the event itself must hold, per id: a field one id carries
+    # (OriginalFileName in Sysmon 7) is context for another (Sysmon 3).
+    own_literals = {
+        event_id: _either_literals(trees, _context_only(event_id)) for event_id in event_ids
+    }
     tags = tuple(str(tag) for tag in rule.tags)
     technique = next((m.group(1).upper() for tag in tags if (m := _TECHNIQUE.match(tag))), None)
     return SigmaRule(
@@ -405,6 +403,21 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         literals=literals,
         own_literals=own_literals,
     )
+
+
+def _context_only(event_id: int) -> frozenset[str]:
+    """The fields events of ``event_id`` get only from their process's context."""
+    return _CONTEXT - _NATIVE_CONTEXT.get(event_id, _OWN)
+
+
+def _either_literals(trees: Sequence[Any], unknown: frozenset[str]) -> frozenset[str] | None:
+    """The literals of which an event matching one of ``trees`` (a rule's conditions)
+    holds one, not counting tests of the ``unknown`` fields; None: no such set."""
+    literals: frozenset[str] | None = frozenset()
+    for tree in trees:
+        one = conditions.required_literals(tree, unknown)
+        literals = None if one is None or literals is None else literals | one
+    return literals
 
 
 def _refusal(rule: SigmaRule) -> Refused:
