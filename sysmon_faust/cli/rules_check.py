@@ -54,8 +54,10 @@ def report(rules: ruleset.RuleSet, out: TextIO, list_rules: bool) -> None:
 def main(argv: Sequence[str], prog: str = "rules check") -> int:
     """``rules check PATH... [--list]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="Sigma rule files and folders; `default`: the shipped rules")  # fmt: skip
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH",
+        help="Sigma rule files and folders; `default`: the shipped rules",
+    )  # fmt: skip
     parser.add_argument("--list", action="store_true", help="also list every loaded rule")
     try:
         args = parser.parse_args(argv)

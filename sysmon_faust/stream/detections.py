@@ -8,10 +8,9 @@ must not keep the others from running.
 The intake asks :func:`keep` of every Sysmon event other than 1/3/5: it goes on
 to the join (re-keyed by its process) when a rule on its event id that uses
 process context may match it (the event holds what that rule needs of the
-event itself: :meth:`RuleSet.context_may_match`), or when a rule on the event
-alone matches it — the join then alerts, with the process's context in the
-alert. Anything else is
-dropped at the intake, counted as ``sysmon_event_<id>``: the re-keying topic
+event itself), or when a rule on the event alone matches it — the join then
+alerts, with the process's context in the alert (:meth:`RuleSet.wanted`).
+Anything else is dropped at the intake, counted as ``sysmon_event_<id>``: the re-keying topic
 carries only what a rule wants (``make bench`` has the cost).
 """
 
@@ -46,9 +45,7 @@ OTHER_EVENT_IDS: frozenset[int] = RULES.event_ids() - set(FIELD_MAPS)
 
 def keep(event: NormalizedEvent) -> bool:
     """Whether an event of another id goes to the join (see the module docstring)."""
-    if RULES.needs_context(event.event_id):
-        return True
     view = fields.event_fields(
         event.event_id, {**event.fields, fields.EVENT_DATA: event.event_data}
     )
-    return bool(RULES.match(event.event_id, view, fields.lowered(view), context=False))
+    return RULES.wanted(event.event_id, view, fields.lowered(view))

@@ -198,6 +198,8 @@ class JoinEngine:
             process = orjson.loads(stored) if stored is not None else None
             self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms,
                          context=None if process is not None else False)  # fmt: skip
+            if process is None and self.rules.needs_context(event_id):
+                self.stats.context_rules_skipped += 1
             return out
         if event_id == NETWORK_CONNECT:
             self._connect(out, fields, event_time_ms, received, partition, position, wall_ms)
@@ -225,12 +227,17 @@ class JoinEngine:
             self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms)
             return
         self._detect(out, event_id, fields, None, event_time_ms, partition, wall_ms, context=False)
-        grace_ms = self.state.lifetimes.grace.grace_ms
-        if guid is None or not grace_ms or not self.rules.needs_context(event_id):
+        if not self.rules.needs_context(event_id):
             return
-        if not grace.creation_may_still_come(
-            self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
+        grace_ms = self.state.lifetimes.grace.grace_ms
+        if (
+            guid is None
+            or not grace_ms
+            or not grace.creation_may_still_come(
+                self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
+            )
         ):
+            self.stats.context_rules_skipped += 1
             return
         waiting = dict(fields)
         waiting[EVENT_ID_FIELD] = event_id
@@ -262,7 +269,7 @@ class JoinEngine:
                     if rules.needs_context(event_id)
                     else []
                 )
-            view = sigma_fields.with_context(view, process, ancestors)
+            view = sigma_fields.with_context(view, event_id, process, ancestors)
         matched = rules.match(event_id, view, sigma_fields.lowered(view), context)
         if not matched:
             return
@@ -412,6 +419,8 @@ class JoinEngine:
         self, out: list[Output], connect: Row, key: bytes | None, reason: str,
         event_time_ms: int,
     ) -> None:  # fmt: skip
+        # Its rules on the connect alone ran; those on its process's context cannot.
+        self.stats.context_rules_skipped += self.rules.needs_context(NETWORK_CONNECT)
         out.append(Output(UNMATCHED, key, unmatched_record(connect, reason), event_time_ms / 1000))
         self.stats.unmatched += 1
         self.stats.unmatched_by_reason[reason] += 1

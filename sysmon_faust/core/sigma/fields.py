@@ -4,10 +4,11 @@ Rules test Sysmon's own field names (``Image``, ``CommandLine``,
 ``TargetObject``...). A normalized event (:mod:`sysmon_faust.core.normalize`)
 holds the fields the join uses under HELK's names plus ``event_data``: the
 rest of its EventData as written. :func:`event_fields` puts the two back
-together; :func:`with_context` adds, where the event lacks them, its
-process's creation fields (``CommandLine``, ``ParentImage``, ``User``,
-``OriginalFileName``, ...) and its ancestry as lists, nearest first
-(``AncestorImage``, ``AncestorCommandLine``, ``AncestorProcessGuid``).
+together; :func:`with_context` adds the process's creation fields that
+events of its id never carry (``CommandLine``, ``ParentImage``,
+``IntegrityLevel``, ``OriginalFileName`` for a connection, ...) and its
+ancestry as lists, nearest first (``AncestorImage``, ``AncestorCommandLine``,
+``AncestorProcessGuid``).
 
 Every value is text (``"true"``, ``"443"``), as Sysmon writes it and as
 Sigma compares; :func:`lowered` makes the lower-case copy rules compare
@@ -46,6 +47,39 @@ ANCESTRY_FIELDS: Final = (
 )
 
 
+#: Every name :func:`with_context` may add.
+CONTEXT_NAMES: Final = frozenset(CREATION_CONTEXT) | {name for name, _ in ANCESTRY_FIELDS}
+
+# The creation fields an event of each id carries itself (Sysmon schema 4.90,
+# per event id): its own, never filled from its process — an image load's
+# Hashes are the DLL's, not the process's, and a User its schema has but an
+# older Sysmon left out stays out (as a SIEM would see the event).
+_OWN: Final = frozenset({"Image", "ProcessId", "User"})
+_NATIVE: Final[Mapping[int, frozenset[str]]] = {
+    1: frozenset(CREATION_CONTEXT),
+    7: _OWN | {"Hashes", "FileVersion", "Description", "Product", "Company", "OriginalFileName"},
+    # Source and target processes: SourceImage, SourceUser... The process is the source.
+    8: frozenset(),
+    10: frozenset(),
+    # No process: Sysmon's own state (4, 16), errors (255), drivers (6), WMI
+    # (19-21). Their rules are on the event alone: there is no context to add.
+    **{event_id: CONTEXT_NAMES for event_id in (4, 6, 16, 19, 20, 21, 255)},
+    **{event_id: _OWN | {"Hashes"} for event_id in (23, 24, 26, 27, 28, 29)},
+}
+_CONTEXT_ONLY: dict[int, frozenset[str]] = {}
+
+
+def context_only(event_id: int) -> frozenset[str]:
+    """The fields events of ``event_id`` get only from their process (creation, ancestry).
+
+    A rule naming one of them uses context; :func:`with_context` adds only these.
+    """
+    found = _CONTEXT_ONLY.get(event_id)
+    if found is None:
+        found = _CONTEXT_ONLY[event_id] = CONTEXT_NAMES - _NATIVE.get(event_id, _OWN)
+    return found
+
+
 def text(value: Any) -> str | None:
     """A value as Sigma compares it: text; booleans as Sysmon writes them; None stays."""
     if value is None or type(value) is str:
@@ -74,21 +108,28 @@ def event_fields(event_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def with_context(
-    view: dict[str, Any], process: Mapping[str, Any] | None, ancestry: Sequence[Mapping[str, Any]]
+    view: dict[str, Any],
+    event_id: int,
+    process: Mapping[str, Any] | None,
+    ancestry: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """``view`` plus its process's creation fields where it lacks them, plus the ancestry.
+    """``view`` (an event of ``event_id``) plus its process's creation fields that events
+    of that id never carry (:func:`context_only`), plus the ancestry as lists.
 
     ``process``: the process's row (a normalized Sysmon 1, HELK names and
     ``event_data``) or None; ``ancestry``: its ancestors, nearest first
-    (:func:`sysmon_faust.core.ancestry.ancestry` rows).
+    (:func:`sysmon_faust.core.ancestry.ancestry` rows). Only what the event
+    cannot hold is added, so a rule on the event's own fields sees the same
+    whether its process was known yet or not.
     """
     context = dict(view)
+    wanted = context_only(event_id)
     if process is not None:
         creation = event_fields(PROCESS_CREATE, process)
         for name in CREATION_CONTEXT:
-            if name not in context and (value := creation.get(name)) is not None:
+            if name in wanted and (value := creation.get(name)) is not None:
                 context[name] = value
-    if ancestry:
+    if ancestry and "AncestorImage" in wanted:
         for name, key in ANCESTRY_FIELDS:
             context[name] = [text(ancestor.get(key)) for ancestor in ancestry]
     return context

@@ -47,25 +47,6 @@ modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
 _TECHNIQUE: Final = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 
-#: Fields the event itself has, among those a process's creation gives
-#: (Sysmon schema 4.90, per event id). Any other creation or ancestry field a
-#: rule names is context: the rule waits for the join.
-_OWN: Final = frozenset({"Image", "ProcessId", "User"})
-_CONTEXT: Final = frozenset(fields.CREATION_CONTEXT) | {name for name, _ in fields.ANCESTRY_FIELDS}
-_NATIVE_CONTEXT: Final[Mapping[int, frozenset[str]]] = {
-    1: frozenset(fields.CREATION_CONTEXT),
-    7: _OWN | {"Hashes", "FileVersion", "Description", "Product", "Company", "OriginalFileName"},
-    8: frozenset(),
-    10: frozenset(),
-    # No process: Sysmon's own state (4, 16), errors (255), drivers (6), WMI
-    # (19-21). Their rules are on the event alone: there is no context to wait for.
-    **{event_id: _CONTEXT for event_id in (4, 6, 16, 19, 20, 21, 255)},
-    23: _OWN | {"Hashes"},
-    26: _OWN | {"Hashes"},
-    27: _OWN | {"Hashes"},
-    28: _OWN | {"Hashes"},
-    29: _OWN | {"Hashes"},
-}
 
 
 class RuleLoadError(ValueError):
@@ -103,7 +84,7 @@ class SigmaRule:
 
     def uses_context(self, event_id: int) -> bool:
         """Whether it names a field that events of ``event_id`` only get from their process."""
-        return bool(self.fields & _context_only(event_id))
+        return bool(self.fields & fields.context_only(event_id))
 
     def matches(self, view: Fields, low: Fields) -> bool:
         """Whether the event (:mod:`.fields`: its view and lower-case copy) matches."""
@@ -208,6 +189,14 @@ class RuleSet:
             return True
         automaton = group.context_automaton
         return next(automaton.iter(fields.searchable_text(low)), None) is not None
+
+    def wanted(self, event_id: int, view: Fields, low: Fields) -> bool:
+        """Whether an event (its own fields, no context) is worth its process's join:
+        a rule that uses context may match it once the context is added, or a rule
+        on the event alone matches it (the alert then carries the process)."""
+        if self.context_may_match(event_id, low):
+            return True
+        return bool(self.match(event_id, view, low, context=False))
 
     def candidates(self, event_id: int, low: Fields) -> list[int]:
         """Indexes of the rules that may match (all that can, in load order)."""
@@ -354,13 +343,13 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         return Refused(source, rule_id, title, None, f"a {type(rule).__name__} is not evaluated")
     source_logsource = rule.logsource
     category = source_logsource.category or source_logsource.service
-    if rule.errors:
-        return Refused(source, rule_id, title, category, _one_line(rule.errors[0]))
     event_ids = logsource.event_ids(
         source_logsource.product, source_logsource.category, source_logsource.service
     )
     if not event_ids:
-        return None
+        return None  # another logsource's rule: counted, never refused, even if broken
+    if rule.errors:
+        return Refused(source, rule_id, title, category, _one_line(rule.errors[0]))
     if rule_id is None:
         return Refused(source, None, title, category, "no id")
     try:
@@ -381,7 +370,7 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
     # What the event itself must hold, per id: a field one id carries
     # (OriginalFileName in Sysmon 7) is context for another (Sysmon 3).
     own_literals = {
-        event_id: _either_literals(trees, _context_only(event_id)) for event_id in event_ids
+        event_id: _either_literals(trees, fields.context_only(event_id)) for event_id in event_ids
     }
     tags = tuple(str(tag) for tag in rule.tags)
     technique = next((m.group(1).upper() for tag in tags if (m := _TECHNIQUE.match(tag))), None)
@@ -403,11 +392,6 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         literals=literals,
         own_literals=own_literals,
     )
-
-
-def _context_only(event_id: int) -> frozenset[str]:
-    """The fields events of ``event_id`` get only from their process's context."""
-    return _CONTEXT - _NATIVE_CONTEXT.get(event_id, _OWN)
 
 
 def _either_literals(trees: Sequence[Any], unknown: frozenset[str]) -> frozenset[str] | None:

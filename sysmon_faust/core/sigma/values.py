@@ -24,7 +24,10 @@ the choice is the one SIEM backends make and is written here):
   networks, IPv6 in IPv6 ones, except that an IPv4-mapped IPv6 address
   (``::ffff:10.1.2.3``) is also the IPv4 address it carries;
 * ``fieldref`` compares two fields of the event, ignoring case;
-* a list-valued field (``AncestorImage``) matches when one element does.
+* a list-valued field (``AncestorImage``) matches when one element does;
+* a keyword (a value with no field) matches when one of the event's own
+  fields contains it (the "full log message" of the specification is the
+  event, not the context its process adds).
 
 Raises :class:`Unsupported` for what cannot be evaluated on one event
 (``expand`` placeholders left unexpanded, query expressions, timestamp parts).
@@ -56,6 +59,8 @@ from sigma.types import (
     SigmaString,
     SpecialChars,
 )
+
+from sysmon_faust.core.sigma import fields
 
 #: An event's fields as :mod:`.fields` gives them: the original values and a
 #: lower-cased copy (made once per event, shared by every rule).
@@ -197,13 +202,16 @@ def _on_text(name: str, test: TextTest, lowered: bool) -> Test:
     return lambda original, low: check(original)
 
 
+#: A number as Sysmon writes one: decimal (``443``, ``-1``, ``0.5``) or hex (``0x1410``).
+_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)|0[xX][0-9a-fA-F]+")
+
+
 def number(value: Any) -> float | None:
-    """A field's value as a number (``"10"``, ``"0x1410"``), or None."""
-    if type(value) is str:
-        try:
-            return float(int(value, 0)) if value[:2].lower() == "0x" else float(value)
-        except ValueError:
-            return None
+    """A field's value as a number (``"10"``, ``"0x1410"``), or None — not for
+    ``"infinity"``, ``"nan"``, ``"1_000"`` or ``"1e3"``, which Python's float()
+    takes but no Sysmon field holds as a number."""
+    if type(value) is str and _NUMBER.fullmatch(value):
+        return float(int(value, 16)) if value[:2] in ("0x", "0X") else float(value)
     return None
 
 
@@ -221,7 +229,7 @@ def field_test(name: str, value: Any) -> Test:
         return lambda original, low: original.get(name) in (None, "", [])
     if isinstance(value, SigmaExists):
         wanted = bool(value.exists)
-        return lambda original, low: (original.get(name) not in (None, [])) is wanted
+        return lambda original, low: bool(_texts(original.get(name))) is wanted
     if isinstance(value, SigmaBool):
         text = "true" if value.boolean else "false"
         return _on_text(name, text.__eq__, lowered=True)
@@ -265,10 +273,7 @@ def _in_network(text: str, network: ipaddress.IPv4Network | ipaddress.IPv6Networ
 def _field_reference(name: str, reference: SigmaFieldReference) -> Test:
     other, starts, ends = reference.field, reference.starts_with, reference.ends_with
 
-    def test(original: Fields, low: Fields) -> bool:
-        mine, theirs = low.get(name), low.get(other)
-        if type(mine) is not str or type(theirs) is not str:
-            return False
+    def one(mine: str, theirs: str) -> bool:
         if starts and ends:
             return theirs in mine
         if starts:
@@ -277,19 +282,45 @@ def _field_reference(name: str, reference: SigmaFieldReference) -> Test:
             return mine.endswith(theirs)
         return mine == theirs
 
+    def test(original: Fields, low: Fields) -> bool:
+        # A list (the ancestry) on either side: one element of it compares.
+        mine, theirs = _texts(low.get(name)), _texts(low.get(other))
+        return any(one(m, t) for m in mine for t in theirs)
+
     return test
 
 
+def _texts(value: Any) -> list[str]:
+    """A field's text value(s): one, a list's elements, or none."""
+    if type(value) is str:
+        return [value]
+    if type(value) is list:
+        return [v for v in value if v is not None]
+    return []
+
+
 def keyword_test(value: Any) -> Test:
-    """A value with no field (a keyword): holds when any field of the event matches it."""
+    """A value with no field (a keyword): holds when one of the event's own fields
+    contains it (wildcards inside it kept).
+
+    The Sigma specification applies keywords to "the full log message"; the
+    message here is the event's own fields, never the context its process
+    adds (:func:`sysmon_faust.core.sigma.fields.context_only`), so a keyword
+    rule sees the same whether the process was known yet or not. Raises
+    :class:`Unsupported` for a value that is not text or a regular expression.
+    """
     if isinstance(value, SigmaExpansion):
         alternatives = [keyword_test(v) for v in value.values]
         return lambda original, low: any(test(original, low) for test in alternatives)
     if isinstance(value, SigmaString):
+        if not value.startswith(SpecialChars.WILDCARD_MULTI):
+            value = SpecialChars.WILDCARD_MULTI + value
+        if not value.endswith(SpecialChars.WILDCARD_MULTI):
+            value = value + SpecialChars.WILDCARD_MULTI
         test = text_test(value)
         lowered = not isinstance(value, SigmaCasedString)
         return lambda original, low: any(
-            type(v) is str and test(v) for v in (low if lowered else original).values()
+            test(v) for v in _own_texts(low if lowered else original)
         )
     if isinstance(value, SigmaRegularExpression):
         flags = 0
@@ -297,6 +328,15 @@ def keyword_test(value: Any) -> Test:
             flags |= _REGEX_FLAGS[flag]
         search = re.compile(str(value.regexp), flags).search
         return lambda original, low: any(
-            type(v) is str and search(v) is not None for v in original.values()
+            search(v) is not None for v in _own_texts(original)
         )
     raise Unsupported(f"a keyword of type {type(value).__name__}")
+
+
+def _own_texts(values: Fields) -> list[str]:
+    """The text values of the event's own fields (not those its process's context added)."""
+    try:
+        context = fields.context_only(int(values["EventID"]))
+    except (KeyError, ValueError):
+        context = fields.CONTEXT_NAMES
+    return [v for name, v in values.items() if type(v) is str and name not in context]

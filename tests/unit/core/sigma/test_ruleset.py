@@ -180,3 +180,41 @@ def test_what_the_event_alone_must_hold_for_a_context_rule() -> None:
     assert may(13, TargetObject="HKLM\\x")
     # no rule that uses context on this id
     assert not may(1, CommandLine="cmd")
+
+
+def test_an_event_the_intake_drops_matches_no_rule_whatever_its_process() -> None:
+    # RuleSet.wanted decides, on the event alone, whether it goes to the join:
+    # no rule may match it with any process's context added. Tried with every
+    # rule, on SigmaHQ's regression events, under the processes those hold.
+    rules = _corpus()
+    events = _regression_events()
+    processes = [e.fields | {"event_data": e.event_data} for e in events if e.event_id == 1]
+    assert len(processes) > 20
+    others = [e for e in events if e.event_id not in (1, 5) and rules.covers(e.event_id)]
+    assert len(others) > 20
+    kept = 0
+    for event in others:
+        view = fields.event_fields(event.event_id, {**event.fields, "event_data": event.event_data})
+        wanted = rules.wanted(event.event_id, view, fields.lowered(view))
+        kept += wanted
+        if wanted:
+            continue
+        mine = [r for r in rules.rules if event.event_id in r.event_ids]
+        for process in processes[::3]:
+            context = fields.with_context(view, event.event_id, process, [process])
+            low = fields.lowered(context)
+            assert not [r.title for r in mine if r.matches(context, low)], event.event_id
+    assert 0 < kept < len(others)  # it drops some and keeps some
+
+
+def test_the_intake_keeps_an_event_a_context_rule_may_match() -> None:
+    rules = ruleset.parse(CONTEXT_RULES)
+
+    def wanted(event_id: int, **view: str) -> bool:
+        return rules.wanted(event_id, view, fields.lowered(view))
+
+    # no rule matches the event alone, but the file rule may with its process
+    assert wanted(11, EventID="11", TargetFilename="C:\\x\\a.dll")
+    assert not wanted(11, EventID="11", TargetFilename="C:\\x\\a.txt")
+    assert wanted(13, EventID="13", TargetObject="HKLM\\x")
+    assert not wanted(12, EventID="12", TargetObject="HKLM\\x")  # no rule on 12

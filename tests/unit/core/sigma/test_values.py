@@ -143,9 +143,21 @@ CASES = [
     ("a: {Image|endswith: '.exe'}\nb: {CommandLine|contains: 'x'}\nc: {User: 'SYSTEM'}\n"
      "condition: a and (b or c) and not c",
      {"Image": "q.exe", "CommandLine": "x", "User": "system"}, False),
-    # keywords: a value without a field, in any field
+    # keywords: a value without a field, contained in one of the event's own fields
     ("keywords: ['*mimikatz*']\ncondition: keywords", {"CommandLine": "run MimiKatz.exe"}, True),
     ("keywords: ['*mimikatz*']\ncondition: keywords", {"CommandLine": "notepad"}, False),
+    ("keywords: ['lsadump::']\ncondition: keywords", {"CommandLine": "m.exe lsadump::sam"}, True),
+    ("keywords: ['lsadump::']\ncondition: keywords",
+     {"AncestorCommandLine": ["m.exe lsadump::sam"]}, False),  # context, not the event
+    # numbers are what Sysmon writes (decimal or hex), not whatever float() takes
+    ("sel: {DestinationPort|gt: 1000}\ncondition: sel", {"DestinationPort": "infinity"}, False),
+    ("sel: {DestinationPort: 1000}\ncondition: sel", {"DestinationPort": "1e3"}, False),
+    ("sel: {DestinationPort: 1000}\ncondition: sel", {"DestinationPort": "1_000"}, False),
+    ("sel: {DestinationPort|lt: 1000}\ncondition: sel", {"DestinationPort": "0x10"}, True),
+    # fieldref with a list on one side: one element compares; exists needs a value
+    ("sel: {ParentImage|fieldref: AncestorImage}\ncondition: sel",
+     {"ParentImage": "C:\\b.exe", "AncestorImage": ["C:\\a.exe", "c:\\B.exe"]}, True),
+    ("sel: {AncestorImage|exists: true}\ncondition: sel", {"AncestorImage": [None]}, False),
     # a list-valued field (the ancestry) matches when one element does
     ("sel: {AncestorImage|endswith: '\\wmiprvse.exe'}\ncondition: sel",
      {"AncestorImage": ["C:\\Windows\\cmd.exe", "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe"]},
