@@ -48,7 +48,6 @@ modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 _TECHNIQUE: Final = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 
 
-
 class RuleLoadError(ValueError):
     """A rules path that does not exist: the message says which."""
 

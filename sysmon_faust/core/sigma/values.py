@@ -319,17 +319,13 @@ def keyword_test(value: Any) -> Test:
             value = value + SpecialChars.WILDCARD_MULTI
         test = text_test(value)
         lowered = not isinstance(value, SigmaCasedString)
-        return lambda original, low: any(
-            test(v) for v in _own_texts(low if lowered else original)
-        )
+        return lambda original, low: any(test(v) for v in _own_texts(low if lowered else original))
     if isinstance(value, SigmaRegularExpression):
         flags = 0
         for flag in value.flags:
             flags |= _REGEX_FLAGS[flag]
         search = re.compile(str(value.regexp), flags).search
-        return lambda original, low: any(
-            search(v) is not None for v in _own_texts(original)
-        )
+        return lambda original, low: any(search(v) is not None for v in _own_texts(original))
     raise Unsupported(f"a keyword of type {type(value).__name__}")
 
 
