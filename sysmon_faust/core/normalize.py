@@ -470,7 +470,8 @@ def _map_event(
 
 
 # Sysmon 8 and 10 name two processes: the event is its source's (who acted).
-_PROCESS_GUID_NAMES: Final = ("ProcessGuid", "SourceProcessGuid")
+# Sysmon 10 spells its GUIDs SourceProcessGUID/TargetProcessGUID (schema 4.90).
+_PROCESS_GUID_NAMES: Final = ("ProcessGuid", "SourceProcessGuid", "SourceProcessGUID")
 _IMAGE_NAMES: Final = ("Image", "SourceImage")
 _PROCESS_ID_NAMES: Final = ("ProcessId", "SourceProcessId")
 _USER_NAMES: Final = ("User", "SourceUser")

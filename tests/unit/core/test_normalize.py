@@ -466,3 +466,24 @@ def test_normalizer_never_raises_on_mangled_real_lines() -> None:
         assert not (isinstance(result, Invalid) and result.error.startswith("normalizer failed"))
         if isinstance(result, NormalizedEvent):
             orjson.dumps(result.fields)  # what the agent will write must serialize
+
+
+def test_process_access_and_remote_thread_are_their_source_process_events() -> None:
+    # Sysmon 8 names SourceProcessGuid, Sysmon 10 SourceProcessGUID (schema 4.90):
+    # either way the event is its source's, the process that acted.
+    from tests.reference import _sysmon_parts
+
+    seen = {8: 0, 10: 0}
+    for path in sorted(DATASETS.glob("*.jsonl.gz")):
+        for line in lines(path):
+            parts = _sysmon_parts(json.loads(line))
+            if parts is None or parts[0] not in seen:
+                continue
+            event_id, data = parts
+            source = data.get("SourceProcessGuid") or data["SourceProcessGUID"]
+            event = normalize(line, {8, 10})
+            assert isinstance(event, NormalizedEvent), event
+            assert event.process_guid == source.lower()
+            assert event.fields["process_path"] == data["SourceImage"]
+            seen[event_id] += 1
+    assert seen[10] > 0, seen
