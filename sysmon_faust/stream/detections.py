@@ -5,7 +5,7 @@ why), counted in ``/stats`` (``sigma_rules_refused``), and the rest load — a
 SigmaHQ checkout always holds a few rules of newer syntax, and one of them
 must not keep the others from running.
 
-The intake asks :func:`keep` of every Sysmon event other than 1/3/5: it goes on
+The intake asks :func:`wanted` of every Sysmon event other than 1/3/5: it goes on
 to the join (re-keyed by its process) when a rule on its event id that uses
 process context may match it (the event holds what that rule needs of the
 event itself), or when a rule on the event alone matches it — the join then
@@ -17,8 +17,10 @@ carries only what a rule wants (``make bench`` has the cost).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from sysmon_faust.core.normalize import FIELD_MAPS, NormalizedEvent
+from sysmon_faust.core.normalize import FIELD_MAPS
 from sysmon_faust.core.sigma import fields, ruleset
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream.topology import settings
@@ -43,9 +45,9 @@ log.info(
 OTHER_EVENT_IDS: frozenset[int] = RULES.event_ids() - set(FIELD_MAPS)
 
 
-def keep(event: NormalizedEvent) -> bool:
-    """Whether an event of another id goes to the join (see the module docstring)."""
-    view = fields.event_fields(
-        event.event_id, {**event.fields, fields.EVENT_DATA: event.event_data}
-    )
-    return RULES.wanted(event.event_id, view, fields.lowered(view))
+def wanted(event_id: int, event_data: Mapping[str, Any]) -> bool:
+    """Whether an event of another id goes to the join (see the module docstring), from its
+    EventData alone: the normalizer asks before it maps the event
+    (:data:`sysmon_faust.core.normalize.OtherEventFilter`)."""
+    view = fields.event_fields(event_id, {fields.EVENT_DATA: event_data})
+    return RULES.wanted(event_id, view, fields.lowered(view))

@@ -61,7 +61,6 @@ from sysmon_faust.core import ancestry, deadletter
 from sysmon_faust.core.alignment import InStep
 from sysmon_faust.core.clock import record_timestamp_ms
 from sysmon_faust.core.normalize import (
-    FIELD_MAPS,
     NETWORK_CONNECT,
     PROCESS_CREATE,
     Filtered,
@@ -386,17 +385,12 @@ class Intake(Service):
                 await self._dead_letter(message, "value is null (a tombstone), not an event")
             )
             return None
-        outcome = normalize(raw, detections.OTHER_EVENT_IDS)
+        # An event of another id no rule wants is dropped here, as the ids no
+        # rule is about are (detections.wanted).
+        outcome = normalize(raw, detections.OTHER_EVENT_IDS, detections.wanted)
         if isinstance(outcome, Invalid):
             acks.append(await self._dead_letter(message, outcome.error))
             return None
-        if (
-            isinstance(outcome, NormalizedEvent)
-            and outcome.event_id not in FIELD_MAPS
-            and not detections.keep(outcome)
-        ):
-            # No rule wants it: dropped here, as the ids no rule is about are.
-            outcome = Filtered(f"sysmon_event_{outcome.event_id}", outcome.event_id)
         if isinstance(outcome, Filtered):
             stats.filtered += 1
             stats.filtered_by_reason[outcome.reason] += 1

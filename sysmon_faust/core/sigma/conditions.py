@@ -25,13 +25,21 @@ from sigma.conditions import (
     ConditionOR,
     ConditionValueExpression,
 )
-from sigma.types import SigmaCasedString, SigmaExpansion, SigmaNumber, SigmaString
+from sigma.types import (
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaExpansion,
+    SigmaNumber,
+    SigmaString,
+)
 
 from sysmon_faust.core.sigma.values import (
     EXACT,
     Fields,
     Test,
     Unsupported,
+    any_network_test,
+    any_number_test,
     any_text_test,
     field_test,
     keyword_test,
@@ -66,18 +74,32 @@ def compile_condition(node: Any) -> Test:
 
 
 def _merged_or(args: list[Any]) -> list[Test]:
-    """The tests of an ``or``: the plain string values of one field as one test each field."""
+    """The tests of an ``or``: the plain string and number values of one field as one
+    test per field (a list of 100 ports is one set lookup, not 100 number parses)."""
     by_field: dict[str, list[tuple[str, str]]] = {}
+    numbers: dict[str, list[SigmaNumber]] = {}
+    networks: dict[str, list[SigmaCIDRExpression]] = {}
     rest: list[Any] = []
     for arg in args:
         if isinstance(arg, ConditionFieldEqualsValueExpression):
+            if isinstance(arg.value, SigmaCIDRExpression):
+                networks.setdefault(arg.field, []).append(arg.value)
+                continue
             values = arg.value.values if isinstance(arg.value, SigmaExpansion) else [arg.value]
             shapes = [string_shape(value) for value in values]
-            if all(shape is not None for shape in shapes):
+            if all(
+                shape is not None or type(value) is SigmaNumber
+                for shape, value in zip(shapes, values, strict=True)
+            ):
                 by_field.setdefault(arg.field, []).extend(s for s in shapes if s is not None)
+                numbers.setdefault(arg.field, []).extend(
+                    value for value in values if type(value) is SigmaNumber
+                )
                 continue
         rest.append(arg)
-    merged = [any_text_test(name, shapes) for name, shapes in by_field.items()]
+    merged = [any_text_test(name, shapes) for name, shapes in by_field.items() if shapes]
+    merged += [any_number_test(name, values) for name, values in numbers.items() if values]
+    merged += [any_network_test(name, values) for name, values in networks.items()]
     return merged + [compile_condition(arg) for arg in rest]
 
 

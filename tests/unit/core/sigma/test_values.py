@@ -154,6 +154,28 @@ CASES = [
     ("sel: {DestinationPort: 1000}\ncondition: sel", {"DestinationPort": "1e3"}, False),
     ("sel: {DestinationPort: 1000}\ncondition: sel", {"DestinationPort": "1_000"}, False),
     ("sel: {DestinationPort|lt: 1000}\ncondition: sel", {"DestinationPort": "0x10"}, True),
+    # lists of numbers, networks and non-ASCII strings (each merged into one test)
+    *[
+        ("sel: {DestinationPort: [8080, 8888, 4444]}\ncondition: sel",
+         {"DestinationPort": port}, hit)
+        for port, hit in (("8888", True), ("0x22b8", True), ("80", False), ("x", False))
+    ],
+    *[
+        ("sel: {DestinationIp|cidr: ['10.0.0.0/8', 'fe80::/10']}\ncondition: sel",
+         {"DestinationIp": ip}, hit)
+        for ip, hit in (("fe80::2", True), ("::ffff:10.0.0.1", True), ("8.8.8.8", False))
+    ],
+    *[
+        ("sel: {CommandLine|contains: ['\U0001f986', '\U0001f985', '\U0001f989', '\u0430', "
+         "'\U0001f43a', 'zz']}\ncondition: sel", {"CommandLine": text}, hit)
+        for text, hit in (("run \U0001f986 x", True), ("p\u0430th", True), ("run x", False),
+                          ("azzb", True), ("\u00e9t\u00e9", False))
+    ],
+    *[
+        ("sel: {CommandLine|contains: ['\U0001f986', '\U0001f985', '\U0001f989', '\u0430', "
+         "'\U0001f43a']}\ncondition: sel", {"CommandLine": text}, hit)
+        for text, hit in (("run \U0001f43a", True), ("run x", False), ("\u00e9t\u00e9", False))
+    ],
     # fieldref with a list on one side: one element compares; exists needs a value
     ("sel: {ParentImage|fieldref: AncestorImage}\ncondition: sel",
      {"ParentImage": "C:\\b.exe", "AncestorImage": ["C:\\a.exe", "c:\\B.exe"]}, True),
