@@ -154,14 +154,14 @@ def check_file(
     report = FileReport(str(path))
     join = LocalJoin.with_defaults(rules, grace_ms, depth, window_ms)
     by_id = {rule.rule_id: rule for rule in rules.rules}
-    # The worker's intake also drops the events of these ids that no rule
-    # matches (sysmon_faust.stream.detections); the engine finds the same.
+    # As the worker's intake (sysmon_faust.stream.detections): the events of
+    # other ids are mapped only when a rule may want them.
     other_event_ids = rules.event_ids() - set(FIELD_MAPS)
     for raw in read_records(path, on_note):
         report.events += 1
         if on_progress is not None and report.events % _PROGRESS_EVERY == 0:
             on_progress(report.events)
-        outcome = normalize(raw, other_event_ids)
+        outcome = normalize(raw, other_event_ids, rules.wanted_event_data)
         if isinstance(outcome, Invalid):
             report.invalid += 1
         elif isinstance(outcome, Filtered):

@@ -17,11 +17,9 @@ carries only what a rule wants (``make bench`` has the cost).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from sysmon_faust.core.normalize import FIELD_MAPS
-from sysmon_faust.core.sigma import fields, ruleset
+from sysmon_faust.core.sigma import ruleset
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream.topology import settings
 
@@ -45,9 +43,6 @@ log.info(
 OTHER_EVENT_IDS: frozenset[int] = RULES.event_ids() - set(FIELD_MAPS)
 
 
-def wanted(event_id: int, event_data: Mapping[str, Any]) -> bool:
-    """Whether an event of another id goes to the join (see the module docstring), from its
-    EventData alone: the normalizer asks before it maps the event
-    (:data:`sysmon_faust.core.normalize.OtherEventFilter`)."""
-    view = fields.event_fields(event_id, {fields.EVENT_DATA: event_data})
-    return RULES.wanted(event_id, view, fields.lowered(view))
+#: Whether an event of another id goes to the join (see the module docstring),
+#: from its EventData alone: the normalizer asks before it maps the event.
+wanted = RULES.wanted_event_data

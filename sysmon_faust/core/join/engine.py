@@ -261,7 +261,7 @@ class JoinEngine:
         rules = self.rules
         if not rules.covers(event_id):
             return
-        view = sigma_fields.event_fields(event_id, fields)
+        view = sigma_fields.event_fields(event_id, fields, rules.fields_of(event_id))
         if process is not None:
             if ancestors is None:
                 ancestors = (

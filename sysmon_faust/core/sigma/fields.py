@@ -17,7 +17,7 @@ against, once per event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 from sysmon_faust.core.normalize import FIELD_MAPS, PROCESS_CREATE
@@ -93,16 +93,20 @@ def text(value: Any) -> str | None:
     return None  # an object or a list in EventData: no Sysmon field is one
 
 
-def event_fields(event_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A normalized event's Sysmon fields (``EventID`` included), text values, no None."""
+def event_fields(
+    event_id: int, fields: Mapping[str, Any], only: Collection[str] | None = None
+) -> dict[str, Any]:
+    """A normalized event's Sysmon fields (``EventID`` included), text values, no None;
+    with ``only``, just those (what the rules of the event id test:
+    :meth:`~sysmon_faust.core.sigma.ruleset.RuleSet.fields_of`)."""
     view: dict[str, Any] = {"EventID": str(event_id)}
     event_data = fields.get(EVENT_DATA)
     if event_data:
         for name, value in event_data.items():
-            if (value := text(value)) is not None:
+            if (only is None or name in only) and (value := text(value)) is not None:
                 view[name] = value
     for helk, sysmon in _SYSMON_NAMES.get(event_id, ()):
-        if (value := text(fields.get(helk))) is not None:
+        if (only is None or sysmon in only) and (value := text(fields.get(helk))) is not None:
             view[sysmon] = value
     return view
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, Final
 import ahocorasick
 import yaml
 from sigma.collection import SigmaCollection
-from sigma.conditions import ConditionFieldEqualsValueExpression
+from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionValueExpression
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.modifiers import SigmaWideModifier, modifier_mapping
@@ -46,6 +45,9 @@ from sysmon_faust.core.sigma.values import Fields, Test, Unsupported
 modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
 _TECHNIQUE: Final = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+
+
+_NO_FIELDS: Final = frozenset({"EventID"})
 
 
 class RuleLoadError(ValueError):
@@ -74,6 +76,8 @@ class SigmaRule:
     #: Every field name its condition tests.
     fields: frozenset[str]
     test: Test = field(repr=False)
+    #: Whether its condition has keywords (values of no field: any own field).
+    keywords: bool = False
     #: Lower-case strings of which a matching event contains one; None: any event.
     literals: frozenset[str] | None = field(repr=False, default=None)
     #: The same per event id, from the tests of fields the process's context
@@ -133,9 +137,14 @@ class RuleSet:
         self.not_for_sysmon = not_for_sysmon
         self._groups: dict[int, _Group] = {}
         self._context: dict[int, bool] = {}
+        self._fields: dict[int, frozenset[str] | None] = {}
         for index, rule in enumerate(self.rules):
             for event_id in rule.event_ids:
                 group = self._groups.setdefault(event_id, _Group())
+                named = self._fields.get(event_id, frozenset({"EventID"}))
+                self._fields[event_id] = (
+                    None if named is None or rule.keywords else named | rule.fields
+                )
                 if rule.uses_context(event_id):
                     self._context[event_id] = True
                     own = rule.own_literals.get(event_id)
@@ -174,6 +183,12 @@ class RuleSet:
         """Whether some rule is about ``event_id``."""
         return event_id in self._groups
 
+    def fields_of(self, event_id: int) -> frozenset[str] | None:
+        """The fields the rules of ``event_id`` test (``EventID`` too); None: every field
+        (a rule has keywords). The view an event is matched on needs no other
+        (:func:`sysmon_faust.core.sigma.fields.event_fields` ``only``)."""
+        return self._fields.get(event_id, _NO_FIELDS)
+
     def needs_context(self, event_id: int) -> bool:
         """Whether a rule on ``event_id`` names a field only the event's process gives."""
         return self._context.get(event_id, False)
@@ -196,6 +211,14 @@ class RuleSet:
         if self.context_may_match(event_id, low):
             return True
         return bool(self.match(event_id, view, low, context=False))
+
+    def wanted_event_data(self, event_id: int, event_data: Mapping[str, Any]) -> bool:
+        """:meth:`wanted` of an event of another id than 1/3/5 from its EventData alone: what
+        the intake asks before it maps the event (``normalize(..., wants=)``)."""
+        view = fields.event_fields(
+            event_id, {fields.EVENT_DATA: event_data}, self.fields_of(event_id)
+        )
+        return self.wanted(event_id, view, fields.lowered(view))
 
     def candidates(self, event_id: int, low: Fields) -> list[int]:
         """Indexes of the rules that may match (all that can, in load order)."""
@@ -388,6 +411,7 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         source=source,
         fields=frozenset(_field_names(trees)),
         test=test,
+        keywords=_has_keywords(trees),
         literals=literals,
         own_literals=own_literals,
     )
@@ -430,10 +454,16 @@ def _field_names(trees: Iterable[Any]) -> Iterator[str]:
             stack.extend(getattr(node, "args", ()))
 
 
+def _has_keywords(trees: Iterable[Any]) -> bool:
+    for tree in trees:
+        stack = [tree]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ConditionValueExpression):
+                return True
+            stack.extend(getattr(node, "args", ()))
+    return False
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
-
-
-def count_by(rules: Iterable[SigmaRule]) -> Counter[str]:
-    """How many rules per category."""
-    return Counter(rule.category for rule in rules)

@@ -145,6 +145,12 @@ def test_the_index_finds_what_trying_every_rule_finds() -> None:
         low = fields.lowered(view)
         every = [r for r in rules.rules if event.event_id in r.event_ids and r.matches(view, low)]
         assert rules.match(event.event_id, view, low) == every
+        # and on the view of just the fields the rules of its id test
+        only = fields.event_fields(
+            event.event_id, {**event.fields, "event_data": event.event_data},
+            rules.fields_of(event.event_id),
+        )  # fmt: skip
+        assert rules.match(event.event_id, only, fields.lowered(only)) == every
         matched += bool(every)
     assert matched > 100
 
