@@ -48,6 +48,7 @@ _TECHNIQUE: Final = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 
 
 _NO_FIELDS: Final = frozenset({"EventID"})
+_NONE: Final[frozenset[int]] = frozenset()
 
 
 class RuleLoadError(ValueError):
@@ -137,6 +138,8 @@ class RuleSet:
         self.not_for_sysmon = not_for_sysmon
         self._groups: dict[int, _Group] = {}
         self._context: dict[int, bool] = {}
+        #: Per event id, the indexes of the rules that use context there.
+        self._uses_context: dict[int, set[int]] = {}
         self._fields: dict[int, frozenset[str] | None] = {}
         for index, rule in enumerate(self.rules):
             for event_id in rule.event_ids:
@@ -147,6 +150,7 @@ class RuleSet:
                 )
                 if rule.uses_context(event_id):
                     self._context[event_id] = True
+                    self._uses_context.setdefault(event_id, set()).add(index)
                     own = rule.own_literals.get(event_id)
                     if own is None:
                         group.context_always = True
@@ -244,12 +248,16 @@ class RuleSet:
         that do not (False), or all (None).
         """
         matched = []
+        rules = self.rules
+        if context is None:
+            for index in self.candidates(event_id, low):
+                if rules[index].test(view, low):
+                    matched.append(rules[index])
+            return matched
+        uses = self._uses_context.get(event_id, _NONE)
         for index in self.candidates(event_id, low):
-            rule = self.rules[index]
-            if context is not None and rule.uses_context(event_id) is not context:
-                continue
-            if rule.test(view, low):
-                matched.append(rule)
+            if (index in uses) is context and rules[index].test(view, low):
+                matched.append(rules[index])
         return matched
 
     def by_category(self) -> dict[str, tuple[int, int]]:
