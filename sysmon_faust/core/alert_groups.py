@@ -93,6 +93,17 @@ def group_key(group: AlertGroup) -> bytes:
     return group_prefix(group.rule_id, group.process_guid) + struct.pack(">q", group.closes_at_ms)
 
 
+def parse_group_key(key: bytes) -> tuple[str, str, int]:
+    """(rule id, process GUID, closes_at_ms) of a :func:`group_key`; ValueError if not one."""
+    if not key.startswith(GROUP_PREFIX) or len(key) < len(GROUP_PREFIX) + 10:
+        raise ValueError(f"not an alert group key: {key!r}")
+    (closes_at_ms,) = struct.unpack(">q", key[-8:])
+    rule_id, guid, end = key[len(GROUP_PREFIX) : -8].split(b"\x00")
+    if end:
+        raise ValueError(f"not an alert group key: {key!r}")
+    return rule_id.decode(), guid.decode(), closes_at_ms
+
+
 def destination(event: Row) -> str | None:
     """``ip:port`` of an enriched connect (``[ip]:port`` for IPv6), or None without an address."""
     address, port = event.get("dst_ip_addr"), event.get("dst_port")

@@ -20,7 +20,7 @@ from typing import Any
 from faust.types import TableT
 
 from sysmon_faust.compat import private
-from sysmon_faust.core.join.store import Change
+from sysmon_faust.core.join.store import Change, last_per_key
 
 
 class RocksDBTable:
@@ -54,17 +54,9 @@ class RocksDBTable:
         self._db(partition).delete(key)
 
     def take_unsent(self) -> list[Change]:
-        """The writes since the last call, one per key: the last (a changelog is read back
-        last value wins, so the others need not be sent — an alert group rewritten by
-        each of a record's matches goes once)."""
+        """The writes since the last call, one per key: the last (:func:`last_per_key`)."""
         unsent, self.unsent = self.unsent, []
-        if len(unsent) < 2:
-            return unsent
-        last: dict[tuple[int, bytes], Change] = {}
-        for change in unsent:
-            last.pop((change[0], change[1]), None)
-            last[(change[0], change[1])] = change
-        return list(last.values())
+        return last_per_key(unsent)
 
     def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
         items = self._db(partition).iteritems()

@@ -41,7 +41,6 @@ from typing import Any
 import orjson
 
 from sysmon_faust.core import alert_groups
-from sysmon_faust.core.alert_groups import AlertGroup
 from sysmon_faust.core.join import expiry, grace, parking
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.join.store import Change, PartitionStore
@@ -116,12 +115,14 @@ class JoinState:
         #: per row deleted: the tree is as bounded as the table
         #: (sysmon_faust.stream.tree_replica). The join sends them.
         self._tree_changes: list[tuple[int, bytes, bytes | None]] = []
-        #: Per partition, read from the table at its first alert after an
-        #: assignment and kept up to date since: the latest group of each
-        #: (rule id, process GUID), with its key. A match looks here, not in
-        #: RocksDB — measured (make bench, Sigma rows): an iterator per match
-        #: was most of what SigmaHQ's 17,000 matches cost the join.
-        self._alert_groups: dict[int, dict[tuple[str, str], tuple[bytes, AlertGroup]]] = {}
+        #: Per partition, read from the table's keys at its first alert after
+        #: an assignment and kept up to date since: the key and closing time
+        #: of the latest group of each (rule id, process GUID) — not the
+        #: group, which stays on disk (~250 bytes here per open group). A
+        #: match finds its group with one get, not an iterator: measured
+        #: (make bench, Sigma rows), the iterator per match was most of what
+        #: SigmaHQ's 17,000 matches cost the join.
+        self._alert_groups: dict[int, dict[tuple[str, str], tuple[bytes, int]]] = {}
 
     def unsent_changes(self) -> list[tuple[PartitionStore, list[Change]]]:
         """The changelog writes to send, per store (the join sends them after each record)."""
@@ -365,26 +366,33 @@ class JoinState:
         found = self._groups_of(partition).get((rule_id, guid))
         if found is None:
             return None
-        key, group = found
-        if (partition, key) in self._handed_out or alert_groups.is_closed(group, stream_time):
+        key, closes_at_ms = found
+        if (partition, key) in self._handed_out or stream_time >= closes_at_ms:
             return None  # closing: its update is on its way, and the next match opens anew
-        return found
+        value = self.pending.get(partition, key)
+        if value is None:
+            return None
+        try:
+            return key, alert_groups.AlertGroup.decode(value)
+        except ValueError:
+            log.error("alert group %r of partition %d unreadable: ignored", key, partition)
+            return None
 
-    def _groups_of(self, partition: int) -> dict[tuple[str, str], tuple[bytes, AlertGroup]]:
+    def _groups_of(self, partition: int) -> dict[tuple[str, str], tuple[bytes, int]]:
         groups = self._alert_groups.get(partition)
         if groups is not None:
             return groups
         groups = self._alert_groups[partition] = {}
         # Keys sort by closing time within (rule, process): the latest wins.
-        for key, value in self.pending.items_from(partition, alert_groups.GROUP_PREFIX):
+        for key in self.pending.keys_from(partition, alert_groups.GROUP_PREFIX):
             if (partition, key) in self._handed_out:
                 continue
             try:
-                group = alert_groups.AlertGroup.decode(value)
-            except ValueError:
-                log.error("alert group %r of partition %d unreadable: ignored", key, partition)
+                rule_id, guid, closes_at_ms = alert_groups.parse_group_key(key)
+            except (ValueError, UnicodeDecodeError):
+                log.error("alert group key %r of partition %d unreadable: ignored", key, partition)
                 continue
-            groups[(group.rule_id, group.process_guid)] = (key, group)
+            groups[(rule_id, guid)] = (key, closes_at_ms)
         return groups
 
     def keep_alert_group(
@@ -396,7 +404,7 @@ class JoinState:
             index_key = expiry.index_key(expiry.ALERT_GROUP, group.closes_at_ms, key)
             self.index.put(partition, index_key, b"")
         self.pending.put(partition, key, group.encode())
-        self._groups_of(partition)[(group.rule_id, group.process_guid)] = (key, group)
+        self._groups_of(partition)[(group.rule_id, group.process_guid)] = (key, group.closes_at_ms)
 
     # --- expiry ----------------------------------------------------------------
 
@@ -475,8 +483,8 @@ class JoinState:
             return
         expired.alert_groups.append(group)
         groups = self._alert_groups.get(partition)
-        cached = groups.get((group.rule_id, group.process_guid)) if groups is not None else None
-        if groups is not None and cached is not None and cached[0] == key:
+        latest = groups.get((group.rule_id, group.process_guid)) if groups is not None else None
+        if groups is not None and latest is not None and latest[0] == key:
             del groups[(group.rule_id, group.process_guid)]
 
     def _delete_row(self, partition: int, key: bytes) -> None:

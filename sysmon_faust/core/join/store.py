@@ -18,6 +18,21 @@ from typing import Protocol
 Change = tuple[int, bytes, bytes | None]
 
 
+def last_per_key(changes: list[Change]) -> list[Change]:
+    """``changes`` with only the last of each (partition, key), in the order of those.
+
+    What a changelog read back (last value wins) makes of them: a record's
+    writes of one key (an alert group each of its matches rewrites) go once.
+    """
+    if len(changes) < 2:
+        return changes
+    last: dict[tuple[int, bytes], Change] = {}
+    for change in changes:
+        last.pop((change[0], change[1]), None)
+        last[(change[0], change[1])] = change
+    return list(last.values())
+
+
 class PartitionStore(Protocol):
     """One table's data, a partition at a time; iteration is in byte order of the keys."""
 
@@ -28,7 +43,8 @@ class PartitionStore(Protocol):
     def delete(self, partition: int, key: bytes) -> None: ...
 
     def take_unsent(self) -> list[Change]:
-        """The writes since the last call, in order (the worker's changelog records)."""
+        """The writes since the last call (the worker's changelog records): one per key, its
+        last — a changelog is read back last value wins — in the order of those last writes."""
         ...
 
     def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
@@ -71,7 +87,7 @@ class InMemoryStore:
 
     def take_unsent(self) -> list[Change]:
         unsent, self.unsent = self.unsent, []
-        return unsent
+        return last_per_key(unsent)
 
     def items_from(self, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
         values = self._values.get(partition, {})

@@ -104,3 +104,15 @@ def test_keys_keep_a_rule_and_process_together_and_windows_apart() -> None:
     assert group_key(one) < group_key(two)
     assert not group_key(one).startswith(group_prefix("r2", GUID))
     assert group_key(one).startswith(alert_groups.GROUP_PREFIX)
+
+
+def test_a_group_key_reads_back_as_its_rule_process_and_closing_time() -> None:
+    for closes_at in (0, 1, 2**40 + 256, 1_700_000_000_000):  # NUL bytes in the packed time too
+        alert = {"rule_id": "d72c1863-0000-4000-8000-000000000000",
+                 "event": {"process_guid": "{11111111-2222-3333-4444-555555555555}"}}  # fmt: skip
+        group = alert_groups.open_group(alert, 0, closes_at, 0)
+        key = alert_groups.group_key(group)
+        assert alert_groups.parse_group_key(key) == (group.rule_id, group.process_guid, closes_at)
+    for bad in (b"", alert_groups.GROUP_PREFIX + b"x", b"\x01parked\x00" + b"a" * 20):
+        with pytest.raises(ValueError):
+            alert_groups.parse_group_key(bad)

@@ -1,4 +1,4 @@
-"""Open alert groups: found in memory, read back after a rebalance, gone once closed."""
+"""Open alert groups: found by key from memory, read back after a rebalance, gone once closed."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ def test_an_open_group_is_found_again_after_a_rebalance_and_not_once_closed() ->
     state.keep_alert_group(0, group)
 
     found = state.open_alert_group(0, "r1", GUID, 2_000)
-    assert found is not None and found[1] is group
-    key, _ = found
-    alert_groups.add_match(group, {"process_guid": GUID}, 3_000)
-    state.keep_alert_group(0, group, key)
+    assert found is not None and found[1] == group
+    key, stored = found
+    alert_groups.add_match(stored, {"process_guid": GUID}, 3_000)
+    state.keep_alert_group(0, stored, key)
     assert state.open_alert_group(0, "r2", GUID, 2_000) is None
     assert state.open_alert_group(1, "r1", GUID, 2_000) is None  # another partition's
 
