@@ -129,6 +129,12 @@ def path(raw: str, variable: str) -> Path:
 DEFAULT_RULES: Path = Path(__file__).with_name("core") / "default_rules"
 
 
+def rule_path(item: str) -> Path:
+    """One rules path as ``SYSMON_RULES`` and the ``rules`` commands name it: ``default``
+    is the shipped rules (:data:`DEFAULT_RULES`), anything else a file or folder."""
+    return DEFAULT_RULES if item == "default" else Path(item)
+
+
 def rule_paths(raw: str, variable: str) -> tuple[Path, ...]:
     """Sigma rule files and folders, comma-separated; ``default``: the shipped rules.
 
@@ -139,7 +145,7 @@ def rule_paths(raw: str, variable: str) -> tuple[Path, ...]:
     for item in (part.strip() for part in raw.split(",")):
         if not item:
             continue
-        path = DEFAULT_RULES if item == "default" else Path(item)
+        path = rule_path(item)
         if not path.exists():
             raise SettingsError(
                 f"{variable}={raw!r}: {item} is neither a file nor a folder "

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
 from sysmon_faust.core.sigma import ruleset
-from sysmon_faust.settings import DEFAULT_RULES
+from sysmon_faust.settings import rule_path
 
 SOME_REFUSED = 1
 USAGE = 2
@@ -55,7 +54,7 @@ def main(argv: Sequence[str], prog: str = "rules check") -> int:
     """``rules check PATH... [--list]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH",
+        "paths", nargs="+", type=rule_path, metavar="PATH",
         help="Sigma rule files and folders; `default`: the shipped rules",
     )  # fmt: skip
     parser.add_argument("--list", action="store_true", help="also list every loaded rule")
@@ -64,9 +63,7 @@ def main(argv: Sequence[str], prog: str = "rules check") -> int:
     except SystemExit as exc:
         return USAGE if exc.code else 0
     try:
-        rules = ruleset.load(
-            [DEFAULT_RULES if str(path) == "default" else path for path in args.paths]
-        )
+        rules = ruleset.load(args.paths)
     except ruleset.RuleLoadError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return USAGE

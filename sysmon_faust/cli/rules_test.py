@@ -49,7 +49,7 @@ from sysmon_faust.core.normalize import (
 from sysmon_faust.core.shapes import LOOKED_FOR
 from sysmon_faust.core.sigma import ruleset
 from sysmon_faust.core.sigma.ruleset import RuleLoadError, RuleSet, SigmaRule
-from sysmon_faust.settings import DEFAULT_RULES, Settings, SettingsError
+from sysmon_faust.settings import Settings, SettingsError, rule_path
 
 #: The worker's defaults; the environment's settings are read, as the
 #: worker's are, by sysmon_faust.settings (which builds no app).
@@ -409,7 +409,7 @@ def _parser(prog: str) -> _Parser:
         help=".json, .jsonl, .gz, .evtx recordings, or .tar.gz/.tgz/.tar.bz2/.zip archives of them",
     )  # fmt: skip
     parser.add_argument(
-        "--rules", type=Path, metavar="PATH", action="append",
+        "--rules", type=rule_path, metavar="PATH", action="append",
         help="Sigma rule file or folder, repeatable; `default`: the shipped rules (default: "
         "SYSMON_RULES if set, else the shipped rules)",
     )  # fmt: skip
@@ -442,11 +442,7 @@ def parse_options(argv: Sequence[str], prog: str) -> Options:
         settings = Settings.from_env()  # the defaults: what a worker here would use
     except SettingsError as error:
         raise UsageError(f"bad setting: {error}") from None
-    rules = (
-        tuple(DEFAULT_RULES if str(path) == "default" else path for path in args.rules)
-        if args.rules
-        else settings.rules_paths
-    )
+    rules = tuple(args.rules) if args.rules else settings.rules_paths
     grace_s = (
         int(settings.join_grace)
         if args.grace is None
