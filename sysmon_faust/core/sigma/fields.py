@@ -128,8 +128,9 @@ def with_context(
     """
     context = dict(view)
     wanted = context_only(event_id)
-    if process is not None:
-        creation = event_fields(PROCESS_CREATE, process)
+    if process is not None and not wanted.isdisjoint(CREATION_CONTEXT):
+        # Only the fields it adds (none for a creation, whose own they are).
+        creation = event_fields(PROCESS_CREATE, process, wanted)
         for name in CREATION_CONTEXT:
             if name in wanted and (value := creation.get(name)) is not None:
                 context[name] = value
