@@ -29,6 +29,8 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sysmon_faust.core.normalize import PROCESS_EVENT_IDS
+
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
@@ -157,6 +159,28 @@ def rule_paths(raw: str, variable: str) -> tuple[Path, ...]:
     return tuple(paths)
 
 
+def enrich_event_ids(raw: str, variable: str) -> frozenset[int]:
+    """Sysmon event ids, comma-separated, among those that name a process
+    (:data:`sysmon_faust.core.normalize.PROCESS_EVENT_IDS`); ``all``: each of those;
+    ``none``: no enrichment."""
+    word = raw.strip().lower()
+    if word == "all":
+        return frozenset(PROCESS_EVENT_IDS)
+    if word in ("none", ""):
+        return frozenset()
+    ids = set()
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if not item.isdigit() or int(item) not in PROCESS_EVENT_IDS:
+            raise SettingsError(
+                f"{variable}={raw!r}: {item!r} is not a Sysmon event id that names a process "
+                f"({', '.join(map(str, PROCESS_EVENT_IDS))}; or `all`, or `none`)"
+            )
+        ids.add(int(item))
+    return frozenset(ids)
+
+
 def upper(raw: str, variable: str) -> str:
     return raw.upper()
 
@@ -245,6 +269,11 @@ class Settings:
     topic_unmatched: str = setting(
         "sysmon-network-unmatched", "SYSMON_TOPIC_UNMATCHED",
         "network events whose process is unknown, with `unmatched_reason`", topic,
+    )  # fmt: skip
+    topic_enriched: str = setting(
+        "sysmon-enriched", "SYSMON_TOPIC_ENRICHED",
+        "every Sysmon event of `SYSMON_ENRICH_EVENTS`, keyed by process GUID, with its "
+        "process's creation fields and ancestry (or `unmatched_reason`)", topic,
     )  # fmt: skip
     topic_alerts: str = setting(
         "sysmon-alerts", "SYSMON_TOPIC_ALERTS", "detections (alert groups: see Detection rules)",
@@ -336,6 +365,12 @@ class Settings:
         "seconds a join is parked, at most, for an ancestor another worker's intake may not "
         "have written yet; the join goes on with other records meanwhile (0: never parks)",
         seconds(0, 600),
+    )  # fmt: skip
+    enrich_events: frozenset[int] = setting(
+        frozenset(PROCESS_EVENT_IDS), "SYSMON_ENRICH_EVENTS",
+        "Sysmon event ids written to `SYSMON_TOPIC_ENRICHED`, comma-separated; `all`: every "
+        "id that names a process (1, 2, 3, 5, 7-15, 17, 18, 22-29); `none`: no enrichment "
+        "(the intake then drops what no rule wants)", enrich_event_ids, default_doc="`all`",
     )  # fmt: skip
     rules_paths: tuple[Path, ...] = setting(
         (DEFAULT_RULES,), "SYSMON_RULES",

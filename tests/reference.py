@@ -48,6 +48,36 @@ class Expected:
     #: Per joined connect (same order as ``joined``): its process's ancestors,
     #: nearest first, as the creations read before it name them.
     joined_ancestry: list[list[dict[str, Any]]] = field(default_factory=list)
+    #: Every Sysmon event of an id that names its process (``ENRICHED_IDS``),
+    #: in file order: what sysmon-enriched carries by default.
+    enriched: list[Enriched] = field(default_factory=list)
+
+
+#: Sysmon event ids that name the process they are about, restated from
+#: ../shared/docs/DATA.md ("Which events carry a process GUID", schema 4.90).
+ENRICHED_IDS = frozenset({1, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 22, 23, 24, 25,
+                          26, 27, 28, 29})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Enriched:
+    """One event of ``ENRICHED_IDS`` and its process as the file names it before it."""
+
+    event_id: int
+    data: dict[str, Any]
+    #: Its process's creation (itself for a ProcessCreate), or None when none came earlier.
+    create: dict[str, Any] | None
+    ancestry: list[dict[str, Any]]
+
+
+def acting_guid(event_id: int, data: dict[str, Any]) -> str | None:
+    """The GUID of the process an event is about: for 8 and 10 the source (who acted),
+    spelled ``SourceProcessGuid`` (8) or ``SourceProcessGUID`` (10)."""
+    names = ("SourceProcessGuid", "SourceProcessGUID") if event_id in (8, 10) else ("ProcessGuid",)
+    for name in names:
+        if data.get(name) not in (None, "", "-"):
+            return guid(data[name])
+    return None
 
 
 def lines(path: Path) -> list[bytes]:
@@ -101,6 +131,7 @@ def compute(path: Path) -> Expected:
     terminated: dict[str, str] = {}
     filtered: Counter[str] = Counter()
     joined_ancestry: list[list[dict[str, Any]]] = []
+    enriched: list[Enriched] = []
     for line in lines(path):
         events += 1
         parts = _sysmon_parts(json.loads(line))
@@ -109,7 +140,7 @@ def compute(path: Path) -> Expected:
             continue
         sysmon += 1
         event_id, data = parts
-        if event_id not in (1, 3, 5):
+        if event_id not in (1, 3, 5) and event_id not in ENRICHED_IDS:
             filtered[f"sysmon_event_{event_id}"] += 1
         guid = guid_of(data)
         if event_id == 1:
@@ -124,6 +155,11 @@ def compute(path: Path) -> Expected:
             terminates += 1
             if guid in creates:
                 terminated[guid] = str(data["UtcTime"])
+        if event_id in ENRICHED_IDS:
+            acting = acting_guid(event_id, data)
+            create = creates.get(acting) if acting is not None else None
+            chain = ancestors(create, creates) if create is not None else []
+            enriched.append(Enriched(event_id, data, create, chain))
     wmi = sum(
         1
         for _, create in joined
@@ -131,7 +167,7 @@ def compute(path: Path) -> Expected:
     )
     return Expected(
         events, sysmon, creates, joined, unmatched, wmi, terminates, terminated, filtered,
-        joined_ancestry,
+        joined_ancestry, enriched,
     )  # fmt: skip
 
 
@@ -298,4 +334,102 @@ def output_identity(record: dict[str, Any]) -> tuple[Any, ...]:
         record["src_port"],
         record["dst_ip_addr"],
         record["dst_port"],
+    )
+
+
+# --- sysmon-enriched: one event with its process, in the raw file and in a record ---
+
+#: Sysmon names → the contract's names for 1, 3 and 5 (../shared/docs/DATA.md's
+#: table), with how the contract writes the value.
+_COMMON_NAMES = {"ProcessGuid": ("process_guid", "guid"), "ProcessId": ("process_id", "int"),
+                 "Image": ("process_path", "text"), "User": ("user_account", "text")}  # fmt: skip
+CONTRACT_NAMES: dict[int, dict[str, tuple[str, str]]] = {
+    1: _COMMON_NAMES | {
+        "CommandLine": ("process_command_line", "text"),
+        "CurrentDirectory": ("process_current_directory", "text"),
+        "IntegrityLevel": ("process_integrity_level", "text"),
+        "LogonGuid": ("user_logon_guid", "guid"), "LogonId": ("user_logon_id", "text"),
+        "TerminalSessionId": ("user_session_id", "int"), "Hashes": ("hashes", "text"),
+        "FileVersion": ("file_version", "text"), "Description": ("file_description", "text"),
+        "Company": ("file_company", "text"),
+        "ParentProcessGuid": ("parent_process_guid", "guid"),
+        "ParentProcessId": ("parent_process_id", "int"),
+        "ParentImage": ("parent_process_path", "text"),
+        "ParentCommandLine": ("parent_process_command_line", "text"),
+    },
+    3: _COMMON_NAMES | {
+        "Protocol": ("network_protocol", "text"),
+        "Initiated": ("network_connection_initiated", "bool"),
+        "SourceIsIpv6": ("src_is_ipv6", "bool"), "SourceIp": ("src_ip_addr", "text"),
+        "SourceHostname": ("src_host_name", "text"), "SourcePort": ("src_port", "int"),
+        "SourcePortName": ("src_port_name", "text"),
+        "DestinationIsIpv6": ("dst_is_ipv6", "bool"), "DestinationIp": ("dst_ip_addr", "text"),
+        "DestinationHostname": ("dst_host_name", "text"), "DestinationPort": ("dst_port", "int"),
+        "DestinationPortName": ("dst_port_name", "text"),
+    },
+    5: _COMMON_NAMES,
+}  # fmt: skip
+
+
+def _contract_value(data: dict[str, Any], name: str, kind: str) -> Any:
+    value = sysmon_value(data, name)
+    if value is None:
+        return None
+    if kind == "guid":
+        return guid(value)
+    if kind == "int":
+        return int(value)
+    if kind == "bool":
+        return str(value).lower() == "true"
+    return value
+
+
+def enriched_expected(event: Enriched) -> tuple[Any, ...]:
+    """What the sysmon-enriched record of ``event`` must hold, as a comparable value:
+    the event id, time and process; its own fields (1/3/5: under the contract's
+    names, the rest as written; other ids: its EventData as written); its
+    process's creation fields; whether it joined; its ancestry."""
+    names = CONTRACT_NAMES.get(event.event_id, {})
+    own = {target: _contract_value(event.data, n, kind) for n, (target, kind) in names.items()}
+    rest = {name: value for name, value in event.data.items() if name not in names}
+    process = None
+    if event.create is not None:
+        process = tuple(_contract_value(event.create, name, kind) for name, (_, kind) in
+                        ((n, CONTRACT_NAMES[1][n]) for n in _PROCESS_SIDE))  # fmt: skip
+    return (
+        event.event_id,
+        iso(str(event.data["UtcTime"])),
+        acting_guid(event.event_id, event.data),
+        json.dumps(own, sort_keys=True),
+        json.dumps(rest, sort_keys=True),
+        process,
+        event.create is not None,
+        json.dumps(event.ancestry, sort_keys=True),
+    )
+
+
+#: The creation fields compared on the process side of an enriched record.
+_PROCESS_SIDE = ("ProcessGuid", "Image", "CommandLine", "CurrentDirectory", "IntegrityLevel",
+                 "User", "LogonId", "Hashes", "ParentProcessGuid", "ParentImage",
+                 "ParentCommandLine")  # fmt: skip
+
+
+def enriched_identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    """:func:`enriched_expected`'s value, read from a sysmon-enriched record."""
+    event_id = record["event_id"]
+    names = CONTRACT_NAMES.get(event_id, {})
+    own = {target: record[target] for target, _ in names.values()}
+    process = record["process"]
+    side = None
+    if process is not None:
+        side = tuple(process[CONTRACT_NAMES[1][name][0]] for name in _PROCESS_SIDE)
+    return (
+        event_id,
+        record["event_date_creation"],
+        record["process_guid"],
+        json.dumps(own, sort_keys=True),
+        json.dumps(record["event_data"], sort_keys=True),
+        side,
+        record["unmatched_reason"] is None,
+        json.dumps(record["process_ancestry"], sort_keys=True),
     )

@@ -37,11 +37,12 @@ def app_topics(settings: Settings) -> list[tuple[str, str]]:
         (settings.topic_input, "input (raw)"),
         (settings.topic_process_create, "output: Sysmon 1 keyed"),
         (settings.topic_network_connect, "output: Sysmon 3 keyed"),
-        (settings.topic_join, "output: enriched"),
+        (settings.topic_join, "output: joined network events (SYSMON_JOIN)"),
         (settings.topic_unmatched, "output: unmatched"),
         (settings.topic_alerts, "output: alerts"),
+        (settings.topic_enriched, "output: every enriched Sysmon event"),
         (settings.topic_dlq, "output: dead letters"),
-        (settings.topic_by_guid, "internal: re-keyed 1/3/5, batched"),
+        (settings.topic_by_guid, "internal: re-keyed events, batched"),
         (settings.topic_process_tree, "internal: parent links (ancestry), compacted"),
         *(
             (f"{settings.app_id}-{table}-changelog", f"internal: {table} changelog")

@@ -32,7 +32,7 @@ import orjson
 
 from sysmon_faust.cli.recordings import OnNote, RecordingError, kind, read_records
 from sysmon_faust.core import alert_groups
-from sysmon_faust.core.join.engine import JOINED, UNMATCHED, Output
+from sysmon_faust.core.join.engine import ALERTS, ENRICHED, JOINED, UNMATCHED, Output
 from sysmon_faust.core.join.local import LocalJoin
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.normalize import (
@@ -89,6 +89,9 @@ class FileReport:
     alerts: Counter[str] = field(default_factory=Counter)  # matches, by rule_id
     #: Alert groups closed (each one line of the human output), by rule_id.
     alert_groups: Counter[str] = field(default_factory=Counter)
+    #: sysmon-enriched records, by Sysmon event id, and those without their process.
+    enriched: Counter[int] = field(default_factory=Counter)
+    enriched_unmatched: int = 0
 
     def add(self, other: FileReport) -> None:
         """Add ``other``'s counts to these (for the total)."""
@@ -97,6 +100,8 @@ class FileReport:
         self.unmatched.update(other.unmatched)
         self.alerts.update(other.alerts)
         self.alert_groups.update(other.alert_groups)
+        self.enriched.update(other.enriched)
+        self.enriched_unmatched += other.enriched_unmatched
 
 
 _COUNTS: Final = (
@@ -130,6 +135,8 @@ class Detection:
 
 
 OnDetection = Callable[[Detection], None]
+#: Called with each sysmon-enriched record the worker would write.
+OnEnriched = Callable[[Row], None]
 OnProgress = Callable[[int], None]
 
 
@@ -143,25 +150,36 @@ def check_file(
     on_note: OnNote | None = None,
     *,
     window_ms: int,
+    enrich_events: frozenset[int] = frozenset(),
+    on_enriched: OnEnriched | None = None,
 ) -> FileReport:
     """Run one recording through normalization and the worker's join engine with ``rules``.
 
     Calls ``on_detection`` for each alert record as the worker would make it
     (grouped within ``window_ms``; 0: one per match), and for the final state
-    of each group of one match (which the worker does not write). Raises
+    of each group of one match (which the worker does not write);
+    ``on_enriched`` for each ``sysmon-enriched`` record of the ids in
+    ``enrich_events``. Raises
     :class:`sysmon_faust.cli.recordings.RecordingError` when the file cannot be read.
     """
     report = FileReport(str(path))
-    join = LocalJoin.with_defaults(rules, grace_ms, depth, window_ms)
+    join = LocalJoin.with_defaults(rules, grace_ms, depth, window_ms, enrich_events=enrich_events)
     by_id = {rule.rule_id: rule for rule in rules.rules}
     # As the worker's intake (sysmon_faust.stream.detections): the events of
-    # other ids are mapped only when a rule may want them.
-    other_event_ids = rules.event_ids() - set(FIELD_MAPS)
+    # other ids are mapped when enriched, or when a rule may want them.
+    other_event_ids = (rules.event_ids() | enrich_events) - set(FIELD_MAPS)
+
+    def wanted(event_id: int, event_data: Mapping[str, object]) -> bool:
+        return event_id in enrich_events or rules.wanted_event_data(event_id, event_data)
+
+    def settle(made: list[Output]) -> None:
+        _settle(report, made, by_id, on_detection, on_enriched)
+
     for raw in read_records(path, on_note):
         report.events += 1
         if on_progress is not None and report.events % _PROGRESS_EVERY == 0:
             on_progress(report.events)
-        outcome = normalize(raw, other_event_ids, rules.wanted_event_data)
+        outcome = normalize(raw, other_event_ids, wanted)
         if isinstance(outcome, Invalid):
             report.invalid += 1
         elif isinstance(outcome, Filtered):
@@ -171,8 +189,8 @@ def check_file(
                 report.sysmon += 1
         else:
             _count_event(report, outcome)
-            _settle(report, join.feed(outcome), by_id, on_detection)
-    _settle(report, join.finish(), by_id, on_detection)
+            settle(join.feed(outcome))
+    settle(join.finish())
     report.alerts.update(join.engine.stats.alerts_by_rule)
     return report
 
@@ -189,6 +207,7 @@ def _settle(
     made: list[Output],
     rules: Mapping[str, SigmaRule],
     on_detection: OnDetection,
+    on_enriched: OnEnriched | None = None,
 ) -> None:
     """Count what an event (or the end of the file) made; hand out the alert records."""
     for output in made:
@@ -196,7 +215,13 @@ def _settle(
             report.joined += 1
         elif output.topic == UNMATCHED:
             report.unmatched[output.row["unmatched_reason"]] += 1
+        elif output.topic == ENRICHED:
+            report.enriched[output.row["event_id"]] += 1
+            report.enriched_unmatched += output.row["unmatched_reason"] is not None
+            if on_enriched is not None:
+                on_enriched(output.row)
         else:
+            assert output.topic == ALERTS, output.topic
             alert = output.row
             closes = alert["alert_group"]["state"] == alert_groups.CLOSED
             report.alert_groups[alert["rule_id"]] += closes
@@ -303,11 +328,22 @@ def summary_lines(
         f"unmatched {report.unmatched.total()}" + (f" ({reasons})" if reasons else ""),
         f"  alerts: {report.alerts.total()} matches in {report.alert_groups.total()} group(s)"
         + (f": {rules}" if rules else ""),
+        *_enriched_lines(report),
         *(
             [f"  {report.no_shape} record(s) of no Windows event shape: {LOOKED_FOR}"]
             if report.no_shape
             else []
         ),
+    ]
+
+
+def _enriched_lines(report: FileReport) -> list[str]:
+    if not report.enriched:
+        return []
+    by_id = ", ".join(f"Sysmon {event_id}: {n}" for event_id, n in sorted(report.enriched.items()))
+    return [
+        f"  enriched: {report.enriched.total()} ({by_id}), "
+        f"{report.enriched_unmatched} without their process"
     ]
 
 
@@ -368,6 +404,9 @@ file the counts (events, joins, unmatched by reason, alerts by rule) and a total
 With --json stdout holds only JSON lines, one per alert
 ({"file", "rule_id", "attack_technique", "severity", "process_guid", "alert"}
 where "alert" is the sysmon-alerts record); the counts go to stderr.
+With --enriched stdout holds the sysmon-enriched records instead, one JSON
+line each (every event of SYSMON_ENRICH_EVENTS with its process's creation
+fields and ancestry, or its unmatched_reason).
 
 Rules are Sigma (--rules, as many as needed: files and folders); a rule
 that cannot be evaluated is refused with a note on stderr and the others run.
@@ -385,6 +424,9 @@ class Options:
     depth: int
     json: bool
     window_ms: int = int(Settings.alert_window * 1000)
+    #: Print the sysmon-enriched records (JSON lines) instead of the alerts.
+    enriched: bool = False
+    enrich_events: frozenset[int] = Settings.enrich_events
 
 
 def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
@@ -432,6 +474,12 @@ def _parser(prog: str) -> _Parser:
         help="JSON lines on stdout, one per record the worker would write to sysmon-alerts "
         "(a group's first alert, and its update when it closes); counts on stderr",
     )  # fmt: skip
+    parser.add_argument(
+        "--enriched", action="store_true",
+        help="JSON lines on stdout, one per record the worker would write to sysmon-enriched "
+        "(the event ids of SYSMON_ENRICH_EVENTS, default all that name a process), instead "
+        "of the alerts; counts on stderr",
+    )  # fmt: skip
     return parser
 
 
@@ -458,7 +506,8 @@ def parse_options(argv: Sequence[str], prog: str) -> Options:
         if args.window is None
         else _bounded_int(args.window, "--window", 0, MAX_WINDOW_S)
     )
-    return Options(args.files, rules, grace_s * 1000, depth, args.json, window_s * 1000)
+    return Options(args.files, rules, grace_s * 1000, depth, args.json, window_s * 1000,
+                   args.enriched, settings.enrich_events)  # fmt: skip
 
 
 def _check_readable(files: Iterable[Path]) -> None:
@@ -489,16 +538,22 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
     """Check every file, printing alerts and counts; raises RecordingError/UsageError."""
     rules = load_rules(options.rules, err)
     _check_readable(options.files)
-    counts_out = err if options.json else out
+    counts_out = err if options.json or options.enriched else out
     render = json_line if options.json else alert_line
     progress = _TerminalProgress(err)
 
     def emit(detection: Detection) -> None:
         # JSON: every record the worker would write; for a reader: each
         # group once, when it closes, with its count.
+        if options.enriched:
+            return
         if detection.written if options.json else detection.closes_group:
             progress.clear()
             print(render(detection), file=out, flush=True)
+
+    def emit_enriched(record: Row) -> None:
+        progress.clear()
+        print(orjson.dumps(record).decode(), file=out, flush=True)
 
     def note(text: str) -> None:
         progress.clear()
@@ -510,7 +565,8 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
         on_progress = progress.start(path.name)
         report = check_file(
             path, rules, options.grace_ms, options.depth, emit, on_progress, note,
-            window_ms=options.window_ms,
+            window_ms=options.window_ms, enrich_events=options.enrich_events,
+            on_enriched=emit_enriched if options.enriched else None,
         )  # fmt: skip
         progress.clear()
         total.add(report)
@@ -521,7 +577,8 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
 
 def _usage(prog: str) -> str:
     return (
-        f"usage: {prog} test FILE... [--rules PATH]... [--grace SECONDS] [--depth N] [--json]"
+        f"usage: {prog} test FILE... [--rules PATH]... [--grace SECONDS] [--depth N] "
+        "[--json | --enriched]"
         f"\n       {prog} check PATH... [--list]"
     )
 

@@ -39,6 +39,14 @@ NETWORK_CONNECT: Final = 3
 
 ZERO_GUID: Final = "{00000000-0000-0000-0000-000000000000}"
 
+#: The Sysmon event ids that name the process they are about (schema 4.90, as
+#: OSSEM lists them): ``ProcessGuid``, or for 8 and 10 ``SourceProcessGuid``
+#: (10 spells it ``SourceProcessGUID``) and a target. 4, 6, 16, 19-21 and 255
+#: name none. The ids ``SYSMON_ENRICH_EVENTS`` may enable.
+PROCESS_EVENT_IDS: Final[tuple[int, ...]] = (
+    1, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 22, 23, 24, 25, 26, 27, 28, 29,
+)  # fmt: skip
+
 _GUID = re.compile(r"^\{?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\}?$")
 _UTC_TIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:Z|\+00:?00)?$"

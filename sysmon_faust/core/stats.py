@@ -78,6 +78,10 @@ class PipelineStats:
     rows_expired_after_ttl: int = 0
     joined: int = 0
     unmatched: int = 0
+    #: Records written to sysmon-enriched (SYSMON_ENRICH_EVENTS), by Sysmon
+    #: event id, and those of them whose process is unknown, by reason.
+    enriched_by_event_id: Counter[int] = field(default_factory=Counter)
+    enriched_unmatched_by_reason: Counter[str] = field(default_factory=Counter)
     dead_lettered: int = 0
     #: Events read with unpaired UTF-16 surrogates replaced by U+FFFD
     #: (sysmon_faust.core.normalize.parse_json_object).
@@ -138,6 +142,12 @@ class PipelineStats:
             "context_rules_skipped": self.context_rules_skipped,
             "joined": self.joined,
             "unmatched": self.unmatched,
+            "enriched": sum(self.enriched_by_event_id.values()),
+            "enriched_by_event_id": {
+                str(event_id): count
+                for event_id, count in sorted(self.enriched_by_event_id.items())
+            },
+            "enriched_unmatched_by_reason": dict(self.enriched_unmatched_by_reason),
             "dead_lettered": self.dead_lettered,
             "surrogates_replaced": self.surrogates_replaced,
             "alerts": self.alerts,

@@ -298,9 +298,11 @@ def _health_metrics() -> list[metrics.Metric]:
 def render_metrics() -> str:
     counters = {
         "consumed": "Input records read",
-        "filtered": "Input records dropped: not Sysmon, or an event no rule wants",
-        "normalized": "Sysmon events normalized and re-keyed (1/3/5, and those a rule wants)",
-        "other_events": "Sysmon events other than 1/3/5 the join handled for their rules",
+        "filtered": "Input records dropped: not Sysmon, or an event no rule or enrichment wants",
+        "normalized": (
+            "Sysmon events normalized and re-keyed (1/3/5, those enriched and those a rule wants)"
+        ),
+        "other_events": "Sysmon events other than 1/3/5 the join handled (rules, enrichment)",
         "context_rules_skipped": "Events whose process never came: their context rules not tried",
         "joined": "Network events enriched (sysmon-join)",
         "unmatched": "Network events whose process is unknown",
@@ -326,6 +328,24 @@ def render_metrics() -> str:
     ]  # fmt: skip
     families += _health_metrics()
     families += [
+        metrics.Metric(
+            "sysmon_enriched_total",
+            "counter",
+            "Records written to sysmon-enriched, by Sysmon event id",
+            [
+                metrics.Sample(v, {"event_id": str(k)})
+                for k, v in sorted(stats.enriched_by_event_id.items())
+            ],
+        ),
+        metrics.Metric(
+            "sysmon_enriched_unmatched_total",
+            "counter",
+            "Records written to sysmon-enriched without their process, by reason",
+            [
+                metrics.Sample(v, {"reason": k})
+                for k, v in sorted(stats.enriched_unmatched_by_reason.items())
+            ],
+        ),
         metrics.Metric(
             "sysmon_filtered_by_reason_total",
             "counter",

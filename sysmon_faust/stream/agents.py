@@ -56,7 +56,15 @@ from sysmon_faust.compat import faust_fixes
 from sysmon_faust.core import deadletter
 from sysmon_faust.core.clock import record_timestamp_ms
 from sysmon_faust.core.join import grace
-from sysmon_faust.core.join.engine import ALERTS, JOINED, UNMATCHED, JoinEngine, Limits, Output
+from sysmon_faust.core.join.engine import (
+    ALERTS,
+    ENRICHED,
+    JOINED,
+    UNMATCHED,
+    JoinEngine,
+    Limits,
+    Output,
+)
 from sysmon_faust.core.join.state import JoinState, Lifetimes
 from sysmon_faust.core.rekey import decode_batch
 from sysmon_faust.core.stats import stats
@@ -101,12 +109,13 @@ engine = JoinEngine(
         ancestry_wait_ms=int(settings.ancestry_wait * 1000),
         alert_window_ms=int(settings.alert_window * 1000),
         parked_per_process=settings.pending_per_process,
+        enrich_events=settings.enrich_events,
     ),
     stats,
 )
 #: Where each of the engine's outputs goes.
 TOPICS = {JOINED: settings.topic_join, UNMATCHED: settings.topic_unmatched,
-          ALERTS: settings.topic_alerts}  # fmt: skip
+          ALERTS: settings.topic_alerts, ENRICHED: settings.topic_enriched}  # fmt: skip
 #: Per partition of the re-keying topic: the offset of the last record handled.
 handled_up_to: dict[int, int] = {}
 #: The outputs and changelog writes sent while the current record is handled

@@ -10,13 +10,17 @@ to the join (re-keyed by its process) when a rule on its event id that uses
 process context may match it (the event holds what that rule needs of the
 event itself), or when a rule on the event alone matches it — the join then
 alerts, with the process's context in the alert (:meth:`RuleSet.wanted`).
+An event whose id is enriched (``SYSMON_ENRICH_EVENTS``) always goes on: it
+is written to ``sysmon-enriched`` with its process, whatever the rules say.
 Anything else is dropped at the intake, counted as ``sysmon_event_<id>``: the re-keying topic
-carries only what a rule wants (``make bench`` has the cost).
+carries only what a rule or the enrichment wants (``make bench`` has the cost).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from sysmon_faust.core.normalize import FIELD_MAPS
 from sysmon_faust.core.sigma import ruleset
@@ -39,10 +43,12 @@ log.info(
     RULES.not_for_sysmon,
 )  # fmt: skip
 
-#: Sysmon event ids beyond 1/3/5 that the intake normalizes: those some rule is about.
-OTHER_EVENT_IDS: frozenset[int] = RULES.event_ids() - set(FIELD_MAPS)
+#: Sysmon event ids beyond 1/3/5 that the intake normalizes: those some rule
+#: is about, and those enriched.
+OTHER_EVENT_IDS: frozenset[int] = (RULES.event_ids() | settings.enrich_events) - set(FIELD_MAPS)
 
 
-#: Whether an event of another id goes to the join (see the module docstring),
-#: from its EventData alone: the normalizer asks before it maps the event.
-wanted = RULES.wanted_event_data
+def wanted(event_id: int, event_data: Mapping[str, Any]) -> bool:
+    """Whether an event of another id goes to the join (see the module docstring),
+    from its EventData alone: the normalizer asks before it maps the event."""
+    return event_id in settings.enrich_events or RULES.wanted_event_data(event_id, event_data)

@@ -244,6 +244,7 @@ network_connect_topic = _keyed_output(settings.topic_network_connect)
 join_topic = _keyed_output(settings.topic_join)
 unmatched_topic = _keyed_output(settings.topic_unmatched)
 alerts_topic = _keyed_output(settings.topic_alerts)
+enriched_topic = _keyed_output(settings.topic_enriched)
 dlq_topic = app.topic(
     settings.topic_dlq,
     key_serializer="raw",
@@ -281,6 +282,7 @@ OUTPUT_TOPICS = (
     join_topic,
     unmatched_topic,
     alerts_topic,
+    enriched_topic,
     dlq_topic,
 )
 

@@ -24,7 +24,14 @@ INNER join), and what it adds (the decision ladder of :meth:`handle`):
   full for it (``pending_overflow``) — and leaves it joined, or unmatched
   once the grace is over (``process_unknown_after_grace``);
 * every joined connect is checked against the rules; a match alerts at once
-  or counts into its group (:mod:`sysmon_faust.core.alert_groups`).
+  or counts into its group (:mod:`sysmon_faust.core.alert_groups`);
+* every event of an enriched id (``Limits.enrich_events``: connects, creations,
+  terminations and the other ids alike) is written to ``sysmon-enriched``
+  once, with its process and ancestry, by the same ladder: at once when the
+  row is there, after waiting in the grace buffer, or without its process
+  and with the reason (the connects' reasons). Connects are written with the
+  ``sysmon-join`` record and its ancestry (after parking); other events with
+  the ancestry known when they join (they are not parked).
 
 Stream time orders every deadline (:mod:`expiry`). Pure: I/O is the caller's.
 """
@@ -61,10 +68,12 @@ from sysmon_faust.core.stats import PipelineStats
 
 log = logging.getLogger(__name__)
 
-#: Where an :class:`Output` goes: sysmon-join, sysmon-network-unmatched, sysmon-alerts.
+#: Where an :class:`Output` goes: sysmon-join, sysmon-network-unmatched, sysmon-alerts,
+#: sysmon-enriched.
 JOINED: Final = "joined"
 UNMATCHED: Final = "unmatched"
 ALERTS: Final = "alerts"
+ENRICHED: Final = "enriched"
 
 #: Stream time that is later than every deadline: the end of a recording.
 END_OF_TIME: Final = 2**62
@@ -112,6 +121,8 @@ class Limits:
     ancestry_wait_ms: int = 5_000
     #: Alert groups' window (stream time); 0: every match alerts.
     alert_window_ms: int = 600_000
+    #: Sysmon event ids written to sysmon-enriched with their process (SYSMON_ENRICH_EVENTS).
+    enrich_events: frozenset[int] = frozenset()
     #: Parked joins per process (SYSMON_PENDING_PER_PROCESS) and per engine.
     parked_per_process: int = 1_000
     #: Each look at a partition's parked joins walks each parked process once:
@@ -171,14 +182,32 @@ class JoinEngine:
             key = fields["process_guid"].encode()
             self.state.put_row(partition, key, fields, stream_time)
             self.stats.process_creates += 1
-            self._detect(out, PROCESS_CREATE, fields, fields, event_time_ms, partition, wall_ms)
+            ancestors = None
+            if PROCESS_CREATE in self.limits.enrich_events or self.rules.needs_context(
+                PROCESS_CREATE
+            ):
+                ancestors = self.tree.walk(fields, self.limits.ancestry_depth).ancestors
+            self._detect(out, PROCESS_CREATE, fields, fields, event_time_ms, partition, wall_ms,
+                         ancestors=ancestors)  # fmt: skip
+            self._enriched(out, PROCESS_CREATE, fields, fields, ancestors, event_time_ms)
             for waited in self.state.release(fields["process_guid"], partition):
                 waited_id = waited.connect.pop(EVENT_ID_FIELD, NETWORK_CONNECT)
                 if waited_id != NETWORK_CONNECT:
-                    # Another kind of event, kept for its rules that use process context.
+                    # Another kind of event, kept for its rules that use process
+                    # context and for its enrichment.
                     waited.connect.pop(_ARRIVAL_RULES_DONE, None)
+                    if waited_id == PROCESS_TERMINATE:
+                        # It ended before its creation was read: the row waits for its
+                        # retention, as if the two had come in order.
+                        self.state.mark_terminated(partition, key,
+                                                   waited.connect["event_date_creation"],
+                                                   stream_time)  # fmt: skip
+                    if ancestors is None:
+                        ancestors = self.tree.walk(fields, self.limits.ancestry_depth).ancestors
                     self._detect(out, waited_id, waited.connect, fields, waited.event_time_ms,
-                                 partition, wall_ms, context=True)  # fmt: skip
+                                 partition, wall_ms, context=True, ancestors=ancestors)  # fmt: skip
+                    self._enriched(out, waited_id, waited.connect, fields, ancestors,
+                                   waited.event_time_ms)  # fmt: skip
                     continue
                 self.stats.network_connects_released += 1
                 self._join(
@@ -195,11 +224,12 @@ class JoinEngine:
             stored = self.state.row(partition, key)
             if not self.state.mark_terminated(partition, key, ended_at, stream_time):
                 self.stats.terminated_unknown += 1  # it started before the pipeline saw it
-            process = orjson.loads(stored) if stored is not None else None
-            self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms,
-                         context=None if process is not None else False)  # fmt: skip
-            if process is None and self.rules.needs_context(event_id):
-                self.stats.context_rules_skipped += 1
+            if stored is not None:
+                self._with_process(out, event_id, fields, orjson.loads(stored), event_time_ms,
+                                   partition, wall_ms)  # fmt: skip
+            else:
+                self._without_process(out, event_id, fields, event_time_ms, partition, position,
+                                      wall_ms)  # fmt: skip
             return out
         if event_id == NETWORK_CONNECT:
             self._connect(out, fields, event_time_ms, received, partition, position, wall_ms)
@@ -213,38 +243,84 @@ class JoinEngine:
         self, out: list[Output], event_id: int, fields: Row, event_time_ms: int,
         partition: int, position: tuple[int, int], wall_ms: int,
     ) -> None:  # fmt: skip
-        """A Sysmon event other than 1/3/5: its rules, with its process's context if known.
-
-        Rules on the event alone fire at once; those that use context wait
-        for the process's creation like a connect (the grace), and are not
-        tried when it does not come.
-        """
+        """A Sysmon event other than 1/3/5: its rules and its enrichment, with its process."""
         self.stats.other_events += 1
         guid: str | None = fields.get("process_guid")
         stored = self.state.row(partition, guid.encode()) if guid is not None else None
         if stored is not None:
-            process = orjson.loads(stored)
-            self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms)
+            self._with_process(out, event_id, fields, orjson.loads(stored), event_time_ms,
+                               partition, wall_ms)  # fmt: skip
             return
+        self._without_process(out, event_id, fields, event_time_ms, partition, position, wall_ms)
+
+    def _with_process(
+        self, out: list[Output], event_id: int, fields: Row, process: Row, event_time_ms: int,
+        partition: int, wall_ms: int,
+    ) -> None:  # fmt: skip
+        """An event (not a connect) whose process's row is there: its rules, its enrichment."""
+        ancestors = None
+        if event_id in self.limits.enrich_events or self.rules.needs_context(event_id):
+            ancestors = self.tree.walk(process, self.limits.ancestry_depth).ancestors
+        self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms,
+                     ancestors=ancestors)  # fmt: skip
+        self._enriched(out, event_id, fields, process, ancestors, event_time_ms)
+
+    def _without_process(
+        self, out: list[Output], event_id: int, fields: Row, event_time_ms: int,
+        partition: int, position: tuple[int, int], wall_ms: int,
+    ) -> None:  # fmt: skip
+        """An event (not a connect) whose process is unknown now.
+
+        Rules on the event alone fire at once; those that use context, and
+        its enrichment, wait for the process's creation like a connect (the
+        grace); when it cannot come, the enriched record goes out without its
+        process and with the reason, and the context rules are not tried.
+        """
         self._detect(out, event_id, fields, None, event_time_ms, partition, wall_ms, context=False)
-        if not self.rules.needs_context(event_id):
+        enriched = event_id in self.limits.enrich_events
+        context_rules = self.rules.needs_context(event_id)
+        if not enriched and not context_rules:
             return
+        guid: str | None = fields.get("process_guid")
         grace_ms = self.state.lifetimes.grace.grace_ms
-        if (
-            guid is None
-            or not grace_ms
-            or not grace.creation_may_still_come(
-                self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
-            )
+        if guid is None:
+            reason = NO_PROCESS_GUID
+        elif not grace_ms:
+            reason = PROCESS_UNKNOWN
+        elif not grace.creation_may_still_come(
+            self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
         ):
-            self.stats.context_rules_skipped += 1
+            reason = grace.STARTED_BEFORE_GRACE
+        else:
+            waiting = dict(fields)
+            waiting[EVENT_ID_FIELD] = event_id
+            waiting[_ARRIVAL_RULES_DONE] = True
+            stream_time = self.state.stream_time(partition, wall_ms)
+            if self.state.wait(waiting, event_time_ms, position, partition, stream_time):
+                return
+            reason = grace.OVERFLOW
+        self.stats.context_rules_skipped += context_rules
+        if enriched:
+            self._enriched(out, event_id, fields, None, [], event_time_ms, reason)
+
+    def _enriched(
+        self, out: list[Output], event_id: int, fields: Row, process: Row | None,
+        ancestors: list[Row] | None, event_time_ms: int, unmatched_reason: str | None = None,
+    ) -> None:  # fmt: skip
+        """The ``sysmon-enriched`` record of an event, when its id is enriched.
+
+        ``process`` None: ``unmatched_reason`` says why. ``ancestors`` None:
+        the ancestry was not walked because nothing needed it (then the id is not enriched).
+        """
+        if event_id not in self.limits.enrich_events:
             return
-        waiting = dict(fields)
-        waiting[EVENT_ID_FIELD] = event_id
-        waiting[_ARRIVAL_RULES_DONE] = True
-        stream_time = self.state.stream_time(partition, wall_ms)
-        if not self.state.wait(waiting, event_time_ms, position, partition, stream_time):
-            self.stats.context_rules_skipped += 1
+        fields.pop(_ARRIVAL_RULES_DONE, None)
+        record = enrich_event(event_id, fields, process, ancestors or [], unmatched_reason)
+        guid = record.get("process_guid")
+        out.append(Output(ENRICHED, guid.encode() if guid else None, record, event_time_ms / 1000))
+        self.stats.enriched_by_event_id[event_id] += 1
+        if unmatched_reason is not None:
+            self.stats.enriched_unmatched_by_reason[unmatched_reason] += 1
 
     def _detect(
         self, out: list[Output], event_id: int, fields: Row, process: Row | None,
@@ -382,6 +458,7 @@ class JoinEngine:
         if received is not None:
             self.stats.processing_latency.observe(max(now - received, 0.0))
         arrival_done = connect.pop(_ARRIVAL_RULES_DONE, False)
+        self._enriched(out, NETWORK_CONNECT, connect, process, ancestors, event_time_ms)
         self._detect(out, NETWORK_CONNECT, connect, process, event_time_ms, partition, wall_ms,
                      context=True if arrival_done else None, ancestors=ancestors,
                      alert_event=enriched)  # fmt: skip
@@ -422,6 +499,7 @@ class JoinEngine:
         # Its rules on the connect alone ran; those on its process's context cannot.
         self.stats.context_rules_skipped += self.rules.needs_context(NETWORK_CONNECT)
         out.append(Output(UNMATCHED, key, unmatched_record(connect, reason), event_time_ms / 1000))
+        self._enriched(out, NETWORK_CONNECT, connect, None, [], event_time_ms, reason)
         self.stats.unmatched += 1
         self.stats.unmatched_by_reason[reason] += 1
 
@@ -492,10 +570,13 @@ class JoinEngine:
         self.stats.rows_expired_after_termination += expired.rows_after_termination
         self.stats.rows_expired_after_ttl += expired.rows_after_ttl
         for waited in expired.connects:
-            if waited.connect.get(EVENT_ID_FIELD, NETWORK_CONNECT) != NETWORK_CONNECT:
+            waited_id = waited.connect.pop(EVENT_ID_FIELD, NETWORK_CONNECT)
+            if waited_id != NETWORK_CONNECT:
                 # Another kind of event whose process never came: its rules on
                 # the event alone ran when it arrived; those on context cannot.
-                self.stats.context_rules_skipped += 1
+                self.stats.context_rules_skipped += self.rules.needs_context(waited_id)
+                self._enriched(out, waited_id, waited.connect, None, [], waited.event_time_ms,
+                               grace.AFTER_GRACE)  # fmt: skip
                 continue
             waited.connect.pop(_ARRIVAL_RULES_DONE, None)
             key = waited.connect["process_guid"].encode()

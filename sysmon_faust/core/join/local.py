@@ -83,13 +83,20 @@ class LocalJoin:
     def with_defaults(
         cls, rules: RuleSet, grace_ms: int, depth: int, window_ms: int,
         retention_ms: int = 3600_000, ttl_ms: int = 7 * 86400_000,
+        enrich_events: frozenset[int] = frozenset(),
     ) -> LocalJoin:  # fmt: skip
-        """With the worker's limits but for the grace, the ancestry depth and the alert window."""
+        """With the worker's limits but for the grace, the ancestry depth, the alert window
+        and the event ids enriched."""
         grace = GraceLimits(grace_ms=grace_ms, max_per_process=1_000, max_total=200_000)
         return cls(
             rules,
             Lifetimes(grace=grace, retention_ms=retention_ms, ttl_ms=ttl_ms),
-            Limits(ancestry_depth=depth, ancestry_wait_ms=0, alert_window_ms=window_ms),
+            Limits(
+                ancestry_depth=depth,
+                ancestry_wait_ms=0,
+                alert_window_ms=window_ms,
+                enrich_events=enrich_events,
+            ),
         )
 
     @property

@@ -61,17 +61,25 @@ _CREATION_SIDE: Final = tuple(
 )
 
 
-def enrich_event(event_id: int, event: Row, process: Row | None, ancestry: list[Row]) -> Row:
-    """Any Sysmon event with its process: the event's own fields (HELK names and
-    ``event_data``), ``event_id``, then its process's creation fields under
-    ``process`` and the ancestry, nearest first (``None`` and ``[]`` when the
-    process is unknown)."""
+def enrich_event(
+    event_id: int, event: Row, process: Row | None, ancestry: list[Row],
+    unmatched_reason: str | None = None,
+) -> Row:  # fmt: skip
+    """Any Sysmon event with its process: a ``sysmon-enriched`` record (and an alert's ``event``).
+
+    The event's own fields (HELK names and ``event_data``, its EventData as
+    written less what has a HELK name), ``event_id``, then its process's
+    creation fields under ``process`` and the ancestry, nearest first;
+    ``unmatched_reason`` says why the process is missing (``process`` is then
+    ``None`` and the ancestry ``[]``), and is ``None`` when it is there.
+    """
     enriched = dict(event)
     enriched["event_id"] = event_id
     enriched["process"] = (
         {name: process.get(name) for name in _CREATION_SIDE} if process is not None else None
     )
     enriched["process_ancestry"] = ancestry
+    enriched["unmatched_reason"] = unmatched_reason
     return enriched
 
 

@@ -1,0 +1,134 @@
+"""``sysmon-enriched``, event by event: every enabled Sysmon event once, with its process.
+
+The same ladder as a connect's (tests/unit/core/join/test_engine.py): the row
+there → enriched at once; unknown → waits in the grace buffer and leaves
+with its process, or without it and with the reason. In memory, through the
+real normalizer and the worker's engine (:class:`LocalJoin`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sysmon_faust.core.join.engine import ENRICHED, JOINED, UNMATCHED, Output
+from sysmon_faust.core.join.grace import AFTER_GRACE, STARTED_BEFORE_GRACE
+from sysmon_faust.core.join.local import LocalJoin
+from sysmon_faust.core.join.semantics import NO_PROCESS_GUID
+from sysmon_faust.core.normalize import (
+    PROCESS_EVENT_IDS,
+    ZERO_GUID,
+    NormalizedEvent,
+    normalize,
+)
+from sysmon_faust.core.sigma.ruleset import RuleSet
+from tests.events import winlogbeat
+from tests.timeline import CMD, SVCHOST, A, B, at, connect, create, hop
+
+REGISTRY_KEY = "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\updater"
+
+
+def registry_set(seconds: float, process: str) -> bytes:
+    return winlogbeat(13, at(seconds), process, Image=CMD, EventType="SetValue",
+                      TargetObject=REGISTRY_KEY, Details="C:\\Users\\Public\\u.exe")  # fmt: skip
+
+
+def process_access(seconds: float, source: str, target: str) -> bytes:
+    """Sysmon 10 as schema 4.90 spells it: SourceProcessGUID, TargetProcessGUID."""
+    raw = winlogbeat(10, at(seconds), source, SourceImage=CMD, SourceProcessGUID=source,
+                     TargetProcessGUID=target, TargetImage="C:\\Windows\\System32\\lsass.exe",
+                     GrantedAccess="0x1010")  # fmt: skip
+    return raw.replace(b'"ProcessGuid": "' + source.encode() + b'", ', b"")
+
+
+def terminate(seconds: float, process: str) -> bytes:
+    return winlogbeat(5, at(seconds), process, Image=CMD)
+
+
+def _event(raw: bytes) -> NormalizedEvent:
+    outcome = normalize(raw, PROCESS_EVENT_IDS)
+    assert isinstance(outcome, NormalizedEvent), outcome
+    return outcome
+
+
+def run(
+    raws: list[bytes], enrich: frozenset[int] = frozenset(PROCESS_EVENT_IDS), grace_s: int = 60
+) -> tuple[LocalJoin, list[tuple[Any, Output]]]:
+    """(the join, [(index of the event or "end", an output)...])."""
+    join = LocalJoin.with_defaults(RuleSet(()), grace_s * 1000, 4, 0, enrich_events=enrich)
+    made: list[tuple[Any, Output]] = []
+    for index, raw in enumerate(raws):
+        made += [(index, output) for output in join.feed(_event(raw))]
+    made += [("end", output) for output in join.finish()]
+    return join, made
+
+
+def enriched(made: list[tuple[Any, Output]]) -> list[tuple[Any, int, str | None]]:
+    """(when, event id, unmatched reason) of each sysmon-enriched record."""
+    return [(step, o.row["event_id"], o.row["unmatched_reason"])
+            for step, o in made if o.topic == ENRICHED]  # fmt: skip
+
+
+def test_an_event_of_a_known_process_has_its_creation_and_ancestry() -> None:
+    _, made = run([create(0, A), registry_set(1, A)])
+    assert enriched(made) == [(0, 1, None), (1, 13, None)]
+    record = next(o for step, o in made if step == 1).row
+    assert record["event_data"]["TargetObject"] == REGISTRY_KEY
+    assert record["process"]["process_command_line"] == f"{CMD} /run"
+    assert record["process"]["parent_process_path"] == SVCHOST
+    assert record["process_ancestry"] == [hop(record["process"]["parent_process_guid"], SVCHOST)]
+    assert next(o for step, o in made if step == 1).key == A.encode()
+
+
+def test_an_event_before_its_creation_waits_and_leaves_with_it() -> None:
+    _, made = run([registry_set(1, A), registry_set(2, A), create(3, A)])
+    assert enriched(made) == [(2, 1, None), (2, 13, None), (2, 13, None)]
+
+
+def test_an_event_whose_creation_never_comes_leaves_after_the_grace() -> None:
+    _, made = run([registry_set(1, A), create(100, B)])
+    assert enriched(made) == [(1, 1, None), (1, 13, AFTER_GRACE)]
+    record = next(o for _, o in made if o.row.get("unmatched_reason")).row
+    assert record["process"] is None and record["process_ancestry"] == []
+
+
+def test_an_event_of_a_process_started_long_before_leaves_at_once() -> None:
+    # The GUIDs of tests/events.py say their process started at T0 - 4 s.
+    assert enriched(run([registry_set(3600, A)])[1]) == [(0, 13, STARTED_BEFORE_GRACE)]
+
+
+def test_an_event_with_the_zero_guid_leaves_at_once_unkeyed() -> None:
+    _, made = run([registry_set(1, ZERO_GUID)])
+    assert enriched(made) == [(0, 13, NO_PROCESS_GUID)]
+    assert made[0][1].key is None
+
+
+def test_connects_are_enriched_with_their_join_or_their_reason() -> None:
+    _, made = run([create(0, A), connect(1, A, 443), connect(3600, B, 80)])
+    topics = [(step, o.topic) for step, o in made if step != 0]
+    assert topics == [(1, JOINED), (1, ENRICHED), (2, UNMATCHED), (2, ENRICHED)]
+    joined = next(o.row for step, o in made if step == 1 and o.topic == JOINED)
+    record = next(o.row for step, o in made if step == 1 and o.topic == ENRICHED)
+    assert record["process_ancestry"] == joined["process_ancestry"]
+    assert record["dst_port"] == 443 and record["process"]["process_path"] == CMD
+    assert enriched(made)[-1] == (2, 3, STARTED_BEFORE_GRACE)
+
+
+def test_process_access_is_its_sources() -> None:
+    _, made = run([create(0, A), process_access(1, A, B)])
+    record = next(o for step, o in made if step == 1 and o.topic == ENRICHED)
+    assert record.key == A.encode() and record.row["process"]["process_guid"] == A
+
+
+def test_a_termination_before_its_creation_waits_and_ends_the_row() -> None:
+    join, made = run([terminate(2, A), create(1, A)])
+    assert enriched(made) == [(1, 1, None), (1, 5, None)]
+    # At the end of the file the row went after its retention, not its TTL: it was ended.
+    assert join.engine.stats.rows_expired_after_termination == 1
+    assert join.engine.stats.rows_expired_after_ttl == 0
+
+
+def test_only_the_enabled_ids() -> None:
+    _, made = run([create(0, A), registry_set(1, A), connect(2, A, 443)], enrich=frozenset({3}))
+    assert enriched(made) == [(2, 3, None)]
+    _, made = run([registry_set(1, A), create(2, A)], enrich=frozenset())
+    assert enriched(made) == []
