@@ -68,6 +68,17 @@ class Enriched:
     #: Its process's creation (itself for a ProcessCreate), or None when none came earlier.
     create: dict[str, Any] | None
     ancestry: list[dict[str, Any]]
+    #: Sysmon 8/10: the target process's creation if one came earlier, and its ancestry.
+    target_create: dict[str, Any] | None = None
+    target_ancestry: list[dict[str, Any]] = field(default_factory=list)
+
+
+def target_guid(data: dict[str, Any]) -> str | None:
+    """The target process of a Sysmon 8 (``TargetProcessGuid``) or 10 (``TargetProcessGUID``)."""
+    for name in ("TargetProcessGuid", "TargetProcessGUID"):
+        if data.get(name) not in (None, "", "-"):
+            return guid(data[name])
+    return None
 
 
 def acting_guid(event_id: int, data: dict[str, Any]) -> str | None:
@@ -159,7 +170,10 @@ def compute(path: Path) -> Expected:
             acting = acting_guid(event_id, data)
             create = creates.get(acting) if acting is not None else None
             chain = ancestors(create, creates) if create is not None else []
-            enriched.append(Enriched(event_id, data, create, chain))
+            target = target_guid(data) if event_id in (8, 10) else None
+            target_create = creates.get(target) if target is not None else None
+            target_chain = ancestors(target_create, creates) if target_create is not None else []
+            enriched.append(Enriched(event_id, data, create, chain, target_create, target_chain))
     wmi = sum(
         1
         for _, create in joined
@@ -392,19 +406,31 @@ def enriched_expected(event: Enriched) -> tuple[Any, ...]:
     names = CONTRACT_NAMES.get(event.event_id, {})
     own = {target: _contract_value(event.data, n, kind) for n, (target, kind) in names.items()}
     rest = {name: value for name, value in event.data.items() if name not in names}
-    process = None
-    if event.create is not None:
-        process = tuple(_contract_value(event.create, name, kind) for name, (_, kind) in
-                        ((n, CONTRACT_NAMES[1][n]) for n in _PROCESS_SIDE))  # fmt: skip
+    target: tuple[Any, ...] = ()
+    if event.event_id in (8, 10):
+        target = (
+            target_guid(event.data),
+            _process_side(event.target_create),
+            json.dumps(event.target_ancestry, sort_keys=True),
+        )
     return (
         event.event_id,
         iso(str(event.data["UtcTime"])),
         acting_guid(event.event_id, event.data),
         json.dumps(own, sort_keys=True),
         json.dumps(rest, sort_keys=True),
-        process,
+        _process_side(event.create),
         event.create is not None,
         json.dumps(event.ancestry, sort_keys=True),
+        target,
+    )
+
+
+def _process_side(create: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if create is None:
+        return None
+    return tuple(
+        _contract_value(create, name, CONTRACT_NAMES[1][name][1]) for name in _PROCESS_SIDE
     )
 
 
@@ -419,17 +445,28 @@ def enriched_identity(record: dict[str, Any]) -> tuple[Any, ...]:
     event_id = record["event_id"]
     names = CONTRACT_NAMES.get(event_id, {})
     own = {target: record[target] for target, _ in names.values()}
-    process = record["process"]
-    side = None
-    if process is not None:
-        side = tuple(process[CONTRACT_NAMES[1][name][0]] for name in _PROCESS_SIDE)
+    target: tuple[Any, ...] = ()
+    if event_id in (8, 10):
+        target = (
+            record["target_process_guid"],
+            _record_side(record["target_process"]),
+            json.dumps(record["target_process_ancestry"], sort_keys=True),
+        )
+        assert (record["target_process"] is None) == (record["target_unmatched_reason"] is not None)
     return (
         event_id,
         record["event_date_creation"],
         record["process_guid"],
         json.dumps(own, sort_keys=True),
         json.dumps(record["event_data"], sort_keys=True),
-        side,
+        _record_side(record["process"]),
         record["unmatched_reason"] is None,
         json.dumps(record["process_ancestry"], sort_keys=True),
+        target,
     )
+
+
+def _record_side(process: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if process is None:
+        return None
+    return tuple(process[CONTRACT_NAMES[1][name][0]] for name in _PROCESS_SIDE)

@@ -413,6 +413,7 @@ def sysmon_env(bootstrap: str, prefix: str, data_dir: Path, partitions: int = 4)
         "SYSMON_TOPIC_JOIN": f"{prefix}-join",
         "SYSMON_TOPIC_UNMATCHED": f"{prefix}-network-unmatched",
         "SYSMON_TOPIC_ALERTS": f"{prefix}-alerts",
+        "SYSMON_TOPIC_ENRICHED": f"{prefix}-enriched",
         "SYSMON_TOPIC_DLQ": f"{prefix}-dlq",
         # ksqlDB's semantics (a connect before its create is unmatched at once),
         # which the datasets' counts assume; the grace buffer has its own tests.

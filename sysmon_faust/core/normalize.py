@@ -509,6 +509,10 @@ _PROCESS_GUID_NAMES: Final = ("ProcessGuid", "SourceProcessGuid", "SourceProcess
 _IMAGE_NAMES: Final = ("Image", "SourceImage")
 _PROCESS_ID_NAMES: Final = ("ProcessId", "SourceProcessId")
 _USER_NAMES: Final = ("User", "SourceUser")
+_TARGET_GUID_NAMES: Final = ("TargetProcessGuid", "TargetProcessGUID")
+#: CreateRemoteThread (8) and ProcessAccess (10): a source process acts on a
+#: target; their normalized fields add ``target_process_guid``.
+TWO_PROCESS_EVENT_IDS: Final = frozenset({8, 10})
 
 
 def _first(data: Mapping[str, Any], names: tuple[str, ...]) -> Any:
@@ -536,5 +540,9 @@ def _map_other_event(event_id: int, envelope: Envelope, data: Mapping[str, Any])
         "process_name": file_name(process_path),
         "user_account": clean_text(_first(data, _USER_NAMES), "User"),
     }
+    if event_id in TWO_PROCESS_EVENT_IDS:
+        fields["target_process_guid"] = canonical_guid(
+            _first(data, _TARGET_GUID_NAMES), "TargetProcessGuid"
+        )
     return NormalizedEvent(event_id, guid, timestamp_ms, fields, shape=envelope.shape,
                            event_data=dict(data))  # fmt: skip

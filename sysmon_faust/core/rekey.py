@@ -32,6 +32,10 @@ EVENT_ID_FIELD: Final = "_event_id"
 #: Not an event: a worker's periodic nudge so a quiet partition's waiting
 #: connects can expire by the wall clock (sysmon_faust.stream.ticks).
 TICK: Final = 0
+#: A Sysmon 8/10 ``sysmon-enriched`` record whose source side is done, written
+#: by the join to its target process's partition for the target's side
+#: (:mod:`sysmon_faust.core.join.engine`, the second hop).
+TARGET_LOOKUP: Final = -1
 #: Kafka timestamp (seconds) of the input record: for the processing-latency histogram.
 RECEIVED_FIELD: Final = "_received"
 #: Event time in milliseconds: the timestamp of the records the join writes.

@@ -82,6 +82,8 @@ class PipelineStats:
     #: event id, and those of them whose process is unknown, by reason.
     enriched_by_event_id: Counter[int] = field(default_factory=Counter)
     enriched_unmatched_by_reason: Counter[str] = field(default_factory=Counter)
+    #: Sysmon 8/10 records sent to their target's partition (the second hop).
+    target_lookups_routed: int = 0
     dead_lettered: int = 0
     #: Events read with unpaired UTF-16 surrogates replaced by U+FFFD
     #: (sysmon_faust.core.normalize.parse_json_object).
@@ -148,6 +150,7 @@ class PipelineStats:
                 for event_id, count in sorted(self.enriched_by_event_id.items())
             },
             "enriched_unmatched_by_reason": dict(self.enriched_unmatched_by_reason),
+            "target_lookups_routed": self.target_lookups_routed,
             "dead_lettered": self.dead_lettered,
             "surrogates_replaced": self.surrogates_replaced,
             "alerts": self.alerts,

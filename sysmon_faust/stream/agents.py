@@ -60,6 +60,7 @@ from sysmon_faust.core.join.engine import (
     ALERTS,
     ENRICHED,
     JOINED,
+    REKEYED,
     UNMATCHED,
     JoinEngine,
     Limits,
@@ -110,12 +111,14 @@ engine = JoinEngine(
         alert_window_ms=int(settings.alert_window * 1000),
         parked_per_process=settings.pending_per_process,
         enrich_events=settings.enrich_events,
+        partitions=settings.partitions,
     ),
     stats,
 )
 #: Where each of the engine's outputs goes.
 TOPICS = {JOINED: settings.topic_join, UNMATCHED: settings.topic_unmatched,
-          ALERTS: settings.topic_alerts, ENRICHED: settings.topic_enriched}  # fmt: skip
+          ALERTS: settings.topic_alerts, ENRICHED: settings.topic_enriched,
+          REKEYED: settings.topic_by_guid}  # fmt: skip
 #: Per partition of the re-keying topic: the offset of the last record handled.
 handled_up_to: dict[int, int] = {}
 #: The outputs and changelog writes sent while the current record is handled
@@ -154,7 +157,9 @@ async def _send(made: list[Output], partition: int) -> None:
         timestamp_ms = record_timestamp_ms(int(output.timestamp * 1000), now_ms)
         value = orjson.dumps(output.row)
         topic = TOPICS[output.topic]
-        sent = await outputs.send(topic, output.key, value, partition, timestamp_ms / 1000)
+        sent = await outputs.send(
+            topic, output.key, value, partition, timestamp_ms / 1000, output.partition
+        )
         faults.faults.watch_send("join", sent, log)
         sent_by_record.append(sent)
 

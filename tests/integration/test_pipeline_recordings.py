@@ -18,6 +18,8 @@ from tests.reference import (
     RECORDINGS,
     Expected,
     compute,
+    enriched_expected,
+    enriched_identity,
     epoch_ms,
     expected_alerts,
     guid,
@@ -87,6 +89,16 @@ def test_recording_joins_like_the_reference(
     status, row = worker.http(f"/process/{running}")
     assert status == 200 and row["process_terminated_at"] is None
     assert list(row) == record_fields(ProcessRow)
+
+    # sysmon-enriched: every event of an id that names a process, once, with
+    # its own fields and its process's (grace 0: known before it, or not).
+    enriched = read_topic(bootstrap, env["SYSMON_TOPIC_ENRICHED"], stats["enriched"])
+    assert len(enriched) == len(expected.enriched)
+    assert Counter(enriched_identity(r.json()) for r in enriched) == Counter(
+        map(enriched_expected, expected.enriched)
+    )
+    for record in enriched:
+        assert record.key == (record.json()["process_guid"] or "").encode() or record.key is None
 
     # Same network events, same process fields.
     assert Counter(map(output_identity, joined)) == Counter(

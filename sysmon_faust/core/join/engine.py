@@ -31,7 +31,9 @@ INNER join), and what it adds (the decision ladder of :meth:`handle`):
   row is there, after waiting in the grace buffer, or without its process
   and with the reason (the connects' reasons). Connects are written with the
   ``sysmon-join`` record and its ancestry (after parking); other events with
-  the ancestry known when they join (they are not parked).
+  the ancestry known when they join (they are not parked). Sysmon 8 and 10
+  name a second process, the target: its row is added from the target's
+  own partition (:meth:`JoinEngine._target_side`).
 
 Stream time orders every deadline (:mod:`expiry`). Pure: I/O is the caller's.
 """
@@ -55,11 +57,24 @@ from sysmon_faust.core.join.semantics import (
     Row,
     enrich,
     enrich_event,
+    with_target,
 )
 from sysmon_faust.core.join.semantics import unmatched as unmatched_record
 from sysmon_faust.core.join.state import JoinState
-from sysmon_faust.core.normalize import NETWORK_CONNECT, PROCESS_CREATE, PROCESS_TERMINATE
-from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, RECEIVED_FIELD, TICK
+from sysmon_faust.core.normalize import (
+    NETWORK_CONNECT,
+    PROCESS_CREATE,
+    PROCESS_TERMINATE,
+    TWO_PROCESS_EVENT_IDS,
+)
+from sysmon_faust.core.rekey import (
+    EVENT_ID_FIELD,
+    EVENT_TIME_FIELD,
+    RECEIVED_FIELD,
+    TARGET_LOOKUP,
+    TICK,
+    key_partition,
+)
 from sysmon_faust.core.sigma import fields as sigma_fields
 from sysmon_faust.core.sigma.alerts import alert_record
 from sysmon_faust.core.sigma.logsource import SYSMON_EVENT_IDS
@@ -74,6 +89,9 @@ JOINED: Final = "joined"
 UNMATCHED: Final = "unmatched"
 ALERTS: Final = "alerts"
 ENRICHED: Final = "enriched"
+#: The re-keying topic itself, in the partition an Output names: a Sysmon 8/10
+#: record on its way to its target's side.
+REKEYED: Final = "rekeyed"
 
 #: Stream time that is later than every deadline: the end of a recording.
 END_OF_TIME: Final = 2**62
@@ -97,6 +115,8 @@ class Output:
     row: Row
     timestamp: float
     written: bool = True
+    #: The partition to write to; None: the key's (Kafka's default partitioner).
+    partition: int | None = None
 
 
 class Tree(Protocol):
@@ -123,6 +143,8 @@ class Limits:
     alert_window_ms: int = 600_000
     #: Sysmon event ids written to sysmon-enriched with their process (SYSMON_ENRICH_EVENTS).
     enrich_events: frozenset[int] = frozenset()
+    #: Partitions of the re-keying topic (SYSMON_PARTITIONS): where a target's row lives.
+    partitions: int = 1
     #: Parked joins per process (SYSMON_PENDING_PER_PROCESS) and per engine.
     parked_per_process: int = 1_000
     #: Each look at a partition's parked joins walks each parked process once:
@@ -178,6 +200,9 @@ class JoinEngine:
         received = fields.pop(RECEIVED_FIELD, None)
         event_time_ms = fields.pop(EVENT_TIME_FIELD)
         stream_time = self.state.stream_time(partition, wall_ms, event_time_ms)
+        if event_id == TARGET_LOOKUP:
+            self._target_lookup(out, fields, event_time_ms, partition)
+            return out
         if event_id == PROCESS_CREATE:
             key = fields["process_guid"].encode()
             self.state.put_row(partition, key, fields, stream_time)
@@ -189,7 +214,7 @@ class JoinEngine:
                 ancestors = self.tree.walk(fields, self.limits.ancestry_depth).ancestors
             self._detect(out, PROCESS_CREATE, fields, fields, event_time_ms, partition, wall_ms,
                          ancestors=ancestors)  # fmt: skip
-            self._enriched(out, PROCESS_CREATE, fields, fields, ancestors, event_time_ms)
+            self._enriched(out, PROCESS_CREATE, fields, fields, ancestors, event_time_ms, partition)
             for waited in self.state.release(fields["process_guid"], partition):
                 waited_id = waited.connect.pop(EVENT_ID_FIELD, NETWORK_CONNECT)
                 if waited_id != NETWORK_CONNECT:
@@ -207,7 +232,7 @@ class JoinEngine:
                     self._detect(out, waited_id, waited.connect, fields, waited.event_time_ms,
                                  partition, wall_ms, context=True, ancestors=ancestors)  # fmt: skip
                     self._enriched(out, waited_id, waited.connect, fields, ancestors,
-                                   waited.event_time_ms)  # fmt: skip
+                                   waited.event_time_ms, partition)  # fmt: skip
                     continue
                 self.stats.network_connects_released += 1
                 self._join(
@@ -263,7 +288,7 @@ class JoinEngine:
             ancestors = self.tree.walk(process, self.limits.ancestry_depth).ancestors
         self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms,
                      ancestors=ancestors)  # fmt: skip
-        self._enriched(out, event_id, fields, process, ancestors, event_time_ms)
+        self._enriched(out, event_id, fields, process, ancestors, event_time_ms, partition)
 
     def _without_process(
         self, out: list[Output], event_id: int, fields: Row, event_time_ms: int,
@@ -301,26 +326,82 @@ class JoinEngine:
             reason = grace.OVERFLOW
         self.stats.context_rules_skipped += context_rules
         if enriched:
-            self._enriched(out, event_id, fields, None, [], event_time_ms, reason)
+            self._enriched(out, event_id, fields, None, [], event_time_ms, partition, reason)
 
     def _enriched(
         self, out: list[Output], event_id: int, fields: Row, process: Row | None,
-        ancestors: list[Row] | None, event_time_ms: int, unmatched_reason: str | None = None,
+        ancestors: list[Row] | None, event_time_ms: int, partition: int | None,
+        unmatched_reason: str | None = None,
     ) -> None:  # fmt: skip
         """The ``sysmon-enriched`` record of an event, when its id is enriched.
 
         ``process`` None: ``unmatched_reason`` says why. ``ancestors`` None:
-        the ancestry was not walked because nothing needed it (then the id is not enriched).
+        the ancestry was not walked because nothing needed it (then the id is
+        not enriched). Sysmon 8/10 go on to their target's side first
+        (:meth:`_target_side`: ``partition`` is where the event was read).
         """
         if event_id not in self.limits.enrich_events:
             return
         fields.pop(_ARRIVAL_RULES_DONE, None)
         record = enrich_event(event_id, fields, process, ancestors or [], unmatched_reason)
+        if event_id in TWO_PROCESS_EVENT_IDS:
+            assert partition is not None
+            self._target_side(out, record, event_time_ms, partition)
+            return
+        self._emit_enriched(out, record, event_time_ms)
+
+    def _emit_enriched(self, out: list[Output], record: Row, event_time_ms: int) -> None:
         guid = record.get("process_guid")
         out.append(Output(ENRICHED, guid.encode() if guid else None, record, event_time_ms / 1000))
-        self.stats.enriched_by_event_id[event_id] += 1
-        if unmatched_reason is not None:
-            self.stats.enriched_unmatched_by_reason[unmatched_reason] += 1
+        self.stats.enriched_by_event_id[record["event_id"]] += 1
+        if record["unmatched_reason"] is not None:
+            self.stats.enriched_unmatched_by_reason[record["unmatched_reason"]] += 1
+
+    # --- the second process of Sysmon 8 and 10 -------------------------------------
+
+    def _target_side(
+        self, out: list[Output], record: Row, event_time_ms: int, partition: int
+    ) -> None:  # fmt: skip
+        """A CreateRemoteThread/ProcessAccess record, its source side done: now its target's.
+
+        The target's row lives in the partition of the target's GUID: looked up
+        here when that is this partition, else the record goes there — a
+        second hop through the re-keying topic (``TARGET_LOOKUP``), as Kafka
+        Streams routes a foreign-key join — and :meth:`_target_lookup` ends it.
+        """
+        target = record.get("target_process_guid")
+        if target is None:
+            self._emit_enriched(out, with_target(record, None, [], NO_PROCESS_GUID), event_time_ms)
+            return
+        target_partition = key_partition(target.encode(), self.limits.partitions)
+        if target_partition == partition:
+            self._target_lookup(out, record, event_time_ms, partition)
+            return
+        hop = dict(record)
+        hop[EVENT_ID_FIELD] = TARGET_LOOKUP
+        hop[EVENT_TIME_FIELD] = event_time_ms
+        out.append(Output(REKEYED, target.encode(), hop, event_time_ms / 1000,
+                          partition=target_partition))  # fmt: skip
+        self.stats.target_lookups_routed += 1
+
+    def _target_lookup(
+        self, out: list[Output], record: Row, event_time_ms: int, partition: int
+    ) -> None:  # fmt: skip
+        """The target's row (read now, in its own partition) added to a Sysmon 8/10 record.
+
+        No grace here: a process is opened after it started, and its
+        creation was written to this partition before the event that opens it
+        (the intake writes in input order, one host's events in one input
+        partition): a target not in the table started before the pipeline saw it.
+        """
+        target = record["target_process_guid"]
+        stored = self.state.row(partition, target.encode())
+        if stored is None:
+            self._emit_enriched(out, with_target(record, None, [], PROCESS_UNKNOWN), event_time_ms)
+            return
+        row = orjson.loads(stored)
+        ancestors = self.tree.walk(row, self.limits.ancestry_depth).ancestors
+        self._emit_enriched(out, with_target(record, row, ancestors, None), event_time_ms)
 
     def _detect(
         self, out: list[Output], event_id: int, fields: Row, process: Row | None,
@@ -458,7 +539,7 @@ class JoinEngine:
         if received is not None:
             self.stats.processing_latency.observe(max(now - received, 0.0))
         arrival_done = connect.pop(_ARRIVAL_RULES_DONE, False)
-        self._enriched(out, NETWORK_CONNECT, connect, process, ancestors, event_time_ms)
+        self._enriched(out, NETWORK_CONNECT, connect, process, ancestors, event_time_ms, partition)
         self._detect(out, NETWORK_CONNECT, connect, process, event_time_ms, partition, wall_ms,
                      context=True if arrival_done else None, ancestors=ancestors,
                      alert_event=enriched)  # fmt: skip
@@ -499,7 +580,7 @@ class JoinEngine:
         # Its rules on the connect alone ran; those on its process's context cannot.
         self.stats.context_rules_skipped += self.rules.needs_context(NETWORK_CONNECT)
         out.append(Output(UNMATCHED, key, unmatched_record(connect, reason), event_time_ms / 1000))
-        self._enriched(out, NETWORK_CONNECT, connect, None, [], event_time_ms, reason)
+        self._enriched(out, NETWORK_CONNECT, connect, None, [], event_time_ms, None, reason)
         self.stats.unmatched += 1
         self.stats.unmatched_by_reason[reason] += 1
 
@@ -576,7 +657,7 @@ class JoinEngine:
                 # the event alone ran when it arrived; those on context cannot.
                 self.stats.context_rules_skipped += self.rules.needs_context(waited_id)
                 self._enriched(out, waited_id, waited.connect, None, [], waited.event_time_ms,
-                               grace.AFTER_GRACE)  # fmt: skip
+                               partition, grace.AFTER_GRACE)  # fmt: skip
                 continue
             waited.connect.pop(_ARRIVAL_RULES_DONE, None)
             key = waited.connect["process_guid"].encode()

@@ -83,6 +83,21 @@ def enrich_event(
     return enriched
 
 
+def with_target(
+    record: Row, target: Row | None, ancestry: list[Row], unmatched_reason: str | None
+) -> Row:
+    """A Sysmon 8/10 ``sysmon-enriched`` record with its target process's side:
+    ``target_process`` (the target's creation fields, or None),
+    ``target_process_ancestry`` (nearest first) and ``target_unmatched_reason``
+    (why the target is missing; None when it is there)."""
+    record["target_process"] = (
+        {name: target.get(name) for name in _CREATION_SIDE} if target is not None else None
+    )
+    record["target_process_ancestry"] = ancestry
+    record["target_unmatched_reason"] = unmatched_reason
+    return record
+
+
 def unmatched(connect: Row, reason: str) -> Row:
     """The ``sysmon-network-unmatched`` record: the connect as it came, and why."""
     record = {name: connect.get(name) for name in _NETWORK_SIDE}

@@ -10,18 +10,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from sysmon_faust.core.join.engine import ENRICHED, JOINED, UNMATCHED, Output
-from sysmon_faust.core.join.grace import AFTER_GRACE, STARTED_BEFORE_GRACE
-from sysmon_faust.core.join.local import LocalJoin
-from sysmon_faust.core.join.semantics import NO_PROCESS_GUID
+import orjson
+
+from sysmon_faust.core.join.engine import (
+    ENRICHED,
+    JOINED,
+    REKEYED,
+    UNMATCHED,
+    JoinEngine,
+    Limits,
+    Output,
+)
+from sysmon_faust.core.join.grace import AFTER_GRACE, STARTED_BEFORE_GRACE, GraceLimits
+from sysmon_faust.core.join.local import InMemoryTree, LocalJoin
+from sysmon_faust.core.join.semantics import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row
+from sysmon_faust.core.join.state import JoinState, Lifetimes
+from sysmon_faust.core.join.store import InMemoryStore
 from sysmon_faust.core.normalize import (
     PROCESS_EVENT_IDS,
     ZERO_GUID,
     NormalizedEvent,
     normalize,
 )
+from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, TARGET_LOOKUP, key_partition
+from sysmon_faust.core.sigma.fields import EVENT_DATA
 from sysmon_faust.core.sigma.ruleset import RuleSet
-from tests.events import winlogbeat
+from tests.events import guid, guids_in_partition, winlogbeat
 from tests.timeline import CMD, SVCHOST, A, B, at, connect, create, hop
 
 REGISTRY_KEY = "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\updater"
@@ -132,3 +146,66 @@ def test_only_the_enabled_ids() -> None:
     assert enriched(made) == [(2, 3, None)]
     _, made = run([registry_set(1, A), create(2, A)], enrich=frozenset())
     assert enriched(made) == []
+
+
+# --- Sysmon 8/10: the target's side, from the target's partition --------------------
+
+
+def _engine(partitions: int) -> tuple[JoinEngine, InMemoryTree]:
+    tree = InMemoryTree()
+    grace = GraceLimits(grace_ms=60_000, max_per_process=100, max_total=1_000)
+    state = JoinState(InMemoryStore(), InMemoryStore(), InMemoryStore(),
+                      Lifetimes(grace=grace, retention_ms=3600_000, ttl_ms=86400_000))  # fmt: skip
+    limits = Limits(ancestry_wait_ms=0, enrich_events=frozenset(PROCESS_EVENT_IDS),
+                    partitions=partitions)  # fmt: skip
+    return JoinEngine(state, tree, RuleSet(()), limits), tree
+
+
+def _feed(engine: JoinEngine, tree: InMemoryTree, raw: bytes, partitions: int) -> list[Output]:
+    """One event as the intake writes it: to its process's partition (the tree first)."""
+    outcome = _event(raw)
+    if outcome.event_id == 1:
+        tree.record(outcome.fields)
+    fields: Row = {EVENT_ID_FIELD: outcome.event_id, EVENT_TIME_FIELD: outcome.timestamp_ms}
+    fields |= outcome.fields
+    fields[EVENT_DATA] = outcome.event_data
+    partition = key_partition(outcome.process_guid.encode(), partitions)
+    return engine.handle(fields, partition, (0, 0), 0)
+
+
+def test_process_access_across_partitions_has_both_sides_after_one_hop() -> None:
+    source, target = guids_in_partition(0, 4, 1)[0], guids_in_partition(3, 4, 1)[0]
+    engine, tree = _engine(4)
+    _feed(engine, tree, create(0, target, image="C:\\Windows\\System32\\lsass.exe"), 4)
+    _feed(engine, tree, create(1, source), 4)
+    made = _feed(engine, tree, process_access(2, source, target), 4)
+    # The source side is done in the source's partition; the record goes on
+    # to the target's, through the re-keying topic.
+    assert [(o.topic, o.key, o.partition) for o in made] == [(REKEYED, target.encode(), 3)]
+    hop = dict(made[0].row)
+    assert hop[EVENT_ID_FIELD] == TARGET_LOOKUP
+    done = engine.handle(orjson.loads(orjson.dumps(hop)), 3, (1, 0), 0)
+    assert [(o.topic, o.key) for o in done] == [(ENRICHED, source.encode())]
+    record = done[0].row
+    assert record["process"]["process_command_line"] == f"{CMD} /run"
+    assert record["target_process"]["process_path"] == "C:\\Windows\\System32\\lsass.exe"
+    assert record["target_process_ancestry"] == [hop_of(SVCHOST)]
+    assert record["unmatched_reason"] is None and record["target_unmatched_reason"] is None
+    assert engine.stats.enriched_by_event_id[10] == 1 and engine.stats.target_lookups_routed == 1
+
+
+def test_a_target_the_table_does_not_hold_is_unmatched_with_the_reason() -> None:
+    source, target = guids_in_partition(0, 4, 1)[0], guids_in_partition(3, 4, 1)[0]
+    engine, tree = _engine(4)
+    _feed(engine, tree, create(1, source), 4)
+    (made,) = _feed(engine, tree, process_access(2, source, target), 4)
+    (done,) = engine.handle(dict(made.row), 3, (1, 0), 0)
+    assert done.row["target_process"] is None
+    assert done.row["target_unmatched_reason"] == PROCESS_UNKNOWN
+    (local,) = _feed(engine, tree, process_access(3, source, ZERO_GUID), 4)
+    assert local.topic == ENRICHED and local.row["target_unmatched_reason"] == NO_PROCESS_GUID
+
+
+def hop_of(image: str) -> dict[str, Any]:
+    """The ancestor tests/timeline.py's creations name (their parent)."""
+    return hop(guid(0xFFF), image)
