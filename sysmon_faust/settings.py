@@ -333,16 +333,18 @@ class Settings:
     )  # fmt: skip
     join_grace: float = setting(
         300.0, "SYSMON_JOIN_GRACE",
-        "seconds of stream time a connect whose process is not in the table waits for its "
-        "creation before it is unmatched (`0`: no wait, ksqlDB's behaviour)", seconds(0, _WEEK),
+        "seconds of stream time an event (a connect, or one enriched) whose process is not in "
+        "the table waits for its creation before it is unmatched (`0`: no wait, ksqlDB's "
+        "behaviour)", seconds(0, _WEEK),
     )  # fmt: skip
     pending_per_process: int = setting(
         1_000, "SYSMON_PENDING_PER_PROCESS",
-        "connects that may wait for one process; more go to `sysmon-network-unmatched` as "
-        "`pending_overflow`", integer(1, 1_000_000),
+        "events (connects, and the other ids waiting for their enrichment or context rules) "
+        "that may wait for one process; more are unmatched as `pending_overflow`",
+        integer(1, 1_000_000),
     )  # fmt: skip
     pending_max: int = setting(
-        200_000, "SYSMON_PENDING_MAX", "connects that may wait on one worker in all (same "
+        200_000, "SYSMON_PENDING_MAX", "events that may wait on one worker in all (same "
         "overflow)", integer(1, 100_000_000),
     )  # fmt: skip
     table_retention: float = setting(
@@ -371,6 +373,17 @@ class Settings:
         "Sysmon event ids written to `SYSMON_TOPIC_ENRICHED`, comma-separated; `all`: every "
         "id that names a process (1, 2, 3, 5, 7-15, 17, 18, 22-29); `none`: no enrichment "
         "(the intake then drops what no rule wants)", enrich_event_ids, default_doc="`all`",
+    )  # fmt: skip
+    dns_answer_ttl: float = setting(
+        600.0, "SYSMON_DNS_ANSWER_TTL",
+        "seconds of stream time a process's DNS answer (Sysmon 22) names its connects to the "
+        "answered address (`dst_query_name` on `SYSMON_TOPIC_ENRICHED`); `0`: no names",
+        seconds(0, _WEEK),
+    )  # fmt: skip
+    dns_answers_per_process: int = setting(
+        256, "SYSMON_DNS_ANSWERS_PER_PROCESS",
+        "(address, name) answers kept per process at most; the oldest go first",
+        integer(1, 100_000),
     )  # fmt: skip
     rules_paths: tuple[Path, ...] = setting(
         (DEFAULT_RULES,), "SYSMON_RULES",

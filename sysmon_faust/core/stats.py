@@ -84,6 +84,9 @@ class PipelineStats:
     enriched_unmatched_by_reason: Counter[str] = field(default_factory=Counter)
     #: Sysmon 8/10 records sent to their target's partition (the second hop).
     target_lookups_routed: int = 0
+    #: Addresses of Sysmon 22 answers kept, and connects named by one (dst_query_name).
+    dns_answers_kept: int = 0
+    connects_named: int = 0
     dead_lettered: int = 0
     #: Events read with unpaired UTF-16 surrogates replaced by U+FFFD
     #: (sysmon_faust.core.normalize.parse_json_object).
@@ -151,6 +154,8 @@ class PipelineStats:
             },
             "enriched_unmatched_by_reason": dict(self.enriched_unmatched_by_reason),
             "target_lookups_routed": self.target_lookups_routed,
+            "dns_answers_kept": self.dns_answers_kept,
+            "connects_named": self.connects_named,
             "dead_lettered": self.dead_lettered,
             "surrogates_replaced": self.surrogates_replaced,
             "alerts": self.alerts,

@@ -233,6 +233,8 @@ class Workload:
 
     def _other(self, host: str) -> bytes:
         event_id = self.random.choice(_OTHER_SYSMON)
+        if event_id == 10:
+            return self._process_access(host)
         process = self.random.choice(self._before[host])
         data = {
             "UtcTime": self._utc(self._tick()),
@@ -244,6 +246,36 @@ class Workload:
             "System32\\wbem\\WmiPrvSE.exe",
         }
         return self._event(host, event_id, data, SYSMON_CHANNEL)
+
+    def _process_access(self, host: str) -> bytes:
+        """Sysmon 10 as schema 4.90 writes it: a source opens a handle on a target process,
+        each as likely to be one created in the stream as a connect's process is."""
+        running = self._running[host]
+        before = self._before[host]
+        joinable = self.config.joinable_share
+        source = self.random.choice(
+            running if running and self.random.random() < joinable else before
+        )
+        target = self.random.choice(
+            running if running and self.random.random() < joinable else before
+        )
+        data = {
+            "RuleName": "-",
+            "UtcTime": self._utc(self._tick()),
+            "SourceProcessGUID": source.guid,
+            "SourceProcessId": str(source.pid),
+            "SourceThreadId": str(self.random.randint(100, 9000)),
+            "SourceImage": source.image,
+            "TargetProcessGUID": target.guid,
+            "TargetProcessId": str(target.pid),
+            "TargetImage": target.image,
+            # PROCESS_QUERY_LIMITED_INFORMATION: what most handles opened on
+            # another process ask for (a task list, an updater, a browser).
+            "GrantedAccess": "0x1000",
+            "CallTrace": "C:\\Windows\\SYSTEM32\\ntdll.dll+9d4c4|"
+            "C:\\Windows\\System32\\KERNELBASE.dll+2b90e|UNKNOWN(00007FF6A1B2C3D4)",
+        }
+        return self._event(host, 10, data, SYSMON_CHANNEL)
 
     def _non_sysmon(self, host: str) -> bytes:
         channel, event_id = self.random.choice(_NON_SYSMON)

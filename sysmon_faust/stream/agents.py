@@ -99,6 +99,7 @@ state = JoinState(
         ),
         retention_ms=int(settings.table_retention * 1000),
         ttl_ms=int(settings.table_ttl * 1000),
+        dns_ttl_ms=int(settings.dns_answer_ttl * 1000),
     ),
 )
 engine = JoinEngine(
@@ -112,6 +113,7 @@ engine = JoinEngine(
         parked_per_process=settings.pending_per_process,
         enrich_events=settings.enrich_events,
         partitions=settings.partitions,
+        dns_answers_per_process=settings.dns_answers_per_process,
     ),
     stats,
 )

@@ -46,6 +46,7 @@ class Replay:
         self.values: list[bytes] = []
         created: set[str] = set()
         connects: list[Identity] = []
+        accesses: list[tuple[str, str, str]] = []
         for event in Workload(config):
             self.keys.append(event.host)
             self.values.append(event.value)
@@ -53,6 +54,9 @@ class Replay:
             if winlog["provider_name"] != "Microsoft-Windows-Sysmon":
                 continue
             data = winlog["event_data"]
+            if winlog["event_id"] == 10:
+                source, target = data["SourceProcessGUID"], data["TargetProcessGUID"]
+                accesses.append((source.lower(), target.lower(), _iso(data["UtcTime"])))
             if winlog["event_id"] == 1:
                 created.add(data["ProcessGuid"].lower())
             elif winlog["event_id"] == 3:
@@ -68,6 +72,31 @@ class Replay:
                 )
         self.joins = Counter(c for c in connects if c[0] in created)
         self.created = sorted(created)
+        # Sysmon 10 in sysmon-enriched: (source, target, time, source known, target known).
+        # A process created in the stream is created before its events (none is early).
+        self.accesses = Counter(
+            (source, target, when, source in created, target in created)
+            for source, target, when in accesses
+        )
+
+
+def process_accesses(bootstrap: str, topic: str, expect: int) -> Counter[Identity]:
+    """The Sysmon 10 records of sysmon-enriched, by (source, target, time, each side known)."""
+    seen: Counter[Identity] = Counter()
+    for record in read_topic(bootstrap, topic, expect=expect, timeout=120, settle=3):
+        enriched = orjson.loads(record.value)
+        if enriched["event_id"] != 10:
+            continue
+        seen[
+            (
+                enriched["process_guid"],
+                enriched["target_process_guid"],
+                enriched["event_date_creation"],
+                enriched["process"] is not None,
+                enriched["target_process"] is not None,
+            )
+        ] += 1
+    return seen
 
 
 def joined(bootstrap: str, topic: str, expect: int) -> Counter[Identity]:
@@ -164,6 +193,21 @@ def test_a_worker_killed_twice_mid_replay_loses_nothing(
     assert missing == 0
     if guarantee == "exactly_once":
         assert duplicates == 0
+
+    # Sysmon 10 names two processes, in different partitions for most: both
+    # sides enriched (the target's after a second hop), none lost, none doubled
+    # under exactly_once. Read after the joins: the rest of the topic is there.
+    both = sum(n for (_, _, _, source, target), n in replay.accesses.items() if source and target)
+    assert both > 50, "the stream should have accesses between processes of the stream"
+    enriched = sum(replay.accesses.values())
+    seen_accesses = process_accesses(kafka_bootstrap, env["SYSMON_TOPIC_ENRICHED"], enriched)
+    missing_accesses = sum((replay.accesses - seen_accesses).values())
+    doubled_accesses = sum((seen_accesses - replay.accesses).values())
+    print(f"{enriched:,} process accesses ({both:,} with both processes known): "
+          f"{missing_accesses} missing, {doubled_accesses} duplicates")  # fmt: skip
+    assert missing_accesses == 0
+    if guarantee == "exactly_once":
+        assert doubled_accesses == 0
     assert worker.stats()["dead_lettered"] == 0
 
 

@@ -47,7 +47,7 @@ from typing import Final, Protocol
 
 import orjson
 
-from sysmon_faust.core import alert_groups, guid_time
+from sysmon_faust.core import alert_groups, dns_answers, guid_time
 from sysmon_faust.core.ancestry import Walk
 from sysmon_faust.core.clock import utc_now_iso
 from sysmon_faust.core.join import grace, parking
@@ -77,6 +77,7 @@ from sysmon_faust.core.rekey import (
 )
 from sysmon_faust.core.sigma import fields as sigma_fields
 from sysmon_faust.core.sigma.alerts import alert_record
+from sysmon_faust.core.sigma.fields import EVENT_DATA
 from sysmon_faust.core.sigma.logsource import SYSMON_EVENT_IDS
 from sysmon_faust.core.sigma.ruleset import RuleSet, SigmaRule
 from sysmon_faust.core.stats import PipelineStats
@@ -95,6 +96,9 @@ REKEYED: Final = "rekeyed"
 
 #: Stream time that is later than every deadline: the end of a recording.
 END_OF_TIME: Final = 2**62
+
+#: Sysmon 22: a process's query and its answers (schema 4.90: QueryName, QueryResults).
+DNS_QUERY: Final = 22
 
 #: Marks an event (kept while it waits for its process) whose rules on the
 #: event alone already ran when it arrived: when it joins, only the rules
@@ -145,6 +149,8 @@ class Limits:
     enrich_events: frozenset[int] = frozenset()
     #: Partitions of the re-keying topic (SYSMON_PARTITIONS): where a target's row lives.
     partitions: int = 1
+    #: DNS answers kept per process (SYSMON_DNS_ANSWERS_PER_PROCESS).
+    dns_answers_per_process: int = 256
     #: Parked joins per process (SYSMON_PENDING_PER_PROCESS) and per engine.
     parked_per_process: int = 1_000
     #: Each look at a partition's parked joins walks each parked process once:
@@ -271,6 +277,8 @@ class JoinEngine:
         """A Sysmon event other than 1/3/5: its rules and its enrichment, with its process."""
         self.stats.other_events += 1
         guid: str | None = fields.get("process_guid")
+        if event_id == DNS_QUERY and guid is not None and self._names_connects():
+            self._remember_answers(fields, guid, event_time_ms, partition, wall_ms)
         stored = self.state.row(partition, guid.encode()) if guid is not None else None
         if stored is not None:
             self._with_process(out, event_id, fields, orjson.loads(stored), event_time_ms,
@@ -344,6 +352,9 @@ class JoinEngine:
             return
         fields.pop(_ARRIVAL_RULES_DONE, None)
         record = enrich_event(event_id, fields, process, ancestors or [], unmatched_reason)
+        if event_id == NETWORK_CONNECT:
+            assert partition is not None
+            record["dst_query_name"] = self._query_name(record, partition, event_time_ms)
         if event_id in TWO_PROCESS_EVENT_IDS:
             assert partition is not None
             self._target_side(out, record, event_time_ms, partition)
@@ -356,6 +367,45 @@ class JoinEngine:
         self.stats.enriched_by_event_id[record["event_id"]] += 1
         if record["unmatched_reason"] is not None:
             self.stats.enriched_unmatched_by_reason[record["unmatched_reason"]] += 1
+
+    # --- DNS names on connects (sysmon_faust.core.dns_answers) ----------------------
+
+    def _names_connects(self) -> bool:
+        return NETWORK_CONNECT in self.limits.enrich_events and self.state.lifetimes.dns_ttl_ms > 0
+
+    def _remember_answers(
+        self, fields: Row, guid: str, at_ms: int, partition: int, wall_ms: int
+    ) -> None:
+        """A Sysmon 22's answers, kept for the connects of its process that follow."""
+        event_data = fields.get(EVENT_DATA) or {}
+        name = event_data.get("QueryName")
+        results = event_data.get("QueryResults")
+        if not isinstance(name, str) or not isinstance(results, str):
+            return
+        answered = dns_answers.addresses(results)
+        if not answered:
+            return  # a failed query, or CNAMEs only
+        answers = dns_answers.add(
+            self.state.dns_answers_of(partition, guid), name.rstrip(".").lower(), answered, at_ms,
+            self.limits.dns_answers_per_process,
+        )  # fmt: skip
+        stream_time = self.state.stream_time(partition, wall_ms)
+        self.state.keep_dns_answers(partition, guid, answers, stream_time)
+        self.stats.dns_answers_kept += len(answered)
+
+    def _query_name(self, connect: Row, partition: int, event_time_ms: int) -> str | None:
+        """The name the connect's process asked DNS for its destination, if it did (recently)."""
+        guid = connect.get("process_guid")
+        if guid is None or not self._names_connects():
+            return None
+        answers = self.state.dns_answers_of(partition, guid)
+        if not answers:
+            return None
+        name = dns_answers.name_for(
+            answers, connect.get("dst_ip_addr"), event_time_ms, self.state.lifetimes.dns_ttl_ms
+        )
+        self.stats.connects_named += name is not None
+        return name
 
     # --- the second process of Sysmon 8 and 10 -------------------------------------
 
@@ -446,7 +496,7 @@ class JoinEngine:
         if guid is None:
             self._detect(out, NETWORK_CONNECT, fields, None, event_time_ms, partition, wall_ms,
                          context=False, alert_event=enrich(fields, {}, []))  # fmt: skip
-            self._unmatched(out, fields, None, NO_PROCESS_GUID, event_time_ms)
+            self._unmatched(out, fields, None, NO_PROCESS_GUID, event_time_ms, partition)
             return
         key = guid.encode()
         stored = self.state.row(partition, key)
@@ -463,13 +513,13 @@ class JoinEngine:
                      context=False, alert_event=enrich(fields, {}, []))  # fmt: skip
         fields[_ARRIVAL_RULES_DONE] = True
         if not grace_ms:
-            self._unmatched(out, fields, key, PROCESS_UNKNOWN, event_time_ms)
+            self._unmatched(out, fields, key, PROCESS_UNKNOWN, event_time_ms, partition)
         elif not grace.creation_may_still_come(
             self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
         ):
-            self._unmatched(out, fields, key, grace.STARTED_BEFORE_GRACE, event_time_ms)
+            self._unmatched(out, fields, key, grace.STARTED_BEFORE_GRACE, event_time_ms, partition)
         elif not self.state.wait(fields, event_time_ms, position, partition, stream_time):
-            self._unmatched(out, fields, key, grace.OVERFLOW, event_time_ms)
+            self._unmatched(out, fields, key, grace.OVERFLOW, event_time_ms, partition)
 
     def _join(
         self, out: list[Output], connect: Row, process: Row, event_time_ms: int,
@@ -575,12 +625,12 @@ class JoinEngine:
 
     def _unmatched(
         self, out: list[Output], connect: Row, key: bytes | None, reason: str,
-        event_time_ms: int,
+        event_time_ms: int, partition: int,
     ) -> None:  # fmt: skip
         # Its rules on the connect alone ran; those on its process's context cannot.
         self.stats.context_rules_skipped += self.rules.needs_context(NETWORK_CONNECT)
         out.append(Output(UNMATCHED, key, unmatched_record(connect, reason), event_time_ms / 1000))
-        self._enriched(out, NETWORK_CONNECT, connect, None, [], event_time_ms, None, reason)
+        self._enriched(out, NETWORK_CONNECT, connect, None, [], event_time_ms, partition, reason)
         self.stats.unmatched += 1
         self.stats.unmatched_by_reason[reason] += 1
 
@@ -661,7 +711,8 @@ class JoinEngine:
                 continue
             waited.connect.pop(_ARRIVAL_RULES_DONE, None)
             key = waited.connect["process_guid"].encode()
-            self._unmatched(out, waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms)
+            self._unmatched(out, waited.connect, key, grace.AFTER_GRACE, waited.event_time_ms,
+                            partition)  # fmt: skip
         for group in expired.alert_groups:
             update = alert_groups.closing_record(group, self.now_iso())
             final = update or alert_groups.final_record(group, self.now_iso())

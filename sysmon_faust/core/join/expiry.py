@@ -30,7 +30,10 @@ ROW_RETENTION: Final = b"R"
 ROW_TTL: Final = b"T"
 #: An alert group whose window closes (reference: its key in the pending table).
 ALERT_GROUP: Final = b"A"
-KINDS: Final = (ALERT_GROUP, CONNECT_GRACE, ROW_RETENTION, ROW_TTL)
+#: A process's DNS answers, a TTL after one was written (reference: their key in
+#: the pending table; sysmon_faust.core.dns_answers).
+DNS_ANSWERS: Final = b"D"
+KINDS: Final = (ALERT_GROUP, CONNECT_GRACE, DNS_ANSWERS, ROW_RETENTION, ROW_TTL)
 
 #: Where a partition's stream time is kept in the index table, so a restarted
 #: worker goes on from it (the kinds above sort apart from it).

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from sysmon_faust.core import alert_groups
+from sysmon_faust.core import alert_groups, dns_answers
 from sysmon_faust.core.join import expiry, grace, parking
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.join.store import Change, PartitionStore
@@ -58,6 +58,8 @@ class Lifetimes:
     grace: grace.GraceLimits
     retention_ms: int
     ttl_ms: int
+    #: How long a process's DNS answer names its connects (SYSMON_DNS_ANSWER_TTL).
+    dns_ttl_ms: int = 600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +408,28 @@ class JoinState:
         self.pending.put(partition, key, group.encode())
         self._groups_of(partition)[(group.rule_id, group.process_guid)] = (key, group.closes_at_ms)
 
+    # --- DNS answers (sysmon_faust.core.dns_answers) ------------------------------
+
+    def dns_answers_of(self, partition: int, guid: str) -> list[dns_answers.Answer]:
+        """The answers a process got, newest first ([] when none, or unreadable: logged)."""
+        value = self.pending.get(partition, dns_answers.key(guid))
+        if value is None:
+            return []
+        try:
+            return dns_answers.decode(value)[0]
+        except ValueError:
+            log.error("DNS answers of %s in partition %d unreadable: ignored", guid, partition)
+            return []
+
+    def keep_dns_answers(
+        self, partition: int, guid: str, answers: list[dns_answers.Answer], stream_time: int
+    ) -> None:
+        """Store a process's answers; they go a TTL after the last write (stream time)."""
+        key = dns_answers.key(guid)
+        deadline = stream_time + self.lifetimes.dns_ttl_ms
+        self.pending.put(partition, key, dns_answers.encode(answers, deadline))
+        self.index.put(partition, expiry.index_key(expiry.DNS_ANSWERS, deadline, key), b"")
+
     # --- expiry ----------------------------------------------------------------
 
     def expire_due(self, partition: int, stream_time: int, at_most: int) -> Expired:
@@ -432,6 +456,9 @@ class JoinState:
             kind, _, reference = expiry.parse_index_key(index_key)
             if kind == expiry.ALERT_GROUP:
                 self._close_alert_group(partition, index_key, reference, expired)
+                continue
+            if kind == expiry.DNS_ANSWERS:
+                self._expire_dns_answers(partition, index_key, reference)
                 continue
             if kind == expiry.CONNECT_GRACE:
                 if (partition, reference) in self._handed_out:
@@ -464,6 +491,19 @@ class JoinState:
                 self._delete_row(partition, reference)
                 expired.rows_after_ttl += 1
         return expired
+
+    def _expire_dns_answers(self, partition: int, index_key: bytes, key: bytes) -> None:
+        self.index.delete(partition, index_key)
+        value = self.pending.get(partition, key)
+        if value is None:
+            return
+        try:
+            until_ms = dns_answers.decode(value)[1]
+        except ValueError:
+            until_ms = 0  # unreadable: let it go
+        # Each write added an entry; only the last write's deletes the answers.
+        if until_ms <= expiry.parse_index_key(index_key)[1]:
+            self.pending.delete(partition, key)
 
     def _close_alert_group(
         self, partition: int, index_key: bytes, key: bytes, expired: Expired
