@@ -385,6 +385,17 @@ class Settings:
         "(address, name) answers kept per process at most; the oldest go first",
         integer(1, 100_000),
     )  # fmt: skip
+    activity_recent: int = setting(
+        5, "SYSMON_ACTIVITY_RECENT",
+        "events of each kind (connections, files, registry, image loads, handles opened, ...) "
+        "a process's summary lists, newest first (`GET /process/{guid}/activity`); `0`: no "
+        "summaries kept", integer(0, 100),
+    )  # fmt: skip
+    activity_ttl: float = setting(
+        86400.0, "SYSMON_ACTIVITY_TTL",
+        "seconds of stream time a process's summary stays after its last event",
+        seconds(60, _TEN_YEARS), default_doc="86400 (1 day)",
+    )  # fmt: skip
     rules_paths: tuple[Path, ...] = setting(
         (DEFAULT_RULES,), "SYSMON_RULES",
         "Sigma rule files and folders (SigmaHQ's layout), comma-separated; `default` is the "

@@ -10,6 +10,7 @@ that has not written to it yet (a TypeError inside faust).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
@@ -18,9 +19,10 @@ from faust.types import TP
 from yarl import URL
 
 from sysmon_faust.compat import private
+from sysmon_faust.core import activity
 from sysmon_faust.core.records import ProcessRow, record_fields
 from sysmon_faust.core.rekey import key_partition
-from sysmon_faust.stream.topology import app, process_table, settings
+from sysmon_faust.stream.topology import app, pending_table, process_table, settings
 
 #: Set on a request one worker forwards to another, so a stale assignment
 #: cannot bounce a request between workers forever.
@@ -68,16 +70,48 @@ async def fetch_process(guid: str, token: str | None, forwarded: bool = False) -
 
     Raises :class:`OwnerUnavailable` during a rebalance or when the owner does not answer.
     """
+
+    def local(key: bytes) -> Any:
+        row = process_table.get(key)
+        return None if row is None else _as_process_row(orjson.loads(row))
+
+    return await _fetch_owned(guid, "", local, token, forwarded)
+
+
+async def fetch_activity(guid: str, token: str | None, forwarded: bool = False) -> Any:
+    """What ``guid`` did (:func:`sysmon_faust.core.activity.answer`), from whichever worker
+    owns it; None when it has no summary.
+
+    Raises :class:`OwnerUnavailable` as :func:`fetch_process` does.
+    """
+
+    def local(key: bytes) -> Any:
+        value = pending_table.get(activity.key(guid))
+        if value is None:
+            return None
+        try:
+            summary, _ = activity.decode(value)
+        except ValueError:
+            return None
+        return activity.answer(guid, summary, settings.activity_recent)
+
+    return await _fetch_owned(guid, "/activity", local, token, forwarded)
+
+
+async def _fetch_owned(
+    guid: str, suffix: str, local: Callable[[bytes], Any], token: str | None, forwarded: bool
+) -> Any:
+    """``local(key)`` on the worker that owns ``guid``'s partition: here, or by asking it
+    for ``/process/{guid}{suffix}`` (404 → None)."""
     key = guid.encode()
     owner = owner_url(key)
     if owner is None:
         raise OwnerUnavailable("partition not assigned yet (rebalancing)")
     if is_local(owner):
-        row = process_table.get(key)
-        return None if row is None else _as_process_row(orjson.loads(row))
+        return local(key)
     if forwarded:
         raise OwnerUnavailable("partition is moving between workers")
-    url = owner.with_path(f"/process/{guid}")
+    url = owner.with_path(f"/process/{guid}{suffix}")
     try:
         async with app.http_client.get(
             url, headers=forward_headers(token), timeout=_TIMEOUT

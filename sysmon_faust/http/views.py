@@ -85,6 +85,7 @@ ENDPOINTS = (
     ("GET /metrics", "the counters and gauges in Prometheus' text format"),
     ("GET /process/{guid}", "the ProcessCreate row of a process, from whichever worker owns it"),
     ("GET /process/{guid}/ancestry", "its ancestors, from the walk every alert's ancestry uses"),
+    ("GET /process/{guid}/activity", "what it did: events by Sysmon id, the latest of each kind"),
 )
 
 
@@ -125,8 +126,9 @@ class Metrics(web.View):
 
 
 async def _answer_for_process(
-    view: web.View, guid: str, lookup: Callable[[str], Awaitable[Any]]
-) -> web.Response:
+    view: web.View, guid: str, lookup: Callable[[str], Awaitable[Any]],
+    not_found: str = "process not found",
+) -> web.Response:  # fmt: skip
     """400 for a non-GUID, 503 while the owner is unavailable, 404 when unknown, else 200."""
     try:
         canonical = canonical_guid(guid, "guid")
@@ -139,7 +141,7 @@ async def _answer_for_process(
     except routing.OwnerUnavailable as exc:
         return _error(view, 503, f"{exc}; retry shortly", process_guid=canonical)
     if answer is None:
-        return _error(view, 404, "process not found", process_guid=canonical)
+        return _error(view, 404, not_found, process_guid=canonical)
     return view.json(answer)
 
 
@@ -172,3 +174,18 @@ class ProcessAncestry(web.View):
             return None if row is None else ancestry.answer(row, tree_copy.link)
 
         return await _answer_for_process(self, guid, lookup)
+
+
+@app.page("/process/{guid:[^/]+}/activity")
+class ProcessActivity(web.View):
+    """What a process did: its bounded summary (sysmon_faust.core.activity), from its owner."""
+
+    async def get(self, request: web.Request, guid: str) -> web.Response:
+        forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
+
+        async def lookup(canonical: str) -> Any:
+            return await routing.fetch_activity(canonical, settings.http_token, forwarded)
+
+        return await _answer_for_process(
+            self, guid, lookup, "no activity recorded for this process"
+        )

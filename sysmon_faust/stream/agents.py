@@ -100,6 +100,7 @@ state = JoinState(
         retention_ms=int(settings.table_retention * 1000),
         ttl_ms=int(settings.table_ttl * 1000),
         dns_ttl_ms=int(settings.dns_answer_ttl * 1000),
+        activity_ttl_ms=int(settings.activity_ttl * 1000),
     ),
 )
 engine = JoinEngine(
@@ -114,6 +115,7 @@ engine = JoinEngine(
         enrich_events=settings.enrich_events,
         partitions=settings.partitions,
         dns_answers_per_process=settings.dns_answers_per_process,
+        activity_recent=settings.activity_recent,
     ),
     stats,
 )

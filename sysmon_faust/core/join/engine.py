@@ -47,7 +47,7 @@ from typing import Final, Protocol
 
 import orjson
 
-from sysmon_faust.core import alert_groups, dns_answers, guid_time
+from sysmon_faust.core import activity, alert_groups, dns_answers, guid_time
 from sysmon_faust.core.ancestry import Walk
 from sysmon_faust.core.clock import utc_now_iso
 from sysmon_faust.core.join import grace, parking
@@ -151,6 +151,9 @@ class Limits:
     partitions: int = 1
     #: DNS answers kept per process (SYSMON_DNS_ANSWERS_PER_PROCESS).
     dns_answers_per_process: int = 256
+    #: Events of each kind a process's activity summary lists (SYSMON_ACTIVITY_RECENT);
+    #: 0: no summaries.
+    activity_recent: int = 5
     #: Parked joins per process (SYSMON_PENDING_PER_PROCESS) and per engine.
     parked_per_process: int = 1_000
     #: Each look at a partition's parked joins walks each parked process once:
@@ -355,6 +358,8 @@ class JoinEngine:
         if event_id == NETWORK_CONNECT:
             assert partition is not None
             record["dst_query_name"] = self._query_name(record, partition, event_time_ms)
+        if partition is not None and self.limits.activity_recent:
+            self._note_activity(record, partition)
         if event_id in TWO_PROCESS_EVENT_IDS:
             assert partition is not None
             self._target_side(out, record, event_time_ms, partition)
@@ -367,6 +372,16 @@ class JoinEngine:
         self.stats.enriched_by_event_id[record["event_id"]] += 1
         if record["unmatched_reason"] is not None:
             self.stats.enriched_unmatched_by_reason[record["unmatched_reason"]] += 1
+
+    def _note_activity(self, record: Row, partition: int) -> None:
+        """One more event in its process's summary (``GET /process/{guid}/activity``)."""
+        guid = record.get("process_guid")
+        if guid is None:
+            return
+        summary, until_ms = self.state.activity_of(partition, guid)
+        summary = activity.add(summary, record, self.limits.activity_recent)
+        stream_time = self.state.last_stream_time(partition)
+        self.state.keep_activity(partition, guid, summary, until_ms, stream_time)
 
     # --- DNS names on connects (sysmon_faust.core.dns_answers) ----------------------
 

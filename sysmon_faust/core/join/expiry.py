@@ -33,7 +33,10 @@ ALERT_GROUP: Final = b"A"
 #: A process's DNS answers, a TTL after one was written (reference: their key in
 #: the pending table; sysmon_faust.core.dns_answers).
 DNS_ANSWERS: Final = b"D"
-KINDS: Final = (ALERT_GROUP, CONNECT_GRACE, DNS_ANSWERS, ROW_RETENTION, ROW_TTL)
+#: A process's activity summary, a TTL after its last event (reference: its key
+#: in the pending table; sysmon_faust.core.activity).
+ACTIVITY: Final = b"P"
+KINDS: Final = (ALERT_GROUP, CONNECT_GRACE, DNS_ANSWERS, ACTIVITY, ROW_RETENTION, ROW_TTL)
 
 #: Where a partition's stream time is kept in the index table, so a restarted
 #: worker goes on from it (the kinds above sort apart from it).
@@ -91,6 +94,10 @@ class StreamClock:
     def forget(self, partition: int) -> None:
         self._time.pop(partition, None)
         self._wall.pop(partition, None)
+
+    def last(self, partition: int) -> int:
+        """The stream time last computed (no wall-clock reading); -1 if none yet."""
+        return self._time.get(partition, -1)
 
     def now(self, partition: int, wall_ms: int) -> int:
         if partition not in self._time:

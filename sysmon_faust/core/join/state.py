@@ -35,12 +35,13 @@ partition's database. Measured with ``make bench``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from sysmon_faust.core import alert_groups, dns_answers
+from sysmon_faust.core import activity, alert_groups, dns_answers
 from sysmon_faust.core.join import expiry, grace, parking
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.join.store import Change, PartitionStore
@@ -60,6 +61,8 @@ class Lifetimes:
     ttl_ms: int
     #: How long a process's DNS answer names its connects (SYSMON_DNS_ANSWER_TTL).
     dns_ttl_ms: int = 600_000
+    #: How long a process's activity summary stays after its last event (SYSMON_ACTIVITY_TTL).
+    activity_ttl_ms: int = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,10 @@ class JoinState:
         if event_time_ms is None:
             return self.clock.now(partition, wall_ms)
         return self.clock.observe(partition, event_time_ms, wall_ms)
+
+    def last_stream_time(self, partition: int) -> int:
+        """The partition's stream time as last computed for the event being handled."""
+        return self.clock.last(partition)
 
     def keep_stream_time(self, partition: int, stream_time: int) -> None:
         """Write the stream time to the index, when it moved a second since it was last."""
@@ -430,6 +437,36 @@ class JoinState:
         self.pending.put(partition, key, dns_answers.encode(answers, deadline))
         self.index.put(partition, expiry.index_key(expiry.DNS_ANSWERS, deadline, key), b"")
 
+    # --- activity summaries (sysmon_faust.core.activity) -----------------------------
+
+    def activity_of(self, partition: int, guid: str) -> tuple[activity.Summary | None, int]:
+        """(a process's summary or None, when it goes: ms of stream time; 0 without one)."""
+        value = self.pending.get(partition, activity.key(guid))
+        if value is None:
+            return None, 0
+        try:
+            return activity.decode(value)
+        except ValueError:
+            log.error("activity of %s in partition %d unreadable: started anew", guid, partition)
+            return None, 0
+
+    def keep_activity(
+        self, partition: int, guid: str, summary: activity.Summary, until_ms: int,
+        stream_time: int,
+    ) -> None:  # fmt: skip
+        """Store a summary; it goes a TTL (stream time) after its process's last event.
+
+        ``until_ms``: when it went so far (:meth:`activity_of`). A new expiry
+        entry is written only when that moves by a tenth of the TTL or more —
+        not one per event — so a summary lives 0.9-1 TTL after the last event.
+        """
+        key = activity.key(guid)
+        deadline = stream_time + self.lifetimes.activity_ttl_ms
+        if deadline - until_ms >= self.lifetimes.activity_ttl_ms // 10:
+            self.index.put(partition, expiry.index_key(expiry.ACTIVITY, deadline, key), b"")
+            until_ms = deadline
+        self.pending.put(partition, key, activity.encode(summary, until_ms))
+
     # --- expiry ----------------------------------------------------------------
 
     def expire_due(self, partition: int, stream_time: int, at_most: int) -> Expired:
@@ -458,7 +495,10 @@ class JoinState:
                 self._close_alert_group(partition, index_key, reference, expired)
                 continue
             if kind == expiry.DNS_ANSWERS:
-                self._expire_dns_answers(partition, index_key, reference)
+                self._expire_last_written(partition, index_key, reference, dns_answers.decode)
+                continue
+            if kind == expiry.ACTIVITY:
+                self._expire_last_written(partition, index_key, reference, activity.decode)
                 continue
             if kind == expiry.CONNECT_GRACE:
                 if (partition, reference) in self._handed_out:
@@ -492,16 +532,20 @@ class JoinState:
                 expired.rows_after_ttl += 1
         return expired
 
-    def _expire_dns_answers(self, partition: int, index_key: bytes, key: bytes) -> None:
+    def _expire_last_written(
+        self, partition: int, index_key: bytes, key: bytes,
+        decode: Callable[[bytes], tuple[Any, int]],
+    ) -> None:  # fmt: skip
+        """An expiry entry of a value that keeps the deadline of its last one (``until_ms``):
+        only that last entry deletes it; the earlier ones just go."""
         self.index.delete(partition, index_key)
         value = self.pending.get(partition, key)
         if value is None:
             return
         try:
-            until_ms = dns_answers.decode(value)[1]
+            until_ms = decode(value)[1]
         except ValueError:
             until_ms = 0  # unreadable: let it go
-        # Each write added an entry; only the last write's deletes the answers.
         if until_ms <= expiry.parse_index_key(index_key)[1]:
             self.pending.delete(partition, key)
 

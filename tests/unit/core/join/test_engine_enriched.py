@@ -209,3 +209,38 @@ def test_a_target_the_table_does_not_hold_is_unmatched_with_the_reason() -> None
 def hop_of(image: str) -> dict[str, Any]:
     """The ancestor tests/timeline.py's creations name (their parent)."""
     return hop(guid(0xFFF), image)
+
+
+# --- what a process did: its activity summary ------------------------------------------
+
+
+def test_a_process_summary_counts_its_events_and_goes_a_ttl_after_the_last() -> None:
+    join = LocalJoin.with_defaults(
+        RuleSet(()), 60_000, 4, 0, enrich_events=frozenset(PROCESS_EVENT_IDS)
+    )
+    for raw in (create(0, A), registry_set(1, A), registry_set(2, A), connect(3, A, 443)):
+        join.feed(_event(raw))
+    summary, _ = join.state.activity_of(0, A)
+    assert summary is not None
+    assert summary["counts"] == {"1": 1, "13": 2, "3": 1}
+    assert [item["event_id"] for item in summary["recent"]["registry"]] == [13, 13]
+    ttl_s = join.state.lifetimes.activity_ttl_ms // 1000
+    # Another process's events move stream time on: A's summary stays at
+    # least 0.9 of the TTL after its last event, and is gone after the TTL.
+    join.feed(_event(registry_set(3 + ttl_s * 0.9, B)))
+    assert join.state.activity_of(0, A)[0] is not None
+    join.feed(_event(registry_set(3 + ttl_s + 1, B)))
+    assert join.state.activity_of(0, A)[0] is None
+    assert join.state.activity_of(0, B)[0] is not None
+
+
+def test_no_summaries_with_activity_recent_zero() -> None:
+    grace = GraceLimits(grace_ms=60_000, max_per_process=100, max_total=1_000)
+    join = LocalJoin(
+        RuleSet(()),
+        Lifetimes(grace=grace, retention_ms=3600_000, ttl_ms=86400_000),
+        Limits(enrich_events=frozenset(PROCESS_EVENT_IDS), activity_recent=0),
+    )
+    join.feed(_event(create(0, A)))
+    join.feed(_event(registry_set(1, A)))
+    assert join.state.activity_of(0, A) == (None, 0)
