@@ -347,6 +347,7 @@ def run_pipeline(
         "ancestry_wait_timeouts": sum(s.get("ancestry_wait_timeouts", 0) for s in last_stats),
         "alerts": sum(s.get("alerts", 0) for s in last_stats),
         "alert_matches": sum(s.get("alert_matches", 0) for s in last_stats),
+        "enriched_records": sum(s.get("enriched", 0) for s in last_stats),
     }
 
 
@@ -703,6 +704,28 @@ def machine() -> dict[str, Any]:
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
+def run_enrichment(
+    bootstrap: str, source: str, workload: Workload, partitions: int, work: Path,
+    every_type: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """One worker enriching only Sysmon 1/3/5 beside ``every_type`` (the main run: the
+    default, every Sysmon type that names a process, to sysmon-enriched)."""
+    log("pipeline, one worker, cold start, SYSMON_ENRICH_EVENTS=1,3,5 (only what HELK joined)")
+    only = run_pipeline(
+        bootstrap, source, workload, 1, partitions, work,
+        extra_env={"SYSMON_ENRICH_EVENTS": "1,3,5"}, label="-enrich-135",
+    )  # fmt: skip
+    return {
+        name: {
+            "input_eps": round(run["input_eps"]),
+            "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+            "enriched_records": run["enriched_records"],
+            "missing_joins": run["missing_joins"],
+        }
+        for name, run in (("only_1_3_5", only), ("every_type", every_type))
+    } | {"ratio_every_type_to_1_3_5": round(every_type["input_eps"] / only["input_eps"], 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--events", type=int, default=500_000)
@@ -717,8 +740,8 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list of: two,exactly_once,no_ancestry,sigma,guid_without_time,codecs,latency,"
-        "state,normalizer",
+        help="comma list of: two,exactly_once,no_ancestry,sigma,enrichment,guid_without_time,"
+        "codecs,latency,state,normalizer",
     )
     args = parser.parse_args()
     return measure_then_delete_topics(measure, args)
@@ -779,6 +802,11 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
     sigma = (
         run_sigma(bootstrap, source, workload, args.partitions, work, one)
         if ("sigma" not in skip)
+        else None
+    )
+    enrichment = (
+        run_enrichment(bootstrap, source, workload, args.partitions, work, one)
+        if "enrichment" not in skip
         else None
     )
     if "guid_without_time" not in skip:
@@ -856,6 +884,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
             round(one["input_eps"] / bare["input_eps"], 2) if bare else None
         ),
         "sigma": sigma,
+        "enrichment": enrichment,
         "guid_without_time_eps": round(timeless["input_eps"]) if timeless else None,
         "guid_without_time_missing_joins": timeless["missing_joins"] if timeless else None,
         "guid_without_time_ratio": (
@@ -926,6 +955,15 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  alerts / matches (SigmaHQ's)",
          f"{sigma['sigmahq_windows']['alerts']} / {sigma['sigmahq_windows']['alert_matches']}"
          if sigma and "sigmahq_windows" in sigma else None),
+        ("1 worker: SYSMON_ENRICH_EVENTS=1,3,5 / all (events/s)",
+         f"{enrichment['only_1_3_5']['input_eps']:,} / {enrichment['every_type']['input_eps']:,}"
+         if enrichment else None),
+        ("  ratio all to 1,3,5 (goal >= 0.6); worker CPU µs/event",
+         f"{enrichment['ratio_every_type_to_1_3_5']}; "
+         f"{enrichment['only_1_3_5']['worker_cpu_us_per_event']} / "
+         f"{enrichment['every_type']['worker_cpu_us_per_event']}" if enrichment else None),
+        ("  sysmon-enriched records", f"{enrichment['only_1_3_5']['enriched_records']:,} / "
+         f"{enrichment['every_type']['enriched_records']:,}" if enrichment else None),
         ("pipeline, 1 worker, GUIDs without start time", result["guid_without_time_eps"]),
         ("  ratio to Sysmon-layout GUIDs", result["guid_without_time_ratio"]),
         (f"cores busy on the machine, {' / '.join(result['cpu'])}",

@@ -179,6 +179,55 @@ def show_event(event: dict[str, Any], indent: str = "  ") -> None:
     )
 
 
+#: What the demo shows of an enriched event of another kind: its own key fields.
+_OWN_FIELDS = ("TargetObject", "EventType", "Details", "TargetFilename", "ImageLoaded",
+               "TargetImage", "GrantedAccess", "PipeName", "QueryName", "QueryResults")  # fmt: skip
+#: Kinds the demo prefers to show (a registry or file event says most at a glance).
+_PREFERRED = (12, 13, 11, 7, 10, 17, 22)
+
+
+def show_other_event(
+    settings: Settings, enriched: list[dict[str, Any]], alerted: list[str]
+) -> None:
+    """One enriched event other than a connect: of an alerted process if it has one."""
+    others = [r for r in enriched if r["event_id"] not in (1, 3, 5) and r.get("process")]
+    if not others:
+        return
+    rank = {event_id: n for n, event_id in enumerate(_PREFERRED)}
+    others.sort(key=lambda r: (r["process_guid"] not in alerted, rank.get(r["event_id"], 99)))
+    record = others[0]
+    process = record["process"]
+    say(f"=== {len(enriched)} event(s) of every Sysmon type on {settings.topic_enriched}; "
+        f"one of them (Sysmon {record['event_id']}) ===")  # fmt: skip
+    say(f"  host        {record['host_name']}   at {record['event_date_creation']}")
+    say(f"  process     {record['process_path']}  (pid {record['process_id']})")
+    say(f"    command   {shorten(process.get('process_command_line'))}")
+    say(f"  parent      {process.get('parent_process_path')}")
+    event_data = record.get("event_data") or {}
+    for name in _OWN_FIELDS:
+        if event_data.get(name) not in (None, ""):
+            say(f"  {name:<11} {shorten(str(event_data[name]))}")
+    say("  (its process's creation fields and ancestry added by the join: "
+        "docs/enrichment.md)")  # fmt: skip
+    say()
+
+
+def show_activity(body: Any) -> None:
+    """``GET /process/{guid}/activity``: counts by Sysmon id, then the newest of each kind."""
+    if not isinstance(body, dict) or "counts_by_event_id" not in body:
+        say(json.dumps(body))
+        return
+    counts = ", ".join(f"Sysmon {k}: {v}" for k, v in body["counts_by_event_id"].items())
+    say(f"  {body['events']} events from {body['first_seen']} to {body['last_seen']} ({counts})")
+    for kind, items in body["recent"].items():
+        say(f"  {kind}, newest first:")
+        for item in items[:3]:
+            detail = ", ".join(
+                f"{k}={shorten(str(v))}" for k, v in item.items() if k not in ("time", "event_id")
+            )
+            say(f"    {item['time']}  {detail}")
+
+
 OPEN_NOTE = (
     "; so far: the group is open, and its update with the count comes when its "
     "{window_seconds} s window closes (python -m sysmon_faust print sysmon-alerts --follow)"
@@ -282,7 +331,7 @@ def _demo(argv: list[str] | None) -> int:
     else:
         say(f"replay: {recording.name} (Empire, WMI lateral movement, OTRF Mordor)")
 
-    outputs = [settings.topic_join, settings.topic_alerts]
+    outputs = [settings.topic_join, settings.topic_alerts, settings.topic_enriched]
     before_offsets = asyncio.run(end_offsets(settings, outputs))
     before = http_json(base + "/stats")[1]
     result = asyncio.run(
@@ -311,6 +360,10 @@ def _demo(argv: list[str] | None) -> int:
         read_since(settings, before_offsets, settings.topic_alerts, alert_records(stats, before))
     )
     joins = asyncio.run(read_since(settings, before_offsets, settings.topic_join, new_joins))
+    enriched = asyncio.run(
+        read_since(settings, before_offsets, settings.topic_enriched,
+                   stats.get("enriched", 0) - before.get("enriched", 0))
+    )  # fmt: skip
 
     say()
     groups = final_groups(alerts)
@@ -339,6 +392,7 @@ def _demo(argv: list[str] | None) -> int:
         seen.add(event["process_guid"])
         show_event(event)
         say()
+    show_other_event(settings, enriched, [group["event"]["process_guid"] for group in groups])
     say("=== worker counters (GET /stats) ===")
     say(json.dumps({k: v for k, v in stats.items() if not isinstance(v, dict)}, indent=None))
 
@@ -353,6 +407,13 @@ def _demo(argv: list[str] | None) -> int:
         if isinstance(body, dict):
             body = {k: shorten(v) if isinstance(v, str) else v for k, v in body.items()}
         say(json.dumps(body, indent=2))
+    if groups:
+        guid = groups[0]["event"]["process_guid"]
+        url = f"{base}/process/{guid.strip('{}')}/activity"
+        status, body = http_json(url)
+        say()
+        say(f"=== curl {url} -> {status}: what the alerted process did ===")
+        show_activity(body)
     say()
     say(f"The broker and the worker keep running (worker log: {args.state_dir}/worker.log).")
     say("Try: make demo again, curl the URLs above, or 'make stop' to end both.")

@@ -12,6 +12,7 @@ import json
 import signal
 import time
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from aiokafka.partitioner import murmur2
 
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 from tests.integration.test_join_ordering import HOSTS, stream
-from tests.reference import RECORDINGS, compute, lines
+from tests.reference import RECORDINGS, acting_guid, compute, lines
 from tests.support import WorkerProcess, create_topic, produce, read_topic
 
 
@@ -107,6 +108,7 @@ def test_three_workers_answer_for_every_process(
         **pipeline_env(partitions=6),
         "SYSMON_TABLE_TTL": ten_years,
         "SYSMON_TABLE_RETENTION": ten_years,
+        "SYSMON_ACTIVITY_TTL": ten_years,
     }
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
@@ -114,17 +116,28 @@ def test_three_workers_answer_for_every_process(
 
     creates: dict[str, dict[str, Any]] = {}
     values: list[bytes] = []
+    #: Per process: its events by Sysmon id, as the raw files have them.
+    activity: dict[str, Counter[str]] = defaultdict(Counter)
+    enriched = 0
     for name in RECORDINGS:
         path = datasets_dir / f"{name}.jsonl.gz"
-        creates.update(compute(path).process_creates)
+        expected = compute(path)
+        creates.update(expected.process_creates)
         values.extend(lines(path))
+        for event in expected.enriched:
+            acting = acting_guid(event.event_id, event.data)
+            if acting is not None:
+                activity[acting][str(event.event_id)] += 1
+        enriched += len(expected.enriched)
     produce(bootstrap, env["SYSMON_TOPIC_INPUT"], values, keys=map(origin_host, values))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         totals = [w.stats() for w in workers]
-        if sum(t["consumed"] for t in totals) >= len(values) and sum(
-            t["process_creates"] for t in totals
-        ) >= len(creates):
+        if (
+            sum(t["consumed"] for t in totals) >= len(values)
+            and sum(t["process_creates"] for t in totals) >= len(creates)
+            and sum(t["enriched"] for t in totals) >= enriched
+        ):
             break
         time.sleep(0.5)
     assert sum(t["table_rows"] for t in totals) == len(creates)
@@ -166,6 +179,17 @@ def test_three_workers_answer_for_every_process(
         assert body["stopped"] == "unknown_parent"
         assert body["unknown_parent_guid"] == unknown_parent
 
+    # What a process did, asked of every worker (two of three forward it to
+    # the owner): its events by Sysmon id, as the raw files count them.
+    busiest = sorted(activity, key=lambda guid: -activity[guid].total())[:5]
+    for guid in [*busiest, *list(creates)[:5]]:
+        for worker in workers:
+            status, body = worker.http(f"/process/{guid}/activity")
+            assert status == 200, (worker.web_port, guid, body)
+            assert body["counts_by_event_id"] == dict(activity[guid]), guid
+            assert body["events"] == activity[guid].total()
+            assert all(len(items) <= body["recent_per_kind"] for items in body["recent"].values())
+
     for worker in workers:
         for bad in ("not-a-guid", "{1234}", "x" * 300, "%ff%fe", "'; DROP TABLE processes;--"):
             status, body = worker.http(f"/process/{quote(bad, safe='%')}")
@@ -174,6 +198,10 @@ def test_three_workers_answer_for_every_process(
         assert status == 404 and body["error"] == "process not found"
         status, body = worker.http("/process/{00000000-1111-2222-3333-444444444444}/ancestry")
         assert status == 404
+        status, body = worker.http("/process/{00000000-1111-2222-3333-444444444444}/activity")
+        assert status == 404 and body["error"] == "no activity recorded for this process"
+        status, body = worker.http("/process/not-a-guid/activity")
+        assert status == 400 and body["error"]
         status, body = worker.http("/no/such/page")
         assert status == 404 and isinstance(body, dict)
         # Without SYSMON_HTTP_TOKEN, Faust's table pages are off.
