@@ -14,7 +14,7 @@ import gzip
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,15 @@ def guid_of(data: dict[str, Any]) -> str:
     return str(data.get("ProcessGuid", "")).lower()
 
 
-def compute(path: Path) -> Expected:
+#: The pipeline's default for SYSMON_JOIN_GRACE (ms): how long a Sysmon 8/10's
+#: target may be created after the event and still be its target's row.
+DEFAULT_GRACE_MS = 300_000
+
+
+def compute(path: Path, grace_ms: int = DEFAULT_GRACE_MS) -> Expected:
+    """The reference for one recording; ``grace_ms``: the join grace (the target of a
+    Sysmon 8/10 whose creation comes later in the file, at most that much later in
+    event time, is found: Defender opens processes before their creation is logged)."""
     events = sysmon = 0
     creates: dict[str, dict[str, Any]] = {}
     joined: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -174,6 +182,18 @@ def compute(path: Path) -> Expected:
             target_create = creates.get(target) if target is not None else None
             target_chain = ancestors(target_create, creates) if target_create is not None else []
             enriched.append(Enriched(event_id, data, create, chain, target_create, target_chain))
+    # A target created after the event opened it (within the grace) is its row.
+    for n, event in enumerate(enriched):
+        target = target_guid(event.data) if event.event_id in (8, 10) else None
+        late = creates.get(target) if target is not None and event.target_create is None else None
+        if (
+            late is not None
+            and 0
+            <= epoch_ms(str(late["UtcTime"])) - epoch_ms(str(event.data["UtcTime"]))
+            <= grace_ms
+        ):
+            chain = ancestors(late, creates)
+            enriched[n] = replace(event, target_create=late, target_ancestry=chain)
     wmi = sum(
         1
         for _, create in joined

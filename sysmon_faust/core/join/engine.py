@@ -210,7 +210,7 @@ class JoinEngine:
         event_time_ms = fields.pop(EVENT_TIME_FIELD)
         stream_time = self.state.stream_time(partition, wall_ms, event_time_ms)
         if event_id == TARGET_LOOKUP:
-            self._target_lookup(out, fields, event_time_ms, partition)
+            self._target_lookup(out, fields, event_time_ms, partition, position)
             return out
         if event_id == PROCESS_CREATE:
             key = fields["process_guid"].encode()
@@ -226,6 +226,10 @@ class JoinEngine:
             self._enriched(out, PROCESS_CREATE, fields, fields, ancestors, event_time_ms, partition)
             for waited in self.state.release(fields["process_guid"], partition):
                 waited_id = waited.connect.pop(EVENT_ID_FIELD, NETWORK_CONNECT)
+                if waited_id == TARGET_LOOKUP:
+                    # A Sysmon 8/10 whose target is this process: its side, now.
+                    self._target_found(out, waited.connect, fields, waited.event_time_ms)
+                    continue
                 if waited_id != NETWORK_CONNECT:
                     # Another kind of event, kept for its rules that use process
                     # context and for its enrichment.
@@ -240,8 +244,10 @@ class JoinEngine:
                         ancestors = self.tree.walk(fields, self.limits.ancestry_depth).ancestors
                     self._detect(out, waited_id, waited.connect, fields, waited.event_time_ms,
                                  partition, wall_ms, context=True, ancestors=ancestors)  # fmt: skip
-                    self._enriched(out, waited_id, waited.connect, fields, ancestors,
-                                   waited.event_time_ms, partition)  # fmt: skip
+                    self._enriched(
+                        out, waited_id, waited.connect, fields, ancestors,
+                        waited.event_time_ms, partition, position=waited.position,
+                    )  # fmt: skip
                     continue
                 self.stats.network_connects_released += 1
                 self._join(
@@ -260,7 +266,7 @@ class JoinEngine:
                 self.stats.terminated_unknown += 1  # it started before the pipeline saw it
             if stored is not None:
                 self._with_process(out, event_id, fields, orjson.loads(stored), event_time_ms,
-                                   partition, wall_ms)  # fmt: skip
+                                   partition, position, wall_ms)  # fmt: skip
             else:
                 self._without_process(out, event_id, fields, event_time_ms, partition, position,
                                       wall_ms)  # fmt: skip
@@ -285,13 +291,13 @@ class JoinEngine:
         stored = self.state.row(partition, guid.encode()) if guid is not None else None
         if stored is not None:
             self._with_process(out, event_id, fields, orjson.loads(stored), event_time_ms,
-                               partition, wall_ms)  # fmt: skip
+                               partition, position, wall_ms)  # fmt: skip
             return
         self._without_process(out, event_id, fields, event_time_ms, partition, position, wall_ms)
 
     def _with_process(
         self, out: list[Output], event_id: int, fields: Row, process: Row, event_time_ms: int,
-        partition: int, wall_ms: int,
+        partition: int, position: tuple[int, int], wall_ms: int,
     ) -> None:  # fmt: skip
         """An event (not a connect) whose process's row is there: its rules, its enrichment."""
         ancestors = None
@@ -299,7 +305,8 @@ class JoinEngine:
             ancestors = self.tree.walk(process, self.limits.ancestry_depth).ancestors
         self._detect(out, event_id, fields, process, event_time_ms, partition, wall_ms,
                      ancestors=ancestors)  # fmt: skip
-        self._enriched(out, event_id, fields, process, ancestors, event_time_ms, partition)
+        self._enriched(out, event_id, fields, process, ancestors, event_time_ms, partition,
+                       position=position)  # fmt: skip
 
     def _without_process(
         self, out: list[Output], event_id: int, fields: Row, event_time_ms: int,
@@ -337,19 +344,20 @@ class JoinEngine:
             reason = grace.OVERFLOW
         self.stats.context_rules_skipped += context_rules
         if enriched:
-            self._enriched(out, event_id, fields, None, [], event_time_ms, partition, reason)
+            self._enriched(out, event_id, fields, None, [], event_time_ms, partition, reason,
+                           position=position)  # fmt: skip
 
     def _enriched(
         self, out: list[Output], event_id: int, fields: Row, process: Row | None,
         ancestors: list[Row] | None, event_time_ms: int, partition: int | None,
-        unmatched_reason: str | None = None,
+        unmatched_reason: str | None = None, *, position: tuple[int, int] | None = None,
     ) -> None:  # fmt: skip
         """The ``sysmon-enriched`` record of an event, when its id is enriched.
 
         ``process`` None: ``unmatched_reason`` says why. ``ancestors`` None:
         the ancestry was not walked because nothing needed it (then the id is
         not enriched). Sysmon 8/10 go on to their target's side first
-        (:meth:`_target_side`: ``partition`` is where the event was read).
+        (:meth:`_target_side`: ``partition`` and ``position`` are where the event was read).
         """
         if event_id not in self.limits.enrich_events:
             return
@@ -361,8 +369,8 @@ class JoinEngine:
         if partition is not None and self.limits.activity_recent:
             self._note_activity(record, partition)
         if event_id in TWO_PROCESS_EVENT_IDS:
-            assert partition is not None
-            self._target_side(out, record, event_time_ms, partition)
+            assert partition is not None and position is not None
+            self._target_side(out, record, event_time_ms, partition, position)
             return
         self._emit_enriched(out, record, event_time_ms)
 
@@ -425,7 +433,8 @@ class JoinEngine:
     # --- the second process of Sysmon 8 and 10 -------------------------------------
 
     def _target_side(
-        self, out: list[Output], record: Row, event_time_ms: int, partition: int
+        self, out: list[Output], record: Row, event_time_ms: int, partition: int,
+        position: tuple[int, int],
     ) -> None:  # fmt: skip
         """A CreateRemoteThread/ProcessAccess record, its source side done: now its target's.
 
@@ -440,7 +449,7 @@ class JoinEngine:
             return
         target_partition = key_partition(target.encode(), self.limits.partitions)
         if target_partition == partition:
-            self._target_lookup(out, record, event_time_ms, partition)
+            self._target_lookup(out, record, event_time_ms, partition, position)
             return
         hop = dict(record)
         hop[EVENT_ID_FIELD] = TARGET_LOOKUP
@@ -450,23 +459,42 @@ class JoinEngine:
         self.stats.target_lookups_routed += 1
 
     def _target_lookup(
-        self, out: list[Output], record: Row, event_time_ms: int, partition: int
+        self, out: list[Output], record: Row, event_time_ms: int, partition: int,
+        position: tuple[int, int],
     ) -> None:  # fmt: skip
-        """The target's row (read now, in its own partition) added to a Sysmon 8/10 record.
+        """The target's side of a Sysmon 8/10 record, in the target's own partition.
 
-        No grace here: a process is opened after it started, and its
-        creation was written to this partition before the event that opens it
-        (the intake writes in input order, one host's events in one input
-        partition): a target not in the table started before the pipeline saw it.
+        The source's ladder again, for the target: its row now, or a wait in the
+        grace buffer for its creation — real recordings have it (Defender's
+        MsMpEng.exe opens a process 3 ms before that process's ProcessCreate is
+        logged: empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod) — or the reason.
         """
         target = record["target_process_guid"]
         stored = self.state.row(partition, target.encode())
-        if stored is None:
-            self._emit_enriched(out, with_target(record, None, [], PROCESS_UNKNOWN), event_time_ms)
+        if stored is not None:
+            self._target_found(out, record, orjson.loads(stored), event_time_ms)
             return
-        row = orjson.loads(stored)
-        ancestors = self.tree.walk(row, self.limits.ancestry_depth).ancestors
-        self._emit_enriched(out, with_target(record, row, ancestors, None), event_time_ms)
+        grace_ms = self.state.lifetimes.grace.grace_ms
+        if not grace_ms:
+            reason = PROCESS_UNKNOWN
+        elif not grace.creation_may_still_come(
+            self._start_ms(target, event_time_ms), event_time_ms, grace_ms
+        ):
+            reason = grace.STARTED_BEFORE_GRACE
+        else:
+            waiting = dict(record)
+            waiting[EVENT_ID_FIELD] = TARGET_LOOKUP
+            stream_time = self.state.last_stream_time(partition)
+            if self.state.wait(waiting, event_time_ms, position, partition, stream_time, target):
+                return
+            reason = grace.OVERFLOW
+        self._emit_enriched(out, with_target(record, None, [], reason), event_time_ms)
+
+    def _target_found(
+        self, out: list[Output], record: Row, target: Row, event_time_ms: int
+    ) -> None:
+        ancestors = self.tree.walk(target, self.limits.ancestry_depth).ancestors
+        self._emit_enriched(out, with_target(record, target, ancestors, None), event_time_ms)
 
     def _detect(
         self, out: list[Output], event_id: int, fields: Row, process: Row | None,
@@ -667,7 +695,10 @@ class JoinEngine:
         out: list[Output] = []
         for guid, _ in self.parked.processes(partition):
             self._release(out, partition, guid, wall_ms, timed_out=True)
-        self._expire_due(out, partition, wall_ms, stream_time=END_OF_TIME, at_most=END_OF_TIME)
+        # Twice: a Sysmon 8/10 whose source's wait ends here may start its
+        # target's (:meth:`_target_lookup`), which ends in the second round.
+        for _ in range(2):
+            self._expire_due(out, partition, wall_ms, stream_time=END_OF_TIME, at_most=END_OF_TIME)
         return out
 
     def _release_parked(self, out: list[Output], partition: int, wall_ms: int) -> None:
@@ -720,9 +751,13 @@ class JoinEngine:
             if waited_id != NETWORK_CONNECT:
                 # Another kind of event whose process never came: its rules on
                 # the event alone ran when it arrived; those on context cannot.
+                if waited_id == TARGET_LOOKUP:
+                    record = with_target(waited.connect, None, [], grace.AFTER_GRACE)
+                    self._emit_enriched(out, record, waited.event_time_ms)
+                    continue
                 self.stats.context_rules_skipped += self.rules.needs_context(waited_id)
                 self._enriched(out, waited_id, waited.connect, None, [], waited.event_time_ms,
-                               partition, grace.AFTER_GRACE)  # fmt: skip
+                               partition, grace.AFTER_GRACE, position=waited.position)  # fmt: skip
                 continue
             waited.connect.pop(_ARRIVAL_RULES_DONE, None)
             key = waited.connect["process_guid"].encode()

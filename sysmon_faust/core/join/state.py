@@ -255,10 +255,11 @@ class JoinState:
 
     def wait(
         self, connect: Row, event_time_ms: int, position: tuple[int, int], partition: int,
-        stream_time: int,
+        stream_time: int, guid: str | None = None,
     ) -> bool:  # fmt: skip
-        """Let a connect wait for its process; False when the buffer is full for it."""
-        guid = connect["process_guid"]
+        """Let a connect (or another event) wait for its process — or for ``guid``, a Sysmon
+        8/10 record for its target — ; False when the buffer is full for it."""
+        guid = guid or connect["process_guid"]
         self._waiting_in(partition)  # counted, so that waiting() includes it
         for_process = self._waiting_for_process(guid, partition)
         if not grace.admit(for_process, self.waiting(), self.lifetimes.grace):

@@ -23,7 +23,7 @@ from sysmon_faust.core.join.engine import (
 )
 from sysmon_faust.core.join.grace import AFTER_GRACE, STARTED_BEFORE_GRACE, GraceLimits
 from sysmon_faust.core.join.local import InMemoryTree, LocalJoin
-from sysmon_faust.core.join.semantics import NO_PROCESS_GUID, PROCESS_UNKNOWN, Row
+from sysmon_faust.core.join.semantics import NO_PROCESS_GUID, Row
 from sysmon_faust.core.join.state import JoinState, Lifetimes
 from sysmon_faust.core.join.store import InMemoryStore
 from sysmon_faust.core.normalize import (
@@ -128,9 +128,10 @@ def test_connects_are_enriched_with_their_join_or_their_reason() -> None:
 
 
 def test_process_access_is_its_sources() -> None:
-    _, made = run([create(0, A), process_access(1, A, B)])
-    record = next(o for step, o in made if step == 1 and o.topic == ENRICHED)
+    _, made = run([create(0, A), create(0, B), process_access(1, A, B)])
+    record = next(o for step, o in made if step == 2 and o.topic == ENRICHED)
     assert record.key == A.encode() and record.row["process"]["process_guid"] == A
+    assert record.row["target_process"]["process_guid"] == B
 
 
 def test_a_termination_before_its_creation_waits_and_ends_the_row() -> None:
@@ -194,15 +195,31 @@ def test_process_access_across_partitions_has_both_sides_after_one_hop() -> None
     assert engine.stats.enriched_by_event_id[10] == 1 and engine.stats.target_lookups_routed == 1
 
 
-def test_a_target_the_table_does_not_hold_is_unmatched_with_the_reason() -> None:
+def test_a_target_created_after_the_access_is_waited_for_in_its_partition() -> None:
+    # Real: Defender's MsMpEng.exe opens a process 3 ms before its ProcessCreate
+    # is logged (empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod).
     source, target = guids_in_partition(0, 4, 1)[0], guids_in_partition(3, 4, 1)[0]
     engine, tree = _engine(4)
     _feed(engine, tree, create(1, source), 4)
     (made,) = _feed(engine, tree, process_access(2, source, target), 4)
+    assert engine.handle(dict(made.row), 3, (1, 0), 0) == []  # waits for the target
+    released = _feed(engine, tree, create(3, target), 4)
+    done = [o for o in released if o.topic == ENRICHED and o.row["event_id"] == 10]
+    assert len(done) == 1 and done[0].key == source.encode()
+    assert done[0].row["target_process"]["process_guid"] == target
+    assert done[0].row["target_unmatched_reason"] is None
+
+
+def test_a_target_the_table_cannot_get_is_unmatched_with_the_reason() -> None:
+    source, target = guids_in_partition(0, 4, 1)[0], guids_in_partition(3, 4, 1)[0]
+    engine, tree = _engine(4)
+    _feed(engine, tree, create(3600, source), 4)
+    # The target's GUID says it started an hour before: its creation is not coming.
+    (made,) = _feed(engine, tree, process_access(3601, source, target), 4)
     (done,) = engine.handle(dict(made.row), 3, (1, 0), 0)
     assert done.row["target_process"] is None
-    assert done.row["target_unmatched_reason"] == PROCESS_UNKNOWN
-    (local,) = _feed(engine, tree, process_access(3, source, ZERO_GUID), 4)
+    assert done.row["target_unmatched_reason"] == STARTED_BEFORE_GRACE
+    (local,) = _feed(engine, tree, process_access(3602, source, ZERO_GUID), 4)
     assert local.topic == ENRICHED and local.row["target_unmatched_reason"] == NO_PROCESS_GUID
 
 
