@@ -265,6 +265,8 @@ async def _handle(event: EventT) -> None:
         tree_topic = settings.topic_process_tree
         sent = await outputs.send(tree_topic, key, link, partition, None, tree_partition)
         faults.faults.watch_send("join", sent, log)
+    if EXACTLY_ONCE:
+        state.flush_activity()  # in this record's transaction (else: before each commit)
     for store, changes in state.unsent_changes():
         for sent in await outputs.send_changelog(_table(store), changes):
             faults.faults.watch_send("join", sent, log)
@@ -286,6 +288,9 @@ async def _settle_before_commit() -> None:
     connect expired again as unmatched, a parked join emitted twice.
     """
     state.settle_acknowledged()
+    # The activity summaries kept since the last commit: written with it, so
+    # that what a crash replays is what they do not include.
+    state.flush_activity()
     sent = []
     for store, changes in state.unsent_changes():
         sent += await outputs.send_changelog(_table(store), changes)

@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
 from sysmon_faust.compat import faust_fixes
+from sysmon_faust.core.rekey import kafka_partitioner
 from sysmon_faust.settings import Settings
 from sysmon_faust.stream import security, startup, state_check, transactions
 from sysmon_faust.stream.faults import faults
@@ -174,6 +175,11 @@ app = SysmonApp(
     # its own: a quarter of the join's CPU in a profile. 5 ms is Kafka's default
     # since 4.0.
     producer_linger=0.005,
+    # Kafka's default partitioner with the word-wise, cached murmur2 of
+    # sysmon_faust.core.rekey (the same partitions: a unit test holds them
+    # equal): aiokafka's byte-wise one was 5 % of the worker's CPU once every
+    # Sysmon event type is enriched (py-spy, make bench's mix).
+    producer_partitioner=kafka_partitioner,
     # Records of the re-keying topic are batches of up to rekey.MAX_BATCH_BYTES:
     # Faust's default of 4096 buffered records per stream would be gigabytes.
     stream_buffer_maxsize=256,

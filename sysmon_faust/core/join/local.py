@@ -128,6 +128,7 @@ class LocalJoin:
         # now, rows deleted take their links with them, changelog writes are
         # nobody's business.
         self.state.settle()
+        self.state.flush_activity()
         for _, key, _ in self.state.take_tree_changes():
             self.tree.forget(key.decode())
         self.state.unsent_changes()
