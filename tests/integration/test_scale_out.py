@@ -180,11 +180,19 @@ def test_three_workers_answer_for_every_process(
         assert body["unknown_parent_guid"] == unknown_parent
 
     # What a process did, asked of every worker (two of three forward it to
-    # the owner): its events by Sysmon id, as the raw files count them.
+    # the owner): its events by Sysmon id, as the raw files count them. The
+    # summaries are written with each commit (every few seconds): asked again
+    # until then.
     busiest = sorted(activity, key=lambda guid: -activity[guid].total())[:5]
     for guid in [*busiest, *list(creates)[:5]]:
         for worker in workers:
-            status, body = worker.http(f"/process/{guid}/activity")
+            deadline = time.monotonic() + 30
+            while True:
+                status, body = worker.http(f"/process/{guid}/activity")
+                counted = body.get("counts_by_event_id") if status == 200 else None
+                if counted == dict(activity[guid]) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             assert status == 200, (worker.web_port, guid, body)
             assert body["counts_by_event_id"] == dict(activity[guid]), guid
             assert body["events"] == activity[guid].total()
