@@ -1,12 +1,15 @@
 """``make bench-churn``: the process table under churn stays bounded — rows, RocksDB, RSS.
 
 A worker reads a churning population of processes (sysmon_faust.core.churn:
-creations at a steady rate of event time, a connect each, an end after
-5-300 s, 5 % never ending) through the real intake, with a retention and a
-TTL scaled down so that the plateau comes within the run. Every 10 % of the
-creations handled it records the rows the table holds (creations minus
-expiries, from /stats), the reference's live rows at that stream time, the
-on-disk size of the worker's RocksDB, and its RSS.
+creations at a steady rate of event time, a DNS query and a connect each, an
+end after 5-300 s, 5 % never ending) through the real intake, with a
+retention, a TTL, a DNS answer TTL and an activity TTL scaled down so that
+the plateau comes within the run. Every 10 % of the creations handled it
+records the rows the table holds (creations minus expiries, from /stats),
+the reference's live rows at that stream time, the on-disk size of the
+worker's RocksDB and of its pending table (which also holds each process's
+DNS answers and activity summary), the connects named by their process's
+DNS answer, and its RSS.
 
 Prints a table; writes bench/results/churn-<timestamp>.json and churn-latest.json.
 """
@@ -63,6 +66,10 @@ def sample(
         "process_table_mb": round(
             sum(directory_mb(p) for p in data.rglob("*process-create*") if p.is_dir()), 1
         ),
+        "pending_table_mb": round(
+            sum(directory_mb(p) for p in data.rglob("*pending-connects*") if p.is_dir()), 1
+        ),
+        "connects_named": stats.get("connects_named", 0),
         "rss_mb": round(worker.peak_rss_mb(), 1),
     }
 
@@ -73,6 +80,8 @@ def main() -> int:
     parser.add_argument("--per-second", type=float, default=50.0, help="creations/s of event time")
     parser.add_argument("--retention", type=int, default=300, help="SYSMON_TABLE_RETENTION")
     parser.add_argument("--ttl", type=int, default=1800, help="SYSMON_TABLE_TTL")
+    parser.add_argument("--dns-ttl", type=int, default=300, help="SYSMON_DNS_ANSWER_TTL")
+    parser.add_argument("--activity-ttl", type=int, default=600, help="SYSMON_ACTIVITY_TTL")
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
     return measure_then_delete_topics(measure, args)
@@ -86,15 +95,21 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
     source = bench_name("churn-input")
     asyncio.run(create_topic(bootstrap, source, args.partitions))
     log(f"filling {source} with {args.processes:,} processes (create, connect, mostly terminate)")
-    asyncio.run(produce_events(bootstrap, source, churn, args.processes * 3))
+    asyncio.run(produce_events(bootstrap, source, churn, args.processes * 4))
     expected = churn.expected
 
     app_id = bench_name("churn")
     data = work / app_id
     env = pipeline_env(bootstrap, app_id, source, data, args.partitions)
-    env |= {"SYSMON_TABLE_RETENTION": str(args.retention), "SYSMON_TABLE_TTL": str(args.ttl)}
+    env |= {
+        "SYSMON_TABLE_RETENTION": str(args.retention),
+        "SYSMON_TABLE_TTL": str(args.ttl),
+        "SYSMON_DNS_ANSWER_TTL": str(args.dns_ttl),
+        "SYSMON_ACTIVITY_TTL": str(args.activity_ttl),
+    }
     retention_ms, ttl_ms = args.retention * 1000, args.ttl * 1000
-    log(f"one worker, retention {args.retention} s, TTL {args.ttl} s (of stream time)")
+    log(f"one worker, retention {args.retention} s, TTL {args.ttl} s, DNS answers "
+        f"{args.dns_ttl} s, activity {args.activity_ttl} s (of stream time)")  # fmt: skip
     worker = Worker(env, data)
     samples: list[dict[str, Any]] = []
     next_share = 0.1
@@ -128,6 +143,8 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "per_second": args.per_second,
         "retention_s": args.retention,
         "ttl_s": args.ttl,
+        "dns_ttl_s": args.dns_ttl,
+        "activity_ttl_s": args.activity_ttl,
         "seconds": round(time.monotonic() - started, 1),
         "samples": samples,
     }
@@ -138,13 +155,13 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
     print()
     print(
         f"  {'processes':>10} {'event min':>9} {'rows':>8} {'reference':>9} "
-        f"{'RocksDB MB':>10} {'table MB':>8} {'RSS MB':>7}"
+        f"{'RocksDB MB':>10} {'table MB':>8} {'pending MB':>10} {'named':>8} {'RSS MB':>7}"
     )
     for s in samples:
         print(
             f"  {s['processes']:>10,} {s['event_minutes']:>9} {s['rows']:>8,} "
             f"{s['reference_rows']:>9,} {s['rocksdb_mb']:>10} {s['process_table_mb']:>8} "
-            f"{s['rss_mb']:>7}"
+            f"{s['pending_table_mb']:>10} {s['connects_named']:>8,} {s['rss_mb']:>7}"
         )
     print(f"\nwritten: {RESULTS / 'churn-latest.json'}")
     return 0

@@ -1,7 +1,8 @@
 """A churning population of processes: the workload that shows the table stays bounded.
 
-Processes start at a steady rate (of event time), each connects out once
-and ends after a random lifetime (Sysmon 1, 3, 5); a share never ends. A
+Processes start at a steady rate (of event time), each asks DNS for a name
+and connects out once and ends after a random lifetime (Sysmon 1, 22, 3,
+5); a share never ends. A
 table without retention would grow with every creation; with
 ``SYSMON_TABLE_RETENTION`` and ``SYSMON_TABLE_TTL`` it holds what started
 recently, and :meth:`ChurnExpected.live_rows` says how many rows that is at
@@ -22,7 +23,9 @@ import orjson
 
 from sysmon_faust.core.synthetic import SYSMON_CHANNEL, GeneratedEvent
 
-_CREATE, _CONNECT, _TERMINATE = 1, 3, 5
+_CREATE, _CONNECT, _TERMINATE, _DNS_QUERY = 1, 3, 5, 22
+#: Where every process connects, and what its DNS query answered.
+_DESTINATION = "198.51.100.20"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class ChurnConfig:
     max_lifetime_seconds: float = 300.0
     #: Processes that never end (no Sysmon 5): only the TTL removes their rows.
     never_ending_share: float = 0.05
+    #: Each process asks DNS for a name of its own (Sysmon 22, before its
+    #: connect, answered with the connect's address): the answers the join keeps
+    #: per process churn with the processes (SYSMON_DNS_ANSWER_TTL).
+    dns_query: bool = True
     start: datetime = field(default_factory=lambda: datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
 
 
@@ -98,7 +105,12 @@ class Churn:
             self.expected.created_ms.append(created)
             self.expected.ended_ms.append(ended)
             yield self._event(created, sequence, _CREATE, number, guids, hosts)
-            for when, event_id in ((created + 500, _CONNECT), (ended, _TERMINATE)):
+            queried = created + 250 if c.dns_query else None
+            for when, event_id in (
+                (queried, _DNS_QUERY),
+                (created + 500, _CONNECT),
+                (ended, _TERMINATE),
+            ):
                 if when is not None:
                     sequence += 1
                     heapq.heappush(due, (when, sequence, event_id, number))
@@ -126,8 +138,14 @@ class Churn:
                 "User": "NT AUTHORITY\\SYSTEM",
             }
         elif event_id == _CONNECT:
-            data |= {"Protocol": "tcp", "DestinationIp": "198.51.100.20", "DestinationPort": "443",
+            data |= {"Protocol": "tcp", "DestinationIp": _DESTINATION, "DestinationPort": "443",
                      "SourceIp": "10.3.0.5", "SourcePort": str(49152 + number % 16000)}  # fmt: skip
+        elif event_id == _DNS_QUERY:
+            data |= {
+                "QueryName": f"task{number}.example.com",
+                "QueryStatus": "0",
+                "QueryResults": f"type:  5 edge.example.net;::ffff:{_DESTINATION};",
+            }
         doc = {
             "@timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "winlog": {

@@ -290,7 +290,11 @@ async def _settle_before_commit() -> None:
     state.settle_acknowledged()
     # The activity summaries kept since the last commit: written with it, so
     # that what a crash replays is what they do not include.
-    state.flush_activity()
+    try:
+        state.flush_activity()
+    except faults.OWN_FAULTS as exc:
+        # A full disk, say: the commit waits for ever (the worker exits).
+        await faults.stop_worker("join", "the activity summaries before a commit", exc, log)
     sent = []
     for store, changes in state.unsent_changes():
         sent += await outputs.send_changelog(_table(store), changes)

@@ -349,7 +349,8 @@ process_table = _table_by_guid(
 #: partition.
 pending_table = _table_by_guid(
     "pending-connects",
-    "NetworkConnects waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate",
+    "events waiting (up to SYSMON_JOIN_GRACE) for their ProcessCreate; also parked joins, "
+    "alert groups, DNS answers and activity summaries per process",
     SMALL_ROCKSDB_OPTIONS,
 )
 

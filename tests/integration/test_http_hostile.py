@@ -54,18 +54,22 @@ HOSTILE = [
     ("path 10 kB", get("/process/" + "a" * 10_000), {400}),
     ("path 100 kB", get("/process/" + "a" * 100_000), {400}),
     ("ancestry path 10 kB", get("/process/" + "a" * 10_000 + "/ancestry"), {400}),
+    ("activity path 10 kB", get("/process/" + "a" * 10_000 + "/activity"), {400}),
     # Not UTF-8, percent-encoded and raw.
     ("percent-encoded invalid UTF-8", get("/process/%ff%fe"), {400}),
     ("percent-encoded invalid UTF-8, ancestry", get("/process/%ff%fe/ancestry"), {400}),
+    ("percent-encoded invalid UTF-8, activity", get("/process/%ff%fe/activity"), {400}),
     ("raw invalid UTF-8", get(b"/process/\xff\xfe"), {400}),
     # Not GUIDs.
     ("empty GUID", get("/process/"), {404}),
     ("empty GUID, ancestry", get("/process//ancestry"), {404}),
+    ("empty GUID, activity", get("/process//activity"), {404}),
     ("null", get("/process/null"), {400}),
     ("path traversal", get("/process/../../etc/passwd"), {404}),
     ("path traversal, encoded", get("/process/" + quote("../../etc/passwd", safe="")), {400}),
     ("GUID with a character more", get(f"/process/{UNKNOWN}x"), {400}),
     ("GUID with a character more, ancestry", get(f"/process/{UNKNOWN}x/ancestry"), {400}),
+    ("GUID with a character more, activity", get(f"/process/{UNKNOWN}x/activity"), {400}),
     ("GUID without dashes", get("/process/" + UNKNOWN.replace("-", "")), {400}),
     ("unicode look-alike, encoded", get("/process/" + quote(LOOKALIKE)), {400}),
     ("unicode look-alike, raw UTF-8", get(f"/process/{LOOKALIKE}".encode()), {400}),
@@ -206,7 +210,7 @@ def test_the_index_lists_every_endpoint_and_each_answers(worker: WorkerProcess) 
     listed = [entry["endpoint"] for entry in index["endpoints"]]
     assert listed == [
         "GET /health", "GET /stats", "GET /metrics", "GET /process/{guid}",
-        "GET /process/{guid}/ancestry",
+        "GET /process/{guid}/ancestry", "GET /process/{guid}/activity",
     ]  # fmt: skip
     for endpoint in listed:
         path = endpoint.removeprefix("GET ").replace("{guid}", UNKNOWN)

@@ -475,16 +475,20 @@ class JoinEngine:
             self._target_found(out, record, orjson.loads(stored), event_time_ms)
             return
         grace_ms = self.state.lifetimes.grace.grace_ms
+        stream_time = self.state.last_stream_time(partition)
         if not grace_ms:
             reason = PROCESS_UNKNOWN
         elif not grace.creation_may_still_come(
             self._start_ms(target, event_time_ms), event_time_ms, grace_ms
         ):
             reason = grace.STARTED_BEFORE_GRACE
+        elif stream_time - event_time_ms > grace_ms:
+            # A grace of stream time has passed since the event (its source
+            # waited it out, or the hop came late): the creation would be here.
+            reason = grace.AFTER_GRACE
         else:
             waiting = dict(record)
             waiting[EVENT_ID_FIELD] = TARGET_LOOKUP
-            stream_time = self.state.last_stream_time(partition)
             if self.state.wait(waiting, event_time_ms, position, partition, stream_time, target):
                 return
             reason = grace.OVERFLOW

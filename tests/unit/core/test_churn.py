@@ -14,7 +14,7 @@ def test_events_come_in_event_time_order_with_every_process_s_lifecycle() -> Non
     kinds: Counter[int] = Counter()
     seen: dict[str, list[int]] = {}
     for event in churn:
-        outcome = normalize(event.value)
+        outcome = normalize(event.value, (22,))
         assert isinstance(outcome, NormalizedEvent), outcome
         times.append(outcome.timestamp_ms)
         kinds[outcome.event_id] += 1
@@ -22,10 +22,10 @@ def test_events_come_in_event_time_order_with_every_process_s_lifecycle() -> Non
         seen.setdefault(outcome.process_guid, []).append(outcome.event_id)
     assert times == sorted(times)
     expected = churn.expected
-    assert kinds[1] == kinds[3] == CONFIG.processes == len(seen)
+    assert kinds[1] == kinds[22] == kinds[3] == CONFIG.processes == len(seen)
     assert kinds[5] == sum(ended is not None for ended in expected.ended_ms)
     assert 0.02 < 1 - kinds[5] / kinds[1] < 0.09  # the never-ending share
-    assert all(events[:2] == [1, 3] and events[2:] in ([], [5]) for events in seen.values())
+    assert all(events[:3] == [1, 22, 3] and events[3:] in ([], [5]) for events in seen.values())
     assert expected.events == sum(kinds.values())
 
 
