@@ -410,7 +410,12 @@ def _demo(argv: list[str] | None) -> int:
     if groups:
         guid = groups[0]["event"]["process_guid"]
         url = f"{base}/process/{guid.strip('{}')}/activity"
+        # Summaries are written with the join's commits (every few seconds).
+        deadline = time.monotonic() + 15
         status, body = http_json(url)
+        while status == 404 and time.monotonic() < deadline:
+            time.sleep(1)
+            status, body = http_json(url)
         say()
         say(f"=== curl {url} -> {status}: what the alerted process did ===")
         show_activity(body)
