@@ -324,17 +324,8 @@ class JoinEngine:
         context_rules = self.rules.needs_context(event_id)
         if not enriched and not context_rules:
             return
-        guid: str | None = fields.get("process_guid")
-        grace_ms = self.state.lifetimes.grace.grace_ms
-        if guid is None:
-            reason = NO_PROCESS_GUID
-        elif not grace_ms:
-            reason = PROCESS_UNKNOWN
-        elif not grace.creation_may_still_come(
-            self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
-        ):
-            reason = grace.STARTED_BEFORE_GRACE
-        else:
+        reason = self._cannot_wait(fields.get("process_guid"), event_time_ms)
+        if reason is None:
             waiting = dict(fields)
             waiting[EVENT_ID_FIELD] = event_id
             waiting[_ARRIVAL_RULES_DONE] = True
@@ -451,10 +442,10 @@ class JoinEngine:
         if target_partition == partition:
             self._target_lookup(out, record, event_time_ms, partition, position)
             return
-        hop = dict(record)
-        hop[EVENT_ID_FIELD] = TARGET_LOOKUP
-        hop[EVENT_TIME_FIELD] = event_time_ms
-        out.append(Output(REKEYED, target.encode(), hop, event_time_ms / 1000,
+        # The record is this hop's alone from here: its bookkeeping goes on it.
+        record[EVENT_ID_FIELD] = TARGET_LOOKUP
+        record[EVENT_TIME_FIELD] = event_time_ms
+        out.append(Output(REKEYED, target.encode(), record, event_time_ms / 1000,
                           partition=target_partition))  # fmt: skip
         self.stats.target_lookups_routed += 1
 
@@ -474,19 +465,13 @@ class JoinEngine:
         if stored is not None:
             self._target_found(out, record, orjson.loads(stored), event_time_ms)
             return
-        grace_ms = self.state.lifetimes.grace.grace_ms
         stream_time = self.state.last_stream_time(partition)
-        if not grace_ms:
-            reason = PROCESS_UNKNOWN
-        elif not grace.creation_may_still_come(
-            self._start_ms(target, event_time_ms), event_time_ms, grace_ms
-        ):
-            reason = grace.STARTED_BEFORE_GRACE
-        elif stream_time - event_time_ms > grace_ms:
+        reason = self._cannot_wait(target, event_time_ms)
+        if reason is None and stream_time - event_time_ms > self.state.lifetimes.grace.grace_ms:
             # A grace of stream time has passed since the event (its source
             # waited it out, or the hop came late): the creation would be here.
             reason = grace.AFTER_GRACE
-        else:
+        if reason is None:
             waiting = dict(record)
             waiting[EVENT_ID_FIELD] = TARGET_LOOKUP
             if self.state.wait(waiting, event_time_ms, position, partition, stream_time, target):
@@ -547,7 +532,6 @@ class JoinEngine:
             return
         key = guid.encode()
         stored = self.state.row(partition, key)
-        grace_ms = self.state.lifetimes.grace.grace_ms
         stream_time = self.state.stream_time(partition, wall_ms)
         if stored is not None:
             self._join(
@@ -559,14 +543,13 @@ class JoinEngine:
         self._detect(out, NETWORK_CONNECT, fields, None, event_time_ms, partition, wall_ms,
                      context=False, alert_event=enrich(fields, {}, []))  # fmt: skip
         fields[_ARRIVAL_RULES_DONE] = True
-        if not grace_ms:
-            self._unmatched(out, fields, key, PROCESS_UNKNOWN, event_time_ms, partition)
-        elif not grace.creation_may_still_come(
-            self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
+        reason = self._cannot_wait(guid, event_time_ms)
+        if reason is None and not self.state.wait(
+            fields, event_time_ms, position, partition, stream_time
         ):
-            self._unmatched(out, fields, key, grace.STARTED_BEFORE_GRACE, event_time_ms, partition)
-        elif not self.state.wait(fields, event_time_ms, position, partition, stream_time):
-            self._unmatched(out, fields, key, grace.OVERFLOW, event_time_ms, partition)
+            reason = grace.OVERFLOW
+        if reason is not None:
+            self._unmatched(out, fields, key, reason, event_time_ms, partition)
 
     def _join(
         self, out: list[Output], connect: Row, process: Row, event_time_ms: int,
@@ -608,6 +591,20 @@ class JoinEngine:
         if self.parked.park(partition, join):
             self.state.park(partition, join)
             self.stats.ancestry_waits += 1
+
+    def _cannot_wait(self, guid: str | None, event_time_ms: int) -> str | None:
+        """Why an event whose process (``guid``) has no row now cannot wait for its
+        creation — the unmatched reason — or None: it may wait (the grace buffer)."""
+        grace_ms = self.state.lifetimes.grace.grace_ms
+        if guid is None:
+            return NO_PROCESS_GUID
+        if not grace_ms:
+            return PROCESS_UNKNOWN
+        if not grace.creation_may_still_come(
+            self._start_ms(guid, event_time_ms), event_time_ms, grace_ms
+        ):
+            return grace.STARTED_BEFORE_GRACE
+        return None
 
     def _start_ms(self, guid: str, event_time_ms: int) -> int | None:
         """The start time in ``guid`` if plausible for the event (counted when not)."""
