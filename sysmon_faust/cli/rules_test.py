@@ -36,7 +36,6 @@ from sysmon_faust.core.join.engine import ALERTS, ENRICHED, JOINED, UNMATCHED, O
 from sysmon_faust.core.join.local import LocalJoin
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.normalize import (
-    FIELD_MAPS,
     NETWORK_CONNECT,
     NOT_WINDOWS_EVENT,
     PROCESS_CREATE,
@@ -167,10 +166,7 @@ def check_file(
     by_id = {rule.rule_id: rule for rule in rules.rules}
     # As the worker's intake (sysmon_faust.stream.detections): the events of
     # other ids are mapped when enriched, or when a rule may want them.
-    other_event_ids = (rules.event_ids() | enrich_events) - set(FIELD_MAPS)
-
-    def wanted(event_id: int, event_data: Mapping[str, object]) -> bool:
-        return event_id in enrich_events or rules.wanted_event_data(event_id, event_data)
+    other_event_ids, wanted = rules.intake_filter(enrich_events)
 
     def settle(made: list[Output]) -> None:
         _settle(report, made, by_id, on_detection, on_enriched)

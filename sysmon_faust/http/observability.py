@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
@@ -295,6 +296,16 @@ def _health_metrics() -> list[metrics.Metric]:
     ]  # fmt: skip
 
 
+def _counter_by(
+    name: str, help_text: str, label: str, counts: Mapping[Any, float]
+) -> metrics.Metric:
+    """A counter with one sample per key of ``counts``, the key (as text) under ``label``."""
+    return metrics.Metric(
+        name, "counter", help_text,
+        [metrics.Sample(value, {label: str(key)}) for key, value in sorted(counts.items())],
+    )  # fmt: skip
+
+
 def render_metrics() -> str:
     counters = {
         "consumed": "Input records read",
@@ -328,50 +339,36 @@ def render_metrics() -> str:
     ]  # fmt: skip
     families += _health_metrics()
     families += [
-        metrics.Metric(
+        _counter_by(
             "sysmon_enriched_total",
-            "counter",
             "Records written to sysmon-enriched, by Sysmon event id",
-            [
-                metrics.Sample(v, {"event_id": str(k)})
-                for k, v in sorted(stats.enriched_by_event_id.items())
-            ],
+            "event_id",
+            stats.enriched_by_event_id,
         ),
-        metrics.Metric(
+        _counter_by(
             "sysmon_enriched_unmatched_total",
-            "counter",
             "Records written to sysmon-enriched without their process, by reason",
-            [
-                metrics.Sample(v, {"reason": k})
-                for k, v in sorted(stats.enriched_unmatched_by_reason.items())
-            ],
+            "reason",
+            stats.enriched_unmatched_by_reason,
         ),
-        metrics.Metric(
+        _counter_by(
             "sysmon_filtered_by_reason_total",
-            "counter",
             "Filtered input records by reason",
-            [metrics.Sample(v, {"reason": k}) for k, v in sorted(stats.filtered_by_reason.items())],
+            "reason",
+            stats.filtered_by_reason,
         ),
-        metrics.Metric(
+        _counter_by(
             "sysmon_normalized_by_shape_total",
-            "counter",
             "Sysmon 1/3/5 events normalized, by the shape they came in (docs/shapes.md)",
-            [metrics.Sample(v, {"shape": k}) for k, v in sorted(stats.normalized_by_shape.items())],
+            "shape",
+            stats.normalized_by_shape,
         ),
-        metrics.Metric(
-            "sysmon_alerts_by_rule_total",
-            "counter",
-            "Alerts by rule",
-            [metrics.Sample(v, {"rule": k}) for k, v in sorted(stats.alerts_by_rule.items())],
-        ),
-        metrics.Metric(
+        _counter_by("sysmon_alerts_by_rule_total", "Alerts by rule", "rule", stats.alerts_by_rule),
+        _counter_by(
             "sysmon_guid_start_time_implausible_total",
-            "counter",
             "Start times decoded from process GUIDs and not believed (taken as unknown), by why",
-            [
-                metrics.Sample(v, {"reason": k})
-                for k, v in sorted(stats.guid_start_time_implausible.items())
-            ],
+            "reason",
+            stats.guid_start_time_implausible,
         ),
         metrics.Metric(
             "sysmon_ancestry_parked",
@@ -379,14 +376,11 @@ def render_metrics() -> str:
             "Joins parked until an ancestor's link is read or the wait is over",
             [metrics.Sample(stats.ancestry_parked)],
         ),
-        metrics.Metric(
+        _counter_by(
             "sysmon_ancestry_wait_seconds_total",
-            "counter",
             "Wall-clock seconds joins spent parked for an ancestor, per re-keying partition",
-            [
-                metrics.Sample(seconds, {"partition": str(p)})
-                for p, seconds in sorted(stats.ancestry_wait_seconds.items())
-            ],
+            "partition",
+            stats.ancestry_wait_seconds,
         ),
         metrics.Metric(
             "sysmon_input_alignment_wait_seconds_total",

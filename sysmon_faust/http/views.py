@@ -126,18 +126,23 @@ class Metrics(web.View):
 
 
 async def _answer_for_process(
-    view: web.View, guid: str, lookup: Callable[[str], Awaitable[Any]],
-    not_found: str = "process not found",
+    view: web.View, request: web.Request, guid: str,
+    lookup: Callable[[str, bool], Awaitable[Any]], not_found: str = "process not found",
 ) -> web.Response:  # fmt: skip
-    """400 for a non-GUID, 503 while the owner is unavailable, 404 when unknown, else 200."""
+    """400 for a non-GUID, 503 while the owner is unavailable, 404 when unknown, else 200.
+
+    ``lookup(canonical GUID, forwarded)``: the answer, from the key's owner
+    (``forwarded``: another worker asked this one, which must not ask on).
+    """
     try:
         canonical = canonical_guid(guid, "guid")
     except ValueError:
         canonical = None
     if canonical is None:
         return _error(view, 400, "not a process GUID", value=guid[:100])
+    forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
     try:
-        answer = await lookup(canonical)
+        answer = await lookup(canonical, forwarded)
     except routing.OwnerUnavailable as exc:
         return _error(view, 503, f"{exc}; retry shortly", process_guid=canonical)
     if answer is None:
@@ -151,12 +156,11 @@ class ProcessLookup(web.View):
     """The ProcessCreate row of a process, from whichever worker owns it."""
 
     async def get(self, request: web.Request, guid: str) -> web.Response:
-        forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
+        return await _answer_for_process(self, request, guid, _fetch_process)
 
-        async def lookup(canonical: str) -> Any:
-            return await routing.fetch_process(canonical, settings.http_token, forwarded)
 
-        return await _answer_for_process(self, guid, lookup)
+async def _fetch_process(guid: str, forwarded: bool) -> Any:
+    return await routing.fetch_process(guid, settings.http_token, forwarded)
 
 
 @app.page("/process/{guid:[^/]+}/ancestry")
@@ -164,16 +168,14 @@ class ProcessAncestry(web.View):
     """A process's ancestors, from the walk every alert's ancestry comes from (ancestry.py)."""
 
     async def get(self, request: web.Request, guid: str) -> web.Response:
-        forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
-
-        async def lookup(canonical: str) -> Any:
+        async def lookup(canonical: str, forwarded: bool) -> Any:
             if not tree_copy.caught_up.is_set():
                 raise routing.OwnerUnavailable("this worker's process-tree copy is still loading")
-            row = await routing.fetch_process(canonical, settings.http_token, forwarded)
+            row = await _fetch_process(canonical, forwarded)
             # Every worker's copy holds every link: the walk is local.
             return None if row is None else ancestry.answer(row, tree_copy.link)
 
-        return await _answer_for_process(self, guid, lookup)
+        return await _answer_for_process(self, request, guid, lookup)
 
 
 @app.page("/process/{guid:[^/]+}/activity")
@@ -181,11 +183,10 @@ class ProcessActivity(web.View):
     """What a process did: its bounded summary (sysmon_faust.core.activity), from its owner."""
 
     async def get(self, request: web.Request, guid: str) -> web.Response:
-        forwarded = bool(request.headers.get(routing.FORWARDED_HEADER))
-
-        async def lookup(canonical: str) -> Any:
-            return await routing.fetch_activity(canonical, settings.http_token, forwarded)
-
         return await _answer_for_process(
-            self, guid, lookup, "no activity recorded for this process"
+            self, request, guid, _fetch_activity, "no activity recorded for this process"
         )
+
+
+async def _fetch_activity(guid: str, forwarded: bool) -> Any:
+    return await routing.fetch_activity(guid, settings.http_token, forwarded)

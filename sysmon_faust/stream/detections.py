@@ -19,10 +19,7 @@ carries only what a rule or the enrichment wants (``make bench`` has the cost).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
-from sysmon_faust.core.normalize import FIELD_MAPS
 from sysmon_faust.core.sigma import ruleset
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream.topology import settings
@@ -43,12 +40,8 @@ log.info(
     RULES.not_for_sysmon,
 )  # fmt: skip
 
-#: Sysmon event ids beyond 1/3/5 that the intake normalizes: those some rule
-#: is about, and those enriched.
-OTHER_EVENT_IDS: frozenset[int] = (RULES.event_ids() | settings.enrich_events) - set(FIELD_MAPS)
-
-
-def wanted(event_id: int, event_data: Mapping[str, Any]) -> bool:
-    """Whether an event of another id goes to the join (see the module docstring),
-    from its EventData alone: the normalizer asks before it maps the event."""
-    return event_id in settings.enrich_events or RULES.wanted_event_data(event_id, event_data)
+#: Sysmon event ids beyond 1/3/5 that the intake normalizes (those some rule is
+#: about, and those enriched), and whether an event of one of them goes to the
+#: join (see the module docstring), from its EventData alone: the normalizer
+#: asks before it maps the event.
+OTHER_EVENT_IDS, wanted = RULES.intake_filter(settings.enrich_events)

@@ -36,6 +36,7 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem
 from sigma.rule import SigmaRule as PySigmaRule
 from sigma.types import SigmaFieldReference, SigmaRuleLocation
 
+from sysmon_faust.core.normalize import FIELD_MAPS, OtherEventFilter
 from sysmon_faust.core.sigma import conditions, fields, logsource
 from sysmon_faust.core.sigma.values import Fields, Test, Unsupported
 
@@ -238,6 +239,20 @@ class RuleSet:
             event_id, {fields.EVENT_DATA: event_data}, self.fields_of(event_id)
         )
         return self.wanted(event_id, view, fields.lowered(view))
+
+    def intake_filter(
+        self, enrich_events: frozenset[int]
+    ) -> tuple[frozenset[int], OtherEventFilter]:
+        """What the intake keeps of the Sysmon ids beyond 1/3/5: ``normalize``'s
+        ``other_event_ids`` and ``wants`` — every event of an enriched id
+        (``SYSMON_ENRICH_EVENTS``), and one of another id when a rule may want it
+        (:meth:`wanted_event_data`). The worker's intake and ``rules test`` ask this."""
+        other_event_ids = (self.event_ids() | enrich_events) - set(FIELD_MAPS)
+
+        def wants(event_id: int, event_data: Mapping[str, Any]) -> bool:
+            return event_id in enrich_events or self.wanted_event_data(event_id, event_data)
+
+        return other_event_ids, wants
 
     def candidates(self, event_id: int, low: Fields) -> list[int]:
         """Indexes of the rules that may match (all that can, in load order)."""
