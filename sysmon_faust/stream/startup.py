@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def check_state_folder(path: Path) -> StartRefused | None:
     """Refuse a ``SYSMON_DATA_DIR`` that cannot be made or written (makes it when missing)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".sysmon-faust-write-probe"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A probe of this process's own: workers of one host share the folder
+        # and start together, and one shared name let one remove the other's.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".sysmon-faust-write-probe-"):
+            pass
     except OSError as exc:
         return StartRefused(
             f"SYSMON_DATA_DIR={str(path)!r} cannot hold the worker's state "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,16 @@ def test_a_web_port_in_use_is_refused() -> None:
         refused = startup.check_web_port("127.0.0.1", port)
         assert refused is not None and f"web port {port}" in str(refused)
     assert startup.check_web_port("127.0.0.1", port) is None
+
+
+def test_workers_starting_together_on_one_state_folder_are_not_refused(tmp_path: Path) -> None:
+    # Two workers of one host share SYSMON_DATA_DIR and start at once (a
+    # two-worker test did): one probe file for both made one unlink the
+    # other's, and a worker refused to start with "No such file or directory".
+    def probe(_: int) -> list[StartRefused | None]:
+        return [startup.check_state_folder(tmp_path) for _ in range(300)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = [r for batch in pool.map(probe, range(4)) for r in batch]
+    assert results == [None] * 1200
+    assert list(tmp_path.iterdir()) == []  # no probe left behind
