@@ -149,7 +149,17 @@ def assert_json_error(status: int, headers: dict[str, str], body: bytes) -> dict
 def test_hostile_request_gets_a_4xx_json_error(
     worker: WorkerProcess, raw: bytes, statuses: set[int]
 ) -> None:
-    status, headers, body = worker.http_raw(raw)
+    # A request larger than the server reads before it answers leaves bytes
+    # unread when it closes, and the closing side's TCP stack may then send a
+    # reset that overtakes the 400 (seen at 100 kB in a full run): asked
+    # again, a server that answers gets through; one that always resets fails.
+    for attempt in range(3):
+        try:
+            status, headers, body = worker.http_raw(raw)
+            break
+        except ConnectionResetError:
+            if attempt == 2:
+                raise
     assert_json_error(status, headers, body)
     assert status in statuses, (status, body[:300])
     assert worker.http("/health")[0] == 200
