@@ -27,7 +27,8 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
   (:mod:`sysmon_faust.stream.faults`).
 * Offsets are committed only after the agent has handled a whole batch and the
   records it sent are flushed (Faust flushes its producer before every
-  commit), so a crash replays rather than loses (at-least-once). State a
+  commit, and :func:`_settle_before_commit` the outputs' producer), so a
+  crash replays rather than loses (at-least-once). State a
   replay could not rebuild — a waiting connect handed out — is deleted only
   after its record is acknowledged (:meth:`JoinState.settle`).
 * Ancestry: each enriched record carries the process's ancestors, read from
@@ -36,8 +37,9 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
   A join whose ancestor's link may still be in flight is parked, never
   awaited: the agent goes on with the next record (:mod:`sysmon_faust.core.join.parking`).
 * Speed: rows travel as JSON bytes and dicts, and outputs go straight to
-  Faust's producer — no ``faust.Record`` and no Topic/Channel layer per event
-  (see :mod:`sysmon_faust.core.join.semantics`; measured with ``make bench``).
+  a producer — no ``faust.Record`` and no Topic/Channel layer per event
+  (see :mod:`sysmon_faust.core.join.semantics`; measured with ``make bench``);
+  under at_least_once, librdkafka's (:mod:`sysmon_faust.stream.output_producer`).
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ from sysmon_faust.core.join.engine import (
 from sysmon_faust.core.join.state import JoinState, Lifetimes
 from sysmon_faust.core.rekey import decode_batch
 from sysmon_faust.core.stats import stats
-from sysmon_faust.stream import detections, faults, ticks, transactions
+from sysmon_faust.stream import detections, faults, output_producer, ticks, transactions
 from sysmon_faust.stream.store import RocksDBTable
 from sysmon_faust.stream.topology import (
+    MAX_RECORD_BYTES,
     app,
     events_by_guid_topic,
     expiry_index,
@@ -86,7 +89,12 @@ log = logging.getLogger(__name__)
 RULES = detections.RULES
 
 EXACTLY_ONCE = settings.processing_guarantee == transactions.EXACTLY_ONCE
-outputs = transactions.Outputs(app, settings.topic_by_guid, EXACTLY_ONCE)
+outputs = transactions.Outputs(
+    app, settings.topic_by_guid, EXACTLY_ONCE,
+    output_producer.OutputProducer(
+        output_producer.config(settings, f"{settings.app_id}-join-outputs", MAX_RECORD_BYTES)
+    ),
+)  # fmt: skip
 #: The tables as the join's stores; each writes the changelog of its Faust table.
 STORES = (RocksDBTable(process_table), RocksDBTable(pending_table), RocksDBTable(expiry_index))
 state = JoinState(
@@ -152,8 +160,8 @@ async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None
 
 
 async def _send(made: list[Output], partition: int) -> None:
-    # Faust's own producer, so its flush-before-commit covers these records;
-    # under exactly_once, in the transaction of the source partition.
+    # Flushed before each commit (_settle_before_commit); under
+    # exactly_once, in the transaction of the source partition.
     now_ms = int(time.time() * 1000)
     for output in made:
         if not output.written:
@@ -280,13 +288,15 @@ async def _handle(event: EventT) -> None:
 async def _settle_before_commit() -> None:
     """Before Faust commits (at_least_once): settle every acknowledged hand-out, durably.
 
-    Faust has just flushed its producer, so the records of every record it
-    is about to commit are acknowledged: their waiting connects' and parked
+    Faust has just flushed its producer, and the outputs' producer is
+    flushed first here, so the records of every record it is about to
+    commit are acknowledged: their waiting connects' and parked
     joins' entries are deleted now, and those deletes acknowledged before
     the offsets go (faust_fixes, 11.). Left to a later record, a rebalance
     or a crash right after the commit would leave them for good: a joined
     connect expired again as unmatched, a parked join emitted twice.
     """
+    await outputs.flush()
     state.settle_acknowledged()
     # The activity summaries kept since the last commit: written with it, so
     # that what a crash replays is what they do not include.

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+import confluent_kafka
 import rocksdb
 from aiokafka.errors import KafkaError, UnsupportedCodecError
 from faust.exceptions import ProducerSendError
@@ -41,6 +42,7 @@ OWN_FAULTS: Final[tuple[type[BaseException], ...]] = (
     OSError,
     MemoryError,
     KafkaError,
+    confluent_kafka.KafkaException,
     ProducerSendError,
     rocksdb.errors.Error,
 )
@@ -102,7 +104,8 @@ class Faults:
         self.current.pop(component, None)
 
     def watch_send(self, component: str, sent: Any, log: logging.Logger) -> None:
-        """Stop the worker if the send ``sent`` (an asyncio future) fails after its retries.
+        """Stop the worker if the send ``sent`` (an asyncio future, or a
+        :class:`~sysmon_faust.stream.output_producer.Delivery`) fails after its retries.
 
         Its record is lost otherwise: Faust flushes the producer before a
         commit, but does not ask whether what it flushed arrived. The

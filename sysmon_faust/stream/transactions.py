@@ -1,9 +1,11 @@
 """Where the join's records go, under each processing guarantee (``SYSMON_PROCESSING_GUARANTEE``).
 
 at_least_once (default)
-    Enriched records, alerts, dead letters and changelog writes go through
-    Faust's producer; Faust flushes it before it commits the offsets they came
-    from. A crash replays from the last commit: nothing lost, some records twice.
+    Enriched records, alerts, dead letters and process-tree links go through
+    librdkafka (:mod:`sysmon_faust.stream.output_producer`), changelog writes
+    through Faust's producer; both are flushed before Faust commits the
+    offsets they came from. A crash replays from the last commit: nothing
+    lost, some records twice.
 
 exactly_once
     Every record the join makes while it handles a record of re-keying
@@ -37,6 +39,7 @@ from typing import Any
 from faust.types import TP, AppT, TableT
 
 from sysmon_faust.compat import private
+from sysmon_faust.stream.output_producer import OutputProducer
 
 EXACTLY_ONCE = "exactly_once"
 #: Written when a worker stops cleanly; its absence at start means a crash.
@@ -46,10 +49,15 @@ CLEAN_STOP_MARKER = "clean-stop"
 class Outputs:
     """Sends of the join, in the transaction of the source partition under exactly_once."""
 
-    def __init__(self, app: AppT, source_topic: str, exactly_once: bool) -> None:
+    def __init__(
+        self, app: AppT, source_topic: str, exactly_once: bool,
+        output_producer: OutputProducer | None = None,
+    ) -> None:  # fmt: skip
+        """``output_producer``: what sends the outputs under at_least_once (None: Faust's)."""
         self.app = app
         self.source_topic = source_topic
         self.exactly_once = exactly_once
+        self.output_producer = None if exactly_once else output_producer
         #: Per changelog partition: its store, and its sends not yet noted, in order.
         self._persisting: dict[TP, tuple[Any, deque[Any]]] = {}
 
@@ -84,6 +92,25 @@ class Outputs:
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
         timestamp: float | None = None, partition: int | None = None,
+    ) -> Any:  # fmt: skip
+        """Send one output record; what it returns is done once Kafka acknowledged it.
+
+        An asyncio future of aiokafka, or an :class:`~sysmon_faust.stream.output_producer.Delivery`.
+        ``timestamp`` in seconds (None: now).
+        """
+        if self.output_producer is not None:
+            timestamp_ms = int(timestamp * 1000) if timestamp else None
+            return await self.output_producer.send(topic, key, value, partition, timestamp_ms)
+        return await self._faust_send(topic, key, value, source_partition, timestamp, partition)
+
+    async def flush(self) -> None:
+        """Wait for every output sent so far to be acknowledged (Faust flushes its own producer)."""
+        if self.output_producer is not None:
+            await self.output_producer.flush()
+
+    async def _faust_send(
+        self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
+        timestamp: float | None = None, partition: int | None = None,
     ) -> Awaitable[Any]:  # fmt: skip
         if not self.exactly_once:
             return await self.app.producer.send(
@@ -113,7 +140,8 @@ class Outputs:
         store: Any = table.data  # faust.stores.rocksdb.Store
         futures = []
         for partition, key, value in changes:
-            sent = await self.send(topic, key, value, partition, partition=partition)
+            # Faust's producer: its result's offset is what recovery starts after.
+            sent = await self._faust_send(topic, key, value, partition, partition=partition)
             futures.append(sent)
             self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
         return futures

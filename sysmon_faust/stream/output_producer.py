@@ -1,0 +1,190 @@
+"""The join's output records under at_least_once, produced by librdkafka (confluent-kafka).
+
+Every Sysmon event the join enriches goes out as one record of its own
+(``sysmon-enriched``), so producing is most of the join's per-event work once
+every type is enriched. aiokafka, Faust's client, spends 13.7 µs of the
+event loop's CPU per ~1 KB record (a future, a Python batch builder, the
+produce request built in Python; zstd); librdkafka 1.9 µs, in threads of its
+own, off the event loop (``/tmp`` micro-benchmark, 200,000 records, one
+broker on this machine class; see docs/benchmark.md). Quix Streams produces
+with the same library.
+
+The guarantee stays Faust's: offsets are committed only after every output
+of the records they cover is acknowledged. Faust flushes its own producer
+before a commit; :meth:`OutputProducer.flush` runs in the same place
+(``faust_fixes.BEFORE_COMMIT``) for this one. A record Kafka refuses after
+librdkafka's retries (``message.timeout.ms``) fails its :class:`Delivery`,
+which stops the worker before any commit (:meth:`Faults.watch_send
+<sysmon_faust.stream.faults.Faults.watch_send>`, as for Faust's producer).
+
+Changelog writes stay with Faust's producer (Faust's recovery reads the
+offsets it reports), and so does everything under exactly_once: there each
+record's outputs go in the transaction of its source partition, which is
+Faust's aiokafka transactional producer (:mod:`sysmon_faust.stream.transactions`).
+
+Records of one partition keep their order: the producer is idempotent
+(KIP-98), so a retry neither reorders nor doubles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import confluent_kafka
+
+from sysmon_faust.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks at librdkafka's delivery reports while records are in flight.
+POLL_INTERVAL = 0.002
+
+
+class Delivery:
+    """One record's delivery report, read like an asyncio future (done, cancelled, exception,
+    add_done_callback) by :meth:`JoinState.settle_acknowledged` and :meth:`Faults.watch_send`.
+
+    Not an asyncio future: completing one schedules each callback on the
+    loop, an iteration per record; here they run at once, inside the poll
+    that served the report.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_error")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Delivery], None]] = []
+
+    def add_done_callback(self, callback: Callable[[Delivery], None]) -> None:
+        if self._done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def _report(self, error: Any, _message: Any) -> None:
+        # librdkafka's on_delivery(err, msg), served by poll() on the loop.
+        self._done = True
+        if error is not None:
+            self._error = confluent_kafka.KafkaException(error)
+        for callback in self._callbacks:
+            callback(self)
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> BaseException | None:
+        """The error (``confluent_kafka.KafkaException``); None: acknowledged, or not done."""
+        return self._error
+
+
+class OutputProducer:
+    """librdkafka's producer, used from the event loop.
+
+    ``config``: librdkafka properties (:func:`config`). The producer starts
+    with the first record, on the running loop.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = config
+        self._producer: confluent_kafka.Producer | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._in_flight = asyncio.Event()
+
+    def _started(self) -> confluent_kafka.Producer:
+        if self._producer is None:
+            self._producer = confluent_kafka.Producer(self._config)
+            self._poller = asyncio.ensure_future(self._poll())
+        return self._producer
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None,
+        partition: int | None = None, timestamp_ms: int | None = None,
+    ) -> Delivery:  # fmt: skip
+        """Queue one record; its :class:`Delivery` is done once Kafka acknowledged it (or not).
+
+        ``partition`` None: Kafka's default partitioner (murmur2 of the key, as
+        the Java client; a random partition without a key). Waits only when
+        librdkafka's queue is full (``queue.buffering.max.*``): backpressure.
+        Raises ``confluent_kafka.KafkaException`` for a record librdkafka
+        refuses at once (larger than ``message.max.bytes``, an unknown partition).
+        """
+        producer = self._started()
+        delivery = Delivery()
+        optional: dict[str, Any] = {}
+        if partition is not None:
+            optional["partition"] = partition
+        if timestamp_ms is not None:
+            optional["timestamp"] = timestamp_ms
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=delivery._report, **optional)
+                break
+            except BufferError:
+                producer.poll(0)
+                await asyncio.sleep(POLL_INTERVAL)
+        if not self._in_flight.is_set():
+            self._in_flight.set()
+        return delivery
+
+    async def flush(self) -> None:
+        """Return once every record sent so far is acknowledged or failed (reports served)."""
+        producer = self._producer
+        if producer is None:
+            return
+        # len(): records queued, in flight, or acknowledged with their report
+        # not served yet; 0 after a poll means every report was served.
+        while producer.poll(0) or len(producer):
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def _poll(self) -> None:
+        # Delivery reports are served only by poll(): a look every
+        # POLL_INTERVAL while records are in flight, none while idle.
+        producer = self._producer
+        assert producer is not None
+        while True:
+            await self._in_flight.wait()
+            producer.poll(0)
+            if not len(producer):
+                self._in_flight.clear()
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+def config(settings: Settings, client_id: str, max_record_bytes: int) -> dict[str, Any]:
+    """librdkafka's properties for the worker's settings: the same cluster, security and codec
+    as Faust's clients (``Settings.kafka_client_options``), Kafka's defaults otherwise.
+
+    ``max_record_bytes``: the largest record (bytes), as Faust's ``producer_max_request_size``.
+    """
+    properties: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": client_id,
+        "compression.type": settings.compression,
+        # Kafka's default since 4.0 (KIP-1030), and Faust's producer_linger here.
+        "linger.ms": 5,
+        "enable.idempotence": True,
+        # Kafka's default partitioner: the partitions Faust's producer, the
+        # intake and Kafka Streams give a key (sysmon_faust.core.rekey).
+        "partitioner": "murmur2_random",
+        "message.max.bytes": max_record_bytes,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_uses_tls:
+        # No CA file: the system's CAs, as Settings.kafka_ssl_context.
+        properties["ssl.ca.location"] = settings.kafka_ssl_cafile or "probe"
+        if settings.kafka_ssl_certfile:
+            properties["ssl.certificate.location"] = settings.kafka_ssl_certfile
+            properties["ssl.key.location"] = (
+                settings.kafka_ssl_keyfile or settings.kafka_ssl_certfile
+            )
+    if settings.kafka_uses_sasl:
+        properties["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        properties["sasl.username"] = settings.kafka_sasl_username
+        properties["sasl.password"] = settings.kafka_sasl_password
+    return properties

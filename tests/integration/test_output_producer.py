@@ -1,0 +1,105 @@
+"""The join's output producer (librdkafka) against a real broker: Kafka's partitions for a key,
+order and timestamps kept, every delivery reported by flush, a refusal reported and not hung on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+import confluent_kafka
+import pytest
+
+from sysmon_faust.core.rekey import key_partition
+from sysmon_faust.settings import Settings
+from sysmon_faust.stream import output_producer
+from sysmon_faust.stream.output_producer import Delivery, OutputProducer
+from tests.support import create_topic, read_topic, run
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+
+
+def _producer(bootstrap: str) -> OutputProducer:
+    settings = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    return OutputProducer(output_producer.config(settings, "test-outputs", 1024 * 1024))
+
+
+def test_keys_go_to_kafkas_partitions_in_order_and_flush_waits_for_every_delivery(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("outputs")
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+    keys = [f"{{5770385f-c22a-{n:04x}-0000-001000000000}}".encode() for n in range(40)]
+    sent = [
+        (keys[n % len(keys)], f'{{"n":{n}}}'.encode(), 1_700_000_000_000 + n) for n in range(2000)
+    ]
+
+    async def send_all() -> list[Delivery]:
+        producer = _producer(kafka_bootstrap)
+        deliveries = [
+            await producer.send(topic, key, value, timestamp_ms=at) for key, value, at in sent
+        ]
+        await producer.flush()
+        return deliveries
+
+    deliveries = run(send_all())
+    assert all(d.done() and d.exception() is None for d in deliveries)
+
+    records = read_topic(kafka_bootstrap, topic, expect=len(sent))
+    assert len(records) == len(sent)
+    # Kafka's default partitioner (murmur2 of the key, as the Java client and
+    # the re-keying topic's producers): the partition the intake would pick.
+    for record in records:
+        assert record.key is not None
+        assert record.partition == key_partition(record.key, PARTITIONS)
+    by_key: dict[bytes, list[int]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        assert record.key is not None
+        by_key.setdefault(record.key, []).append(record.json()["n"])
+        assert record.timestamp_ms == 1_700_000_000_000 + record.json()["n"]
+    assert all(ns == sorted(ns) for ns in by_key.values())  # each key's records in send order
+
+
+def test_an_explicit_partition_is_kept(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("outputs-partition")
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+
+    async def send() -> None:
+        producer = _producer(kafka_bootstrap)
+        for partition in range(PARTITIONS):
+            await producer.send(topic, b"the-same-key", b"{}", partition=partition)
+        await producer.flush()
+
+    run(send())
+    records = read_topic(kafka_bootstrap, topic, expect=PARTITIONS)
+    assert sorted(r.partition for r in records) == list(range(PARTITIONS))
+
+
+def test_a_record_the_broker_refuses_fails_its_delivery_and_flush_returns(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("outputs-refused")
+    create_topic(kafka_bootstrap, topic, 1, max_message_bytes="100")
+    seen: list[BaseException | None] = []
+
+    async def send() -> tuple[Delivery, Delivery]:
+        producer = _producer(kafka_bootstrap)
+        small = await producer.send(topic, None, b"{}")
+        await producer.flush()  # its own batch: Kafka refuses a batch whole
+        # Random bytes: no codec shrinks them under the topic's limit.
+        large = await producer.send(topic, None, os.urandom(5000))
+        large.add_done_callback(lambda done: seen.append(done.exception()))
+        await asyncio.wait_for(producer.flush(), 60)
+        return small, large
+
+    small, large = run(send())
+    assert small.done() and small.exception() is None
+    assert large.done() and isinstance(large.exception(), confluent_kafka.KafkaException)
+    assert seen == [large.exception()]  # what Faults.watch_send is told
+    error = large.exception()
+    assert isinstance(error, confluent_kafka.KafkaException)
+    assert error.args[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
