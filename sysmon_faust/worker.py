@@ -9,6 +9,8 @@ is put together, and no module imports one that imports it back.
 
 from __future__ import annotations
 
+import gc
+
 from sysmon_faust.http import observability, views
 from sysmon_faust.stream import agents, intake, purge, ticks
 from sysmon_faust.stream.topology import app
@@ -17,3 +19,10 @@ from sysmon_faust.stream.topology import app
 PARTS = (agents, intake, purge, ticks, observability, views)
 
 __all__ = ["PARTS", "app"]
+
+# The join makes and drops short-lived dicts by the million, almost never in
+# cycles. CPython's default thresholds (700, 10, 10) ran ~2,600 collections
+# per 300,000 events, 1.8 s of CPU: 9 % of the worker with every Sysmon type
+# enriched (gc.callbacks timing over make bench's mix; 70.2 -> 64.1 µs per
+# event with these). Cycles are still collected, less often.
+gc.set_threshold(50_000, 20, 100)

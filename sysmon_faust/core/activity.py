@@ -129,10 +129,17 @@ def add(summary: Summary | None, record: Mapping[str, Any], recent: int) -> Summ
     made = item(record)
     if made is not None and recent > 0:
         kind, new = made
-        items = [new, *summary["recent"].get(kind, [])]
-        # ISO 8601 UTC with milliseconds: text order is time order.
-        items.sort(key=lambda one: one.get("time") or "", reverse=True)
-        summary["recent"][kind] = items[:recent]
+        items = summary["recent"].get(kind, [])
+        # Newest first; ISO 8601 UTC with milliseconds: text order is time
+        # order. The new item goes before every item not newer than it — at
+        # the front for events in order, without a sort (a sort per event
+        # was 2 % of the worker's CPU with every type enriched, py-spy).
+        time = new.get("time") or ""
+        at = 0
+        while at < len(items) and (items[at].get("time") or "") > time:
+            at += 1
+        if at < recent:
+            summary["recent"][kind] = [*items[:at], new, *items[at : recent - 1]]
     return summary
 
 
