@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+BENCH_VENV := $(VENV)/quix
 KAFKA_PORT ?= 9092
 KAFKA_DATA_DIR ?= .kafka
 DEMO_DIR ?= .demo
@@ -28,6 +29,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+# The bench extra (quixstreams, for bench/quix_peer.py) in a venv of its own:
+# quixstreams brings rocksdict and pins confluent-kafka below 2.13; the workers'
+# venv stays as CI and users install it. Only make bench needs it.
+$(BENCH_VENV)/.installed: pyproject.toml $(VENV)/.installed
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet $$($(PYTHON) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))")
 	@touch $@
 
 test: install ## unit + integration tests against a real broker (started by the tests)
@@ -64,7 +74,7 @@ worker: install broker ## run one worker in the foreground
 demo: install broker ## broker + worker + replay of a recording, then what came out
 	@KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python -m sysmon_faust.cli.demo --state-dir $(DEMO_DIR)
 
-bench: install broker ## the benchmark (knobs: make bench BENCH_ARGS="--events 500000")
+bench: install $(BENCH_VENV)/.installed broker ## the benchmark, Quix Streams beside it (knobs: make bench BENCH_ARGS="--events 500000")
 	KAFKA_BOOTSTRAP_SERVERS=$(BOOTSTRAP) $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 bench-churn: install broker ## the process table under churn: rows, RocksDB and RSS plateau

@@ -15,7 +15,9 @@ One run, one broker, measured side by side:
    disk per input event for what the worker writes;
 9. with ``--baseline-rev REV``: one worker of this code and one of REV (a git
    worktree on the workers' PYTHONPATH), alternating, 3 rounds each, over the
-   same input — a change's cost side by side in one run.
+   same input — a change's cost side by side in one run;
+10. a peer: the Sysmon 1/3 join alone as a Quix Streams 3.28 application
+    (bench/quix_peer.py) over the same input topic, and the product's ratio to it.
 
 Prints a table; writes bench/results/<timestamp>.json and latest.json.
 """
@@ -59,13 +61,21 @@ from sysmon_faust.core.synthetic import GeneratedEvent, Workload, WorkloadConfig
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 FAUST = Path(sys.executable).parent / "faust"
+QUIX_PEER = REPO / "bench" / "quix_peer.py"
+#: The peer's Python: a venv of its own that `make bench` makes (.venv/quix),
+#: never the workers' — quixstreams brings rocksdict, which Faust's RocksDB store
+#: takes up whenever it can import it (see docs/benchmark.md, "A peer").
+QUIX_PYTHON = Path(
+    os.environ.get("BENCH_QUIX_PYTHON", Path(sys.executable).parent.parent / "quix/bin/python")
+)
 LATENCY_WARMUP_SECONDS = 5.0
 LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "warn")  # the workers' (logs in bench/work/)
 
 
 #: Every topic of this run starts with this (Faust's internal ones too, through
-#: the app ids): the run deletes them when it ends, so runs do not pile up
-#: gigabytes on the broker (retention is by size, 1 GiB per partition).
+#: the app ids; Quix Streams' internal ones carry it after their
+#: ``repartition__``/``changelog__``): the run deletes them when it ends, so runs
+#: do not pile up gigabytes on the broker (retention is by size, 1 GiB per partition).
 RUN_PREFIX = f"bench-{uuid.uuid4().hex[:6]}-"
 
 
@@ -77,7 +87,11 @@ async def delete_run_topics(bootstrap: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        ours = [topic for topic in await admin.list_topics() if topic.startswith(RUN_PREFIX)]
+        ours = [
+            topic
+            for topic in await admin.list_topics()
+            if topic.startswith(RUN_PREFIX) or f"__{RUN_PREFIX}" in topic
+        ]
         if ours:
             await admin.delete_topics(ours)
         return len(ours)
@@ -349,6 +363,135 @@ def run_pipeline(
         "alert_matches": sum(s.get("alert_matches", 0) for s in last_stats),
         "enriched_records": sum(s.get("enriched", 0) for s in last_stats),
     }
+
+
+def quixstreams_version() -> str | None:
+    """The version of quixstreams in the peer's venv (None: not there)."""
+    try:
+        found = subprocess.run(
+            [str(QUIX_PYTHON), "-c", "import quixstreams; print(quixstreams.__version__)"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+class QuixPeer(Worker):
+    """bench/quix_peer.py as a subprocess: its CPU and RSS are read like a worker's."""
+
+    def __init__(self, args: list[str], work: Path) -> None:  # no super(): not a Faust worker
+        work.mkdir(parents=True, exist_ok=True)
+        self.port = 0
+        self.log = work / "quix-peer.log"
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(QUIX_PYTHON), str(QUIX_PEER), *args],
+                stdout=out, stderr=subprocess.STDOUT, cwd=work,
+            )  # fmt: skip
+
+    def stats(self) -> dict[str, Any] | None:
+        return None  # no HTTP
+
+
+def run_quix(bootstrap: str, input_topic: str, workload: Workload, work: Path) -> dict[str, Any]:
+    """The Quix Streams peer, cold start over the filled topic, until its joins are all out.
+
+    Measured as ``run_pipeline`` measures a worker: from the first input event
+    the peer reads (it writes the moment and its CPU time so far to a file) to
+    the moment its output topic holds every expected joined record; CPU is the
+    peer process's (every thread, librdkafka's too) over that span, per input event.
+
+    Expected records: one per connect whose creation came before it in the
+    stream, ``Expected.joined_in_order``. Both are on the same input partition
+    (keyed by host), so the peer reads them in that order, and re-keyed by the
+    same GUID they go to the same repartition partition in that order too. The
+    connects that precede their creation (``Expected.joined_early``, none in
+    the bench's workload) the product joins within its grace; the peer drops them.
+    """
+    app_id = bench_name("quix")
+    output = bench_name("quix-join")
+    state_dir = work / app_id
+    first_file = state_dir / "first-event"
+    expected = workload.expected
+    # Python's logging names (Quix's): "warn" is the workers' spelling of WARNING.
+    quix_log_level = {"warn": "WARNING"}.get(LOG_LEVEL.lower(), LOG_LEVEL.upper())
+    launched = time.monotonic()
+    peer = QuixPeer(
+        [
+            "--bootstrap", bootstrap, "--input", input_topic, "--output", output,
+            "--app-id", app_id, "--state-dir", str(state_dir / "state"),
+            "--first-file", str(first_file), "--log-level", quix_log_level,
+        ],
+        state_dir,
+    )  # fmt: skip
+    try:
+        joined = asyncio.run(
+            _wait_for_records(bootstrap, output, expected.joined_in_order, peer, first_file)
+        )
+        finished = time.monotonic()
+        cpu = peer.cpu_seconds()
+        rss = peer.peak_rss_mb()
+    finally:
+        peer.stop()
+    first, cpu_at_first = (float(x) for x in first_file.read_text().split())
+    seconds = finished - first
+    if joined < expected.joined_in_order:
+        seconds -= 30  # the wait for joins that never came
+    return {
+        "app_id": app_id,
+        "missing_joins": max(expected.joined_in_order - joined, 0),
+        "joined_records": joined,
+        "input_eps": expected.events / seconds,
+        "enriched_eps": expected.joined_in_order / seconds,
+        "seconds": seconds,
+        "startup_seconds": first - launched,
+        "rss_mb": rss,
+        "process_cpu_us_per_event": (cpu - cpu_at_first) / expected.events * 1e6,
+    }
+
+
+async def _wait_for_records(
+    bootstrap: str, topic: str, expected: int, peer: QuixPeer, first_file: Path
+) -> int:
+    """Records in ``topic`` once it holds ``expected`` (or nothing came for 30 s).
+
+    One client for the whole wait, asking the end offsets every 0.2 s (the
+    product's rows ask its /stats as often).
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    progress = Progress(expected, "quix peer (joined records)")
+    started = time.monotonic()
+    joined, last_change = 0, started
+    tps: list[TopicPartition] = []
+    try:
+        while True:
+            if peer.process.poll() is not None:
+                raise SystemExit(f"the Quix peer died; see {peer.log}")
+            if not first_file.exists():
+                last_change = time.monotonic()
+                if last_change - started > 300:
+                    raise SystemExit(f"the Quix peer read nothing in 300 s; see {peer.log}")
+            elif not tps:  # the peer creates its output topic when it starts
+                await consumer._client.force_metadata_update()
+                partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
+                tps = [TopicPartition(topic, p) for p in partitions]
+            else:
+                now = sum((await consumer.end_offsets(tps)).values())
+                if now != joined:
+                    joined, last_change = now, time.monotonic()
+                    progress.update(joined)
+                if joined >= expected:
+                    break
+                if time.monotonic() - last_change > 30:
+                    log(f"only {joined} of {expected} joins arrived from the Quix peer")
+                    break
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+    progress.finish(joined)
+    return joined
 
 
 class LocalBroker:
@@ -740,8 +883,8 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list of: two,exactly_once,no_ancestry,sigma,enrichment,guid_without_time,"
-        "codecs,latency,state,normalizer",
+        help="comma list of: quix,two,exactly_once,no_ancestry,sigma,enrichment,"
+        "guid_without_time,codecs,latency,state,normalizer",
     )
     args = parser.parse_args()
     return measure_then_delete_topics(measure, args)
@@ -760,6 +903,12 @@ def measure_then_delete_topics(
 
 def measure(args: argparse.Namespace, bootstrap: str) -> int:
     skip = set(filter(None, args.skip.split(",")))
+    quix_version = quixstreams_version() if "quix" not in skip else None
+    if "quix" not in skip and quix_version is None:
+        raise SystemExit(
+            f"make bench: no quixstreams at {QUIX_PYTHON} (make bench makes that venv; "
+            "BENCH_QUIX_PYTHON names another); or --skip quix"
+        )
     work = REPO / "bench" / "work"
     shutil.rmtree(work, ignore_errors=True)
 
@@ -776,6 +925,9 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
 
     log("pipeline, one worker, cold start")
     one = run_pipeline(bootstrap, source, workload, 1, args.partitions, work)
+    if "quix" not in skip:
+        log(f"Quix Streams {quix_version} peer: the join alone (bench/quix_peer.py)")
+    quix = run_quix(bootstrap, source, workload, work) if "quix" not in skip else None
     two = (
         run_pipeline(bootstrap, source, workload, 2, args.partitions, work)
         if "two" not in skip
@@ -871,6 +1023,22 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "ratio": round(one["input_eps"] / passthrough_eps, 3),
         "startup_seconds": round(one["startup_seconds"], 1),
         "missing_joins": one["missing_joins"],
+        "quix": (
+            {
+                "input_eps": round(quix["input_eps"]),
+                "enriched_eps": round(quix["enriched_eps"]),
+                "seconds": round(quix["seconds"], 1),
+                "startup_seconds": round(quix["startup_seconds"], 1),
+                "process_cpu_us_per_event": round(quix["process_cpu_us_per_event"], 1),
+                "rss_mb": round(quix["rss_mb"], 1),
+                "joined_records": quix["joined_records"],
+                "missing_joins": quix["missing_joins"],
+            }
+            if quix
+            else None
+        ),
+        # The product's one worker (at_least_once, every feature on) / the Quix peer.
+        "ratio_to_quix": round(one["input_eps"] / quix["input_eps"], 2) if quix else None,
         "two_worker_eps": round(two["input_eps"]) if two else None,
         "two_worker_missing_joins": two["missing_joins"] if two else None,
         "scaling": round(two["input_eps"] / one["input_eps"], 2) if two else None,
@@ -917,6 +1085,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "versions": {
             "faust-streaming": faust.__version__,
             "aiokafka": aiokafka.__version__,
+            "quixstreams": quix_version,
             "python": platform.python_version(),
         },
         "machine": machine(),
@@ -932,6 +1101,14 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  enriched records/s", result["enriched_eps"]),
         ("  ratio to ceiling", result["ratio"]),
         ("  cold start to first record (s)", result["startup_seconds"]),
+        ("Quix Streams peer, the join alone (input events/s)",
+         result["quix"]["input_eps"] if quix else None),
+        ("  ratio product 1 worker / Quix peer", result["ratio_to_quix"]),
+        ("  CPU per input event (µs): product / Quix peer",
+         f"{round(one['worker_cpu_us_per_event'], 1)} / "
+         f"{result['quix']['process_cpu_us_per_event']}" if quix else None),
+        ("  Quix peer: missing joins, cold start (s)",
+         f"{quix['missing_joins']}, {round(quix['startup_seconds'], 1)}" if quix else None),
         ("pipeline, 2 workers (input events/s)", result["two_worker_eps"]),
         ("  scaling factor", result["scaling"]),
         ("pipeline, 1 worker, exactly_once (events/s)", result["exactly_once_eps"]),
