@@ -1,0 +1,96 @@
+"""The outputs' producer without a broker: delivery reports as the join reads them, and
+librdkafka's properties for the worker's settings (librdkafka itself checks them)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+
+from sysmon_faust.settings import Settings
+from sysmon_faust.stream import output_producer
+from sysmon_faust.stream.output_producer import Delivery
+
+
+def test_a_delivery_runs_its_callbacks_once_reported_and_keeps_the_error() -> None:
+    acknowledged, refused = Delivery(), Delivery()
+    seen: list[tuple[str, BaseException | None]] = []
+    acknowledged.add_done_callback(lambda d: seen.append(("ok", d.exception())))
+    refused.add_done_callback(lambda d: seen.append(("refused", d.exception())))
+    assert not acknowledged.done() and seen == []
+
+    acknowledged._report(None, object())
+    error = confluent_kafka.KafkaError(confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE)
+    refused._report(error, object())
+
+    assert acknowledged.done() and not acknowledged.cancelled()
+    assert acknowledged.exception() is None
+    failed = refused.exception()
+    assert isinstance(failed, confluent_kafka.KafkaException)
+    assert failed.args[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
+    assert seen == [("ok", None), ("refused", failed)]
+    late: list[Delivery] = []
+    acknowledged.add_done_callback(late.append)  # added after the report: at once
+    assert late == [acknowledged]
+
+
+def test_plaintext_properties_are_kafkas_defaults_with_the_workers_codec() -> None:
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092"})
+    properties = output_producer.config(settings, "app-join-outputs", 16 * 1024 * 1024)
+    assert properties["bootstrap.servers"] == "k1:9092,k2:9092"
+    assert properties["compression.type"] == settings.compression
+    assert properties["partitioner"] == "murmur2_random"  # Kafka's (Java) default
+    assert properties["enable.idempotence"] is True
+    assert properties["security.protocol"] == "PLAINTEXT"
+    assert not any(name.startswith(("ssl.", "sasl.")) for name in properties)
+    confluent_kafka.Producer(properties)  # librdkafka takes every property
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl not on PATH: install it (Debian: apt-get install openssl)")
+    where = tmp_path_factory.mktemp("pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=sysmon-faust-test",
+         "-keyout", str(where / "key.pem"), "-out", str(where / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return {"cert": where / "cert.pem", "key": where / "key.pem"}
+
+
+def test_sasl_ssl_properties_carry_the_credentials_and_files_librdkafka_loads(
+    pem: dict[str, Path],
+) -> None:
+    settings = Settings.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "sysmon",
+            "KAFKA_SASL_PASSWORD": "s3cret",
+            "KAFKA_SSL_CAFILE": str(pem["cert"]),
+            "KAFKA_SSL_CERTFILE": str(pem["cert"]),
+            "KAFKA_SSL_KEYFILE": str(pem["key"]),
+        }
+    )
+    properties = output_producer.config(settings, "app-join-outputs", 1024 * 1024)
+    assert properties["security.protocol"] == "SASL_SSL"
+    assert properties["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert (properties["sasl.username"], properties["sasl.password"]) == ("sysmon", "s3cret")
+    assert properties["ssl.ca.location"] == str(pem["cert"])
+    assert properties["ssl.certificate.location"] == str(pem["cert"])
+    assert properties["ssl.key.location"] == str(pem["key"])
+    # librdkafka reads the CA, certificate and key when the client is made:
+    # a wrong property name or an unreadable file raises here.
+    confluent_kafka.Producer(properties)
+
+
+def test_tls_without_a_ca_file_trusts_the_systems_cas() -> None:
+    settings = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL"})
+    properties = output_producer.config(settings, "app-join-outputs", 1024 * 1024)
+    assert properties["ssl.ca.location"] == "probe"
+    confluent_kafka.Producer(properties)
