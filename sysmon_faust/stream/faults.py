@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
@@ -53,6 +54,8 @@ EXIT_STATUS: Final = 75
 #: Seconds between the fault and the exit: ``/health`` answers 503 with the
 #: reason meanwhile, for whoever watches it.
 EXIT_AFTER_SECONDS: Final = 3.0
+#: Seconds after that the worker exits even if its event loop is blocked.
+EXIT_WATCHDOG_SECONDS: Final = 5.0
 
 
 def is_own_fault(exc: BaseException) -> bool:
@@ -149,12 +152,23 @@ async def stop_worker(
         "so the worker is started again (it goes on from its state and committed offsets)",
         component, where, fault.reason, EXIT_STATUS,
     )  # fmt: skip
+    # The exit must not need the event loop: with the disk full, another
+    # part's RocksDB write may block the loop for good (a write stalled on a
+    # memtable that cannot be flushed) — a worker that logged this line and
+    # then hung was seen in CI's full-disk test. A thread exits regardless.
+    watchdog = threading.Timer(EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         await asyncio.sleep(EXIT_AFTER_SECONDS)
     finally:
         # Also when cancelled (a SIGTERM meanwhile): not a clean Faust
         # shutdown, which would commit, and under exactly_once commit the
         # record's partial output in the partition's transaction.
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        os._exit(EXIT_STATUS)
+        _exit_now()
+
+
+def _exit_now() -> NoReturn:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_STATUS)

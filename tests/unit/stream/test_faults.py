@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import time
+
 import orjson
 import pytest
 import rocksdb
 from aiokafka.errors import KafkaTimeoutError, NotEnoughReplicasError
 
-from sysmon_faust.stream.faults import Faults, describe, is_own_fault
+from sysmon_faust.stream.faults import (
+    EXIT_AFTER_SECONDS,
+    EXIT_STATUS,
+    EXIT_WATCHDOG_SECONDS,
+    Faults,
+    describe,
+    is_own_fault,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +62,28 @@ def test_a_fault_is_described_in_one_line_and_reported_once_per_part() -> None:
     assert found.current == {"join": first}
     found.clear("join")
     assert found.current == {}
+
+
+def test_a_stopped_worker_exits_even_when_its_event_loop_is_blocked() -> None:
+    # CI's full-disk test saw a worker log its stop line and then hang: another
+    # part's RocksDB write blocked the loop, so the exit scheduled on it never
+    # ran. Here the loop blocks right after the stop, as it did there.
+    program = textwrap.dedent(
+        """
+        import asyncio, logging, time
+        from sysmon_faust.stream import faults
+
+        async def main():
+            asyncio.ensure_future(faults.stop_worker(
+                "join", "t[0]@1", OSError(28, "No space left on device"), logging.getLogger()))
+            await asyncio.sleep(0.1)
+            time.sleep(120)  # a write stalled for good, on the loop's thread
+
+        asyncio.run(main())
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60)
+    took = time.monotonic() - started
+    assert done.returncode == EXIT_STATUS, done.stderr.decode(errors="replace")[-2000:]
+    assert took < EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS + 10
