@@ -52,12 +52,17 @@ class Delivery:
     that served the report.
     """
 
-    __slots__ = ("_callbacks", "_done", "_error")
+    __slots__ = ("_callbacks", "_done", "_epoch", "_error", "_outstanding")
 
-    def __init__(self) -> None:
+    def __init__(self, epoch: int = 0, outstanding: dict[int, int] | None = None) -> None:
         self._done = False
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[Delivery], None]] = []
+        #: The flush epoch it was sent in, and its producer's count per epoch.
+        self._epoch = epoch
+        self._outstanding = outstanding
+        if outstanding is not None:
+            outstanding[epoch] = outstanding.get(epoch, 0) + 1
 
     def add_done_callback(self, callback: Callable[[Delivery], None]) -> None:
         if self._done:
@@ -70,6 +75,12 @@ class Delivery:
         self._done = True
         if error is not None:
             self._error = confluent_kafka.KafkaException(error)
+        if self._outstanding is not None:
+            left = self._outstanding[self._epoch] - 1
+            if left:
+                self._outstanding[self._epoch] = left
+            else:
+                del self._outstanding[self._epoch]
         for callback in self._callbacks:
             callback(self)
 
@@ -96,6 +107,10 @@ class OutputProducer:
         self._producer: confluent_kafka.Producer | None = None
         self._poller: asyncio.Task[None] | None = None
         self._in_flight = asyncio.Event()
+        #: Records not yet reported, per flush epoch: a flush waits for its
+        #: own epoch and those before, not for what is sent meanwhile.
+        self._outstanding: dict[int, int] = {}
+        self._epoch = 0
 
     def _started(self) -> confluent_kafka.Producer:
         if self._producer is None:
@@ -110,13 +125,13 @@ class OutputProducer:
         """Queue one record; its :class:`Delivery` is done once Kafka acknowledged it (or not).
 
         ``partition`` None: Kafka's default partitioner (murmur2 of the key, as
-        the Java client; a random partition without a key). Waits only when
+        the Java client; librdkafka's sticky partitioning without a key). Waits only when
         librdkafka's queue is full (``queue.buffering.max.*``): backpressure.
         Raises ``confluent_kafka.KafkaException`` for a record librdkafka
         refuses at once (larger than ``message.max.bytes``, an unknown partition).
         """
         producer = self._started()
-        delivery = Delivery()
+        delivery = Delivery(self._epoch, self._outstanding)
         optional: dict[str, Any] = {}
         if partition is not None:
             optional["partition"] = partition
@@ -129,18 +144,29 @@ class OutputProducer:
             except BufferError:
                 producer.poll(0)
                 await asyncio.sleep(POLL_INTERVAL)
+            except confluent_kafka.KafkaException as refused:
+                delivery._report(refused.args[0], None)  # no flush waits for it
+                raise
         if not self._in_flight.is_set():
             self._in_flight.set()
         return delivery
 
     async def flush(self) -> None:
-        """Return once every record sent so far is acknowledged or failed (reports served)."""
+        """Return once every record sent before the call is acknowledged or failed.
+
+        Records sent while it waits are not waited for: the join goes on
+        producing during a commit, and a flush that waited for an empty
+        queue would hold the commit for as long as the join is busy.
+        """
         producer = self._producer
         if producer is None:
             return
-        # len(): records queued, in flight, or acknowledged with their report
-        # not served yet; 0 after a poll means every report was served.
-        while producer.poll(0) or len(producer):
+        epoch = self._epoch
+        self._epoch += 1
+        while True:
+            producer.poll(0)  # serves the reports, which count down _outstanding
+            if not any(sent <= epoch for sent in self._outstanding):
+                return
             await asyncio.sleep(POLL_INTERVAL)
 
     async def _poll(self) -> None:
@@ -158,7 +184,8 @@ class OutputProducer:
 
 def config(settings: Settings, client_id: str, max_record_bytes: int) -> dict[str, Any]:
     """librdkafka's properties for the worker's settings: the same cluster, security and codec
-    as Faust's clients (``Settings.kafka_client_options``), Kafka's defaults otherwise.
+    as Faust's clients (``Settings.kafka_client_options``), librdkafka's defaults otherwise
+    (``message.timeout.ms`` 300 s, ``queue.buffering.max.kbytes`` 1 GiB).
 
     ``max_record_bytes``: the largest record (bytes), as Faust's ``producer_max_request_size``.
     """

@@ -103,3 +103,37 @@ def test_a_record_the_broker_refuses_fails_its_delivery_and_flush_returns(
     error = large.exception()
     assert isinstance(error, confluent_kafka.KafkaException)
     assert error.args[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
+
+
+def test_a_flush_waits_for_what_was_sent_before_it_not_for_what_keeps_coming(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # The join goes on producing while a commit flushes: a flush that waited
+    # for an empty queue held the commit for as long as the join was busy.
+    topic = unique_name("outputs-busy")
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+
+    async def flush_while_busy() -> tuple[list[Delivery], int]:
+        producer = _producer(kafka_bootstrap)
+        before = [await producer.send(topic, b"k%d" % n, b"{}") for n in range(500)]
+        sending = True
+
+        async def keep_sending() -> None:
+            n = 0
+            while sending:
+                await producer.send(topic, b"k%d" % n, b"{}")
+                n += 1
+                if n % 50 == 0:
+                    await asyncio.sleep(0)
+
+        busy = asyncio.ensure_future(keep_sending())
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(producer.flush(), 30)
+        done_before = sum(d.done() and d.exception() is None for d in before)
+        sending = False
+        await busy
+        await producer.flush()
+        return before, done_before
+
+    before, done_before = run(flush_while_busy())
+    assert done_before == len(before)
