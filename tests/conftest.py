@@ -20,6 +20,7 @@ from tests.support import (
     OwnBroker,
     WorkerProcess,
     free_port,
+    self_signed_pem,
     start_worker,
     sysmon_env,
 )
@@ -132,3 +133,13 @@ def datasets_dir() -> Path:
             f"recordings not found at {DATASETS} (set SYSMON_SHARED_DIR to the shared/ folder)"
         )
     return DATASETS
+
+
+@pytest.fixture(scope="session")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A self-signed certificate (CN ``sysmon-faust-test``) and its unencrypted key (PEM),
+    and a file that is neither."""
+    where = tmp_path_factory.mktemp("pem")
+    cert, key = self_signed_pem(where, "sysmon-faust-test")
+    (where / "junk.pem").write_text("not a certificate\n")
+    return {"cert": cert, "key": key, "junk": where / "junk.pem"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -524,3 +525,21 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
+
+
+def self_signed_pem(where: Path, common_name: str) -> tuple[Path, Path]:
+    """A self-signed EC certificate and its unencrypted key (PEM) in ``where``: (cert, key).
+
+    Raises RuntimeError when ``openssl`` is not on PATH (a test must not skip
+    for want of it: install it, Debian ``apt-get install openssl``).
+    """
+    if shutil.which("openssl") is None:
+        raise RuntimeError("openssl not on PATH: install it (Debian: apt-get install openssl)")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", f"/CN={common_name}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -118,22 +117,6 @@ SCRAM_ENV = {
     "KAFKA_SASL_USERNAME": "alice",
     "KAFKA_SASL_PASSWORD": "s3cret pass",
 }
-
-
-@pytest.fixture(scope="module")
-def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A self-signed certificate and its unencrypted key (PEM), and a file that is neither."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not on PATH")
-    where = tmp_path_factory.mktemp("pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=sysmon-faust-test",
-         "-keyout", str(where / "key.pem"), "-out", str(where / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    (where / "junk.pem").write_text("not a certificate\n")
-    return {"cert": where / "cert.pem", "key": where / "key.pem", "junk": where / "junk.pem"}
 
 
 def test_kafka_security_defaults_to_plaintext() -> None:

@@ -3,12 +3,9 @@ librdkafka's properties for the worker's settings (librdkafka itself checks them
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import confluent_kafka
-import pytest
 
 from sysmon_faust.settings import Settings
 from sysmon_faust.stream import output_producer
@@ -47,20 +44,6 @@ def test_plaintext_properties_are_kafkas_defaults_with_the_workers_codec() -> No
     assert properties["security.protocol"] == "PLAINTEXT"
     assert not any(name.startswith(("ssl.", "sasl.")) for name in properties)
     confluent_kafka.Producer(properties)  # librdkafka takes every property
-
-
-@pytest.fixture(scope="module")
-def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl not on PATH: install it (Debian: apt-get install openssl)")
-    where = tmp_path_factory.mktemp("pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=sysmon-faust-test",
-         "-keyout", str(where / "key.pem"), "-out", str(where / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return {"cert": where / "cert.pem", "key": where / "key.pem"}
 
 
 def test_sasl_ssl_properties_carry_the_credentials_and_files_librdkafka_loads(

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from sysmon_faust.settings import Settings
 from sysmon_faust.stream.security import explain_refusal
+from tests.support import self_signed_pem
 
 
 @pytest.fixture(scope="module")
 def server_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not on PATH")
-    where = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=untrusted-broker",
-         "-keyout", str(where / "key.pem"), "-out", str(where / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return where / "cert.pem", where / "key.pem"
+    return self_signed_pem(tmp_path_factory.mktemp("tls"), "untrusted-broker")
 
 
 def _closed_port() -> int:
