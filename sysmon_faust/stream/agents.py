@@ -170,7 +170,7 @@ async def _send(made: list[Output], partition: int) -> None:
         value = orjson.dumps(output.row)
         topic = TOPICS[output.topic]
         sent = await outputs.send(
-            topic, output.key, value, partition, timestamp_ms / 1000, output.partition
+            topic, output.key, value, partition, timestamp_ms, output.partition
         )
         faults.faults.watch_send("join", sent, log)
         sent_by_record.append(sent)

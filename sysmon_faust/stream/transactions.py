@@ -91,17 +91,16 @@ class Outputs:
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
-        timestamp: float | None = None, partition: int | None = None,
+        timestamp_ms: int | None = None, partition: int | None = None,
     ) -> Any:  # fmt: skip
         """Send one output record; what it returns is done once Kafka acknowledged it.
 
         An asyncio future of aiokafka, or an :class:`~sysmon_faust.stream.output_producer.Delivery`.
-        ``timestamp`` in seconds (None: now).
+        ``timestamp_ms``: the record's timestamp, Unix ms (None: now).
         """
         if self.output_producer is not None:
-            timestamp_ms = int(timestamp * 1000) if timestamp else None
             return await self.output_producer.send(topic, key, value, partition, timestamp_ms)
-        return await self._faust_send(topic, key, value, source_partition, timestamp, partition)
+        return await self._faust_send(topic, key, value, source_partition, timestamp_ms, partition)
 
     async def flush(self) -> None:
         """Wait for every output sent so far to be acknowledged (Faust flushes its own producer)."""
@@ -110,16 +109,16 @@ class Outputs:
 
     async def _faust_send(
         self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
-        timestamp: float | None = None, partition: int | None = None,
+        timestamp_ms: int | None = None, partition: int | None = None,
     ) -> Awaitable[Any]:  # fmt: skip
         if not self.exactly_once:
+            timestamp = None if timestamp_ms is None else timestamp_ms / 1000  # Faust's: seconds
             return await self.app.producer.send(
                 topic, key, value, partition=partition, timestamp=timestamp, headers=None
             )
         # The partition's transactional producer, straight (whole_record holds its lock).
         transactional_id = self.transactional_id(source_partition)
         producer = private.transaction_producer(self._producer(), transactional_id)
-        timestamp_ms = int(timestamp * 1000) if timestamp else None
         sent: Awaitable[Any] = await producer.send(
             topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms
         )
