@@ -1,7 +1,8 @@
 """Where the join's records go, under each processing guarantee (``SYSMON_PROCESSING_GUARANTEE``).
 
 at_least_once (default)
-    Enriched records, alerts, dead letters and process-tree links go through
+    Every output — joined, unmatched, enriched, alerts, dead letters,
+    process-tree links, target-lookup hops — goes through
     librdkafka (:mod:`sysmon_faust.stream.output_producer`), changelog writes
     through Faust's producer; both are flushed before Faust commits the
     offsets they came from. A crash replays from the last commit: nothing
