@@ -155,8 +155,10 @@ async def stop_worker(
     # The exit must not need the event loop: with the disk full, another
     # part's RocksDB write may block the loop for good (a write stalled on a
     # memtable that cannot be flushed) — a worker that logged this line and
-    # then hung was seen in CI's full-disk test. A thread exits regardless.
-    watchdog = threading.Timer(EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS, _exit_now)
+    # then hung was seen in CI's full-disk test. A thread exits regardless,
+    # without the log handlers' locks (the blocked thread may hold one; the
+    # line above is out already: a StreamHandler flushes every record).
+    watchdog = threading.Timer(EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS, os._exit, (EXIT_STATUS,))
     watchdog.daemon = True
     watchdog.start()
     try:
