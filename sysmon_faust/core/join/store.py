@@ -17,6 +17,9 @@ from typing import Protocol
 #: A change for the changelog: (partition, key, value or None for a delete).
 Change = tuple[int, bytes, bytes | None]
 
+#: Keys an :class:`InMemoryStore` walk copies at a time.
+_WALK_CHUNK = 32
+
 
 def last_per_key(changes: list[Change]) -> list[Change]:
     """``changes`` with only the last of each (partition, key), in the order of those.
@@ -100,6 +103,17 @@ class InMemoryStore:
             yield key
 
     def keys(self, partition: int, start: bytes = b"") -> Iterator[bytes]:
-        # A copy: callers may write while they walk.
+        # Callers may write while they walk, so the walk goes by copies of a
+        # few keys at a time, found again after each from the last key given
+        # (a key written ahead may be seen or not, as with RocksDB's snapshot).
+        # A copy of the whole tail (as before) made every expiry scan O(keys):
+        # 0.9 s of a 100,000-event LocalJoin run with SigmaHQ's corpus.
         keys = self._sorted.get(partition, [])
-        yield from keys[bisect.bisect_left(keys, start) :]
+        at = bisect.bisect_left(keys, start)
+        while True:
+            chunk = keys[at : at + _WALK_CHUNK]
+            yield from chunk
+            if len(chunk) < _WALK_CHUNK:
+                return
+            keys = self._sorted.get(partition, [])
+            at = bisect.bisect_right(keys, chunk[-1])
