@@ -500,7 +500,8 @@ class JoinEngine:
         rules = self.rules
         if not rules.covers(event_id):
             return
-        view = sigma_fields.event_fields(event_id, fields, rules.fields_of(event_id))
+        tested = rules.fields_of(event_id)
+        view = sigma_fields.event_fields(event_id, fields, tested)
         if process is not None:
             if ancestors is None:
                 ancestors = (
@@ -508,7 +509,7 @@ class JoinEngine:
                     if rules.needs_context(event_id)
                     else []
                 )
-            view = sigma_fields.with_context(view, event_id, process, ancestors)
+            view = sigma_fields.with_context(view, event_id, process, ancestors, tested)
         matched = rules.match(event_id, view, sigma_fields.lowered(view), context)
         if not matched:
             return

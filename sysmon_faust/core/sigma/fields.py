@@ -116,9 +116,12 @@ def with_context(
     event_id: int,
     process: Mapping[str, Any] | None,
     ancestry: Sequence[Mapping[str, Any]],
+    only: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """``view`` (an event of ``event_id``) plus its process's creation fields that events
-    of that id never carry (:func:`context_only`), plus the ancestry as lists.
+    of that id never carry (:func:`context_only`), plus the ancestry as lists; with
+    ``only``, just those of them (what the rules of the event id test:
+    :meth:`~sysmon_faust.core.sigma.ruleset.RuleSet.fields_of`).
 
     ``process``: the process's row (a normalized Sysmon 1, HELK names and
     ``event_data``) or None; ``ancestry``: its ancestors, nearest first
@@ -128,15 +131,22 @@ def with_context(
     """
     context = dict(view)
     wanted = context_only(event_id)
+    if only is not None:
+        # Measured (SigmaHQ's corpus, every type enriched, 100,000 generated
+        # events in process): the context no rule of the id tests — ancestors'
+        # command lines above all — made the index scan longer and hand out
+        # more candidates; matching cost 7 µs per input event with it.
+        wanted = wanted.intersection(only)
     if process is not None and not wanted.isdisjoint(CREATION_CONTEXT):
         # Only the fields it adds (none for a creation, whose own they are).
         creation = event_fields(PROCESS_CREATE, process, wanted)
         for name in CREATION_CONTEXT:
             if name in wanted and (value := creation.get(name)) is not None:
                 context[name] = value
-    if ancestry and "AncestorImage" in wanted:
+    if ancestry:
         for name, key in ANCESTRY_FIELDS:
-            context[name] = [text(ancestor.get(key)) for ancestor in ancestry]
+            if name in wanted:
+                context[name] = [text(ancestor.get(key)) for ancestor in ancestry]
     return context
 
 

@@ -44,3 +44,16 @@ def test_events_without_a_process_get_no_context() -> None:
         view = fields.with_context({"EventID": str(event_id)}, event_id, PROCESS, ANCESTRY)
         assert view == {"EventID": str(event_id)}
         assert not fields.context_only(event_id)
+
+
+def test_only_the_context_the_rules_test_is_added() -> None:
+    # The rules of Sysmon 3 test ParentImage and AncestorCommandLine only:
+    # the view carries those two, not the command lines they never read.
+    tested = {"EventID", "Image", "ParentImage", "AncestorCommandLine"}
+    view = fields.with_context({"EventID": "3", "Image": "C:\\x.exe"}, 3, PROCESS, ANCESTRY, tested)
+    assert view == {
+        "EventID": "3",
+        "Image": "C:\\x.exe",
+        "ParentImage": "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
+        "AncestorCommandLine": ["wmiprvse.exe"],
+    }
