@@ -450,15 +450,23 @@ def state_scenario(bootstrap: str, rows: int, work: Path, partitions: int) -> di
     try:
         while not (worker.stats() or {}).get("rebalances"):
             time.sleep(0.5)
-        filling = threading.Thread(
-            target=asyncio.run,
-            args=(_fill_table(bootstrap, f"{app_id}-events-by-process-guid", rows, partitions),),
-        )
+        fill_failed: list[BaseException] = []
+
+        def fill() -> None:
+            try:
+                asyncio.run(_fill_table(bootstrap, app_id, rows, partitions))
+            except BaseException as error:  # shown by the loop below, which would wait forever
+                fill_failed.append(error)
+                raise
+
+        filling = threading.Thread(target=fill)
         filling.start()
         while (created := (worker.stats() or {}).get("process_creates", 0)) < rows:
             progress.update(created)
             if worker.process.poll() is not None:
                 raise SystemExit(f"worker died; see {worker.log}")
+            if fill_failed:
+                raise SystemExit(f"the table fill failed: {fill_failed[0]!r}")
             time.sleep(1)
         filling.join()
         progress.finish(rows)
