@@ -8,6 +8,7 @@ docs/faust-workarounds.md.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.cluster import ClusterMetadata
@@ -74,3 +75,31 @@ def owner_url(app: Any, tp: Any) -> str | None:
     """The web address Faust's assignor recorded for the worker that owns ``tp``."""
     url: str | None = app.assignor._tps_url.get(tp)
     return url
+
+
+def on_recovery_edges(
+    started: Callable[[Any], None], ended: Callable[[Any], None]
+) -> None:  # fmt: skip
+    """Call ``started(recovery)`` each time Faust's table recovery marks itself started, and
+    ``ended(recovery)`` when it marks itself ended.
+
+    Faust marks the start twice per recovery: before it knows the changelogs'
+    highwaters and again once it does, just before it reads them — the second
+    is where ``Recovery.active_remaining_total()`` is the whole recovery. A
+    recovery shorter than a sampling interval is seen this way too
+    (sysmon_faust.core.recovery_progress). Faust has no signal for either.
+    """
+    from faust.tables.recovery import Recovery
+
+    set_started, set_ended = Recovery._set_recovery_started, Recovery._set_recovery_ended
+
+    def _started(self: Any) -> None:
+        set_started(self)
+        started(self)
+
+    def _ended(self: Any) -> None:
+        set_ended(self)
+        ended(self)
+
+    Recovery._set_recovery_started = _started  # type: ignore[method-assign]
+    Recovery._set_recovery_ended = _ended  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from sysmon_faust.compat import private
+from sysmon_faust.core.recovery_progress import RecoveryProgress
 from sysmon_faust.core.stats import stats
 from sysmon_faust.http import metrics
 from sysmon_faust.stream import agents, intake
@@ -87,6 +88,51 @@ def _source_positions() -> list[Position]:
 async def watch_progress() -> None:
     """Note each owned partition's committed offset and lag (for /health: stalled)."""
     stall_watch.observe(_source_positions(), time.monotonic())
+
+
+#: The tables' changelog recovery, the current or the last (/health, /metrics, the log).
+recovery_progress = RecoveryProgress()
+#: Seconds between two progress lines in the log while the worker recovers.
+RECOVERY_LOG_EVERY = 5.0
+_recovery_logged_at = 0.0
+
+
+@app.timer(interval=1.0)
+async def watch_recovery() -> None:
+    """Sample what Faust's recovery has left to read; log a progress line every few seconds."""
+    sample_recovery(time.monotonic())
+
+
+def _recovery_started(recovery: Any) -> None:
+    sample_recovery(time.monotonic())
+
+
+def _recovery_ended(recovery: Any) -> None:
+    sample_recovery(time.monotonic())
+
+
+private.on_recovery_edges(_recovery_started, _recovery_ended)
+
+
+def sample_recovery(now: float) -> None:
+    """One sample of the recovery (also taken by /health, so that it never reports a recovery
+    as running that Faust has finished)."""
+    global _recovery_logged_at
+    recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
+    remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
+    # Faust marks every rebalance as a recovery; one with nothing to read is none.
+    if remaining > 0 or (recovery.in_recovery and recovery_progress.recovering):
+        recovery_progress.observe(remaining, now)
+        if now - _recovery_logged_at >= RECOVERY_LOG_EVERY:
+            _recovery_logged_at = now
+            log.info(recovery_progress.log_line())
+    elif recovery_progress.recovering:
+        recovery_progress.finish(now)
+        log.info(
+            "tables recovered: %s changelog records in %.1f s",
+            f"{recovery_progress.records_total:,}",
+            now - (recovery_progress.started_at or now),
+        )
 
 
 @app.task
@@ -167,6 +213,7 @@ def health_state() -> dict[str, Any]:
         f"{s.partition}: {s.lag} records behind, no progress for {s.seconds:.0f} s" for s in stalled
     ]
     running = _agents_running() if ready else {"join_running": True, "intake_running": True}
+    sample_recovery(now)
     reasons += [
         f"{name.removesuffix('_running')} has stopped" for name, up in running.items() if not up
     ]
@@ -180,6 +227,8 @@ def health_state() -> dict[str, Any]:
         "broker_reachable": broker_reachable,
         "stalled_partitions": [str(s.partition) for s in stalled],
         **running,
+        # Sampled once a second (watch_recovery): the current recovery, or the last.
+        "recovery": recovery_progress.answer(),
     }
 
 
@@ -261,6 +310,24 @@ def consumer_lag() -> dict[TP, int]:
     return lag
 
 
+def _recovery_metrics(recovery: Mapping[str, Any]) -> list[metrics.Metric]:
+    """The tables' changelog recovery (:mod:`sysmon_faust.core.recovery_progress`) as gauges."""
+    gauges = [
+        ("sysmon_recovery_records_remaining", "Changelog records the table recovery has left",
+         recovery["records_remaining"]),
+        ("sysmon_recovery_records_total", "Changelog records of the current (or last) recovery",
+         recovery["records_total"]),
+        ("sysmon_recovery_records_per_second", "Changelog records restored per second (last 10 s)",
+         recovery["records_per_second"]),
+        ("sysmon_recovery_eta_seconds", "Seconds the table recovery has left at its current rate",
+         recovery["eta_seconds"]),
+    ]  # fmt: skip
+    return [
+        metrics.Metric(name, "gauge", text, [metrics.Sample(value)] if value is not None else [])
+        for name, text, value in gauges
+    ]
+
+
 def _health_metrics() -> list[metrics.Metric]:
     """What /health says, as gauges: one alert rule per condition."""
     health = health_state()
@@ -281,6 +348,7 @@ def _health_metrics() -> list[metrics.Metric]:
             [metrics.Sample(int(health["join_running"]), {"part": "join"}),
              metrics.Sample(int(health["intake_running"]), {"part": "intake"})],
         ),
+        *_recovery_metrics(health["recovery"]),
         metrics.Metric(
             "sysmon_fault", "gauge",
             "1 per part stopped by a fault of the machine or the cluster (stream/faults.py)",

@@ -234,6 +234,17 @@ def test_a_worker_that_lost_its_state_rebuilds_it_from_the_changelog(
     print(f"\n{after_rows:,} rows rebuilt from the changelog in {time.monotonic() - started:.1f} s")
     assert after_rows == rows["table_rows"] == len(replay.created)
     assert {guid: worker.http(f"/process/{guid}") for guid in before} == before
+    # What it read to get there, as /health and /metrics say once it is done:
+    # every row came from a changelog record (and the index's entries too).
+    status, health = worker.http("/health")
+    recovery = health["recovery"]
+    print(f"recovery: {recovery}")
+    assert status == 200 and recovery["recovering"] is False
+    assert recovery["records_total"] >= len(replay.created) and recovery["percent"] == 100
+    assert recovery["records_remaining"] == 0 and recovery["last_recovery_seconds"] > 0
+    metrics = worker.http("/metrics")[1]
+    assert f"sysmon_recovery_records_total {recovery['records_total']}" in metrics
+    assert "sysmon_recovery_records_remaining 0" in metrics
 
 
 def test_the_worker_rides_out_a_broker_restart_mid_replay(
