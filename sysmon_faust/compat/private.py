@@ -8,7 +8,7 @@ docs/faust-workarounds.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.cluster import ClusterMetadata
@@ -103,3 +103,36 @@ def on_recovery_edges(
 
     Recovery._set_recovery_started = _started  # type: ignore[method-assign]
     Recovery._set_recovery_ended = _ended  # type: ignore[method-assign]
+
+
+def before_active_offsets(hook: Callable[[Any, set[Any]], Awaitable[None]]) -> None:
+    """Await ``hook(recovery, tps)`` each time Faust's recovery is about to read the persisted
+    offsets of the changelog partitions it recovers actively (``Recovery._build_offsets``
+    with ``"active"``): what the hook writes to a partition's RocksDB with its persisted
+    offset, Faust's recovery does not read again (sysmon_faust.stream.bulk_restore).
+    """
+    from faust.tables.recovery import Recovery
+
+    build_offsets = Recovery._build_offsets
+
+    async def _build_offsets(
+        self: Any, consumer: Any, tps: set[Any], destination: Any, title: str
+    ) -> None:  # fmt: skip
+        if title == "active" and tps:
+            await hook(self, tps)
+        await build_offsets(self, consumer, tps, destination, title)
+
+    Recovery._build_offsets = _build_offsets  # type: ignore[method-assign]
+
+
+def changelog_store(app: Any, topic: str) -> Any | None:
+    """Faust's RocksDB store (python-rocksdb) of the table whose changelog is ``topic``, if it
+    keeps keys and values raw; else None. Its ``_db_for_partition`` opens a partition."""
+    table = app.tables._changelogs.get(topic)
+    store = getattr(table, "data", None)
+    if store is None or not hasattr(store, "_db_for_partition") or store.use_rocksdict:
+        return None
+    try:
+        return raw_rocksdb(store)
+    except RuntimeError:
+        return None

@@ -68,6 +68,8 @@ class PipelineStats:
     context_rules_skipped: int = 0
     #: Terminations of processes the table does not hold.
     terminated_unknown: int = 0
+    #: Changelog records restored in bulk before Faust's recovery (stream/bulk_restore.py).
+    changelog_records_bulk_restored: int = 0
     #: Connects waiting in the grace buffer of this worker's partitions, and
     #: those a creation released.
     pending: int = 0
@@ -131,6 +133,7 @@ class PipelineStats:
             "network_connects": self.network_connects,
             "process_terminates": self.process_terminates,
             "terminated_unknown": self.terminated_unknown,
+            "changelog_records_bulk_restored": self.changelog_records_bulk_restored,
             "pending_connects": self.pending,
             "released_after_wait": self.network_connects_released,
             "rows_expired_after_termination": self.rows_expired_after_termination,

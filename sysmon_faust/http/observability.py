@@ -12,10 +12,9 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from sysmon_faust.compat import private
-from sysmon_faust.core.recovery_progress import RecoveryProgress
 from sysmon_faust.core.stats import stats
 from sysmon_faust.http import metrics
-from sysmon_faust.stream import agents, intake
+from sysmon_faust.stream import agents, intake, recovery_watch
 from sysmon_faust.stream.agents import state
 from sysmon_faust.stream.faults import faults
 from sysmon_faust.stream.stall import Position, StallWatch
@@ -90,49 +89,10 @@ async def watch_progress() -> None:
     stall_watch.observe(_source_positions(), time.monotonic())
 
 
-#: The tables' changelog recovery, the current or the last (/health, /metrics, the log).
-recovery_progress = RecoveryProgress()
-#: Seconds between two progress lines in the log while the worker recovers.
-RECOVERY_LOG_EVERY = 5.0
-_recovery_logged_at = 0.0
-
-
 @app.timer(interval=1.0)
 async def watch_recovery() -> None:
-    """Sample what Faust's recovery has left to read; log a progress line every few seconds."""
-    sample_recovery(time.monotonic())
-
-
-def _recovery_started(recovery: Any) -> None:
-    sample_recovery(time.monotonic())
-
-
-def _recovery_ended(recovery: Any) -> None:
-    sample_recovery(time.monotonic())
-
-
-private.on_recovery_edges(_recovery_started, _recovery_ended)
-
-
-def sample_recovery(now: float) -> None:
-    """One sample of the recovery (also taken by /health, so that it never reports a recovery
-    as running that Faust has finished)."""
-    global _recovery_logged_at
-    recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
-    remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
-    # Faust marks every rebalance as a recovery; one with nothing to read is none.
-    if remaining > 0 or (recovery.in_recovery and recovery_progress.recovering):
-        recovery_progress.observe(remaining, now)
-        if now - _recovery_logged_at >= RECOVERY_LOG_EVERY:
-            _recovery_logged_at = now
-            log.info(recovery_progress.log_line())
-    elif recovery_progress.recovering:
-        recovery_progress.finish(now)
-        log.info(
-            "tables recovered: %s changelog records in %.1f s",
-            f"{recovery_progress.records_total:,}",
-            now - (recovery_progress.started_at or now),
-        )
+    """Sample the tables' recovery (sysmon_faust.stream.recovery_watch) once a second."""
+    recovery_watch.sample(app.tables.recovery, time.monotonic())  # type: ignore[attr-defined]
 
 
 @app.task
@@ -213,7 +173,7 @@ def health_state() -> dict[str, Any]:
         f"{s.partition}: {s.lag} records behind, no progress for {s.seconds:.0f} s" for s in stalled
     ]
     running = _agents_running() if ready else {"join_running": True, "intake_running": True}
-    sample_recovery(now)
+    recovery_watch.sample(recovery, now)
     reasons += [
         f"{name.removesuffix('_running')} has stopped" for name, up in running.items() if not up
     ]
@@ -228,7 +188,7 @@ def health_state() -> dict[str, Any]:
         "stalled_partitions": [str(s.partition) for s in stalled],
         **running,
         # Sampled once a second (watch_recovery): the current recovery, or the last.
-        "recovery": recovery_progress.answer(),
+        "recovery": recovery_watch.progress.answer(),
     }
 
 

@@ -189,9 +189,7 @@ def config(settings: Settings, client_id: str, max_record_bytes: int) -> dict[st
 
     ``max_record_bytes``: the largest record (bytes), as Faust's ``producer_max_request_size``.
     """
-    properties: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": client_id,
+    properties: dict[str, Any] = client_config(settings, client_id) | {
         "compression.type": settings.compression,
         # Kafka's default since 4.0 (KIP-1030), and Faust's producer_linger here.
         "linger.ms": 5,
@@ -200,6 +198,16 @@ def config(settings: Settings, client_id: str, max_record_bytes: int) -> dict[st
         # intake and Kafka Streams give a key (sysmon_faust.core.rekey).
         "partitioner": "murmur2_random",
         "message.max.bytes": max_record_bytes,
+    }
+    return properties
+
+
+def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    """librdkafka's properties of any client of the worker's: the cluster and its security, as
+    Faust's clients have them (``Settings.kafka_client_options``)."""
+    properties: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": client_id,
         "security.protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_uses_tls:

@@ -36,7 +36,14 @@ from faust.exceptions import AlreadyConfiguredWarning
 from sysmon_faust.compat import faust_fixes
 from sysmon_faust.core.rekey import kafka_partitioner
 from sysmon_faust.settings import Settings
-from sysmon_faust.stream import security, startup, state_check, transactions
+from sysmon_faust.stream import (
+    bulk_restore,
+    output_producer,
+    security,
+    startup,
+    state_check,
+    transactions,
+)
 from sysmon_faust.stream.faults import faults
 from sysmon_faust.stream.tree_replica import TreeReplica
 
@@ -224,6 +231,8 @@ events_by_guid_topic = app.topic(
 )
 
 faust_fixes.start_uncommitted_from_beginning(settings.topic_by_guid)
+# A worker without its state reads the changelogs in bulk first (issue 21).
+bulk_restore.install(app, output_producer.client_config(settings, f"{settings.app_id}-restore"))
 
 #: Keyed output topics also carry event time, so the ones this app creates keep
 #: records by size, not age. Per partition.

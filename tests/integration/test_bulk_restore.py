@@ -1,0 +1,160 @@
+"""The bulk restore of changelogs (stream/bulk_restore.py), against a real broker and RocksDB.
+
+The reference is the changelog replayed in a dict (last value wins, a
+tombstone deletes); the restore must leave every partition's database equal
+to it, with Faust's persisted offset at the partition's last record — also
+when a restore is killed midway and started again from what it wrote.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rocksdb
+
+from sysmon_faust.stream import bulk_restore
+from tests.support import create_topic, produce
+
+PARTITIONS = 3
+
+
+def _changelog(seed: int, records: int) -> list[tuple[int, bytes, bytes | None]]:
+    """(partition, key, value or None): overwrites and tombstones of a small key space."""
+    rng = random.Random(seed)
+    written = []
+    for n in range(records):
+        key = b"k%05d" % rng.randrange(records // 4)
+        value = None if rng.random() < 0.1 else b"v%d-" % n + b"x" * rng.randrange(200)
+        written.append((rng.randrange(PARTITIONS), key, value))
+    return written
+
+
+def _fill(bootstrap: str, topic: str, changelog: list[tuple[int, bytes, bytes | None]]) -> None:
+    create_topic(bootstrap, topic, PARTITIONS)
+    for partition in range(PARTITIONS):
+        mine = [(key, value) for p, key, value in changelog if p == partition]
+        values: list[Any] = [v for _, v in mine]
+        produce(bootstrap, topic, values, partition, keys=[k for k, _ in mine])
+
+
+def _reference(
+    changelog: list[tuple[int, bytes, bytes | None]],
+) -> dict[int, tuple[dict[bytes, bytes], int]]:
+    """Per partition: the state a replay leaves, and the offset of its last record."""
+    state: dict[int, tuple[dict[bytes, bytes], int]] = {p: ({}, -1) for p in range(PARTITIONS)}
+    for partition, key, value in changelog:
+        values, last = state[partition]
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+        state[partition] = (values, last + 1)
+    return state
+
+
+def _open(folder: Path, partition: int) -> rocksdb.DB:
+    return rocksdb.DB(str(folder / f"p{partition}.db"), rocksdb.Options(create_if_missing=True))
+
+
+def _contents(db: rocksdb.DB) -> tuple[dict[bytes, bytes], int | None]:
+    keys = db.iteritems()
+    keys.seek_to_first()
+    values = dict(keys)
+    offset = values.pop(bulk_restore.OFFSET_KEY, None)
+    return values, int(offset) if offset is not None else None
+
+
+def _partitions(topic: str, folder: Path) -> list[bulk_restore.Partition]:
+    parts = []
+    for partition in range(PARTITIONS):
+        db = _open(folder, partition)
+        persisted = _contents(db)[1]
+        parts.append(bulk_restore.Partition(topic, partition, db, persisted))
+    return parts
+
+
+def test_the_restored_state_is_the_changelog_replayed(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = unique_name("changelog")
+    changelog = _changelog(seed=11, records=30_000)
+    _fill(kafka_bootstrap, topic, changelog)
+    parts = _partitions(topic, tmp_path)
+
+    written = bulk_restore.restore(parts, {"bootstrap.servers": kafka_bootstrap}, min_records=1)
+
+    assert written == len(changelog)
+    for partition, (values, last) in _reference(changelog).items():
+        assert _contents(parts[partition].db) == (values, last)
+    # Nothing new on the topic: a second restore reads nothing (it starts after the offset).
+    again = [
+        bulk_restore.Partition(topic, part.partition, part.db, _contents(part.db)[1])
+        for part in parts
+    ]
+    assert bulk_restore.restore(again, {"bootstrap.servers": kafka_bootstrap}, min_records=1) == 0
+
+
+_KILLABLE = textwrap.dedent(
+    """
+    import sys, time, rocksdb
+    from sysmon_faust.stream import bulk_restore
+    bulk_restore.WRITE_EVERY = 500
+    topic, folder, bootstrap = sys.argv[1:4]
+    write = bulk_restore.Partition.write
+    def slow_write(self):  # slow enough to be killed between two batches
+        write(self)
+        time.sleep(0.05)
+    bulk_restore.Partition.write = slow_write
+    parts = []
+    for partition in range(3):
+        db = rocksdb.DB(f"{folder}/p{partition}.db", rocksdb.Options(create_if_missing=True))
+        parts.append(bulk_restore.Partition(topic, partition, db, None))
+    bulk_restore.restore(parts, {"bootstrap.servers": bootstrap}, min_records=1)
+    """
+)
+
+
+def test_a_restore_killed_midway_goes_on_from_its_last_batch(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = unique_name("changelog")
+    changelog = _changelog(seed=12, records=30_000)
+    _fill(kafka_bootstrap, topic, changelog)
+    restoring = subprocess.Popen(
+        [sys.executable, "-c", _KILLABLE, topic, str(tmp_path), kafka_bootstrap]
+    )
+    try:
+        # Killed once a few batches are in: RocksDB holds a prefix of each partition.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and restoring.poll() is None:
+            time.sleep(0.3)
+            if len(list(tmp_path.glob("p*.db/*.log"))) and _written_enough(tmp_path):
+                break
+        restoring.send_signal(signal.SIGKILL)
+        assert restoring.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if restoring.poll() is None:
+            restoring.kill()
+
+    parts = _partitions(topic, tmp_path)
+    midway = [part.persisted for part in parts]
+    reference = _reference(changelog)
+    assert any(offset is not None and offset < reference[p][1] for p, offset in enumerate(midway))
+
+    bulk_restore.restore(parts, {"bootstrap.servers": kafka_bootstrap}, min_records=1)
+    for partition, (values, last) in reference.items():
+        assert _contents(parts[partition].db) == (values, last)
+
+
+def _written_enough(folder: Path) -> bool:
+    """Whether the killable restore has written a few batches (read from its files: the
+    databases are locked by it)."""
+    return sum(f.stat().st_size for f in folder.glob("p*.db/*.log")) > 200_000
