@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -60,6 +62,10 @@ BULK_MIN_RECORDS: Final = 1_000
 CONSUME_BATCH: Final = 10_000
 #: Seconds without a record before the restore gives up (Faust's recovery goes on).
 STALL_SECONDS: Final = 60.0
+#: Share of Faust's ``broker_request_timeout`` (90 s) a restore may take: Faust
+#: runs the step the restore is hooked into under that timeout, and a timeout
+#: there ends its recovery loop for good (faust.tables.recovery, ``_wait``).
+DEADLINE_SHARE: Final = 0.6
 #: Faust's key of the persisted offset in each partition's database
 #: (faust.stores.rocksdb.Store.offset_key), written as Faust writes it.
 OFFSET_KEY: Final = b"__faust\x00offset__"
@@ -74,6 +80,10 @@ class Partition:
     db: Any  # rocksdb.DB of the partition (faust.stores.rocksdb.Store._db_for_partition)
     #: Faust's persisted offset: the last record already in ``db`` (None: nothing).
     persisted: int | None
+    #: Read no record at or past this offset: Faust's highwater + 1, where its
+    #: recovery will look for the end (None: the partition's end). A persisted
+    #: offset past Faust's highwater is a ConsistencyError in its recovery.
+    end: int | None = None
     #: Set by the restore: the last offset written (with the batch it ends).
     written: int | None = None
     records: int = 0
@@ -81,7 +91,7 @@ class Partition:
     _last: int | None = None
     _pending: int = 0
 
-    def add(self, offset: int, key: bytes, value: bytes | None) -> None:
+    def add(self, offset: int, key: bytes, value: bytes | None, stop: threading.Event) -> None:
         if self._batch is None:
             self._batch = rocksdb.WriteBatch()
         if value is None:
@@ -92,29 +102,55 @@ class Partition:
         self._pending += 1
         self.records += 1
         if self._pending >= WRITE_EVERY:
-            self.write()
+            self.write(stop)
 
-    def write(self) -> None:
-        """Write what was added, and the offset of the last of it, in one atomic write."""
-        if self._batch is None or self._last is None:
+    def write(self, stop: threading.Event, through: int | None = None) -> None:
+        """Write what was added, and the offset of the last of it, in one atomic write —
+        unless ``stop`` is set (the recovery this restore was for is gone: nothing more
+        may be written).
+
+        ``through``: everything up to this offset was read — what lies between
+        the last record and it (transaction markers, records of aborted
+        transactions) is passed too, and the offset written is it. So Faust's
+        recovery, which starts after the persisted offset, finds nothing left
+        instead of waiting out its two 5 s timeouts on markers under
+        exactly_once (issue 21).
+        """
+        if stop.is_set():
             return
-        self._batch.put(OFFSET_KEY, str(self._last).encode())
-        self.db.write(self._batch)
-        self.written, self._batch, self._pending = self._last, None, 0
+        last = self._last
+        if through is not None and (last is None or through > last):
+            last = through
+        already = self.written if self.written is not None else self.persisted
+        if last is None or (self._batch is None and already is not None and last <= already):
+            return
+        batch = self._batch if self._batch is not None else rocksdb.WriteBatch()
+        batch.put(OFFSET_KEY, str(last).encode())
+        self.db.write(batch)
+        self._last = self.written = last
+        self._batch, self._pending = None, 0
 
 
 def restore(
-    partitions: list[Partition], properties: dict[str, Any], min_records: int = BULK_MIN_RECORDS
+    partitions: list[Partition],
+    properties: dict[str, Any],
+    min_records: int = BULK_MIN_RECORDS,
+    deadline: float = math.inf,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Read each partition's changelog past its persisted offset into its database.
+    """Read each partition's changelog past its persisted offset (up to its ``end``) into its
+    database.
 
     ``properties``: librdkafka's for the worker's cluster
     (:func:`sysmon_faust.stream.output_producer.client_config`). Returns the
     records written: 0 when there are fewer than ``min_records`` to read.
-    Blocking: run it in a thread. Raises confluent_kafka.KafkaException on a
-    Kafka error, TimeoutError when no record came for :data:`STALL_SECONDS`
-    (what was written stays written).
+    ``deadline`` (``time.monotonic()``): stop there, after writing what was
+    read — Faust's recovery reads the rest. ``stop``: set by another thread,
+    nothing more is written. Blocking: run it in a thread. Raises
+    confluent_kafka.KafkaException on a Kafka error, TimeoutError when no
+    record came for :data:`STALL_SECONDS` (what was written stays written).
     """
+    stop = stop or threading.Event()
     consumer = Consumer(
         properties
         | {
@@ -123,6 +159,8 @@ def restore(
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            # A start offset out of range is an error, not a jump to the end.
+            "auto.offset.reset": "error",
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
         }
@@ -135,8 +173,11 @@ def restore(
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(part.topic, part.partition), timeout=10
             )
+            if part.end is not None:
+                high = min(high, part.end)
             start = max(part.persisted + 1 if part.persisted is not None else low, low)
             if high > start:
+                part.end = high
                 todo[(part.topic, part.partition)] = part
                 assignment.append(TopicPartition(part.topic, part.partition, start))
                 to_read += high - start
@@ -145,85 +186,138 @@ def restore(
         consumer.assign(assignment)
         active = dict(todo)
         last_record = time.monotonic()
-        while active:
+        while active and not stop.is_set() and time.monotonic() < deadline:
             messages = consumer.consume(CONSUME_BATCH, timeout=1.0)
             if not messages and time.monotonic() - last_record > STALL_SECONDS:
                 raise TimeoutError(f"no changelog record for {STALL_SECONDS:.0f} s")
             for message in messages:
                 error = message.error()
                 where = (message.topic(), message.partition())
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        done = active.pop(where, None)
-                        if done is not None:
-                            done.write()
-                        continue
-                    raise KafkaException(error)
-                key = message.key()
                 reading = active.get(where)
-                if reading is None or key is None:
-                    continue  # a partition done already; a keyless record Faust would not restore
-                reading.add(message.offset(), key, message.value())
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                    end = message.offset()  # the next offset: where the end was reached
+                    if reading is not None:
+                        del active[where]
+                        through = min(end, reading.end or end) - 1 if end is not None else None
+                        reading.write(stop, through=through)
+                    continue
+                if reading is None:
+                    continue  # a partition done already
+                offset = message.offset()
+                if reading.end is not None and offset >= reading.end:
+                    # Past Faust's highwater: the rest is its recovery's.
+                    del active[where]
+                    reading.write(stop, through=reading.end - 1)
+                    continue
+                key = message.key()
+                if key is not None:  # a keyless record Faust would not restore either
+                    reading.add(offset, key, message.value(), stop)
             if messages:
                 last_record = time.monotonic()
         return sum(part.records for part in todo.values())
     finally:
         for part in partitions:
-            part.write()
+            part.write(stop)
         consumer.close()
 
 
-async def restore_active(
-    app: Any, recovery: Any, tps: set[Any], properties: dict[str, Any]
-) -> None:
-    """:func:`restore` of Faust's actively recovered changelog partitions, in a thread; Faust's
-    offsets (``recovery.active_offsets``, its count of what is left) follow each batch written.
+#: One restore at a time per worker: a recovery that starts while an earlier
+#: one's thread still writes waits for it.
+_one_at_a_time = asyncio.Lock()
 
-    A failure is logged, not raised: Faust's recovery then reads what is left itself.
+
+async def restore_active(
+    app: Any, recovery: Any, tps: set[Any], properties: dict[str, Any],
+    min_records: int = BULK_MIN_RECORDS, seconds: float = math.inf,
+) -> None:  # fmt: skip
+    """:func:`restore` of Faust's actively recovered changelog partitions, in a thread, for at
+    most ``seconds``; Faust's offsets (``recovery.active_offsets``, its count of what is
+    left) follow each batch written.
+
+    Never raises (but CancelledError): a failure is logged and Faust's recovery reads
+    what is left itself. Cancelled (a rebalance, the worker stopping), it stops the
+    thread's writes and waits for the write in progress before it lets the
+    cancellation through: nothing is written to the databases after it returns.
     """
+    async with _one_at_a_time:
+        stop = threading.Event()
+        try:
+            partitions = _partitions(app, recovery, tps, min_records)
+            if not partitions:
+                return
+            started = time.monotonic()
+            recovery_watch.sample(recovery, started)
+            loop = asyncio.get_running_loop()
+            restoring = loop.run_in_executor(
+                None, restore, partitions, properties, min_records, started + seconds, stop
+            )
+            try:
+                while True:
+                    done, _ = await asyncio.wait({restoring}, timeout=0.5)
+                    for part in partitions:
+                        if part.written is not None:
+                            recovery.active_offsets[TP(part.topic, part.partition)] = part.written
+                    if done:
+                        break
+            except asyncio.CancelledError:
+                stop.set()
+                await asyncio.shield(restoring)
+                raise
+            recovery_watch.sample(recovery, time.monotonic())
+            records = restoring.result()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # Faust's recovery reads what is left: slower, not wrong
+            stop.set()
+            log.warning(
+                "bulk restore of the changelogs failed, Faust's recovery goes on: %r", error
+            )
+            return
+        stats.changelog_records_bulk_restored += records
+        if records:
+            seconds_taken = time.monotonic() - started
+            log.info(
+                "bulk restore: %s changelog records in %.1f s (%s records/s)",
+                f"{records:,}", seconds_taken, f"{records / max(seconds_taken, 1e-9):,.0f}",
+            )  # fmt: skip
+
+
+def _partitions(app: Any, recovery: Any, tps: set[Any], min_records: int) -> list[Partition]:
+    """The partitions worth a restore, each up to Faust's highwater; [] when, by Faust's own
+    figures, fewer than ``min_records`` are left (no consumer is made for them)."""
     partitions = []
+    left = 0
     for tp in sorted(tps):
+        highwater = recovery.active_highwaters.get(tp)
         store = private.changelog_store(app, tp.topic)
-        if store is not None:
-            db = store._db_for_partition(tp.partition)
-            partitions.append(Partition(tp.topic, tp.partition, db, store.persisted_offset(tp)))
-    if not partitions:
-        return
+        if store is None or highwater is None or highwater < 0:
+            continue  # not a raw RocksDB table, or nothing Faust would read
+        persisted = store.persisted_offset(tp)
+        if persisted is not None and persisted >= highwater:
+            continue
+        db = store._db_for_partition(tp.partition)
+        partitions.append(Partition(tp.topic, tp.partition, db, persisted, end=highwater + 1))
+        left += highwater - (persisted if persisted is not None else -1)
+    if left < min_records:
+        return []
     for part in partitions:
         # Faust's offsets (-1: nothing read), so that its count of what is left
         # — the recovery's progress — covers what is read here.
         persisted = -1 if part.persisted is None else part.persisted
         recovery.active_offsets[TP(part.topic, part.partition)] = persisted
-    started = time.monotonic()
-    recovery_watch.sample(recovery, started)
-    loop = asyncio.get_running_loop()
-    restoring = loop.run_in_executor(None, restore, partitions, properties)
-    while True:
-        done, _ = await asyncio.wait({restoring}, timeout=0.5)
-        for part in partitions:
-            if part.written is not None:
-                recovery.active_offsets[TP(part.topic, part.partition)] = part.written
-        if done:
-            break
-    recovery_watch.sample(recovery, time.monotonic())
-    try:
-        records = restoring.result()
-    except Exception as error:  # Faust's recovery reads what is left: slower, not wrong
-        log.warning("bulk restore of the changelogs failed, Faust's recovery goes on: %r", error)
-        return
-    stats.changelog_records_bulk_restored += records
-    if records:
-        seconds = time.monotonic() - started
-        log.info(
-            "bulk restore: %s changelog records in %.1f s (%s records/s)",
-            f"{records:,}", seconds, f"{records / max(seconds, 1e-9):,.0f}",
-        )  # fmt: skip
+    return partitions
 
 
-def install(app: Any, properties: dict[str, Any]) -> None:
-    """Restore in bulk before each of Faust's recoveries of active partitions."""
+def install(app: Any, properties: dict[str, Any], min_records: int = BULK_MIN_RECORDS) -> None:
+    """Restore in bulk before each of Faust's recoveries of active partitions (at least
+    ``min_records`` to read: under exactly_once 1, for the transaction markers), for
+    at most :data:`DEADLINE_SHARE` of Faust's ``broker_request_timeout``: Faust waits
+    that long for the step the restore runs in, then stops its recovery for good."""
+    seconds = DEADLINE_SHARE * float(app.conf.broker_request_timeout)
 
     async def hook(recovery: Any, tps: set[Any]) -> None:
-        await restore_active(app, recovery, tps, properties)
+        await restore_active(app, recovery, tps, properties, min_records, seconds)
 
     private.before_active_offsets(hook)

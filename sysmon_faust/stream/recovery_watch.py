@@ -48,7 +48,12 @@ def sample(recovery: Any, now: float) -> None:
 
 
 def _at_an_edge(recovery: Any) -> None:
-    sample(recovery, time.monotonic())
+    # Runs inside Faust's recovery: an exception here would leave its end
+    # never signalled (the recovery loop swallows it and waits on).
+    try:
+        sample(recovery, time.monotonic())
+    except Exception:
+        log.exception("recovery progress: a sample failed (the recovery goes on)")
 
 
 private.on_recovery_edges(_at_an_edge, _at_an_edge)

@@ -231,8 +231,14 @@ events_by_guid_topic = app.topic(
 )
 
 faust_fixes.start_uncommitted_from_beginning(settings.topic_by_guid)
-# A worker without its state reads the changelogs in bulk first (issue 21).
-bulk_restore.install(app, output_producer.client_config(settings, f"{settings.app_id}-restore"))
+# A worker without its state reads the changelogs in bulk first (issue 21);
+# under exactly_once also the transaction markers a clean restart finds.
+_EXACTLY_ONCE = settings.processing_guarantee == transactions.EXACTLY_ONCE
+bulk_restore.install(
+    app,
+    output_producer.client_config(settings, f"{settings.app_id}-restore"),
+    min_records=1 if _EXACTLY_ONCE else bulk_restore.BULK_MIN_RECORDS,
+)
 
 #: Keyed output topics also carry event time, so the ones this app creates keep
 #: records by size, not age. Per partition.

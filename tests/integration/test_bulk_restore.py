@@ -8,17 +8,21 @@ when a restore is killed midway and started again from what it wrote.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import rocksdb
+from aiokafka import AIOKafkaProducer
+from confluent_kafka import Consumer, TopicPartition
 
 from sysmon_faust.stream import bulk_restore
 from tests.support import create_topic, produce
@@ -102,6 +106,49 @@ def test_the_restored_state_is_the_changelog_replayed(
     assert bulk_restore.restore(again, {"bootstrap.servers": kafka_bootstrap}, min_records=1) == 0
 
 
+def test_nothing_is_read_past_fausts_highwater_nor_after_a_stop(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # Faust's recovery takes its highwaters before the restore runs; a
+    # persisted offset past them is a ConsistencyError in its recovery.
+    topic = unique_name("changelog")
+    changelog = _changelog(seed=14, records=12_000)
+    _fill(kafka_bootstrap, topic, changelog)
+    ends = [1_000, 2_500, 4]  # offsets (exclusive) per partition
+    parts = [
+        bulk_restore.Partition(topic, p, _open(tmp_path, p), None, end=ends[p])
+        for p in range(PARTITIONS)
+    ]
+    bulk_restore.restore(parts, {"bootstrap.servers": kafka_bootstrap}, min_records=1)
+    below = [(p, k, v) for n, (p, k, v) in _numbered(changelog) if n < ends[p]]
+    for partition, (values, last) in _reference(below).items():
+        assert _contents(parts[partition].db) == (values, last) == (values, ends[partition] - 1)
+
+    # Stopped (the recovery it was for is gone), or out of time: nothing is written.
+    stopped = threading.Event()
+    stopped.set()
+    for n, kwargs in enumerate(({"stop": stopped}, {"deadline": time.monotonic()})):
+        (tmp_path / f"fresh{n}").mkdir()
+        fresh = [
+            bulk_restore.Partition(topic, p, _open(tmp_path / f"fresh{n}", p), None)
+            for p in range(PARTITIONS)
+        ]
+        bulk_restore.restore(fresh, {"bootstrap.servers": kafka_bootstrap}, 1, **kwargs)  # type: ignore[arg-type]
+        assert all(_contents(part.db) == ({}, None) for part in fresh)
+
+
+def _numbered(
+    changelog: list[tuple[int, bytes, bytes | None]],
+) -> list[tuple[int, tuple[int, bytes, bytes | None]]]:
+    """Each record with its offset in its partition."""
+    offsets = dict.fromkeys(range(PARTITIONS), 0)
+    numbered = []
+    for record in changelog:
+        numbered.append((offsets[record[0]], record))
+        offsets[record[0]] += 1
+    return numbered
+
+
 _KILLABLE = textwrap.dedent(
     """
     import sys, time, rocksdb
@@ -109,8 +156,8 @@ _KILLABLE = textwrap.dedent(
     bulk_restore.WRITE_EVERY = 500
     topic, folder, bootstrap = sys.argv[1:4]
     write = bulk_restore.Partition.write
-    def slow_write(self):  # slow enough to be killed between two batches
-        write(self)
+    def slow_write(self, *args, **kwargs):  # slow enough to be killed between two batches
+        write(self, *args, **kwargs)
         time.sleep(0.05)
     bulk_restore.Partition.write = slow_write
     parts = []
@@ -158,3 +205,58 @@ def _written_enough(folder: Path) -> bool:
     """Whether the killable restore has written a few batches (read from its files: the
     databases are locked by it)."""
     return sum(f.stat().st_size for f in folder.glob("p*.db/*.log")) > 200_000
+
+
+async def _produce_in_transactions(
+    bootstrap: str, topic: str, transactions: list[tuple[bool, list[tuple[bytes, bytes | None]]]]
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"{topic}-writer", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for commit, records in transactions:
+            await producer.begin_transaction()
+            for key, value in records:
+                await producer.send_and_wait(topic, value, key=key, partition=0)
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
+    finally:
+        await producer.stop()
+
+
+def test_under_exactly_once_only_committed_records_are_restored_and_the_markers_passed(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # A changelog written in transactions, as the join writes it under
+    # exactly_once: committed and aborted ones, a commit marker after each.
+    topic = unique_name("changelog")
+    create_topic(kafka_bootstrap, topic, 1)
+    rng = random.Random(13)
+    transactions = []
+    for n in range(40):
+        records = [(b"k%03d" % rng.randrange(60), None if rng.random() < 0.1 else b"v%d" % n)
+                   for _ in range(rng.randrange(1, 30))]  # fmt: skip
+        transactions.append((rng.random() < 0.7, records))
+    asyncio.run(_produce_in_transactions(kafka_bootstrap, topic, transactions))
+    committed: dict[bytes, bytes] = {}
+    for commit, records in transactions:
+        for key, value in records if commit else ():
+            if value is None:
+                committed.pop(key, None)
+            else:
+                committed[key] = value
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{topic}-probe"})
+    end = probe.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    probe.close()
+
+    db = _open(tmp_path, 0)
+    part = bulk_restore.Partition(topic, 0, db, None)
+    bulk_restore.restore([part], {"bootstrap.servers": kafka_bootstrap}, min_records=1)
+
+    # The last offset is a commit or abort marker: the persisted offset is
+    # past it, so Faust's recovery has nothing left to wait for.
+    assert _contents(db) == (committed, end - 1)
+    assert part.records == sum(len(r) for commit, r in transactions if commit)
