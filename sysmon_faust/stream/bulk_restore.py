@@ -170,8 +170,11 @@ def restore(
         assignment = []
         to_read = 0
         for part in partitions:
+            if stop.is_set() or time.monotonic() >= deadline:
+                return 0
             low, high = consumer.get_watermark_offsets(
-                TopicPartition(part.topic, part.partition), timeout=10
+                TopicPartition(part.topic, part.partition),
+                timeout=max(min(10.0, deadline - time.monotonic()), 0.1),
             )
             if part.end is not None:
                 high = min(high, part.end)
@@ -191,16 +194,21 @@ def restore(
             if not messages and time.monotonic() - last_record > STALL_SECONDS:
                 raise TimeoutError(f"no changelog record for {STALL_SECONDS:.0f} s")
             for message in messages:
+                if stop.is_set():
+                    break  # told to stop: the rest of this fetch is not written either
                 error = message.error()
                 where = (message.topic(), message.partition())
                 reading = active.get(where)
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
+                        if message.topic() is None and not error.fatal():
+                            continue  # the connection's (librdkafka retries): not a partition's
                         raise KafkaException(error)
                     end = message.offset()  # the next offset: where the end was reached
                     if reading is not None:
                         del active[where]
-                        through = min(end, reading.end or end) - 1 if end is not None else None
+                        valid = end is not None and end >= 0
+                        through = min(end, reading.end or end) - 1 if valid else None
                         reading.write(stop, through=through)
                     continue
                 if reading is None:
@@ -226,6 +234,30 @@ def restore(
 #: One restore at a time per worker: a recovery that starts while an earlier
 #: one's thread still writes waits for it.
 _one_at_a_time = asyncio.Lock()
+#: The restore in progress: its stop event and its thread's future.
+_current: tuple[threading.Event, asyncio.Future[int]] | None = None
+
+
+async def _until_done(restoring: asyncio.Future[int]) -> None:
+    """Wait for the thread to end, through cancellations: after this nothing more is
+    written by it (a thread cannot be cancelled, only told to stop)."""
+    cancelled = False
+    while not restoring.done():
+        try:
+            await asyncio.wait({restoring})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def stop_current() -> None:
+    """Stop the restore in progress, if any, and wait for its last write (its partitions are
+    being revoked: Faust may close, reopen or write their databases next)."""
+    if _current is not None:
+        stop, restoring = _current
+        stop.set()
+        await _until_done(restoring)
 
 
 async def restore_active(
@@ -233,17 +265,21 @@ async def restore_active(
     min_records: int = BULK_MIN_RECORDS, seconds: float = math.inf,
 ) -> None:  # fmt: skip
     """:func:`restore` of Faust's actively recovered changelog partitions, in a thread, for at
-    most ``seconds``; Faust's offsets (``recovery.active_offsets``, its count of what is
-    left) follow each batch written.
+    most ``seconds`` from the call; Faust's offsets (``recovery.active_offsets``, its
+    count of what is left) follow each batch written.
 
-    Never raises (but CancelledError): a failure is logged and Faust's recovery reads
-    what is left itself. Cancelled (a rebalance, the worker stopping), it stops the
-    thread's writes and waits for the write in progress before it lets the
-    cancellation through: nothing is written to the databases after it returns.
+    Never raises but CancelledError: a failure is logged and Faust's recovery
+    reads what is left itself. Cancelled (a rebalance, the worker stopping), it
+    tells the thread to stop and waits for its write in progress before it
+    lets the cancellation through: nothing is written after it returns or
+    raises. Partitions being revoked stop it too (:func:`stop_current`).
     """
-    async with _one_at_a_time:
-        stop = threading.Event()
-        try:
+    global _current
+    deadline = time.monotonic() + seconds
+    stop = threading.Event()
+    restoring: asyncio.Future[int] | None = None
+    try:
+        async with _one_at_a_time:
             partitions = _partitions(app, recovery, tps, min_records)
             if not partitions:
                 return
@@ -251,37 +287,42 @@ async def restore_active(
             recovery_watch.sample(recovery, started)
             loop = asyncio.get_running_loop()
             restoring = loop.run_in_executor(
-                None, restore, partitions, properties, min_records, started + seconds, stop
+                None, restore, partitions, properties, min_records, deadline, stop
             )
+            _current = (stop, restoring)
             try:
-                while True:
-                    done, _ = await asyncio.wait({restoring}, timeout=0.5)
-                    for part in partitions:
-                        if part.written is not None:
-                            recovery.active_offsets[TP(part.topic, part.partition)] = part.written
-                    if done:
-                        break
-            except asyncio.CancelledError:
+                while not restoring.done():
+                    await asyncio.wait({restoring}, timeout=0.5)
+                    _follow(recovery, partitions)
+            finally:
                 stop.set()
-                await asyncio.shield(restoring)
-                raise
+                await _until_done(restoring)
+                _current = None
+                _follow(recovery, partitions)
             recovery_watch.sample(recovery, time.monotonic())
             records = restoring.result()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # Faust's recovery reads what is left: slower, not wrong
-            stop.set()
-            log.warning(
-                "bulk restore of the changelogs failed, Faust's recovery goes on: %r", error
-            )
-            return
-        stats.changelog_records_bulk_restored += records
-        if records:
-            seconds_taken = time.monotonic() - started
-            log.info(
-                "bulk restore: %s changelog records in %.1f s (%s records/s)",
-                f"{records:,}", seconds_taken, f"{records / max(seconds_taken, 1e-9):,.0f}",
-            )  # fmt: skip
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # Faust's recovery reads what is left: slower, not wrong
+        log.warning(
+            "bulk restore of the changelogs failed, Faust's recovery goes on: %r", error,
+            exc_info=True,
+        )  # fmt: skip
+        return
+    stats.changelog_records_bulk_restored += records
+    if records:
+        seconds_taken = time.monotonic() - started
+        log.info(
+            "bulk restore: %s changelog records in %.1f s (%s records/s)",
+            f"{records:,}", seconds_taken, f"{records / max(seconds_taken, 1e-9):,.0f}",
+        )  # fmt: skip
+
+
+def _follow(recovery: Any, partitions: list[Partition]) -> None:
+    """Faust's offsets at what the restore has written (its count of what is left)."""
+    for part in partitions:
+        if part.written is not None:
+            recovery.active_offsets[TP(part.topic, part.partition)] = part.written
 
 
 def _partitions(app: Any, recovery: Any, tps: set[Any], min_records: int) -> list[Partition]:
@@ -321,3 +362,9 @@ def install(app: Any, properties: dict[str, Any], min_records: int = BULK_MIN_RE
         await restore_active(app, recovery, tps, properties, min_records, seconds)
 
     private.before_active_offsets(hook)
+    app.on_partitions_revoked.connect(_stop_on_revoke)
+
+
+async def _stop_on_revoke(*_: Any, **__: Any) -> None:
+    # Faust's signal, sent before the stores are revoked and assigned anew.
+    await stop_current()

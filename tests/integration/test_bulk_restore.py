@@ -16,14 +16,19 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import rocksdb
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import Consumer, TopicPartition
+from faust.types import TP
 
+from sysmon_faust.compat import private
 from sysmon_faust.stream import bulk_restore
 from tests.support import create_topic, produce
 
@@ -240,6 +245,8 @@ def test_under_exactly_once_only_committed_records_are_restored_and_the_markers_
         records = [(b"k%03d" % rng.randrange(60), None if rng.random() < 0.1 else b"v%d" % n)
                    for _ in range(rng.randrange(1, 30))]  # fmt: skip
         transactions.append((rng.random() < 0.7, records))
+    aborted_tail = [(b"k%03d" % n, b"aborted") for n in range(5)]
+    transactions.append((False, aborted_tail))  # the end: an aborted transaction
     asyncio.run(_produce_in_transactions(kafka_bootstrap, topic, transactions))
     committed: dict[bytes, bytes] = {}
     for commit, records in transactions:
@@ -260,3 +267,81 @@ def test_under_exactly_once_only_committed_records_are_restored_and_the_markers_
     # past it, so Faust's recovery has nothing left to wait for.
     assert _contents(db) == (committed, end - 1)
     assert part.records == sum(len(r) for commit, r in transactions if commit)
+
+    # Faust's highwater inside that aborted transaction (its records filtered
+    # out, the end reached past it): the offset stops at the highwater.
+    tail_start = sum(len(records) + 1 for _, records in transactions[:-1])
+    (tmp_path / "bounded").mkdir()
+    db = _open(tmp_path / "bounded", 0)
+    bounded = bulk_restore.Partition(topic, 0, db, None, end=tail_start + 2)
+    bulk_restore.restore([bounded], {"bootstrap.servers": kafka_bootstrap}, min_records=1)
+    assert _contents(db) == (committed, tail_start + 1)
+
+
+def test_a_cancelled_restore_writes_nothing_once_it_has_returned(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As Faust runs it: before its own recovery, Faust's offsets following the
+    # batches written; then cancelled (a rebalance) while it still reads.
+    topic = unique_name("changelog")
+    changelog = _changelog(seed=15, records=30_000)
+    _fill(kafka_bootstrap, topic, changelog)
+    ends = Counter(partition for partition, _, _ in changelog)
+    databases = {p: _open(tmp_path, p) for p in range(PARTITIONS)}
+
+    class Store:  # the part of Faust's RocksDB store the restore uses
+        def persisted_offset(self, tp: TP) -> int | None:
+            return _contents(databases[tp.partition])[1]
+
+        def _db_for_partition(self, partition: int) -> rocksdb.DB:
+            return databases[partition]
+
+    write = bulk_restore.Partition.write
+
+    def slow_write(self: bulk_restore.Partition, *args: Any, **kwargs: Any) -> None:
+        write(self, *args, **kwargs)
+        time.sleep(0.05)
+
+    monkeypatch.setattr(private, "changelog_store", lambda app, topic: Store())
+    monkeypatch.setattr(bulk_restore, "WRITE_EVERY", 500)
+    monkeypatch.setattr(bulk_restore.Partition, "write", slow_write)
+    tps = {TP(topic, p) for p in range(PARTITIONS)}
+    recovery = SimpleNamespace(
+        active_highwaters={tp: ends[tp.partition] - 1 for tp in tps},
+        active_offsets=Counter(),
+        in_recovery=True,
+        active_remaining_total=lambda: 0,
+    )
+
+    async def cancel_midway() -> None:
+        restoring = asyncio.create_task(
+            bulk_restore.restore_active(
+                None, recovery, tps, {"bootstrap.servers": kafka_bootstrap}, min_records=1
+            )
+        )
+        await asyncio.sleep(1.5)
+        restoring.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await restoring
+
+    asyncio.run(cancel_midway())
+    offsets = {p: _contents(db)[1] for p, db in databases.items()}
+    time.sleep(1.0)
+    assert {p: _contents(db)[1] for p, db in databases.items()} == offsets
+    # Midway: something written, not everything (librdkafka may hand out one
+    # partition's records before another's: some may have none yet).
+    assert any(offset is not None for offset in offsets.values())
+    assert any(offset is None or offset < ends[p] - 1 for p, offset in offsets.items())
+    # Faust's offsets followed the batches written (-1: none yet).
+    assert {tp.partition: recovery.active_offsets[tp] for tp in tps} == {
+        p: -1 if offset is None else offset for p, offset in offsets.items()
+    }
+    # And what was written is a prefix of the changelog, replayed.
+    numbered = _numbered(changelog)
+    for p, offset in offsets.items():
+        last = -1 if offset is None else offset
+        prefix = [record for n, record in numbered if record[0] == p and n <= last]
+        assert _contents(databases[p])[0] == _reference(prefix)[p][0]
