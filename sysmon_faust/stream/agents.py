@@ -26,9 +26,9 @@ fills with Sysmon 1, 3 and 5 partitioned by process_guid, in batch records
   no record's: it stops the worker at that record, unacknowledged
   (:mod:`sysmon_faust.stream.faults`).
 * Offsets are committed only after the agent has handled a whole batch and the
-  records it sent are flushed (Faust flushes its producer before every
-  commit, and :func:`_settle_before_commit` the outputs' producer), so a
-  crash replays rather than loses (at-least-once). State a
+  records it sent — outputs and changelog writes — are flushed
+  (:func:`_settle_before_commit`), so a crash replays rather than loses
+  (at-least-once). State a
   replay could not rebuild — a waiting connect handed out — is deleted only
   after its record is acknowledged (:meth:`JoinState.settle`).
 * Ancestry: each enriched record carries the process's ancestors, read from
@@ -305,12 +305,10 @@ async def _settle_before_commit() -> None:
     except faults.OWN_FAULTS as exc:
         # A full disk, say: the commit waits for ever (the worker exits).
         await faults.stop_worker("join", "the activity summaries before a commit", exc, log)
-    sent = []
     for store, changes in state.unsent_changes():
-        sent += await outputs.send_changelog(_table(store), changes)
-    for one in sent:
-        faults.faults.watch_send("join", one, log)  # a failure stops the worker: no commit
-    await asyncio.gather(*sent, return_exceptions=True)
+        for sent in await outputs.send_changelog(_table(store), changes):
+            faults.faults.watch_send("join", sent, log)  # a failure stops the worker: no commit
+    await outputs.flush()  # these writes too, before the offsets go
     outputs.note_persisted()
 
 

@@ -17,10 +17,16 @@ librdkafka's retries (``message.timeout.ms``) fails its :class:`Delivery`,
 which stops the worker before any commit (:meth:`Faults.watch_send
 <sysmon_faust.stream.faults.Faults.watch_send>`, as for Faust's producer).
 
-Changelog writes stay with Faust's producer (Faust's recovery reads the
-offsets it reports), and so does everything under exactly_once: there each
-record's outputs go in the transaction of its source partition, which is
-Faust's aiokafka transactional producer (:mod:`sysmon_faust.stream.transactions`).
+The tables' changelog writes go the same way: where Faust's recovery starts
+after a restart is the persisted offset the join moves on from each
+acknowledged write's offset (:attr:`Delivery.offset`,
+:meth:`Outputs.note_persisted <sysmon_faust.stream.transactions.Outputs.note_persisted>`),
+not Faust's producer's. Through aiokafka a changelog write cost the event
+loop ~25 µs (Faust's producer, a future, a Python batch builder): four per
+ProcessCreate, so most of a creation's cost (``make bench``, table fill).
+Under exactly_once everything stays on Faust's aiokafka transactional
+producers: each record's outputs and changelog writes go in the
+transaction of its source partition (:mod:`sysmon_faust.stream.transactions`).
 
 Records of one partition keep their order: the producer is idempotent
 (KIP-98), so a retry neither reorders nor doubles them.
@@ -52,11 +58,13 @@ class Delivery:
     that served the report.
     """
 
-    __slots__ = ("_callbacks", "_done", "_epoch", "_error", "_outstanding")
+    __slots__ = ("_callbacks", "_done", "_epoch", "_error", "_outstanding", "offset")
 
     def __init__(self, epoch: int = 0, outstanding: dict[int, int] | None = None) -> None:
         self._done = False
         self._error: BaseException | None = None
+        #: The record's offset in its partition once acknowledged (-1 before).
+        self.offset = -1
         self._callbacks: list[Callable[[Delivery], None]] = []
         #: The flush epoch it was sent in, and its producer's count per epoch.
         self._epoch = epoch
@@ -70,11 +78,13 @@ class Delivery:
         else:
             self._callbacks.append(callback)
 
-    def _report(self, error: Any, _message: Any) -> None:
+    def _report(self, error: Any, message: Any) -> None:
         # librdkafka's on_delivery(err, msg), served by poll() on the loop.
         self._done = True
         if error is not None:
             self._error = confluent_kafka.KafkaException(error)
+        elif message is not None:
+            self.offset = message.offset()
         if self._outstanding is not None:
             left = self._outstanding[self._epoch] - 1
             if left:
@@ -93,6 +103,19 @@ class Delivery:
     def exception(self) -> BaseException | None:
         """The error (``confluent_kafka.KafkaException``); None: acknowledged, or not done."""
         return self._error
+
+    def result(self) -> Delivery:
+        """Itself once acknowledged (its :attr:`offset` set): read as aiokafka's
+        ``RecordMetadata`` is by ``Outputs.note_persisted``
+        (:mod:`sysmon_faust.stream.transactions`).
+
+        Raises the delivery's error, or ``asyncio.InvalidStateError`` while not done.
+        """
+        if not self._done:
+            raise asyncio.InvalidStateError("not delivered yet")
+        if self._error is not None:
+            raise self._error
+        return self
 
 
 class OutputProducer:

@@ -2,11 +2,10 @@
 
 at_least_once (default)
     Every output — joined, unmatched, enriched, alerts, dead letters,
-    process-tree links, target-lookup hops — goes through
-    librdkafka (:mod:`sysmon_faust.stream.output_producer`), changelog writes
-    through Faust's producer; both are flushed before Faust commits the
-    offsets they came from. A crash replays from the last commit: nothing
-    lost, some records twice.
+    process-tree links, target-lookup hops — and every changelog write goes
+    through librdkafka (:mod:`sysmon_faust.stream.output_producer`), flushed
+    before Faust commits the offsets they came from. A crash replays from
+    the last commit: nothing lost, some records twice.
 
 exactly_once
     Every record the join makes while it handles a record of re-keying
@@ -104,7 +103,11 @@ class Outputs:
         return await self._faust_send(topic, key, value, source_partition, timestamp_ms, partition)
 
     async def flush(self) -> None:
-        """Wait for every output sent so far to be acknowledged (Faust flushes its own producer)."""
+        """Wait for every output and changelog write sent so far to be acknowledged (or failed).
+
+        Faust flushes its own producer before each commit; this flushes the
+        outputs' producer, which under at_least_once sends both.
+        """
         if self.output_producer is not None:
             await self.output_producer.flush()
 
@@ -127,10 +130,13 @@ class Outputs:
 
     async def send_changelog(
         self, table: TableT, changes: Iterable[tuple[int, bytes, bytes | None]]
-    ) -> list[Awaitable[Any]]:
-        """Send a table's changes (partition, key, value or None); the futures of the sends.
+    ) -> list[Any]:
+        """Send a table's changes (partition, key, value or None); what each send returns
+        (:meth:`send`'s: a future of aiokafka's, or a :class:`Delivery
+        <sysmon_faust.stream.output_producer.Delivery>`).
 
-        In their partitions' transactions under exactly_once. Not awaited:
+        Under at_least_once through the outputs' producer (librdkafka), under
+        exactly_once in their partitions' transactions. Not awaited:
         where recovery of each partition starts after a clean restart (Faust's
         persisted offset) is moved on once its sends are acknowledged
         (:meth:`note_persisted`); after a crash under exactly_once the state
@@ -138,10 +144,14 @@ class Outputs:
         """
         topic = table.changelog_topic.get_topic_name()
         store: Any = table.data  # faust.stores.rocksdb.Store
-        futures = []
+        futures: list[Any] = []
         for partition, key, value in changes:
-            # Faust's producer: its result's offset is what recovery starts after.
-            sent = await self._faust_send(topic, key, value, partition, partition=partition)
+            # Its result's offset is what recovery starts after (note_persisted).
+            sent: Any
+            if self.output_producer is not None:
+                sent = await self.output_producer.send(topic, key, value, partition)
+            else:
+                sent = await self._faust_send(topic, key, value, partition, partition=partition)
             futures.append(sent)
             self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
         return futures

@@ -54,6 +54,11 @@ def test_keys_go_to_kafkas_partitions_in_order_and_flush_waits_for_every_deliver
     for record in records:
         assert record.key is not None
         assert record.partition == key_partition(record.key, PARTITIONS)
+    # Each delivery knows its record's offset: the changelog's persisted
+    # offsets (Outputs.note_persisted) are these.
+    offset_of = {record.json()["n"]: (record.partition, record.offset) for record in records}
+    for n, delivery in enumerate(deliveries):
+        assert delivery.result().offset == offset_of[n][1]
     by_key: dict[bytes, list[int]] = {}
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         assert record.key is not None

@@ -3,13 +3,25 @@ librdkafka's properties for the worker's settings (librdkafka itself checks them
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import confluent_kafka
+import pytest
 
 from sysmon_faust.settings import Settings
 from sysmon_faust.stream import output_producer
 from sysmon_faust.stream.output_producer import Delivery
+
+
+class _Message:
+    """What librdkafka hands a delivery report: the record, with its offset once written."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
 
 
 def test_a_delivery_runs_its_callbacks_once_reported_and_keeps_the_error() -> None:
@@ -19,9 +31,11 @@ def test_a_delivery_runs_its_callbacks_once_reported_and_keeps_the_error() -> No
     refused.add_done_callback(lambda d: seen.append(("refused", d.exception())))
     assert not acknowledged.done() and seen == []
 
-    acknowledged._report(None, object())
+    with pytest.raises(asyncio.InvalidStateError):
+        acknowledged.result()
+    acknowledged._report(None, _Message(offset=41))
     error = confluent_kafka.KafkaError(confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE)
-    refused._report(error, object())
+    refused._report(error, _Message(offset=-1001))
 
     assert acknowledged.done() and not acknowledged.cancelled()
     assert acknowledged.exception() is None
@@ -29,6 +43,10 @@ def test_a_delivery_runs_its_callbacks_once_reported_and_keeps_the_error() -> No
     assert isinstance(failed, confluent_kafka.KafkaException)
     assert failed.args[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
     assert seen == [("ok", None), ("refused", failed)]
+    # Read as aiokafka's RecordMetadata is by note_persisted: the record's offset.
+    assert acknowledged.result().offset == 41
+    with pytest.raises(confluent_kafka.KafkaException):
+        refused.result()
     late: list[Delivery] = []
     acknowledged.add_done_callback(late.append)  # added after the report: at once
     assert late == [acknowledged]

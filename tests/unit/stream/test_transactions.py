@@ -1,11 +1,16 @@
-"""exactly_once: local state is kept after a clean stop, discarded after a crash."""
+"""exactly_once: local state is kept after a clean stop, discarded after a crash; where the
+join's records and changelog writes go under each guarantee."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
+
+from sysmon_faust.stream.output_producer import Delivery
 from sysmon_faust.stream.transactions import Outputs, discard_state_after_crash, mark_clean_stop
 
 
@@ -57,3 +62,55 @@ def test_at_least_once_outputs_go_to_the_outputs_producer_with_their_timestamp_i
     assert recording.sent == [("enriched", b"{g}", b"{}", 3, 1_764_000_000_123)]
     # Under exactly_once the transaction's producer sends them, never this one.
     assert Outputs(None, "by-guid", True, recording).output_producer is None  # type: ignore[arg-type]
+
+
+class _DeliveringProducer:
+    """Sends become :class:`Delivery` objects, reported when the test says."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.deliveries: list[Delivery] = []
+
+    async def send(self, *args: Any) -> Delivery:
+        self.sent.append(args)
+        self.deliveries.append(Delivery())
+        return self.deliveries[-1]
+
+
+class _Offset:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Table:
+    """A Faust table as send_changelog reads it: its changelog topic, its store's offsets."""
+
+    def __init__(self) -> None:
+        topic = "app-process-create-changelog"
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: topic)
+        self.persisted: dict[TP, int] = {}
+        self.data = SimpleNamespace(set_persisted_offset=self.persisted.__setitem__)
+
+
+def test_changelog_writes_go_to_the_outputs_producer_and_persist_acknowledged_offsets() -> None:
+    producer = _DeliveringProducer()
+    outputs = Outputs(None, "by-guid", False, producer)  # type: ignore[arg-type]
+    table = _Table()
+    changes = [(0, b"a", b"1"), (0, b"b", None), (1, b"c", b"3")]
+    sent = asyncio.run(outputs.send_changelog(table, changes))  # type: ignore[arg-type]
+    assert sent == producer.deliveries
+    topic = "app-process-create-changelog"
+    assert producer.sent == [(topic, b"a", b"1", 0), (topic, b"b", None, 0), (topic, b"c", b"3", 1)]
+
+    first, second, other = producer.deliveries
+    second._report(None, _Offset(8))  # acknowledged before the one sent before it
+    other._report(None, _Offset(4))
+    outputs.note_persisted()
+    # Partition 0 waits for its first write: recovery must not start past it.
+    assert table.persisted == {TP(topic, 1): 4}
+    first._report(None, _Offset(7))
+    outputs.note_persisted()
+    assert table.persisted == {TP(topic, 0): 8, TP(topic, 1): 4}
