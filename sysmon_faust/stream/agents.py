@@ -147,6 +147,7 @@ async def _forget_state(*args: Any, **kwargs: Any) -> None:
     if not EXACTLY_ONCE:
         await _settle_before_commit()
     engine.forget()
+    outputs.forget_persisted()
     sent_by_record.clear()
     handled_up_to.clear()  # after the rebalance: from the committed offsets again
 
@@ -305,9 +306,14 @@ async def _settle_before_commit() -> None:
     except faults.OWN_FAULTS as exc:
         # A full disk, say: the commit waits for ever (the worker exits).
         await faults.stop_worker("join", "the activity summaries before a commit", exc, log)
-    for store, changes in state.unsent_changes():
-        for sent in await outputs.send_changelog(_table(store), changes):
-            faults.faults.watch_send("join", sent, log)  # a failure stops the worker: no commit
+    try:
+        for store, changes in state.unsent_changes():
+            for sent in await outputs.send_changelog(_table(store), changes):
+                faults.faults.watch_send("join", sent, log)  # a failure stops the worker
+    except faults.OWN_FAULTS as exc:
+        # Refused at once (a value over message.max.bytes): the changes are
+        # taken, so this commit and every later one must not go.
+        await faults.stop_worker("join", "the changelog writes before a commit", exc, log)
     await outputs.flush()  # these writes too, before the offsets go
     outputs.note_persisted()
 

@@ -167,7 +167,7 @@ class Intake(Service):
         self._released_ms = -1
         self._watermarks: dict[int, int] = {}
         self._told_detail = False
-        #: Faust's queue of changelog writes not sent yet (_make_way_for_the_join).
+        #: Faust's producer buffer: records not sent yet (_make_way_for_the_join).
         self._pending: asyncio.Queue[Any] | None = None
 
     async def on_start(self) -> None:
@@ -360,12 +360,12 @@ class Intake(Service):
             self.consumer.resume(*to_resume)
 
     async def _make_way_for_the_join(self) -> None:
-        # The intake shares the event loop with the join agent, and Faust's
-        # table writes its changelog through a buffer that sends one record
-        # per loop iteration (and stops the agent when 100 are waiting). An
-        # intake that only yielded between batches left the join ~90 rows/s
-        # while it ran. So it yields every few milliseconds, and lets the
-        # buffer drain first: the join's backlog is the intake's backpressure.
+        # The intake shares the event loop with the join agent. Faust's
+        # producer sends through a buffer one record per loop iteration (and
+        # stops the agent when 100 are waiting); the join's changelog writes
+        # went that way once, and an intake that only yielded between batches
+        # left the join ~90 rows/s. So it yields every few milliseconds, and
+        # lets that buffer (ticks, Faust's own records) drain first.
         pending = self._pending or private.producer_buffer(app)
         self._pending = pending
         if pending.qsize() or time.perf_counter() >= self._next_yield:

@@ -58,10 +58,11 @@ class Delivery:
     that served the report.
     """
 
-    __slots__ = ("_callbacks", "_done", "_epoch", "_error", "_outstanding", "offset")
+    __slots__ = ("_callbacks", "_cancelled", "_done", "_epoch", "_error", "_outstanding", "offset")
 
     def __init__(self, epoch: int = 0, outstanding: dict[int, int] | None = None) -> None:
         self._done = False
+        self._cancelled = False
         self._error: BaseException | None = None
         #: The record's offset in its partition once acknowledged (-1 before).
         self.offset = -1
@@ -80,11 +81,21 @@ class Delivery:
 
     def _report(self, error: Any, message: Any) -> None:
         # librdkafka's on_delivery(err, msg), served by poll() on the loop.
-        self._done = True
         if error is not None:
             self._error = confluent_kafka.KafkaException(error)
         elif message is not None:
             self.offset = message.offset()
+        self._finish()
+
+    def _never_sent(self) -> None:
+        # Its send was interrupted before librdkafka took the record (cancelled
+        # while the queue was full): no report will come, and no flush may
+        # wait for one.
+        self._cancelled = True
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
         if self._outstanding is not None:
             left = self._outstanding[self._epoch] - 1
             if left:
@@ -98,7 +109,7 @@ class Delivery:
         return self._done
 
     def cancelled(self) -> bool:
-        return False
+        return self._cancelled
 
     def exception(self) -> BaseException | None:
         """The error (``confluent_kafka.KafkaException``); None: acknowledged, or not done."""
@@ -109,10 +120,13 @@ class Delivery:
         ``RecordMetadata`` is by ``Outputs.note_persisted``
         (:mod:`sysmon_faust.stream.transactions`).
 
-        Raises the delivery's error, or ``asyncio.InvalidStateError`` while not done.
+        Raises the delivery's error, ``asyncio.CancelledError`` for a record never
+        produced, or ``asyncio.InvalidStateError`` while not done.
         """
         if not self._done:
             raise asyncio.InvalidStateError("not delivered yet")
+        if self._cancelled:
+            raise asyncio.CancelledError("never produced")
         if self._error is not None:
             raise self._error
         return self
@@ -160,16 +174,20 @@ class OutputProducer:
             optional["partition"] = partition
         if timestamp_ms is not None:
             optional["timestamp"] = timestamp_ms
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=delivery._report, **optional)
-                break
-            except BufferError:
-                producer.poll(0)
-                await asyncio.sleep(POLL_INTERVAL)
-            except confluent_kafka.KafkaException as refused:
-                delivery._report(refused.args[0], None)  # no flush waits for it
-                raise
+        try:
+            while True:
+                try:
+                    producer.produce(topic, value, key, on_delivery=delivery._report, **optional)
+                    break
+                except BufferError:
+                    producer.poll(0)
+                    await asyncio.sleep(POLL_INTERVAL)
+        except confluent_kafka.KafkaException as refused:
+            delivery._report(refused.args[0], None)  # no flush waits for it
+            raise
+        except BaseException:
+            delivery._never_sent()  # nor for a record never produced
+            raise
         if not self._in_flight.is_set():
             self._in_flight.set()
         return delivery

@@ -60,6 +60,8 @@ class Outputs:
         self.output_producer = None if exactly_once else output_producer
         #: Per changelog partition: its store, and its sends not yet noted, in order.
         self._persisting: dict[TP, tuple[Any, deque[Any]]] = {}
+        #: Per changelog partition: the persisted offset last written by this worker.
+        self._persisted: dict[TP, int] = {}
 
     def transactional_id(self, source_partition: int) -> str | None:
         if not self.exactly_once:
@@ -156,19 +158,33 @@ class Outputs:
             self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
         return futures
 
+    def forget_persisted(self) -> None:
+        """Forget the persisted offsets written (a rebalance: a partition may come back
+        after another worker, or Faust's recovery, moved its offset on)."""
+        self._persisted.clear()
+
     def note_persisted(self) -> None:
         """Move each changelog partition's persisted offset past its acknowledged sends.
 
         One RocksDB write per partition and call, for the last of the sends
         acknowledged in a row from the oldest (a later one may be
-        acknowledged before an earlier is retried).
+        acknowledged before an earlier is retried). Never past a send that
+        failed: it stays first, and the worker stops for it
+        (:meth:`Faults.watch_send <sysmon_faust.stream.faults.Faults.watch_send>`)
+        — a restart then reads the changelog from before it. Never backwards,
+        and never to an offset a report lacks (librdkafka's -1001).
         """
         for tp, (store, sends) in self._persisting.items():
-            last = None
+            offset = -1
             while sends and sends[0].done():
-                last = sends.popleft()
-            if last is not None and not last.cancelled() and last.exception() is None:
-                store.set_persisted_offset(tp, last.result().offset)
+                first = sends[0]
+                if first.cancelled() or first.exception() is not None:
+                    break
+                offset = max(offset, first.result().offset)
+                sends.popleft()
+            if offset >= 0 and offset > self._persisted.get(tp, -1):
+                store.set_persisted_offset(tp, offset)
+                self._persisted[tp] = offset
 
 
 def discard_state_after_crash(data_dir: Path, state_dir: Path) -> bool:

@@ -325,13 +325,14 @@ class JoinState:
     def seal(self, sent: list[Any]) -> None:
         """Under at_least_once: the connects handed out by the current record wait for ``sent``.
 
-        ``sent``: the futures of every record the current record made
-        (outputs and changelog writes; asyncio futures of aiokafka). Their entries are deleted by
+        ``sent``: what the sends of every record the current record made
+        returned (outputs and changelog writes: librdkafka's deliveries, read
+        like asyncio futures). Their entries are deleted by
         :meth:`settle_acknowledged` once all are acknowledged; a crash
         before that replays the record (its offset is not committed before
-        Faust's producer flush), which hands them out again — at least
-        once. Waiting for them here instead (a producer flush per record)
-        stalled the join: measured with ``make bench``, see the README.
+        they are flushed), which hands them out again — at least once.
+        Waiting for them here instead (a producer flush per record) stalled
+        the join: measured with ``make bench``, see the README.
         """
         if self._unsealed:
             self._sealed.append((sent, self._unsealed))

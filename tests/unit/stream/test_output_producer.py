@@ -95,3 +95,30 @@ def test_tls_without_a_ca_file_trusts_the_systems_cas() -> None:
     properties = output_producer.config(settings, "app-join-outputs", 1024 * 1024)
     assert properties["ssl.ca.location"] == "probe"
     confluent_kafka.Producer(properties)
+
+
+def test_a_send_cancelled_while_the_queue_is_full_leaves_no_flush_waiting() -> None:
+    # No broker (a closed port): the one record librdkafka's queue holds fails
+    # after message.timeout.ms; the second send waits for room and is cancelled.
+    producer = output_producer.OutputProducer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "queue.buffering.max.messages": 1,
+            "message.timeout.ms": 500,
+            "log_level": 0,
+        }
+    )
+
+    async def scenario() -> Delivery:
+        first = await producer.send("t", b"k", b"1", partition=0)
+        waiting = asyncio.ensure_future(producer.send("t", b"k", b"2", partition=0))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # the queue is full
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.wait_for(producer.flush(), 10)  # waited for ever before
+        return first
+
+    first = asyncio.run(scenario())
+    assert isinstance(first.exception(), confluent_kafka.KafkaException)  # timed out

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import confluent_kafka
 from faust.types import TP
 
 from sysmon_faust.stream.output_producer import Delivery
@@ -114,3 +115,31 @@ def test_changelog_writes_go_to_the_outputs_producer_and_persist_acknowledged_of
     first._report(None, _Offset(7))
     outputs.note_persisted()
     assert table.persisted == {TP(topic, 0): 8, TP(topic, 1): 4}
+
+
+def test_the_persisted_offset_never_passes_a_failed_write_nor_goes_back() -> None:
+    producer = _DeliveringProducer()
+    outputs = Outputs(None, "by-guid", False, producer)  # type: ignore[arg-type]
+    table = _Table()
+    topic = "app-process-create-changelog"
+    changes = [(0, b"a", b"1"), (0, b"b", b"2"), (0, b"c", b"3")]
+    asyncio.run(outputs.send_changelog(table, changes))  # type: ignore[arg-type]
+    first, failed, third = producer.deliveries
+    first._report(None, _Offset(7))
+    failed._report(confluent_kafka.KafkaError(confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE), None)
+    third._report(None, _Offset(9))
+    outputs.note_persisted()
+    outputs.note_persisted()
+    # A restart reads the changelog from after 7: the failed write's key is
+    # whatever the records before it made (the worker stops for the failure).
+    assert table.persisted == {TP(topic, 0): 7}
+
+    # A report without an offset (librdkafka's -1001) moves nothing, nor back.
+    outputs = Outputs(None, "by-guid", False, producer)  # type: ignore[arg-type]
+    table = _Table()
+    asyncio.run(outputs.send_changelog(table, [(0, b"a", b"1"), (0, b"b", b"2")]))  # type: ignore[arg-type]
+    later, unknown = producer.deliveries[-2:]
+    later._report(None, _Offset(12))
+    unknown._report(None, _Offset(-1001))
+    outputs.note_persisted()
+    assert table.persisted == {TP(topic, 0): 12}
