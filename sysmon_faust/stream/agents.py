@@ -212,6 +212,7 @@ async def join_by_process_guid(stream: StreamT[bytes]) -> None:
     """The stream-table join, one process_guid partition at a time (see the module docstring)."""
     await _tree_caught_up()
     async for event in stream.events():
+        await faults.hold_if_stopping()
         message = event.message
         if faust_fixes.drop_if_fetched_before_seek(app, message):
             # Fetched before a rebalance's seek, which brings it again (faust_fixes, 9.).

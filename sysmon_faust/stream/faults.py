@@ -170,6 +170,19 @@ async def stop_worker(
         _exit_now()
 
 
+async def hold_if_stopping() -> None:
+    """Never return once a fault stops the worker; return at once otherwise.
+
+    The worker's parts call it before each write to their RocksDB: on a full
+    disk a write may block the event loop for good (a memtable that cannot
+    be flushed), and then nothing answers ``/health`` with the reason for
+    the seconds before the exit. A stopped worker writes nothing more — its
+    records are not acknowledged, a restart replays them.
+    """
+    if faults.stopping:
+        await asyncio.Event().wait()
+
+
 def _exit_now() -> NoReturn:
     for handler in logging.getLogger().handlers:
         handler.flush()

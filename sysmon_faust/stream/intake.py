@@ -226,6 +226,7 @@ class Intake(Service):
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
                 if not batch and not self.read_up_to:
                     continue
+                await faults.hold_if_stopping()  # the process-tree copy is RocksDB
                 async with self.batch_lock:
                     await self._process(batch)
             except faults.OWN_FAULTS as exc:

@@ -57,7 +57,7 @@ from sysmon_faust.core.ancestry import (
     decode_watermark,
 )
 from sysmon_faust.core.rekey import key_partition
-from sysmon_faust.stream import state_check
+from sysmon_faust.stream import faults, state_check
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,7 @@ class TreeReplica:
                 log.warning("process-tree copy: %r; retrying", exc)
                 await asyncio.sleep(1)
                 continue
+            await faults.hold_if_stopping()
             for tp, records in fetched.items():
                 self.apply(records, tp.partition)
             if not self.caught_up.is_set() and await self._reached(consumer, end_at_start):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,8 @@ from sysmon_faust.stream.faults import (
     EXIT_WATCHDOG_SECONDS,
     Faults,
     describe,
+    faults,
+    hold_if_stopping,
     is_own_fault,
 )
 
@@ -87,3 +90,22 @@ def test_a_stopped_worker_exits_even_when_its_event_loop_is_blocked() -> None:
     took = time.monotonic() - started
     assert done.returncode == EXIT_STATUS, done.stderr.decode(errors="replace")[-2000:]
     assert took < EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS + 10
+
+
+def test_a_stopped_worker_s_parts_hold_before_writing_anything_more() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        running = asyncio.ensure_future(hold_if_stopping())
+        await asyncio.sleep(0)
+        went_on = running.done()
+        faults.stopping = True
+        try:
+            held = asyncio.ensure_future(hold_if_stopping())
+            await asyncio.sleep(0.05)
+            stays = not held.done()
+            held.cancel()
+        finally:
+            faults.stopping = False
+        return went_on, stays
+
+    went_on, stays = asyncio.run(scenario())
+    assert went_on and stays
