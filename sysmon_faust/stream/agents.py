@@ -147,7 +147,6 @@ async def _forget_state(*args: Any, **kwargs: Any) -> None:
     if not EXACTLY_ONCE:
         await _settle_before_commit()
     engine.forget()
-    outputs.forget_persisted()
     sent_by_record.clear()
     handled_up_to.clear()  # after the rebalance: from the committed offsets again
 

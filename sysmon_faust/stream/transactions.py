@@ -60,8 +60,6 @@ class Outputs:
         self.output_producer = None if exactly_once else output_producer
         #: Per changelog partition: its store, and its sends not yet noted, in order.
         self._persisting: dict[TP, tuple[Any, deque[Any]]] = {}
-        #: Per changelog partition: the persisted offset last written by this worker.
-        self._persisted: dict[TP, int] = {}
 
     def transactional_id(self, source_partition: int) -> str | None:
         if not self.exactly_once:
@@ -149,19 +147,10 @@ class Outputs:
         futures: list[Any] = []
         for partition, key, value in changes:
             # Its result's offset is what recovery starts after (note_persisted).
-            sent: Any
-            if self.output_producer is not None:
-                sent = await self.output_producer.send(topic, key, value, partition)
-            else:
-                sent = await self._faust_send(topic, key, value, partition, partition=partition)
+            sent = await self.send(topic, key, value, partition, partition=partition)
             futures.append(sent)
             self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
         return futures
-
-    def forget_persisted(self) -> None:
-        """Forget the persisted offsets written (a rebalance: a partition may come back
-        after another worker, or Faust's recovery, moved its offset on)."""
-        self._persisted.clear()
 
     def note_persisted(self) -> None:
         """Move each changelog partition's persisted offset past its acknowledged sends.
@@ -171,8 +160,10 @@ class Outputs:
         acknowledged before an earlier is retried). Never past a send that
         failed: it stays first, and the worker stops for it
         (:meth:`Faults.watch_send <sysmon_faust.stream.faults.Faults.watch_send>`)
-        — a restart then reads the changelog from before it. Never backwards,
-        and never to an offset a report lacks (librdkafka's -1001).
+        — a restart then reads the changelog from before it. Never to an
+        offset a report lacks (librdkafka's -1001); never backwards, as each
+        partition's sends are acknowledged in the order sent (an idempotent
+        producer, KIP-98).
         """
         for tp, (store, sends) in self._persisting.items():
             offset = -1
@@ -182,9 +173,8 @@ class Outputs:
                     break
                 offset = max(offset, first.result().offset)
                 sends.popleft()
-            if offset >= 0 and offset > self._persisted.get(tp, -1):
+            if offset >= 0:
                 store.set_persisted_offset(tp, offset)
-                self._persisted[tp] = offset
 
 
 def discard_state_after_crash(data_dir: Path, state_dir: Path) -> bool:
