@@ -8,8 +8,9 @@ as they stream by.
 
 * :mod:`.logsource` — which Sysmon event ids a rule's logsource means;
 * :mod:`.values` — one field tested against one pySigma value;
-* :mod:`.conditions` — a parsed condition into one predicate, and the
-  literals any match must contain (the index);
+* :mod:`.conditions` — a parsed condition into one predicate;
+* :mod:`.index` — what any match of a rule holds (pieces of text, whole
+  values, last parts of paths), and the candidate rules of an event;
 * :mod:`.fields` — an event as Sigma sees it: its Sysmon fields, its
   process's creation fields and its ancestry;
 * :mod:`.ruleset` — loading files and folders, refusing what cannot be

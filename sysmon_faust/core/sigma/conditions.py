@@ -1,4 +1,4 @@
-"""A parsed Sigma condition as one predicate, and the literals any match must contain.
+"""A parsed Sigma condition as one predicate.
 
 pySigma's ``SigmaCondition.parse()`` resolves a condition — identifiers,
 ``1 of selection_*``, ``all of them``, parentheses, ``and``/``or``/``not`` —
@@ -8,15 +8,12 @@ field (``ConditionValueExpression``, a keyword). :func:`compile_condition`
 turns the tree into nested closures (:mod:`.values` for the leaves); a rule
 with several conditions matches when one does (Sigma specification, "Condition").
 
-:func:`required_literals` reads the same tree for the index
-(:mod:`.ruleset`): a set of lower-case strings of which every matching
-event's text contains at least one — or None when the tree gives no such
-guarantee (a ``not``, a regular expression, a number).
+:mod:`.index` reads the same tree for what every match holds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from sigma.conditions import (
     ConditionAND,
@@ -26,11 +23,9 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.types import (
-    SigmaCasedString,
     SigmaCIDRExpression,
     SigmaExpansion,
     SigmaNumber,
-    SigmaString,
 )
 
 from sysmon_faust.core.sigma.values import (
@@ -45,9 +40,6 @@ from sysmon_faust.core.sigma.values import (
     keyword_test,
     string_shape,
 )
-
-#: A literal shorter than this is in too many events to narrow anything down.
-MIN_LITERAL: Final = 3
 
 
 def compile_condition(node: Any) -> Test:
@@ -132,37 +124,6 @@ def any_of(tests: list[Test]) -> Test:
     return one
 
 
-def required_literals(node: Any, unknown: frozenset[str] = frozenset()) -> frozenset[str] | None:
-    """Lower-case strings of which a matching event contains one; None: no guarantee.
-
-    ``and`` needs only one of its parts, so it takes the part whose shortest
-    literal is longest (the rarest, likely); ``or`` needs all of its parts'
-    sets. A wildcard string contributes its longest plain part. Tests of the
-    fields in ``unknown`` (and keywords, when there are such fields) give no
-    guarantee: what the event alone says about a rule that uses context.
-    """
-    if isinstance(node, ConditionAND):
-        best: frozenset[str] | None = None
-        for arg in node.args:
-            literals = required_literals(arg, unknown)
-            if literals is not None and (best is None or _strength(literals) > _strength(best)):
-                best = literals
-        return best
-    if isinstance(node, ConditionOR):
-        union: set[str] = set()
-        for arg in node.args:
-            literals = required_literals(arg, unknown)
-            if literals is None:
-                return None
-            union |= literals
-        return frozenset(union)
-    if isinstance(node, ConditionFieldEqualsValueExpression) and node.field not in unknown:
-        return _value_literals(node.value)
-    if isinstance(node, ConditionValueExpression) and not unknown:
-        return _value_literals(node.value)
-    return None
-
-
 def required_event_ids(node: Any) -> frozenset[int] | None:
     """The Sysmon event ids a match needs (from its ``EventID`` tests); None: any.
 
@@ -194,28 +155,4 @@ def required_event_ids(node: Any) -> frozenset[int] | None:
     return None
 
 
-def _strength(literals: frozenset[str]) -> tuple[int, int]:
-    return (min(len(literal) for literal in literals), -len(literals))
-
-
-def _value_literals(value: Any) -> frozenset[str] | None:
-    if isinstance(value, SigmaExpansion):
-        union: set[str] = set()
-        for alternative in value.values:
-            literals = _value_literals(alternative)
-            if literals is None:
-                return None
-            union |= literals
-        return frozenset(union)
-    # cased strings are left out: lower() of a text is not always the
-    # concatenation of its parts' lower() (Greek final sigma), so a cased
-    # literal's lower case is no guarantee.
-    if isinstance(value, SigmaString) and not isinstance(value, SigmaCasedString):
-        plain = [part.lower() for part in value.s if isinstance(part, str)]
-        longest = max(plain, key=len, default="")
-        if len(longest) >= MIN_LITERAL:
-            return frozenset((longest,))
-    return None
-
-
-__all__ = ["Fields", "any_of", "compile_condition", "required_literals"]
+__all__ = ["Fields", "any_of", "compile_condition", "required_event_ids"]

@@ -1,4 +1,4 @@
-"""Sigma rules loaded, compiled once, and indexed by event id and required literals.
+"""Sigma rules loaded, compiled once, and indexed by event id and what any match holds.
 
 :func:`load` reads rule files and folders (SigmaHQ's layout: any depth,
 ``.yml``/``.yaml``) with pySigma, keeps the rules whose logsource is a Sysmon
@@ -9,11 +9,11 @@ PowerShell, ...) are *not for this pipeline*: counted, not refused.
 
 :class:`RuleSet` answers "which rules match this event" without trying every
 rule on every event: rules are grouped by Sysmon event id, and within a group
-each rule that has :func:`~.conditions.required_literals` is reached only when
-one of them occurs in the event's text — one Aho-Corasick scan (pyahocorasick)
-of all of the event's lower-cased values per group. Rules with no such
-literals (a regular expression alone, a ``not``...) are tried on every event
-of their group. ``make bench`` has the figures.
+each rule is reached only when the event holds what any match of it holds
+(:mod:`.index`: a piece of text, a field's whole value, the last part of a
+path); the rules that give no such thing (a regular expression alone, a
+``not``...) are tried on every event of their group. ``make bench`` has the
+figures.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from sigma.types import SigmaFieldReference, SigmaRuleLocation
 
 from sysmon_faust.core.normalize import FIELD_MAPS, OtherEventFilter
 from sysmon_faust.core.sigma import conditions, fields, logsource
+from sysmon_faust.core.sigma.index import Requirement, RuleIndex, requirement
 from sysmon_faust.core.sigma.values import Fields, Test, Unsupported
 
 # The Sigma specification (appendix "Modifiers") names UTF-16LE ``utf16le``
@@ -80,11 +81,12 @@ class SigmaRule:
     test: Test = field(repr=False)
     #: Whether its condition has keywords (values of no field: any own field).
     keywords: bool = False
-    #: Lower-case strings of which a matching event contains one; None: any event.
-    literals: frozenset[str] | None = field(repr=False, default=None)
-    #: The same per event id, from the tests of fields the process's context
-    #: never fills for that id: what the event alone must contain for the rule
-    #: to match with context (None: nothing known; absent: all of :attr:`literals`).
+    #: What a matching event holds, for the index (None: any event may match).
+    required: Requirement | None = field(repr=False, default=None)
+    #: Lower-case strings of which a matching event contains one, per event
+    #: id, from the tests of fields the process's context never fills for that
+    #: id: what the event alone must contain for the rule to match with
+    #: context (None: nothing known).
     own_literals: Mapping[int, frozenset[str] | None] = field(repr=False, default_factory=dict)
 
     def uses_context(self, event_id: int) -> bool:
@@ -115,8 +117,7 @@ class Refused:
 class _Group:
     """The rules of one event id: indexed by literal, and those tried on every event."""
 
-    always: list[int] = field(default_factory=list)
-    automaton: Any = None
+    index: RuleIndex = field(default_factory=RuleIndex)
     #: For the rules that use context: whether one may match whatever the
     #: event holds, else the literals the event itself must hold for one to.
     context_always: bool = False
@@ -157,20 +158,9 @@ class RuleSet:
                         group.context_always = True
                     else:
                         group.context_literals |= own
-                if rule.literals is None:
-                    group.always.append(index)
-                    continue
-                if group.automaton is None:
-                    group.automaton = ahocorasick.Automaton()
-                for literal in rule.literals:
-                    found = group.automaton.get(literal, None)
-                    if found is None:
-                        group.automaton.add_word(literal, [index])
-                    elif index not in found:
-                        found.append(index)
+                group.index.add(index, rule.required)
         for group in self._groups.values():
-            if group.automaton is not None:
-                group.automaton.make_automaton()
+            group.index.finish()
             if group.context_literals and not group.context_always:
                 group.context_automaton = ahocorasick.Automaton()
                 for literal in group.context_literals:
@@ -229,7 +219,7 @@ class RuleSet:
         rules = self.rules
         return any(
             index not in uses and rules[index].test(view, low)
-            for index in self._candidates(group, text)
+            for index in group.index.candidates(low, text)
         )
 
     def wanted_event_data(self, event_id: int, event_data: Mapping[str, Any]) -> bool:
@@ -259,19 +249,7 @@ class RuleSet:
         group = self._groups.get(event_id)
         if group is None:
             return []
-        return self._candidates(group, fields.searchable_text(low))
-
-    @staticmethod
-    def _candidates(group: _Group, text: str) -> list[int]:
-        if group.automaton is None:
-            return group.always
-        hits = [indexes for _end, indexes in group.automaton.iter(text)]
-        if not hits:
-            return group.always
-        found = set(group.always)
-        for indexes in hits:
-            found.update(indexes)
-        return sorted(found)
+        return group.index.candidates(low)
 
     def match(
         self, event_id: int, view: Fields, low: Fields, context: bool | None = None
@@ -430,7 +408,10 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         if not event_ids:
             return Refused(source, rule_id, title, category,
                            "its EventID tests name no event of its logsource")  # fmt: skip
-    literals = _either_literals(trees, frozenset())
+    required: Requirement | None = Requirement()
+    for tree in trees:  # several conditions: a match holds one of theirs
+        one = requirement(tree)
+        required = None if one is None or required is None else required | one
     # What the event itself must hold, per id: a field one id carries
     # (OriginalFileName in Sysmon 7) is context for another (Sysmon 3).
     own_literals = {
@@ -454,7 +435,7 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         fields=frozenset(_field_names(trees)),
         test=test,
         keywords=_has_keywords(trees),
-        literals=literals,
+        required=required,
         own_literals=own_literals,
     )
 
@@ -464,8 +445,8 @@ def _either_literals(trees: Sequence[Any], unknown: frozenset[str]) -> frozenset
     holds one, not counting tests of the ``unknown`` fields; None: no such set."""
     literals: frozenset[str] | None = frozenset()
     for tree in trees:
-        one = conditions.required_literals(tree, unknown)
-        literals = None if one is None or literals is None else literals | one
+        one = requirement(tree, unknown, equals=False)
+        literals = None if one is None or literals is None else literals | one.contains
     return literals
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sysmon_faust.core.normalize import NormalizedEvent, normalize_document
+from sysmon_faust.core.normalize import NormalizedEvent, normalize, normalize_document
 from sysmon_faust.core.sigma import fields, logsource, ruleset
+from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 from tests.support import SHARED
 
 CORPUS = SHARED / "sigma" / "rules" / "windows"
@@ -153,6 +155,29 @@ def test_the_index_finds_what_trying_every_rule_finds() -> None:
         assert rules.match(event.event_id, only, fields.lowered(only)) == every
         matched += bool(every)
     assert matched > 100
+
+
+def test_the_index_finds_what_trying_every_rule_finds_on_generated_events() -> None:
+    # make bench's events: ports, hex access masks, registry paths the regression
+    # events lack; each with the ancestry of the creations before it as context
+    rules = _corpus()
+    creations: list[dict] = []
+    matched = 0
+    for generated in islice(Workload(WorkloadConfig(events=6_000, hosts=20)), 0, None, 4):
+        event = normalize(generated.value, logsource.SYSMON_EVENT_IDS)
+        if not isinstance(event, NormalizedEvent) or not rules.covers(event.event_id):
+            continue
+        row = {**event.fields, "event_data": event.event_data}
+        view = fields.event_fields(event.event_id, row)
+        if creations:
+            view = fields.with_context(view, event.event_id, creations[-1], creations[-3:])
+        low = fields.lowered(view)
+        every = [r for r in rules.rules if event.event_id in r.event_ids and r.matches(view, low)]
+        assert rules.match(event.event_id, view, low) == every
+        matched += bool(every)
+        if event.event_id == 1:
+            creations.append(row)
+    assert matched > 10
 
 
 CONTEXT_RULES = """\

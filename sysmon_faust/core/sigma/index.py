@@ -1,0 +1,288 @@
+"""Which rules of an event id may match an event, without trying each: what every match holds.
+
+Each rule is reduced to one :class:`Requirement` read off its condition
+tree: keys of which every matching event holds at least one —
+
+* ``contains``: a lower-case piece of text somewhere in the event's values
+  (the longest plain part of a string value), found by one Aho-Corasick scan
+  (pyahocorasick) of all of the event's lower-case values;
+* ``equals``: a field's whole value, lower-case (``DestinationPort`` ``4444``,
+  ``Image`` ``c:\\windows\\system32\\cmd.exe``; a number also by its value, as
+  :func:`~.values.field_test` compares numbers), found by one dict lookup per
+  indexed field.
+
+``or`` needs every part's keys; ``and`` needs one part's, and the strongest
+part is kept (:func:`strength`). A rule whose tree gives no requirement (a
+``not`` alone, a regular expression, ``null``) is tried on every event of its
+id. Only candidates are tested (:meth:`RuleIndex.candidates`): a requirement
+never decides a match, so the index may hand out too many, never too few.
+
+Measured (``/tmp`` analysis of ``bench/rules.py``'s events, SigmaHQ's corpus,
+every event type; 2026-12-01): with substrings alone, five network_connection
+rules (``Initiated: 'true'`` and a list of ports) were tried on every connect,
+their only text being ``true``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import ahocorasick
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import SigmaBool, SigmaCasedString, SigmaExpansion, SigmaNumber, SigmaString
+
+from sysmon_faust.core.sigma.fields import searchable_text
+from sysmon_faust.core.sigma.values import EXACT, SUFFIX, Fields, number, string_shape
+
+#: A piece of text shorter than this is in too many events to narrow anything down.
+MIN_LITERAL: Final = 3
+
+#: Sysmon fields of a handful of values (schema 4.90: ``true``/``false``, a
+#: protocol, a registry operation, an integrity level), or where one value
+#: is most events' (``Microsoft Corporation``, ``NT AUTHORITY\SYSTEM``,
+#: ``0x3e7``). A whole value of one of them narrows less than any piece of
+#: text, so it is kept only when a rule's condition offers nothing else.
+LOW_CARDINALITY: Final = frozenset({
+    "EventID", "Initiated", "SourceIsIpv6", "DestinationIsIpv6", "Protocol", "EventType",
+    "IntegrityLevel", "Signed", "SignatureStatus", "TerminalSessionId", "Archived",
+    "IsExecutable", "State", "Operation", "QueryStatus", "RuleName", "Company", "Product",
+    "Signature", "User", "ParentUser", "SourceUser", "TargetUser", "LogonId",
+    "CurrentDirectory",
+})  # fmt: skip
+
+#: The ``equals`` key of a number, beside its text: ``0x1bb`` and ``443`` are one value.
+_NUMBER_KEY: Final = "\x00number\x00"
+
+
+def number_key(value: float) -> str:
+    """The key under which a number's value is indexed (its text is indexed as itself)."""
+    return _NUMBER_KEY + repr(float(value))
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Keys of which every matching event holds one (see the module docstring).
+
+    ``equals`` holds (field, lower-case value) pairs; ``numbers`` names the
+    fields some of whose keys are numbers (:func:`number_key`); ``names``
+    holds (field, lower-case last part of a path) pairs: what follows the
+    value's last backslash.
+    """
+
+    contains: frozenset[str] = frozenset()
+    equals: frozenset[tuple[str, str]] = frozenset()
+    numbers: frozenset[str] = frozenset()
+    names: frozenset[tuple[str, str]] = frozenset()
+
+    def __or__(self, other: Requirement) -> Requirement:
+        return Requirement(
+            self.contains | other.contains, self.equals | other.equals,
+            self.numbers | other.numbers, self.names | other.names,
+        )  # fmt: skip
+
+
+def strength(requirement: Requirement) -> tuple[int, int, int]:
+    """How much a requirement narrows (greater: fewer events hold one of its keys).
+
+    Its weakest key decides: a whole value of a field of many values, or the
+    last part of a path (rank 2), beats a piece of text (rank 1, longer beats
+    shorter), which beats a whole value of a field of few (rank 0,
+    :data:`LOW_CARDINALITY`); then fewer keys.
+    """
+    ranks = [(1, len(literal)) for literal in requirement.contains]
+    ranks += [
+        (0 if name in LOW_CARDINALITY else 2, len(value)) for name, value in requirement.equals
+    ]
+    ranks += [(2, len(last)) for _, last in requirement.names]
+    rank, length = min(ranks)
+    return rank, length, -len(ranks)
+
+
+def requirement(
+    node: Any, unknown: frozenset[str] = frozenset(), *, equals: bool = True
+) -> Requirement | None:
+    """What every event matching ``node`` (a parsed condition tree) holds; None: nothing known.
+
+    Tests of the fields in ``unknown`` (and keywords, when there are such
+    fields) give nothing: what the event alone says about a rule that uses
+    its process's context. ``equals`` False: pieces of text only (what a scan
+    of an event's text can check, :meth:`RuleSet.wanted
+    <sysmon_faust.core.sigma.ruleset.RuleSet.wanted>`).
+    """
+    if isinstance(node, ConditionAND):
+        best: Requirement | None = None
+        for arg in node.args:
+            found = requirement(arg, unknown, equals=equals)
+            if found is not None and (best is None or strength(found) > strength(best)):
+                best = found
+        return best
+    if isinstance(node, ConditionOR):
+        union = Requirement()
+        for arg in node.args:
+            found = requirement(arg, unknown, equals=equals)
+            if found is None:
+                return None
+            union |= found
+        return union
+    if isinstance(node, ConditionFieldEqualsValueExpression) and node.field not in unknown:
+        whole = (
+            _equals(node.field, node.value) or _names(node.field, node.value) if equals else None
+        )
+        return whole if whole is not None else _contains(node.value)
+    if isinstance(node, ConditionValueExpression) and not unknown:
+        return _contains(node.value)
+    return None
+
+
+def _equals(name: str, value: Any) -> Requirement | None:
+    """A field's whole value (every alternative of an expansion), or None."""
+    values = value.values if isinstance(value, SigmaExpansion) else [value]
+    keys: set[tuple[str, str]] = set()
+    numbers = False
+    for one in values:
+        if type(one) is SigmaNumber:
+            keys.add((name, str(one.number).lower()))
+            keys.add((name, number_key(one.number)))
+            numbers = True
+        elif type(one) is SigmaBool:
+            keys.add((name, "true" if one.boolean else "false"))
+        else:
+            # A cased string is left out: its lower case is no guarantee of the
+            # lower-cased value (lower() of a whole is not its parts' lower()).
+            shape = string_shape(one)
+            if shape is None or shape[0] != EXACT:
+                return None
+            keys.add((name, shape[1]))
+    if not keys:
+        return None
+    numbered = frozenset((name,)) if numbers else frozenset()
+    return Requirement(equals=frozenset(keys), numbers=numbered)
+
+
+def _names(name: str, value: Any) -> Requirement | None:
+    """The last part of a path a value ends with (``|endswith: '\\cmd.exe'``: ``cmd.exe``,
+    every alternative of an expansion), or None.
+
+    A value that ends with ``\\x`` (``x`` holding no backslash) has ``x`` after its
+    last backslash: one dict lookup, not a scan of the event's text for ``\\x``.
+    """
+    values = value.values if isinstance(value, SigmaExpansion) else [value]
+    keys: set[tuple[str, str]] = set()
+    for one in values:
+        shape = string_shape(one)
+        if shape is None or shape[0] != SUFFIX:
+            return None
+        _, backslash, last = shape[1].rpartition("\\")
+        if not backslash or not last:
+            return None
+        keys.add((name, last))
+    return Requirement(names=frozenset(keys)) if keys else None
+
+
+def _contains(value: Any) -> Requirement | None:
+    """The longest plain part of a string value (of every alternative), or None."""
+    if isinstance(value, SigmaExpansion):
+        union = Requirement()
+        for alternative in value.values:
+            found = _contains(alternative)
+            if found is None:
+                return None
+            union |= found
+        return union
+    # cased strings are left out: lower() of a text is not always the
+    # concatenation of its parts' lower() (Greek final sigma).
+    if isinstance(value, SigmaString) and not isinstance(value, SigmaCasedString):
+        plain = [part.lower() for part in value.s if isinstance(part, str)]
+        longest = max(plain, key=len, default="")
+        if len(longest) >= MIN_LITERAL:
+            return Requirement(contains=frozenset((longest,)))
+    return None
+
+
+@dataclass
+class RuleIndex:
+    """The rules of one event id by their requirements (rule numbers: the caller's)."""
+
+    #: Rules with no requirement: tried on every event.
+    always: list[int] = field(default_factory=list)
+    _automaton: Any = None
+    _equals: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    _names: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: The fields looked up (name, by whole value, by last part of a path, as a number).
+    _fields: tuple[tuple[str, bool, bool, bool], ...] = ()
+    _numbers: frozenset[str] = frozenset()
+
+    def add(self, rule: int, required: Requirement | None) -> None:
+        """File rule number ``rule`` under ``required`` (None: tried on every event)."""
+        if required is None:
+            self.always.append(rule)
+            return
+        if required.contains and self._automaton is None:
+            self._automaton = ahocorasick.Automaton()
+        for literal in required.contains:
+            found = self._automaton.get(literal, None)
+            if found is None:
+                self._automaton.add_word(literal, [rule])
+            elif rule not in found:
+                found.append(rule)
+        for table, keys in ((self._equals, required.equals), (self._names, required.names)):
+            for key in keys:
+                rules = table.setdefault(key, [])
+                if rule not in rules:
+                    rules.append(rule)
+        self._numbers |= required.numbers
+
+    def finish(self) -> None:
+        """Build the automaton and the list of indexed fields once every rule is added."""
+        if self._automaton is not None:
+            self._automaton.make_automaton()
+        whole = {name for name, _ in self._equals}
+        last = {name for name, _ in self._names}
+        self._fields = tuple(
+            (name, name in whole, name in last, name in self._numbers)
+            for name in sorted(whole | last)
+        )
+
+    def candidates(self, low: Fields, text: str | None = None) -> list[int]:
+        """The rules that may match an event, in rule order: ``low`` its lower-case fields
+        (:func:`~.fields.lowered`); ``text`` all of them in one
+        (:func:`~.fields.searchable_text`, made here when needed and not given)."""
+        hits: list[list[int]] = []
+        if self._automaton is not None:
+            if text is None:
+                text = searchable_text(low)
+            hits = [rules for _end, rules in self._automaton.iter(text)]
+        equals, names = self._equals, self._names
+        for name, by_whole, by_last, by_number in self._fields:
+            value = low.get(name)
+            if value is None:
+                continue
+            for one in value if type(value) is list else (value,):
+                if one is None:
+                    continue
+                if by_whole and (found := equals.get((name, one))) is not None:
+                    hits.append(found)
+                if by_last and (found := names.get((name, one.rpartition("\\")[2]))) is not None:
+                    hits.append(found)
+                if by_number and (as_number := number(one)) is not None:
+                    found = equals.get((name, number_key(as_number)))
+                    if found is not None:
+                        hits.append(found)
+        if not hits:
+            return self.always
+        if len(hits) == 1 and not self.always:
+            return hits[0]  # filed in rule order (add() is called so)
+        chosen = set(self.always)
+        for rules in hits:
+            chosen.update(rules)
+        return sorted(chosen)
+
+    def needs_text(self) -> bool:
+        """Whether :meth:`candidates` scans the event's text (some rule has only a piece of it)."""
+        return self._automaton is not None
