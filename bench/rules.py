@@ -1,10 +1,12 @@
 """The Sigma rules' CPU per event: no rules, the shipped rules, SigmaHQ's Windows corpus.
 
 Pure Python, no Kafka, one process: the benchmark's generated workload is
-normalized as the intake does (with the event ids each rule set asks for;
-an event of another id no rule may match is dropped before it is mapped) and
-every event left matched as the join matches it (:mod:`sysmon_faust.core.sigma`: its Sysmon
-fields, the lower-case copy, the index, the candidate rules), rounds
+normalized as the intake does with the default settings (every Sysmon
+type that carries a ProcessGuid is enriched, ``SYSMON_ENRICH_EVENTS``, so
+it reaches the rules; an event of another id no rule may match is dropped
+before it is mapped) and every event left matched as the join matches it
+(:mod:`sysmon_faust.core.sigma`: its Sysmon fields, the lower-case copy, the
+index, the candidate rules), rounds
 alternating between the rule sets; the fastest round of each counts. What a
 rule set costs is its time per event minus that of no rules. Also: how many
 rules the index hands to the full test per event (of those events whose id
@@ -18,11 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sysmon_faust.core.normalize import FIELD_MAPS, NormalizedEvent, normalize
+from sysmon_faust.core.normalize import NormalizedEvent, normalize
 from sysmon_faust.core.sigma import fields, ruleset
 from sysmon_faust.core.sigma.values import Fields
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
-from sysmon_faust.settings import DEFAULT_RULES
+from sysmon_faust.settings import DEFAULT_RULES, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "sigma" / "rules" / "windows"
@@ -31,11 +33,12 @@ ROUNDS = 5
 
 def _views(rules: ruleset.RuleSet, values: list[bytes]) -> Iterator[tuple[int, Fields, Fields]]:
     """(event id, view, lower-case view) of each event that reaches the rules, as in the
-    worker: the intake drops the events of other ids no rule may match before mapping
-    them, and the join views an event on the fields its id's rules test."""
-    other = rules.event_ids() - set(FIELD_MAPS)
+    worker with its default settings: the intake keeps every event of an enriched id and
+    drops those of other ids no rule may match before mapping them, and the join views an
+    event on the fields its id's rules test."""
+    other, wants = rules.intake_filter(Settings().enrich_events)
     for value in values:
-        event = normalize(value, other, rules.wanted_event_data)
+        event = normalize(value, other, wants)
         if not isinstance(event, NormalizedEvent) or not rules.covers(event.event_id):
             continue
         view = fields.event_fields(

@@ -561,27 +561,43 @@ def no_rules_folder(work: Path) -> Path:
 
 def run_sigma(
     bootstrap: str, source: str, workload: Workload, partitions: int, work: Path,
-    default: dict[str, Any],
+    default: dict[str, Any], rounds: int,
 ) -> dict[str, Any]:  # fmt: skip
     """One worker with no rules, the default rules (``default``: the main run) and the
     default rules plus SigmaHQ's Windows corpus (../shared/sigma); and the rules' CPU
-    per event measured in process (bench/rules.py)."""
-    runs: dict[str, dict[str, Any]] = {"default": default}
-    log("pipeline, one worker, cold start, no Sigma rules (SYSMON_RULES: an empty folder)")
-    runs["no_rules"] = run_pipeline(
-        bootstrap, source, workload, 1, partitions, work,
-        extra_env={"SYSMON_RULES": str(no_rules_folder(work))}, label="-no-rules",
-    )  # fmt: skip
-    if rules_bench.CORPUS.is_dir():
-        log(f"pipeline, one worker, cold start, SYSMON_RULES=default,{rules_bench.CORPUS}")
-        runs["sigmahq_windows"] = run_pipeline(
-            bootstrap, source, workload, 1, partitions, work,
-            extra_env={"SYSMON_RULES": f"default,{rules_bench.CORPUS}"}, label="-sigmahq",
-        )  # fmt: skip
-    else:
+    per event measured in process (bench/rules.py).
+
+    No rules and the corpus run ``rounds`` times each, alternating, and the
+    fastest run of each counts (its CPU per event with it): two runs of one
+    configuration here differ by up to 25 % (2026-12-01: no rules 7,882 and
+    9,281 events/s, the corpus 5,762 and 7,311), more than the rules cost, and
+    what slows a run (the broker's own work, the other core's load) never
+    speeds one. Every round's figure is in the JSON.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {"no_rules": [], "sigmahq_windows": []}
+    corpus = rules_bench.CORPUS.is_dir()
+    if not corpus:
         log(f"{rules_bench.CORPUS} not found: the SigmaHQ corpus run is skipped")
+    for round_ in range(1, rounds + 1):
+        log(f"pipeline, one worker, cold start, no Sigma rules (SYSMON_RULES: an empty folder),"
+            f" round {round_} of {rounds}")  # fmt: skip
+        runs["no_rules"].append(run_pipeline(
+            bootstrap, source, workload, 1, partitions, work,
+            extra_env={"SYSMON_RULES": str(no_rules_folder(work))}, label=f"-no-rules-{round_}",
+        ))  # fmt: skip
+        if corpus:
+            log(f"pipeline, one worker, cold start, SYSMON_RULES=default,{rules_bench.CORPUS},"
+                f" round {round_} of {rounds}")  # fmt: skip
+            runs["sigmahq_windows"].append(run_pipeline(
+                bootstrap, source, workload, 1, partitions, work,
+                extra_env={"SYSMON_RULES": f"default,{rules_bench.CORPUS}"},
+                label=f"-sigmahq-{round_}",
+            ))  # fmt: skip
+    best = {name: max(done, key=lambda run: run["input_eps"]) for name, done in runs.items()
+            if done}  # fmt: skip
+    best["default"] = default
     log("the rules' CPU per event, in process (bench/rules.py)")
-    bare = runs["no_rules"]["input_eps"]
+    bare = best["no_rules"]["input_eps"]
     result: dict[str, Any] = {
         name: {
             "input_eps": round(run["input_eps"]),
@@ -590,8 +606,9 @@ def run_sigma(
             "missing_joins": run["missing_joins"],
             "alerts": run.get("alerts"),
             "alert_matches": run.get("alert_matches"),
+            "rounds_input_eps": [round(r["input_eps"]) for r in runs.get(name, [run])],
         }
-        for name, run in runs.items()
+        for name, run in best.items()
     }
     result["in_process"] = rules_bench.measure()
     return result
@@ -967,6 +984,10 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--baseline-rounds", type=int, default=3, metavar="N")
     parser.add_argument(
+        "--sigma-rounds", type=int, default=2, metavar="N",
+        help="runs each of no rules and SigmaHQ's corpus, alternating; the fastest counts",
+    )  # fmt: skip
+    parser.add_argument(
         "--skip",
         default="",
         help="comma list of: quix,two,exactly_once,no_ancestry,sigma,enrichment,"
@@ -1042,7 +1063,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         else None
     )  # fmt: skip
     sigma = (
-        run_sigma(bootstrap, source, workload, args.partitions, work, one)
+        run_sigma(bootstrap, source, workload, args.partitions, work, one, args.sigma_rounds)
         if ("sigma" not in skip)
         else None
     )
@@ -1210,7 +1231,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  ratio to at_least_once", result["exactly_once_ratio_to_at_least_once"]),
         ("pipeline, 1 worker, no ancestry, no rules", result["no_ancestry_eps"]),
         ("  ratio with them to without", result["ancestry_and_rules_ratio"]),
-        ("1 worker: no rules / the 7 default / + SigmaHQ's",
+        ("1 worker: no rules / the 7 default / + SigmaHQ's (best of rounds)",
          " / ".join(f"{sigma[k]['input_eps']:,}" for k in ("no_rules", "default", "sigmahq_windows")
                     if k in sigma) if sigma else None),
         ("  ratio to no rules (goal for SigmaHQ's: >= 0.75)",
