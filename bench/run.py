@@ -256,7 +256,11 @@ def raw_drain(bootstrap: str, source: str, events: int) -> float:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], work: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], work: Path, port: int | None = None,
+        cpus: frozenset[int] | None = None,
+    ) -> None:  # fmt: skip
+        """``cpus``: the CPUs the worker (every thread it starts) may run on; None: any."""
         # The web port also names the worker's state directory: a worker
         # restarted on the same port finds its RocksDB again.
         self.port = port or free_port()
@@ -267,6 +271,7 @@ class Worker:
                 [str(FAUST), "-A", "sysmon_faust", "worker", "-l", LOG_LEVEL,
                  "--web-port", str(self.port)],
                 env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=work,
+                preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
             )  # fmt: skip
 
     def stats(self) -> dict[str, Any] | None:
@@ -325,9 +330,10 @@ def pipeline_env(
 def run_pipeline(
     bootstrap: str, input_topic: str, workload: Workload, workers: int, partitions: int,
     work: Path, guarantee: str = "at_least_once", extra_env: dict[str, str] | None = None,
-    label: str = "",
+    label: str = "", cpus: frozenset[int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Cold start over the filled topic; measured until every expected join is out."""
+    """Cold start over the filled topic; measured until every expected join is out
+    (``cpus``: where the workers may run, :class:`Worker`)."""
     app_id = bench_name(f"{workers}w-{guarantee.replace('_', '-')}{label}")
     env = pipeline_env(bootstrap, app_id, input_topic, work / app_id, partitions)
     env["SYSMON_PROCESSING_GUARANTEE"] = guarantee
@@ -336,7 +342,7 @@ def run_pipeline(
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     expected = workload.expected
     launched = time.monotonic()
-    group = [Worker(env, work / app_id) for _ in range(workers)]
+    group = [Worker(env, work / app_id, cpus=cpus) for _ in range(workers)]
     progress = Progress(expected.events, f"pipeline x{workers}")
     first = None
     busy_at_first = worker_cpu_at_first = 0.0
@@ -544,12 +550,60 @@ class LocalBroker:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def pin(self, cpus: str) -> None:
+        """Let every thread of the broker run only on ``cpus`` (taskset's list: ``0``, ``0-1``)."""
+        subprocess.run(["taskset", "-a", "-cp", cpus, str(self.pid)], check=True,
+                       capture_output=True)  # fmt: skip
+
     def log_bytes(self, topic_prefix: str) -> int:
         """Bytes of the record batches of every topic whose name starts with ``topic_prefix``."""
         return sum(
             segment.stat().st_size
             for segment in (self.data_dir / "logs").glob(f"{topic_prefix}*/*.log")
         )
+
+
+def run_pinned(
+    bootstrap: str, source: str, workload: Workload, partitions: int, work: Path
+) -> dict[str, Any] | None:
+    """One and two workers with the broker pinned to CPU 0 and the workers to the others
+    (issue 21): what a worker costs per event without the broker on its core, and
+    whether two scale where they have their own cores. None without a local broker
+    or with one CPU. On a two-CPU machine both workers share CPU 1: the scaling
+    shown is then only what a second worker costs on one core (standby
+    replication), not what a second core gives."""
+    broker = LocalBroker()
+    machine_cpus = sorted(os.sched_getaffinity(0))
+    if broker.pid is None or len(machine_cpus) < 2 or shutil.which("taskset") is None:
+        log("pinned runs: no local broker, one CPU, or no taskset: skipped")
+        return None
+    broker_cpu, worker_cpus = machine_cpus[0], frozenset(machine_cpus[1:])
+    broker.pin(str(broker_cpu))
+    runs: dict[str, dict[str, Any]] = {}
+    try:
+        for workers in (1, 2):
+            log(f"pipeline, {workers} worker(s), broker on CPU {broker_cpu}, workers on CPUs "
+                f"{','.join(map(str, sorted(worker_cpus)))}")  # fmt: skip
+            runs[str(workers)] = run_pipeline(
+                bootstrap, source, workload, workers, partitions, work,
+                label="-pinned", cpus=worker_cpus,
+            )  # fmt: skip
+    finally:
+        broker.pin(",".join(map(str, machine_cpus)))
+    one, two = runs["1"], runs["2"]
+    return {
+        "broker_cpu": broker_cpu,
+        "worker_cpus": sorted(worker_cpus),
+        **{
+            f"workers_{n}": {
+                "input_eps": round(run["input_eps"]),
+                "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+                "missing_joins": run["missing_joins"],
+            }
+            for n, run in runs.items()
+        },
+        "scaling": round(two["input_eps"] / one["input_eps"], 2),
+    }
 
 
 def no_rules_folder(work: Path) -> Path:
@@ -990,7 +1044,7 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list of: quix,two,exactly_once,no_ancestry,sigma,enrichment,"
+        help="comma list of: quix,two,pinned,exactly_once,no_ancestry,sigma,enrichment,"
         "guid_without_time,codecs,latency,state,normalizer",
     )
     args = parser.parse_args()
@@ -1042,6 +1096,11 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
     two = (
         run_pipeline(bootstrap, source, workload, 2, args.partitions, work)
         if "two" not in skip
+        else None
+    )
+    pinned = (
+        run_pinned(bootstrap, source, workload, args.partitions, work)
+        if "pinned" not in skip
         else None
     )
     if "exactly_once" not in skip:
@@ -1155,6 +1214,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "two_worker_eps": round(two["input_eps"]) if two else None,
         "two_worker_missing_joins": two["missing_joins"] if two else None,
         "scaling": round(two["input_eps"] / one["input_eps"], 2) if two else None,
+        "pinned": pinned,
         "exactly_once_eps": round(eos["input_eps"]) if eos else None,
         "exactly_once_missing_joins": eos["missing_joins"] if eos else None,
         "exactly_once_ratio_to_at_least_once": (
@@ -1227,6 +1287,13 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
          f"{quix['missing_joins']}, {round(quix['startup_seconds'], 1)}" if quix else None),
         ("pipeline, 2 workers (input events/s)", result["two_worker_eps"]),
         ("  scaling factor", result["scaling"]),
+        ("broker pinned to one CPU, workers to the rest: 1 / 2 workers (events/s)",
+         f"{pinned['workers_1']['input_eps']:,} / {pinned['workers_2']['input_eps']:,}"
+         if pinned else None),
+        ("  worker CPU per input event, 1 / 2 workers (µs); scaling",
+         f"{pinned['workers_1']['worker_cpu_us_per_event']} / "
+         f"{pinned['workers_2']['worker_cpu_us_per_event']}; {pinned['scaling']}"
+         if pinned else None),
         ("pipeline, 1 worker, exactly_once (events/s)", result["exactly_once_eps"]),
         ("  ratio to at_least_once", result["exactly_once_ratio_to_at_least_once"]),
         ("pipeline, 1 worker, no ancestry, no rules", result["no_ancestry_eps"]),
