@@ -115,7 +115,7 @@ class Refused:
 
 @dataclass
 class _Group:
-    """The rules of one event id: indexed by literal, and those tried on every event."""
+    """The rules of one event id: their index, and what the rules that use context need."""
 
     index: RuleIndex = field(default_factory=RuleIndex)
     #: For the rules that use context: whether one may match whatever the
@@ -408,10 +408,7 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
         if not event_ids:
             return Refused(source, rule_id, title, category,
                            "its EventID tests name no event of its logsource")  # fmt: skip
-    required: Requirement | None = Requirement()
-    for tree in trees:  # several conditions: a match holds one of theirs
-        one = requirement(tree)
-        required = None if one is None or required is None else required | one
+    required = _either(trees)
     # What the event itself must hold, per id: a field one id carries
     # (OriginalFileName in Sysmon 7) is context for another (Sysmon 3).
     own_literals = {
@@ -440,14 +437,23 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
     )
 
 
-def _either_literals(trees: Sequence[Any], unknown: frozenset[str]) -> frozenset[str] | None:
-    """The literals of which an event matching one of ``trees`` (a rule's conditions)
-    holds one, not counting tests of the ``unknown`` fields; None: no such set."""
-    literals: frozenset[str] | None = frozenset()
+def _either(
+    trees: Sequence[Any], unknown: frozenset[str] = frozenset(), *, equals: bool = True
+) -> Requirement | None:
+    """What an event matching one of ``trees`` (a rule's conditions) holds: each tree's
+    :func:`~.index.requirement` together; None: nothing known."""
+    found: Requirement | None = Requirement()
     for tree in trees:
-        one = requirement(tree, unknown, equals=False)
-        literals = None if one is None or literals is None else literals | one.contains
-    return literals
+        one = requirement(tree, unknown, equals=equals)
+        found = None if one is None or found is None else found | one
+    return found
+
+
+def _either_literals(trees: Sequence[Any], unknown: frozenset[str]) -> frozenset[str] | None:
+    """The pieces of text of which an event matching one of ``trees`` holds one, not counting
+    tests of the ``unknown`` fields; None: no such set."""
+    found = _either(trees, unknown, equals=False)
+    return None if found is None else found.contains
 
 
 def _refusal(rule: SigmaRule) -> Refused:
