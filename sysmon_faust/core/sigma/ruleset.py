@@ -244,7 +244,7 @@ class RuleSet:
 
         return other_event_ids, wants
 
-    def candidates(self, event_id: int, low: Fields) -> list[int]:
+    def candidates(self, event_id: int, low: Fields) -> Sequence[int]:
         """Indexes of the rules that may match (all that can, in load order)."""
         group = self._groups.get(event_id)
         if group is None:
@@ -453,7 +453,7 @@ def _either_literals(trees: Sequence[Any], unknown: frozenset[str]) -> frozenset
     """The pieces of text of which an event matching one of ``trees`` holds one, not counting
     tests of the ``unknown`` fields; None: no such set."""
     found = _either(trees, unknown, equals=False)
-    return None if found is None else found.contains
+    return None if found is None else frozenset(literal for _, literal in found.contains)
 
 
 def _refusal(rule: SigmaRule) -> Refused:

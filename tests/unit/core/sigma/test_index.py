@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from sysmon_faust.core.sigma import fields, ruleset
-from sysmon_faust.core.sigma.index import LOW_CARDINALITY, Requirement, number_key
+from sysmon_faust.core.sigma.index import (
+    LOW_CARDINALITY,
+    MEMO_ENTRIES,
+    MEMO_LONGEST,
+    Requirement,
+    RuleIndex,
+    number_key,
+)
 
 PORTS = """\
 title: uncommon port
@@ -123,8 +130,8 @@ def test_a_path_ending_is_indexed_by_its_last_part_only_when_it_has_one() -> Non
         + "---\n" + ENDINGS.format(ending=".exe").replace("-000000000011", "-000000000013")
     )  # fmt: skip
     assert _rule(rules, "11").required == Requirement(names=frozenset({("Image", "cmd.exe")}))
-    assert _rule(rules, "12").required == Requirement(contains=frozenset({"\\temp\\"}))
-    assert _rule(rules, "13").required == Requirement(contains=frozenset({".exe"}))
+    assert _rule(rules, "12").required == Requirement(contains=frozenset({("Image", "\\temp\\")}))
+    assert _rule(rules, "13").required == Requirement(contains=frozenset({("Image", ".exe")}))
     image = "C:\\Windows\\System32\\CMD.EXE"
     assert _candidates(rules, 1, Image=image) == {"11", "13"}
     assert [
@@ -140,3 +147,32 @@ def test_candidates_come_in_rule_order() -> None:
     found = rules.candidates(1, low)
     assert found == sorted(found)
     assert [rule.rule_id[-2:] for rule in rules.match(1, view, low)] == ["02", "04", "05"]
+
+
+def test_a_piece_of_text_is_looked_for_in_its_own_field_a_keyword_in_any() -> None:
+    index = RuleIndex()
+    index.add(0, Requirement(contains=frozenset({("CommandLine", "mimikatz")})))
+    index.add(1, Requirement(contains=frozenset({(None, "sekurlsa")})))
+    index.finish()
+    assert list(index.candidates({"Image": "c:\\mimikatz.exe"})) == []
+    assert list(index.candidates({"CommandLine": "mimikatz.exe coffee"})) == [0]
+    assert list(index.candidates({"Image": "x", "TargetFilename": "c:\\sekurlsa.txt"})) == [1]
+    assert list(index.candidates({"CommandLine": "mimikatz sekurlsa::logonpasswords"})) == [0, 1]
+
+
+def test_what_a_value_reaches_is_remembered_within_bounds() -> None:
+    index = RuleIndex()
+    index.add(0, Requirement(contains=frozenset({("CommandLine", "mimikatz")})))
+    index.add(1, Requirement(equals=frozenset({("CommandLine", "whoami")})))
+    index.finish()
+    memo = index._by_name["CommandLine"].memo  # the one field's memo
+    for n in range(3 * MEMO_ENTRIES):
+        assert list(index.candidates({"CommandLine": f"run {n} mimikatz"})) == [0]
+        assert len(memo) <= MEMO_ENTRIES
+    # after it started over, a remembered value still reaches what it reaches
+    assert list(index.candidates({"CommandLine": "whoami"})) == [1]
+    assert list(index.candidates({"CommandLine": "whoami"})) == [1]
+    assert memo["whoami"] == (1,)
+    long_value = "mimikatz " + "x" * MEMO_LONGEST
+    assert list(index.candidates({"CommandLine": long_value})) == [0]
+    assert long_value not in memo  # scanned each time, never kept
