@@ -510,7 +510,7 @@ class JoinEngine:
                     else []
                 )
             view = sigma_fields.with_context(view, event_id, process, ancestors, tested)
-        matched = rules.match(event_id, view, sigma_fields.lowered(view), context)
+        matched = rules.match(event_id, view, context=context)
         if not matched:
             return
         if alert_event is None:

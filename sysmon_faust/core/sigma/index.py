@@ -43,7 +43,7 @@ from sigma.conditions import (
 )
 from sigma.types import SigmaBool, SigmaCasedString, SigmaExpansion, SigmaNumber, SigmaString
 
-from sysmon_faust.core.sigma.fields import searchable_text
+from sysmon_faust.core.sigma.fields import lowered, searchable_text
 from sysmon_faust.core.sigma.values import EXACT, SUFFIX, Fields, number, string_shape
 
 #: A piece of text shorter than this is in too many events to narrow anything down.
@@ -231,14 +231,17 @@ class _Field:
     equals: dict[str, list[int]] = field(default_factory=dict)
     names: dict[str, list[int]] = field(default_factory=dict)
     numbers: bool = False
-    #: A lower-case value → the rules its keys reach, sorted.
+    #: A value, as the event holds it → the rules its keys reach, sorted.
     memo: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def rules_of(self, value: str) -> tuple[int, ...]:
-        """The rules one lower-case value of the field reaches (memoized)."""
+        """The rules one value of the field reaches (memoized; the keys are looked up
+        in its lower case)."""
         found = self.memo.get(value)
         if found is not None:
             return found
+        key = value
+        value = value.lower()
         reached: set[int] = set()
         if self.automaton is not None:
             for _end, rules in self.automaton.iter(value):
@@ -257,7 +260,7 @@ class _Field:
         if len(value) <= MEMO_LONGEST:
             if len(self.memo) >= MEMO_ENTRIES:
                 self.memo.clear()
-            self.memo[value] = found
+            self.memo[key] = found
         return found
 
 
@@ -319,13 +322,14 @@ class RuleIndex:
             self._keywords.make_automaton()
         self._fields = tuple(self._by_name[name] for name in sorted(self._by_name))
 
-    def candidates(self, low: Fields, text: str | None = None) -> Sequence[int]:
-        """The rules that may match an event, in rule order: ``low`` its lower-case fields
-        (:func:`~.fields.lowered`); ``text`` all of them in one
-        (:func:`~.fields.searchable_text`, made here when a keyword needs it and not given)."""
+    def candidates(self, view: Fields, text: str | None = None) -> Sequence[int]:
+        """The rules that may match an event, in rule order: ``view`` its fields (as
+        written or lower-case: each value is looked up in its lower case); ``text`` all
+        of them in one, lower-case (:func:`~.fields.searchable_text`, made here when a
+        keyword needs it and not given)."""
         hits: list[tuple[int, ...] | list[int]] = []
         for one in self._fields:
-            value = low.get(one.name)
+            value = view.get(one.name)
             if value is None:
                 continue
             if type(value) is list:
@@ -336,7 +340,7 @@ class RuleIndex:
                 hits.append(found)
         if self._keywords is not None:
             if text is None:
-                text = searchable_text(low)
+                text = searchable_text(lowered(view))
             hits.extend(rules for _end, rules in self._keywords.iter(text))
         if not hits:
             return self.always
