@@ -30,6 +30,11 @@ per input event, finding them 2.30 → 2.46 µs (docs/rules.md).
 
 from __future__ import annotations
 
+import functools
+import re
+import re._constants as _re_constants
+import re._parser as _re_parser
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -41,10 +46,24 @@ from sigma.conditions import (
     ConditionOR,
     ConditionValueExpression,
 )
-from sigma.types import SigmaBool, SigmaCasedString, SigmaExpansion, SigmaNumber, SigmaString
+from sigma.types import (
+    SigmaBool,
+    SigmaCasedString,
+    SigmaExpansion,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+)
 
 from sysmon_faust.core.sigma.fields import lowered, searchable_text
-from sysmon_faust.core.sigma.values import EXACT, SUFFIX, Fields, number, string_shape
+from sysmon_faust.core.sigma.values import (
+    EXACT,
+    SUFFIX,
+    Fields,
+    number,
+    regex_flags,
+    string_shape,
+)
 
 #: A piece of text shorter than this is in too many events to narrow anything down.
 MIN_LITERAL: Final = 3
@@ -61,6 +80,25 @@ LOW_CARDINALITY: Final = frozenset({
     "Signature", "User", "ParentUser", "SourceUser", "TargetUser", "LogonId",
     "CurrentDirectory",
 })  # fmt: skip
+
+
+@functools.cache
+def _folded_letters() -> frozenset[str]:
+    """ASCII letters that a character outside ASCII matches in a case-insensitive regular
+    expression without lower-casing to the letter: asked of ``re`` over every code
+    point (~0.2 s, once; Python 3.11: U+0131 and U+0130 for ``i``, U+017F for ``s``)."""
+    others = "".join(map(chr, range(0x80, 0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+    return frozenset(
+        letter
+        for other in set(re.findall("(?i)[a-z]", others))
+        for letter in string.ascii_lowercase
+        if re.fullmatch(f"(?i){letter}", other) and other.lower() != letter
+    )
+
+
+_REPEATS: Final = (
+    _re_constants.MAX_REPEAT, _re_constants.MIN_REPEAT, _re_constants.POSSESSIVE_REPEAT,
+)  # fmt: skip
 
 #: The ``equals`` key of a number, beside its text: ``0x1bb`` and ``443`` are one value.
 _NUMBER_KEY: Final = "\x00number\x00"
@@ -192,6 +230,66 @@ def _names(name: str, value: Any) -> Requirement | None:
     return Requirement(names=frozenset(keys)) if keys else None
 
 
+def _regex_pieces(value: SigmaRegularExpression) -> frozenset[str] | None:
+    """Pieces of text, lower-case, of which every match of a regular expression holds one
+    (the longest run of plain ASCII characters every match holds, one per alternative of
+    an alternation), or None.
+
+    Read off the tree ``re``'s own parser builds (``re._parser``, CPython's
+    ``sre_parse``: the tree ``re.compile`` compiles, so no second reading of
+    the syntax); any doubt gives None. A piece of a case-insensitive
+    expression holds none of the letters that characters outside ASCII match
+    there without lower-casing to them (dotless U+0131 and dotted U+0130 match
+    ``i``, the long U+017F matches ``s``): the index looks for pieces in the lower-cased value.
+    """
+    flags = regex_flags(value)
+    try:
+        tree = _re_parser.parse(str(value.regexp), flags)
+    except Exception:  # any failure of a private parser: no requirement
+        return None
+    ignore_case = bool(tree.state.flags & re.IGNORECASE)
+    found = _sequence_pieces(list(tree), ignore_case)
+    return None if found is None else frozenset(piece.lower() for piece in found)
+
+
+def _sequence_pieces(items: list[Any], ignore_case: bool) -> frozenset[str] | None:
+    """The strongest set of pieces a sequence of parsed items requires, or None."""
+    options: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def end_run() -> None:
+        if run:
+            options.append(frozenset(("".join(run),)))
+            run.clear()
+
+    for op, argument in items:
+        if (
+            op is _re_constants.LITERAL
+            and argument < 128
+            and not (ignore_case and chr(argument).lower() in _folded_letters())
+        ):
+            run.append(chr(argument))
+            continue
+        end_run()
+        found: frozenset[str] | None = None
+        if op is _re_constants.SUBPATTERN:
+            _group, add_flags, _del_flags, inner = argument
+            found = _sequence_pieces(list(inner), ignore_case or bool(add_flags & re.IGNORECASE))
+        elif op is _re_constants.BRANCH:
+            alternatives = [_sequence_pieces(list(one), ignore_case) for one in argument[1]]
+            if alternatives and all(one is not None for one in alternatives):
+                found = frozenset().union(*(one for one in alternatives if one is not None))
+        elif op in _REPEATS and argument[0] >= 1:
+            found = _sequence_pieces(list(argument[2]), ignore_case)
+        if found is not None:
+            options.append(found)
+    end_run()
+    options = [one for one in options if min(len(piece) for piece in one) >= MIN_LITERAL]
+    if not options:
+        return None
+    return max(options, key=lambda one: (min(len(piece) for piece in one), -len(one)))
+
+
 def _contains(name: str | None, value: Any) -> Requirement | None:
     """The longest plain part of a string value (of every alternative) in field ``name``
     (None: a keyword, any field), or None."""
@@ -203,12 +301,19 @@ def _contains(name: str | None, value: Any) -> Requirement | None:
                 return None
             union |= found
         return union
+    if isinstance(value, SigmaRegularExpression):
+        pieces = _regex_pieces(value)
+        if pieces is None:
+            return None
+        return Requirement(contains=frozenset((name, piece) for piece in pieces))
     # cased strings are left out: lower() of a text is not always the
     # concatenation of its parts' lower() (Greek final sigma).
     if isinstance(value, SigmaString) and not isinstance(value, SigmaCasedString):
         plain = [part.lower() for part in value.s if isinstance(part, str)]
         longest = max(plain, key=len, default="")
-        if len(longest) >= MIN_LITERAL:
+        # A character outside ASCII (a homoglyph, an emoji, U+202E) is rare in
+        # Sysmon's fields on its own: SigmaHQ lists them one by one.
+        if len(longest) >= MIN_LITERAL or not longest.isascii():
             return Requirement(contains=frozenset(((name, longest),)))
     return None
 

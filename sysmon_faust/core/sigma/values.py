@@ -86,6 +86,14 @@ _REGEX_FLAGS: Final = {
 }
 
 
+def regex_flags(value: SigmaRegularExpression) -> int:
+    """The ``re`` flags of a Sigma regular expression's ``i``/``m``/``s`` modifiers."""
+    flags = 0
+    for flag in value.flags:
+        flags |= _REGEX_FLAGS[flag]
+    return flags
+
+
 def text_test(value: SigmaString) -> TextTest:
     """A string value as a test of one text (lower-cased already, unless ``cased``).
 
@@ -265,10 +273,7 @@ def field_test(name: str, value: Any) -> Test:
             name, lambda v: (n := number(v)) is not None and compare(n, bound), lowered=True
         )
     if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for flag in value.flags:
-            flags |= _REGEX_FLAGS[flag]
-        search = re.compile(str(value.regexp), flags).search
+        search = re.compile(str(value.regexp), regex_flags(value)).search
         return _on_text(name, lambda v: search(v) is not None, lowered=False)
     if isinstance(value, SigmaCIDRExpression):
         return any_network_test(name, [value])
@@ -351,10 +356,7 @@ def keyword_test(value: Any) -> Test:
         lowered = not isinstance(value, SigmaCasedString)
         return lambda original, low: any(test(v) for v in _own_texts(low if lowered else original))
     if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for flag in value.flags:
-            flags |= _REGEX_FLAGS[flag]
-        search = re.compile(str(value.regexp), flags).search
+        search = re.compile(str(value.regexp), regex_flags(value)).search
         return lambda original, low: any(search(v) is not None for v in _own_texts(original))
     raise Unsupported(f"a keyword of type {type(value).__name__}")
 

@@ -176,3 +176,73 @@ def test_what_a_value_reaches_is_remembered_within_bounds() -> None:
     long_value = "mimikatz " + "x" * MEMO_LONGEST
     assert list(index.candidates({"CommandLine": long_value})) == [0]
     assert long_value not in memo  # scanned each time, never kept
+
+
+REGEXES = """\
+title: {title}
+id: 5e1f0c2a-0000-4000-8000-0000000000{n:02d}
+logsource: {{product: windows, category: process_creation}}
+detection:
+    selection: {{CommandLine|re: '{regex}'}}
+    condition: selection
+"""
+
+
+def _regex_rule(n: int, regex: str) -> ruleset.SigmaRule:
+    rules = ruleset.parse(REGEXES.format(title=f"regex {n}", n=n, regex=regex))
+    assert not rules.refused
+    return rules.rules[0]
+
+
+def test_a_regular_expression_gives_the_plain_text_every_match_holds() -> None:
+    def pieces(regex: str) -> frozenset[tuple[str | None, str]] | None:
+        required = _regex_rule(1, regex).required
+        return None if required is None else required.contains
+
+    # SigmaHQ's Impacket and wmiexec file names, Invoke-Obfuscation's launcher
+    assert pieces(r"\\sessionresume_[a-zA-Z]{8}$") == {("CommandLine", "\\sessionresume_")}
+    assert pieces(r"cmd.{0,5}(?:/c|/r).+powershell.+") == {("CommandLine", "powershell")}
+    # an alternation: a piece of each alternative, or nothing
+    assert pieces(r"(?:mimikatz|rubeus)\.exe") == {
+        ("CommandLine", "mimikatz"),
+        ("CommandLine", "rubeus"),
+    }
+    assert pieces(r"(?:mimikatz|ru)\.exe") == {("CommandLine", ".exe")}
+    assert pieces(r"(?:abc)+defg") == {("CommandLine", "defg")}
+    assert pieces(r"(?:abcdef)*gh") is None  # may repeat zero times; 'gh' is too short
+    assert pieces(r"\w+`(?:\w+|-|.)`[\w+|\s]") is None  # SigmaHQ's token obfuscation
+    # case-insensitive: no i or s, which characters outside ASCII match there
+    assert pieces(r"(?i)powershell") == {("CommandLine", "power")}
+    assert pieces(r"IPCONFIG") == {("CommandLine", "ipconfig")}  # cased: its own letters
+
+
+def test_a_case_insensitive_expression_is_found_whatever_the_letters_fold_from() -> None:
+    for n, (regex, command_line) in enumerate([
+        ("(?i)ipconfig /all", "\u0130PCONF\u0130G /ALL"),  # U+0130: i + U+0307 lower-cased
+        ("(?i)ipconfig /all", "\u0131pconf\u0131g /all"),  # dotless i matches i
+        ("(?i)net1? use", "NET USE"),
+        ("(?i)lsass", "L\u017fA\u017f\u017f"),  # long s matches s
+    ]):  # fmt: skip
+        rule = _regex_rule(n, regex)
+        rules = ruleset.RuleSet([rule])
+        view = {"EventID": "1", "CommandLine": command_line}
+        assert rule.matches(view, fields.lowered(view)), regex
+        assert rules.match(1, view) == [rule], (regex, command_line)
+
+
+def test_a_character_outside_ascii_is_a_piece_of_text_on_its_own() -> None:
+    rules = ruleset.parse(
+        ENDINGS.format(ending="x")
+        # a Cyrillic A, a Greek E
+        .replace("Image|endswith: 'x'", "TargetFilename|contains: ['\u0410', '\u0395']")
+        .replace("process_creation", "file_event")
+    )  # fmt: skip
+    rule = _rule(rules, "11")
+    assert rule.required == Requirement(
+        contains=frozenset({("TargetFilename", "\u0430"), ("TargetFilename", "\u03b5")})
+    )
+    assert _candidates(rules, 11, TargetFilename="C:\\Users\\x\\report.pdf") == set()
+    assert (
+        _candidates(rules, 11, TargetFilename="C:\\Users\\x\\r\u0435port.pdf") == set()
+    )  # Cyrillic e
+    assert _candidates(rules, 11, TargetFilename="C:\\Users\\x\\\u0395XPLORER.EXE") == {"11"}
