@@ -4,8 +4,9 @@ Each rule is reduced to one :class:`Requirement` read off its condition
 tree: keys of which every matching event holds at least one —
 
 * ``contains``: a lower-case piece of text in one field's value (the longest
-  plain part of a string value; a keyword's in any field), found by an
-  Aho-Corasick scan (pyahocorasick) of that field's lower-case value;
+  plain part of a string value, or plain text every match of a regular
+  expression holds; a keyword's in any field), found by an Aho-Corasick scan
+  (pyahocorasick) of that field's lower-case value;
 * ``equals``: a field's whole value, lower-case (``DestinationPort`` ``4444``,
   ``Image`` ``c:\\windows\\system32\\cmd.exe``; a number also by its value, as
   :func:`~.values.field_test` compares numbers), found by one dict lookup per
@@ -16,8 +17,8 @@ tree: keys of which every matching event holds at least one —
 
 ``or`` needs every part's keys; ``and`` needs one part's, and the strongest
 part is kept (:func:`strength`). A rule whose tree gives no requirement (a
-``not`` alone, a regular expression, ``null``) is tried on every event of its
-id. Only candidates are tested (:meth:`RuleIndex.candidates`): a requirement
+``not`` alone, a regular expression without plain text, ``null``) is tried on
+every event of its id. Only candidates are tested (:meth:`RuleIndex.candidates`): a requirement
 never decides a match, so the index may hand out too many, never too few.
 
 Measured (``/tmp`` scripts over ``bench/rules.py``'s events, SigmaHQ's
@@ -331,7 +332,7 @@ class _Field:
     """One indexed field of an event id: its keys and the memo of its values."""
 
     name: str
-    #: The pieces of text of this field's tests (and the keywords'), one automaton.
+    #: The pieces of text of this field's tests, in one automaton.
     automaton: Any = None
     equals: dict[str, list[int]] = field(default_factory=dict)
     names: dict[str, list[int]] = field(default_factory=dict)

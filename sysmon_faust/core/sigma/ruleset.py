@@ -11,7 +11,7 @@ PowerShell, ...) are *not for this pipeline*: counted, not refused.
 rule on every event: rules are grouped by Sysmon event id, and within a group
 each rule is reached only when the event holds what any match of it holds
 (:mod:`.index`: a piece of text, a field's whole value, the last part of a
-path); the rules that give no such thing (a regular expression alone, a
+path); the rules that give no such thing (a regular expression without plain text, a
 ``not``...) are tried on every event of their group. ``make bench`` has the
 figures.
 """
