@@ -1038,7 +1038,7 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--baseline-rounds", type=int, default=3, metavar="N")
     parser.add_argument(
-        "--sigma-rounds", type=int, default=2, metavar="N",
+        "--sigma-rounds", type=int, default=3, metavar="N",
         help="runs each of no rules and SigmaHQ's corpus, alternating; the fastest counts",
     )  # fmt: skip
     parser.add_argument(
