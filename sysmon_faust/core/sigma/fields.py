@@ -162,7 +162,8 @@ def lowered(view: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def searchable_text(low: Mapping[str, Any]) -> str:
-    """Every lower-case value in one string, NUL between them: what the index scans."""
+    """Every lower-case value in one string, NUL between them: what keywords and the
+    intake's question about context rules (:meth:`~.ruleset.RuleSet.wanted`) scan."""
     parts: list[str] = []
     for value in low.values():
         if type(value) is str:

@@ -107,7 +107,8 @@ _NUMBER_KEY: Final = "\x00number\x00"
 
 def number_key(value: float) -> str:
     """The key under which a number's value is indexed (its text is indexed as itself)."""
-    return _NUMBER_KEY + repr(float(value))
+    # + 0.0: -0.0 is 0.0, as the rules' tests compare numbers (==).
+    return _NUMBER_KEY + repr(float(value) + 0.0)
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def _sequence_pieces(items: list[Any], ignore_case: bool) -> frozenset[str] | No
             alternatives = [_sequence_pieces(list(one), ignore_case) for one in argument[1]]
             if alternatives and all(one is not None for one in alternatives):
                 found = frozenset().union(*(one for one in alternatives if one is not None))
-        elif op in _REPEATS and argument[0] >= 1:
+        elif op in _REPEATS and argument[0] >= 1:  # (pySigma's RE2 check refuses possessive)
             found = _sequence_pieces(list(argument[2]), ignore_case)
         if found is not None:
             options.append(found)
@@ -343,30 +344,29 @@ class _Field:
     def rules_of(self, value: str) -> tuple[int, ...]:
         """The rules one value of the field reaches (memoized; the keys are looked up
         in its lower case)."""
-        found = self.memo.get(value)
-        if found is not None:
+        kept = len(value) <= MEMO_LONGEST
+        if kept and (found := self.memo.get(value)) is not None:
             return found
-        key = value
-        value = value.lower()
+        low = value.lower()
         reached: set[int] = set()
         if self.automaton is not None:
-            for _end, rules in self.automaton.iter(value):
+            for _end, rules in self.automaton.iter(low):
                 reached.update(rules)
-        if (rules := self.equals.get(value)) is not None:
+        if (rules := self.equals.get(low)) is not None:
             reached.update(rules)
-        if self.names and (rules := self.names.get(value.rpartition("\\")[2])) is not None:
+        if self.names and (rules := self.names.get(low.rpartition("\\")[2])) is not None:
             reached.update(rules)
         if (
             self.numbers
-            and (as_number := number(value)) is not None
+            and (as_number := number(low)) is not None
             and (rules := self.equals.get(number_key(as_number))) is not None
         ):
             reached.update(rules)
         found = tuple(sorted(reached)) if reached else _NO_RULES
-        if len(value) <= MEMO_LONGEST:
+        if kept:
             if len(self.memo) >= MEMO_ENTRIES:
                 self.memo.clear()
-            self.memo[key] = found
+            self.memo[value] = found
         return found
 
 
@@ -440,9 +440,9 @@ class RuleIndex:
                 continue
             if type(value) is list:
                 for element in value:
-                    if element is not None and (found := one.rules_of(element)):
+                    if type(element) is str and (found := one.rules_of(element)):
                         hits.append(found)
-            elif found := one.rules_of(value):
+            elif type(value) is str and (found := one.rules_of(value)):
                 hits.append(found)
         if self._keywords is not None:
             if text is None:

@@ -409,7 +409,9 @@ def _compile(rule: Any, source: str) -> SigmaRule | Refused | None:
             raise Unsupported("the neq modifier (pySigma 2.0 does not carry it into the condition)")
         trees = [condition.parse() for condition in rule.detection.parsed_condition]
         test = conditions.any_of([conditions.compile_condition(tree) for tree in trees])
-    except (Unsupported, SigmaError) as error:
+    except (Unsupported, SigmaError, re.error) as error:
+        # re.error: pySigma checks a regular expression with RE2, which takes
+        # some Python's re does not (\pL, \Q...\E, \z): that rule is refused.
         return Refused(source, rule_id, title, category, _one_line(error))
     needed_ids = [conditions.required_event_ids(tree) for tree in trees]
     if all(ids is not None for ids in needed_ids):

@@ -239,7 +239,10 @@ def number(value: Any) -> float | None:
     ``"infinity"``, ``"nan"``, ``"1_000"`` or ``"1e3"``, which Python's float()
     takes but no Sysmon field holds as a number."""
     if type(value) is str and _NUMBER.fullmatch(value):
-        return float(int(value, 16)) if value[:2] in ("0x", "0X") else float(value)
+        try:
+            return float(int(value, 16)) if value[:2] in ("0x", "0X") else float(value)
+        except OverflowError:  # a hex number beyond a float: none a Sysmon field holds
+            return None
     return None
 
 

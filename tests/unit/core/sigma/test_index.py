@@ -246,3 +246,20 @@ def test_a_character_outside_ascii_is_a_piece_of_text_on_its_own() -> None:
         _candidates(rules, 11, TargetFilename="C:\\Users\\x\\r\u0435port.pdf") == set()
     )  # Cyrillic e
     assert _candidates(rules, 11, TargetFilename="C:\\Users\\x\\\u0395XPLORER.EXE") == {"11"}
+
+
+def test_a_number_is_found_by_value_whatever_its_sign_of_zero_or_size() -> None:
+    rules = ruleset.parse(PORTS.replace("[4444, 8443]", "[0, 4444]"))
+    rule = _rule(rules, "01")
+    for port in ("0", "-0", "-0.0", "0x0"):
+        view = {"EventID": "3", "Initiated": "true", "DestinationPort": port}
+        assert rule.matches(view, fields.lowered(view)), port
+        assert rules.match(3, view) == [rule], port
+    # beyond a float, not a number: neither an error nor a match
+    view = {"EventID": "3", "Initiated": "true", "DestinationPort": "0x" + "f" * 300}
+    assert rules.match(3, view) == []
+
+
+def test_a_value_of_no_text_is_passed_over() -> None:
+    rules = ruleset.parse(IMAGES)
+    assert _candidates(rules, 1, Image=5) == {"05"}  # "05" is tried on every creation

@@ -249,3 +249,27 @@ def test_the_intake_keeps_an_event_a_context_rule_may_match() -> None:
     assert not wanted(11, EventID="11", TargetFilename="C:\\x\\a.txt")
     assert wanted(13, EventID="13", TargetObject="HKLM\\x")
     assert not wanted(12, EventID="12", TargetObject="HKLM\\x")  # no rule on 12
+
+
+def test_a_regular_expression_python_cannot_compile_refuses_its_rule_alone() -> None:
+    # pySigma checks expressions with RE2, which takes \pL; Python's re does not
+    text = """\
+title: letters
+id: 5e1f0c2a-0000-4000-8000-0000000000aa
+logsource: {product: windows, category: process_creation}
+detection:
+    selection: {CommandLine|re: '\\pLabc'}
+    condition: selection
+---
+title: fine
+id: 5e1f0c2a-0000-4000-8000-0000000000ab
+logsource: {product: windows, category: process_creation}
+detection:
+    selection: {CommandLine|re: 'abc'}
+    condition: selection
+"""
+    rules = ruleset.parse(text)
+    assert [rule.title for rule in rules.rules] == ["fine"]
+    assert [refusal.line() for refusal in rules.refused] == [
+        "<text>: rule 5e1f0c2a-0000-4000-8000-0000000000aa: bad escape \\p at position 0"
+    ]
