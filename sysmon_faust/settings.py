@@ -302,6 +302,15 @@ class Settings:
         "`min.insync.replicas=2` (see Against an existing Kafka cluster)", integer(1, 32),
         default_doc="the cluster's",
     )  # fmt: skip
+    producer_linger_ms: int = setting(
+        100, "SYSMON_PRODUCER_LINGER_MS",
+        "milliseconds the join's producer waits to fill a record batch before it sends it "
+        "(librdkafka's `linger.ms`; under at_least_once): Kafka Streams' default for its "
+        "producers. Fewer, fuller batches cost the worker and the broker less per record "
+        "(each batch is compressed and appended on its own); at most this much is added to "
+        "an output's latency, and to a commit's",
+        integer(0, 5000),
+    )  # fmt: skip
     compression: str = setting(
         "zstd", "SYSMON_COMPRESSION",
         "codec of every record batch the worker writes (re-keying, process tree, outputs, "

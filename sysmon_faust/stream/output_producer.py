@@ -232,8 +232,14 @@ def config(settings: Settings, client_id: str, max_record_bytes: int) -> dict[st
     """
     properties: dict[str, Any] = client_config(settings, client_id) | {
         "compression.type": settings.compression,
-        # Kafka's default since 4.0 (KIP-1030), and Faust's producer_linger here.
-        "linger.ms": 5,
+        # SYSMON_PRODUCER_LINGER_MS: Kafka Streams' 100 ms by default. At 5 ms
+        # (Kafka's default since 4.0, KIP-1030) the join's ~5,000 records/s
+        # went out a few per batch, and librdkafka's thread spent ~15 µs per
+        # input event compressing and sending them; at 100 ms 5-8, and the
+        # worker 115.4 -> 104.6 µs per event (make bench's mix, every type
+        # enriched, two rounds each; per-thread CPU from /proc). A commit's
+        # flush waits for the linger: the join goes on meanwhile.
+        "linger.ms": settings.producer_linger_ms,
         "enable.idempotence": True,
         # Kafka's default partitioner: the partitions Faust's producer, the
         # intake and Kafka Streams give a key (sysmon_faust.core.rekey).

@@ -59,6 +59,7 @@ def test_plaintext_properties_are_kafkas_defaults_with_the_workers_codec() -> No
     assert properties["compression.type"] == settings.compression
     assert properties["partitioner"] == "murmur2_random"  # Kafka's (Java) default
     assert properties["enable.idempotence"] is True
+    assert properties["linger.ms"] == settings.producer_linger_ms == 100  # Kafka Streams'
     assert properties["security.protocol"] == "PLAINTEXT"
     assert not any(name.startswith(("ssl.", "sasl.")) for name in properties)
     confluent_kafka.Producer(properties)  # librdkafka takes every property
