@@ -1,0 +1,103 @@
+"""A process's row as the join reads it: remembered (present or absent), never stale."""
+
+from __future__ import annotations
+
+import orjson
+
+from sysmon_faust.core.join import state as state_module
+from sysmon_faust.core.join.local import LocalJoin
+from sysmon_faust.core.join.state import JoinState
+from sysmon_faust.core.sigma.ruleset import RuleSet
+
+_WEEK_MS = 7 * 86_400_000
+
+
+def _state(retention_ms: int = 3_600_000) -> JoinState:
+    join = LocalJoin.with_defaults(RuleSet(()), 0, 4, 60_000, retention_ms=retention_ms)
+    return join.state
+
+
+class _CountingGets:
+    """Wraps the process table's ``get`` to count the reads (a RocksDB get each in the worker)."""
+
+    def __init__(self, state: JoinState) -> None:
+        self.reads = 0
+        get = state.rows.get
+
+        def counted(partition: int, key: bytes) -> bytes | None:
+            self.reads += 1
+            return get(partition, key)
+
+        state.rows.get = counted  # type: ignore[method-assign]
+
+
+def test_an_absent_row_is_read_once() -> None:
+    state = _state()
+    counter = _CountingGets(state)
+    for _ in range(5):
+        assert state.row(0, b"{old}") is None
+    assert counter.reads == 1
+
+
+def test_a_row_written_after_its_absence_was_remembered_is_read() -> None:
+    state = _state()
+    assert state.row(0, b"{p}") is None
+    state.put_row(0, b"{p}", {"process_guid": "{p}", "image": "a.exe"}, 0)
+    assert orjson.loads(state.row(0, b"{p}") or b"null")["image"] == "a.exe"
+    assert state.rows.get(0, b"{p}") == state.row(0, b"{p}")
+
+
+def test_a_terminated_row_reads_as_terminated() -> None:
+    state = _state()
+    state.put_row(0, b"{p}", {"process_guid": "{p}"}, 0)
+    assert state.row(0, b"{p}") is not None
+    assert state.mark_terminated(0, b"{p}", "2026-12-01T00:00:00.000Z", 0)
+    row = orjson.loads(state.row(0, b"{p}") or b"null")
+    assert row["process_terminated_at"] == "2026-12-01T00:00:00.000Z"
+    assert not state.mark_terminated(0, b"{unknown}", "2026-12-01T00:00:00.000Z", 0)
+
+
+def test_a_row_deleted_by_expiry_reads_as_absent() -> None:
+    state = _state(retention_ms=1_000)
+    state.put_row(0, b"{p}", {"process_guid": "{p}"}, 0)
+    state.mark_terminated(0, b"{p}", "2026-12-01T00:00:00.000Z", 0)
+    assert state.row(0, b"{p}") is not None
+    state.expire_due(0, 2_000, 100)
+    assert state.rows.get(0, b"{p}") is None
+    assert state.row(0, b"{p}") is None
+
+
+def test_rows_are_per_partition() -> None:
+    state = _state()
+    state.put_row(1, b"{p}", {"process_guid": "{p}"}, 0)
+    assert state.row(0, b"{p}") is None
+    assert state.row(1, b"{p}") is not None
+
+
+def test_after_a_rebalance_rows_are_read_again() -> None:
+    # Recovery writes a partition's table without the join (Faust's, or the
+    # bulk restore): what was remembered before the rebalance is forgotten.
+    state = _state()
+    assert state.row(0, b"{p}") is None
+    state.forget()
+    state.rows.put(0, b"{p}", b'{"process_guid":"{p}"}')
+    assert state.row(0, b"{p}") == b'{"process_guid":"{p}"}'
+
+
+def test_what_is_remembered_is_bounded() -> None:
+    state = _state()
+    counter = _CountingGets(state)
+    for n in range(state_module.ROW_CACHE_ENTRIES + 10):
+        state.row(0, b"{%d}" % n)
+    assert len(state._row_cache) <= state_module.ROW_CACHE_ENTRIES
+    reads = counter.reads
+    state.row(0, b"{0}")  # fell out when it started over
+    assert counter.reads == reads + 1
+
+
+def test_the_ttl_deletes_a_row_that_never_ended() -> None:
+    state = _state()
+    state.put_row(0, b"{p}", {"process_guid": "{p}"}, 0)
+    assert state.row(0, b"{p}") is not None
+    state.expire_due(0, _WEEK_MS + 1, 100)
+    assert state.row(0, b"{p}") is None
