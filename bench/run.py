@@ -344,8 +344,9 @@ def run_pipeline(
     launched = time.monotonic()
     group = [Worker(env, work / app_id, cpus=cpus) for _ in range(workers)]
     progress = Progress(expected.events, f"pipeline x{workers}")
+    broker = LocalBroker()
     first = None
-    busy_at_first = worker_cpu_at_first = 0.0
+    busy_at_first = worker_cpu_at_first = broker_cpu_at_first = 0.0
     joined, last_joined, last_change = 0, -1, time.monotonic()
     try:
         while True:
@@ -355,6 +356,7 @@ def run_pipeline(
                 first = time.monotonic()
                 busy_at_first = machine_busy_seconds()
                 worker_cpu_at_first = sum(w.cpu_seconds() for w in group)
+                broker_cpu_at_first = broker.cpu_seconds() if broker.pid else 0.0
             progress.update(consumed)
             # The last enriched record is out when the join topic holds them all
             # (only asked once everything was read: it opens a client).
@@ -377,6 +379,7 @@ def run_pipeline(
         last_stats = [s for s in (w.stats() for w in group) if s]
         busy = machine_busy_seconds() - busy_at_first
         worker_cpu = sum(w.cpu_seconds() for w in group) - worker_cpu_at_first
+        broker_cpu = broker.cpu_seconds() - broker_cpu_at_first if broker.pid else None
         progress.finish(consumed)
         rss = max(w.peak_rss_mb() for w in group)
     finally:
@@ -397,6 +400,8 @@ def run_pipeline(
         # this script) and the workers' own CPU per input event.
         "machine_busy_cores": busy / seconds,
         "worker_cpu_us_per_event": worker_cpu / expected.events * 1e6,
+        # The local broker's (None for a remote cluster): what the run made it do.
+        "broker_cpu_us_per_event": _per_event_us(broker_cpu, expected.events),
         # Joins parked for an ancestor's link (sysmon_faust.core.join.parking).
         "ancestry_waits": sum(s.get("ancestry_waits", 0) for s in last_stats),
         "ancestry_wait_timeouts": sum(s.get("ancestry_wait_timeouts", 0) for s in last_stats),
@@ -466,12 +471,14 @@ def run_quix(bootstrap: str, input_topic: str, workload: Workload, work: Path) -
         ],
         state_dir,
     )  # fmt: skip
+    broker = LocalBroker()
     try:
-        joined = asyncio.run(
-            _wait_for_records(bootstrap, output, expected.joined_in_order, peer, first_file)
+        joined, broker_cpu_at_first = asyncio.run(
+            _wait_for_records(bootstrap, output, expected.joined_in_order, peer, first_file, broker)
         )
         finished = time.monotonic()
         cpu = peer.cpu_seconds()
+        broker_cpu = broker.cpu_seconds() - broker_cpu_at_first if broker.pid else None
         rss = peer.peak_rss_mb()
     finally:
         peer.stop()
@@ -489,13 +496,24 @@ def run_quix(bootstrap: str, input_topic: str, workload: Workload, work: Path) -
         "startup_seconds": first - launched,
         "rss_mb": rss,
         "process_cpu_us_per_event": (cpu - cpu_at_first) / expected.events * 1e6,
+        "broker_cpu_us_per_event": _per_event_us(broker_cpu, expected.events),
     }
 
 
+def _per_event_us(cpu_seconds: float | None, events: int) -> float | None:
+    return None if cpu_seconds is None else cpu_seconds / events * 1e6
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 async def _wait_for_records(
-    bootstrap: str, topic: str, expected: int, peer: QuixPeer, first_file: Path
-) -> int:
-    """Records in ``topic`` once it holds ``expected`` (or nothing came for 30 s).
+    bootstrap: str, topic: str, expected: int, peer: QuixPeer, first_file: Path,
+    broker: LocalBroker,
+) -> tuple[int, float]:  # fmt: skip
+    """Records in ``topic`` once it holds ``expected`` (or nothing came for 30 s), and the
+    broker's CPU seconds when the peer had read its first event (within 0.2 s).
 
     One client for the whole wait, asking the end offsets every 0.2 s (the
     product's rows ask its /stats as often).
@@ -505,6 +523,7 @@ async def _wait_for_records(
     progress = Progress(expected, "quix peer (joined records)")
     started = time.monotonic()
     joined, last_change = 0, started
+    broker_cpu_at_first = 0.0
     tps: list[TopicPartition] = []
     try:
         while True:
@@ -515,6 +534,7 @@ async def _wait_for_records(
                 if last_change - started > 300:
                     raise SystemExit(f"the Quix peer read nothing in 300 s; see {peer.log}")
             elif not tps:  # the peer creates its output topic when it starts
+                broker_cpu_at_first = broker.cpu_seconds() if broker.pid else 0.0
                 await consumer._client.force_metadata_update()
                 partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
                 tps = [TopicPartition(topic, p) for p in partitions]
@@ -532,7 +552,7 @@ async def _wait_for_records(
     finally:
         await consumer.stop()
     progress.finish(joined)
-    return joined
+    return joined, broker_cpu_at_first
 
 
 class LocalBroker:
@@ -1202,6 +1222,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
                 "seconds": round(quix["seconds"], 1),
                 "startup_seconds": round(quix["startup_seconds"], 1),
                 "process_cpu_us_per_event": round(quix["process_cpu_us_per_event"], 1),
+                "broker_cpu_us_per_event": _rounded(quix["broker_cpu_us_per_event"]),
                 "rss_mb": round(quix["rss_mb"], 1),
                 "joined_records": quix["joined_records"],
                 "missing_joins": quix["missing_joins"],
@@ -1235,6 +1256,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
             name: {
                 "machine_busy_cores": round(run["machine_busy_cores"], 2),
                 "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+                "broker_cpu_us_per_event": _rounded(run["broker_cpu_us_per_event"]),
                 "ancestry_waits": run["ancestry_waits"],
                 "ancestry_wait_timeouts": run["ancestry_wait_timeouts"],
                 "missing_joins": run["missing_joins"],
@@ -1283,6 +1305,9 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  CPU per input event (µs): product / Quix peer",
          f"{round(one['worker_cpu_us_per_event'], 1)} / "
          f"{result['quix']['process_cpu_us_per_event']}" if quix else None),
+        ("  broker CPU per input event (µs): product / Quix peer",
+         f"{_rounded(one['broker_cpu_us_per_event'])} / "
+         f"{result['quix']['broker_cpu_us_per_event']}" if quix else None),
         ("  Quix peer: missing joins, cold start (s)",
          f"{quix['missing_joins']}, {round(quix['startup_seconds'], 1)}" if quix else None),
         ("pipeline, 2 workers (input events/s)", result["two_worker_eps"]),
