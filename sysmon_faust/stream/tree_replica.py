@@ -74,6 +74,11 @@ _ROCKSDB_OPTIONS: Final = {
     "block_cache_compressed_size": 1 * 1024**2,
 }
 
+#: Links (and absences) remembered at most (see TreeReplica.link): ~10 MB.
+LINK_CACHE_ENTRIES: Final = 16_384
+#: Not remembered (None is a link known to be absent).
+_NOT_CACHED: Final = object()
+
 
 class TreeReplica:
     """The local copy of ``<app_id>-process-tree`` (see the module docstring)."""
@@ -100,14 +105,35 @@ class TreeReplica:
         #: at again only then (sysmon_faust.core.join.parking).
         self.version = 0
         self.records_read = 0
+        #: Links read or written lately, by GUID (None: absent): see link().
+        self._links: dict[str, bytes | None] = {}
 
     # --- reads (the join) ------------------------------------------------------
 
     def link(self, guid: str) -> bytes | None:
+        """The process's parent link (:func:`sysmon_faust.core.ancestry.encode_link`), None
+        when this copy has none.
+
+        Remembered, present or absent (at most :data:`LINK_CACHE_ENTRIES`, then
+        it starts over): a walk reads a link per ancestor, and the same
+        ancestors (services.exe, explorer.exe, a build's shell) are walked
+        through by most events. Every write of the copy — :meth:`apply`,
+        :meth:`write_through` — updates what is remembered, and all run on the
+        worker's event loop. A RocksDB get is dear here: see JoinState.row.
+        """
+        cached = self._links.get(guid, _NOT_CACHED)
+        if cached is not _NOT_CACHED:
+            return cached  # type: ignore[return-value]
         if self._db is None:
             return None
         value: bytes | None = self._db.get(guid.encode())
+        self._remember(guid, value)
         return value
+
+    def _remember(self, guid: str, link: bytes | None) -> None:
+        if len(self._links) >= LINK_CACHE_ENTRIES:
+            self._links.clear()
+        self._links[guid] = link
 
     def partition_of(self, guid: str) -> int:
         return key_partition(guid.encode(), self.partitions)
@@ -131,12 +157,14 @@ class TreeReplica:
             self._db.delete(guid.encode())
         else:
             self._db.put(guid.encode(), link)
+        self._remember(guid, link)
         self.version += 1
 
     # --- the reader ----------------------------------------------------------------
 
     def open(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        self._links.clear()
         options = RocksDBOptions(use_rocksdict=False, **_ROCKSDB_OPTIONS)
         self._db = options.open(path)
         keys = self._db.iteritems()
@@ -148,6 +176,7 @@ class TreeReplica:
             self._watermarks.setdefault(partition, {})[input_partition] = decode_watermark(value)
 
     def close(self) -> None:
+        self._links.clear()
         if self._db is not None:
             with contextlib.suppress(Exception):
                 self._db.close()
@@ -179,10 +208,13 @@ class TreeReplica:
                     batch.put(
                         _STORED_WATERMARK_PREFIX + b"%d:%d" % (partition, input_partition), value
                     )
-            elif value is None:
-                batch.delete(key)
             else:
-                batch.put(key, value)
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+                # Not valid UTF-8: never a GUID the join asked for.
+                self._links.pop(key.decode("utf-8", "replace"), None)
         if last_offset is None:
             return
         batch.put(_OFFSET_PREFIX + b"%d" % partition, b"%d" % (last_offset + 1))

@@ -4,6 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import rocksdb
 
 from sysmon_faust.core.ancestry import (
     START_TO_CREATION_MS,
@@ -149,5 +150,72 @@ def test_a_link_passed_by_every_watermark_cannot_come(tmp_path: Path) -> None:
         replica.apply([record(0, watermark_key(0), encode_watermark(PASSED))], partition)
         assert not replica.may_come(PARENT, START_MS)
         assert replica.walk(CHILD_ROW, 4).unknown == PARENT
+    finally:
+        replica.close()
+
+
+class _CountingGets:
+    """Counts the copy's RocksDB gets."""
+
+    def __init__(self, replica: TreeReplica) -> None:
+        self.reads = 0
+        db = replica._db
+
+        class _Db:
+            def __getattr__(_self, name: str):  # type: ignore[no-untyped-def]
+                return getattr(db, name)
+
+            def get(_self, key: bytes) -> bytes | None:
+                self.reads += 1
+                value: bytes | None = db.get(key)
+                return value
+
+        replica._db = _Db()
+
+
+def test_links_are_remembered_present_or_absent(tmp_path: Path) -> None:
+    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    replica.open(tmp_path)
+    try:
+        replica.apply([record(0, GUID.encode(), b"{}")], 0)
+        counter = _CountingGets(replica)
+        for _ in range(3):
+            assert replica.link(GUID) == b"{}"
+            assert replica.link("{unknown}") is None
+        assert counter.reads == 2
+    finally:
+        replica.close()
+
+
+def test_what_the_topic_brings_replaces_what_was_remembered(tmp_path: Path) -> None:
+    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    replica.open(tmp_path)
+    try:
+        assert replica.link(GUID) is None  # remembered absent
+        replica.apply([record(0, GUID.encode(), b'{"a": 1}')], 0)
+        assert replica.link(GUID) == b'{"a": 1}'
+        replica.apply([record(1, GUID.encode(), None)], 0)  # its row was deleted
+        assert replica.link(GUID) is None
+        replica.write_through(GUID, b'{"b": 2}')
+        assert replica.link(GUID) == b'{"b": 2}'
+        replica.apply([record(2, b"\xff\xfe", b"{}")], 0)  # a key no GUID has: no harm
+        assert replica.link(GUID) == b'{"b": 2}'
+    finally:
+        replica.close()
+
+
+def test_a_copy_opened_again_reads_its_links_again(tmp_path: Path) -> None:
+    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    replica.open(tmp_path)
+    assert replica.link(GUID) is None
+    replica.close()
+    # What another process wrote while it was closed (a copy set aside and
+    # read anew, say) is seen.
+    db = rocksdb.DB(str(tmp_path), rocksdb.Options(create_if_missing=True))
+    db.put(GUID.encode(), b"{}")
+    del db
+    replica.open(tmp_path)
+    try:
+        assert replica.link(GUID) == b"{}"
     finally:
         replica.close()
