@@ -56,6 +56,7 @@ from sysmon_faust.core.ancestry import (
     creation_may_come,
     decode_watermark,
 )
+from sysmon_faust.core.memo import MISSING, Memo
 from sysmon_faust.core.rekey import key_partition
 from sysmon_faust.stream import faults, state_check
 
@@ -76,8 +77,6 @@ _ROCKSDB_OPTIONS: Final = {
 
 #: Links (and absences) remembered at most (see TreeReplica.link): ~10 MB.
 LINK_CACHE_ENTRIES: Final = 16_384
-#: Not remembered (None is a link known to be absent).
-_NOT_CACHED: Final = object()
 
 
 class TreeReplica:
@@ -106,7 +105,7 @@ class TreeReplica:
         self.version = 0
         self.records_read = 0
         #: Links read or written lately, by GUID (None: absent): see link().
-        self._links: dict[str, bytes | None] = {}
+        self._links: Memo[str, bytes | None] = Memo(LINK_CACHE_ENTRIES)
 
     # --- reads (the join) ------------------------------------------------------
 
@@ -114,26 +113,21 @@ class TreeReplica:
         """The process's parent link (:func:`sysmon_faust.core.ancestry.encode_link`), None
         when this copy has none.
 
-        Remembered, present or absent (at most :data:`LINK_CACHE_ENTRIES`, then
-        it starts over): a walk reads a link per ancestor, and the same
-        ancestors (services.exe, explorer.exe, a build's shell) are walked
+        Remembered, present or absent (:mod:`sysmon_faust.core.memo`, at most
+        :data:`LINK_CACHE_ENTRIES`): a walk reads a link per ancestor, and the
+        same ancestors (services.exe, explorer.exe, a build's shell) are walked
         through by most events. Every write of the copy — :meth:`apply`,
         :meth:`write_through` — updates what is remembered, and all run on the
-        worker's event loop. A RocksDB get is dear here: see JoinState.row.
+        worker's event loop.
         """
-        cached = self._links.get(guid, _NOT_CACHED)
-        if cached is not _NOT_CACHED:
+        cached = self._links.get(guid)
+        if cached is not MISSING:
             return cached  # type: ignore[return-value]
         if self._db is None:
             return None
         value: bytes | None = self._db.get(guid.encode())
-        self._remember(guid, value)
+        self._links.put(guid, value)
         return value
-
-    def _remember(self, guid: str, link: bytes | None) -> None:
-        if len(self._links) >= LINK_CACHE_ENTRIES:
-            self._links.clear()
-        self._links[guid] = link
 
     def partition_of(self, guid: str) -> int:
         return key_partition(guid.encode(), self.partitions)
@@ -157,7 +151,7 @@ class TreeReplica:
             self._db.delete(guid.encode())
         else:
             self._db.put(guid.encode(), link)
-        self._remember(guid, link)
+        self._links.put(guid, link)
         self.version += 1
 
     # --- the reader ----------------------------------------------------------------
@@ -214,7 +208,7 @@ class TreeReplica:
                 else:
                     batch.put(key, value)
                 # Not valid UTF-8: never a GUID the join asked for.
-                self._links.pop(key.decode("utf-8", "replace"), None)
+                self._links.forget(key.decode("utf-8", "replace"))
         if last_offset is None:
             return
         batch.put(_OFFSET_PREFIX + b"%d" % partition, b"%d" % (last_offset + 1))

@@ -46,18 +46,16 @@ from sysmon_faust.core import activity, alert_groups, dns_answers
 from sysmon_faust.core.join import expiry, grace, parking
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.join.store import Change, PartitionStore
+from sysmon_faust.core.memo import MISSING, Memo
 
 log = logging.getLogger(__name__)
 
 #: Write the partition's stream time to the index when it moved this much.
 _KEEP_STREAM_TIME_EVERY_MS = 1_000
 
-#: Rows (and absences) remembered at most, of the partitions being joined;
-#: when full, it starts over (see JoinState.row).
+#: Rows (and absences) remembered at most, of the partitions being joined
+#: (see JoinState.row).
 ROW_CACHE_ENTRIES = 4_096
-
-#: Not in the row cache (None is a row known to be absent).
-_NOT_CACHED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +135,7 @@ class JoinState:
         self._tree_changes: list[tuple[int, bytes, bytes | None]] = []
         #: The stored row (None: none) of processes read or written lately,
         #: by (partition, key): see row().
-        self._row_cache: dict[tuple[int, bytes], bytes | None] = {}
+        self._row_cache: Memo[tuple[int, bytes], bytes | None] = Memo(ROW_CACHE_ENTRIES)
         #: Per partition, read from the table's keys at its first alert after
         #: an assignment and kept up to date since: the key and closing time
         #: of the latest group of each (rule id, process GUID) — not the
@@ -210,25 +208,20 @@ class JoinState:
 
         Remembered, present or absent: every event of a process looks its row
         up, and most of a stream's events come from processes created before
-        the pipeline saw them (no row). A python-rocksdb get took 7.7 µs at
-        200,000 keys in a micro-benchmark; remembering took the worker from
-        124.6 to 111.3 µs per event (make bench's mix, every type enriched,
-        three rounds alternating, medians). Only the join writes the table, each
+        the pipeline saw them (no row) (:mod:`sysmon_faust.core.memo`):
+        remembering took the worker from 124.6 to 111.3 µs per event (make
+        bench's mix, every type enriched, three rounds alternating, medians).
+        Only the join writes the table, each
         partition while it owns it, and every write goes through here
         (put_row, mark_terminated, _delete_row); forget() clears it at a
         rebalance, before recovery may write a partition's table again.
         """
-        cached = self._row_cache.get((partition, key), _NOT_CACHED)
-        if cached is not _NOT_CACHED:
+        cached = self._row_cache.get((partition, key))
+        if cached is not MISSING:
             return cached  # type: ignore[return-value]
         stored = self.rows.get(partition, key)
-        self._remember_row(partition, key, stored)
+        self._row_cache.put((partition, key), stored)
         return stored
-
-    def _remember_row(self, partition: int, key: bytes, stored: bytes | None) -> None:
-        if len(self._row_cache) >= ROW_CACHE_ENTRIES:
-            self._row_cache.clear()  # bounded; processes come and go
-        self._row_cache[(partition, key)] = stored
 
     def row_count(self, partition: int, keep: bool = True) -> int:
         """Rows the partition holds: one key scan after an assignment, then kept up to date.
@@ -248,7 +241,7 @@ class JoinState:
             self._rows_in[partition] += 1  # a new row, not one read again after a crash
         stored = orjson.dumps(row)
         self.rows.put(partition, key, stored)
-        self._remember_row(partition, key, stored)
+        self._row_cache.put((partition, key), stored)
         self._index_put(partition, expiry.ROW_TTL, stream_time + self.lifetimes.ttl_ms, key)
 
     def mark_terminated(
@@ -262,7 +255,7 @@ class JoinState:
         row["process_terminated_at"] = terminated_at
         stored = orjson.dumps(row)
         self.rows.put(partition, key, stored)
-        self._remember_row(partition, key, stored)
+        self._row_cache.put((partition, key), stored)
         deadline = stream_time + self.lifetimes.retention_ms
         self._index_put(partition, expiry.ROW_RETENTION, deadline, key)
         return True
@@ -670,7 +663,7 @@ class JoinState:
 
     def _delete_row(self, partition: int, key: bytes) -> None:
         self.rows.delete(partition, key)
-        self._remember_row(partition, key, None)
+        self._row_cache.put((partition, key), None)
         self._tree_changes.append((partition, key, None))
         if partition in self._rows_in:
             self._rows_in[partition] -= 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,18 @@ from sysmon_faust.core.ancestry import (
     watermark_key,
 )
 from sysmon_faust.stream.tree_replica import TreeReplica
+
+
+@pytest.fixture
+def replica(tmp_path: Path) -> Iterator[TreeReplica]:
+    """A copy opened on an empty folder, closed after the test."""
+    opened = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
+    opened.open(tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
 
 # Started at 0x5ce06e79 s = 2019-05-18 20:43:37 UTC (Sysmon's GUID layout).
 GUID = "{03ba39f5-6e79-5ce0-0000-001032d21002}"
@@ -87,16 +100,11 @@ def test_copy_applies_links_tombstones_and_watermarks_and_keeps_its_offsets(
         again.close()
 
 
-def test_write_through_is_seen_at_once(tmp_path: Path) -> None:
-    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
-    replica.open(tmp_path)
-    try:
-        replica.write_through(GUID, b"{}")
-        assert replica.link(GUID) == b"{}"
-        replica.write_through(GUID, None)
-        assert replica.link(GUID) is None
-    finally:
-        replica.close()
+def test_write_through_is_seen_at_once(replica: TreeReplica) -> None:
+    replica.write_through(GUID, b"{}")
+    assert replica.link(GUID) == b"{}"
+    replica.write_through(GUID, None)
+    assert replica.link(GUID) is None
 
 
 # --- waiting for a link in flight -------------------------------------------
@@ -173,35 +181,25 @@ class _CountingGets:
         replica._db = _Db()
 
 
-def test_links_are_remembered_present_or_absent(tmp_path: Path) -> None:
-    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
-    replica.open(tmp_path)
-    try:
-        replica.apply([record(0, GUID.encode(), b"{}")], 0)
-        counter = _CountingGets(replica)
-        for _ in range(3):
-            assert replica.link(GUID) == b"{}"
-            assert replica.link("{unknown}") is None
-        assert counter.reads == 2
-    finally:
-        replica.close()
+def test_links_are_remembered_present_or_absent(replica: TreeReplica) -> None:
+    replica.apply([record(0, GUID.encode(), b"{}")], 0)
+    counter = _CountingGets(replica)
+    for _ in range(3):
+        assert replica.link(GUID) == b"{}"
+        assert replica.link("{unknown}") is None
+    assert counter.reads == 2
 
 
-def test_what_the_topic_brings_replaces_what_was_remembered(tmp_path: Path) -> None:
-    replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
-    replica.open(tmp_path)
-    try:
-        assert replica.link(GUID) is None  # remembered absent
-        replica.apply([record(0, GUID.encode(), b'{"a": 1}')], 0)
-        assert replica.link(GUID) == b'{"a": 1}'
-        replica.apply([record(1, GUID.encode(), None)], 0)  # its row was deleted
-        assert replica.link(GUID) is None
-        replica.write_through(GUID, b'{"b": 2}')
-        assert replica.link(GUID) == b'{"b": 2}'
-        replica.apply([record(2, b"\xff\xfe", b"{}")], 0)  # a key no GUID has: no harm
-        assert replica.link(GUID) == b'{"b": 2}'
-    finally:
-        replica.close()
+def test_what_the_topic_brings_replaces_what_was_remembered(replica: TreeReplica) -> None:
+    assert replica.link(GUID) is None  # remembered absent
+    replica.apply([record(0, GUID.encode(), b'{"a": 1}')], 0)
+    assert replica.link(GUID) == b'{"a": 1}'
+    replica.apply([record(1, GUID.encode(), None)], 0)  # its row was deleted
+    assert replica.link(GUID) is None
+    replica.write_through(GUID, b'{"b": 2}')
+    assert replica.link(GUID) == b'{"b": 2}'
+    replica.apply([record(2, b"\xff\xfe", b"{}")], 0)  # a key no GUID has: no harm
+    assert replica.link(GUID) == b'{"b": 2}'
 
 
 def test_a_copy_opened_again_reads_its_links_again(tmp_path: Path) -> None:
