@@ -1232,6 +1232,14 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ),
         # The product's one worker (at_least_once, every feature on) / the Quix peer.
         "ratio_to_quix": round(one["input_eps"] / quix["input_eps"], 2) if quix else None,
+        # The same, with the product enriching only what the peer joins
+        # (SYSMON_ENRICH_EVENTS=1,3,5; ancestry and the default rules on):
+        # issue 21's "the same work".
+        "ratio_to_quix_same_work": (
+            round(enrichment["only_1_3_5"]["input_eps"] / quix["input_eps"], 2)
+            if quix and enrichment
+            else None
+        ),
         "two_worker_eps": round(two["input_eps"]) if two else None,
         "two_worker_missing_joins": two["missing_joins"] if two else None,
         "scaling": round(two["input_eps"] / one["input_eps"], 2) if two else None,
@@ -1302,6 +1310,8 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("Quix Streams peer, the join alone (input events/s)",
          result["quix"]["input_eps"] if quix else None),
         ("  ratio product 1 worker / Quix peer", result["ratio_to_quix"]),
+        ("  ratio product enriching only 1,3,5 (the peer's work) / Quix peer",
+         result["ratio_to_quix_same_work"]),
         ("  CPU per input event (µs): product / Quix peer",
          f"{round(one['worker_cpu_us_per_event'], 1)} / "
          f"{result['quix']['process_cpu_us_per_event']}" if quix else None),

@@ -105,7 +105,7 @@ async def probe_broker() -> None:
     global _broker_answered_at
     while True:
         await asyncio.sleep(BROKER_PROBE_EVERY)
-        client = getattr(intake.state.consumer, "_client", None)
+        client = intake.state.client
         if client is None:
             continue
         try:

@@ -2,8 +2,9 @@
 
 Why not a Faust agent: Faust's stream machinery costs about 200 µs of CPU per
 record, and 92-95 % of what Winlogbeat sends is not Sysmon 1/3/5 — it only has
-to be read, counted and dropped. A plain aiokafka consume→transform→produce
-loop reads batches of raw bytes, normalizes them (pure functions), writes
+to be read, counted and dropped. A plain consume→transform→produce loop
+(librdkafka reads, :mod:`sysmon_faust.stream.input_consumer`; aiokafka
+writes) reads batches of raw bytes, normalizes them (pure functions), writes
 each Sysmon 1/3 keyed to its output topic, and hands them to the join as one
 record per re-keying partition and batch (:mod:`sysmon_faust.core.rekey`); only
 those travel through Faust (the join agent and its table). Measured with
@@ -52,8 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka import AIOKafkaProducer, TopicPartition
+from confluent_kafka import Message
 from mode import Service
 
 from sysmon_faust.compat import private
@@ -78,7 +79,8 @@ from sysmon_faust.core.rekey import (
 )
 from sysmon_faust.core.sigma.fields import EVENT_DATA
 from sysmon_faust.core.stats import stats
-from sysmon_faust.stream import detections, faults, transactions
+from sysmon_faust.stream import detections, faults, input_consumer, output_producer, transactions
+from sysmon_faust.stream.input_consumer import InputConsumer
 from sysmon_faust.stream.topology import MAX_RECORD_BYTES, app, settings
 from sysmon_faust.stream.topology import tree_replica as tree_copy
 
@@ -112,35 +114,11 @@ class IntakeState:
     highwater: dict[int, int] = field(default_factory=dict)
     #: The consume loop runs (False once it has ended: /health).
     consuming: bool = False
-    #: The intake's consumer, whose client /health's cluster probe uses.
-    consumer: Any = None
+    #: The intake's aiokafka client (its producer's), which /health's cluster probe uses.
+    client: Any = None
 
 
 state = IntakeState()
-
-
-class _FinishBatchOnRevoke(ConsumerRebalanceListener):
-    def __init__(self, intake: Intake) -> None:
-        self.intake = intake
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        # A batch in flight is produced and committed before its partitions
-        # go to another worker, which then starts right after it.
-        async with self.intake.batch_lock:
-            # Events buffered but not handled are not committed either: the
-            # partition's new owner reads them again.
-            for tp in revoked:
-                self.intake.in_step.drop(tp.partition)
-                self.intake.read_up_to.pop(tp, None)
-                state.lag.pop(tp.partition, None)
-                state.highwater.pop(tp.partition, None)
-                state.committed.pop(tp.partition, None)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.intake.in_step.track([tp.partition for tp in assigned])
-        state.input_partitions = sorted(tp.partition for tp in assigned)
-        state.joined_group = True
-        log.info("intake: input partitions %s", state.input_partitions or "none")
 
 
 @app.service
@@ -149,17 +127,16 @@ class Intake(Service):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.batch_lock = asyncio.Lock()
         self._next_yield = 0.0
-        self.consumer: AIOKafkaConsumer | None = None
+        self.consumer: InputConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         #: Sysmon 1/3/5 read but not handled yet, released in event-time order
         #: across the input partitions (sysmon_faust.core.alignment).
-        self.in_step: InStep[tuple[ConsumerRecord, NormalizedEvent]] = InStep()
+        self.in_step: InStep[tuple[Message, NormalizedEvent]] = InStep()
         state.alignment_held_ms = self.in_step.held_ms
         #: Per input partition: the offset after the last record read.
-        self.read_up_to: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
+        self.read_up_to: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
         self.exactly_once = settings.processing_guarantee == transactions.EXACTLY_ONCE
         self._in_transaction = False
         #: Event time of the latest event released (the intake's stream time),
@@ -186,27 +163,39 @@ class Intake(Service):
             ),
         )
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            **settings.kafka_client_options(),
-            group_id=settings.intake_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
-            # Partitions paused for running ahead (sysmon_faust.core.alignment)
-            # lose what was fetched of them: fetches stay at aiokafka's 1 MiB.
-            max_partition_fetch_bytes=1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
+        state.client = self.producer.client
+        properties = input_consumer.config(
+            output_producer.client_config(settings, f"{settings.app_id}-intake"),
+            settings.intake_group,
+            settings.session_timeout,
+            read_committed=self.exactly_once,
         )
-        await self.consumer.start()
-        state.consumer = self.consumer
-        self.consumer.subscribe([settings.topic_input], listener=_FinishBatchOnRevoke(self))
+        self.consumer = InputConsumer(
+            properties, settings.topic_input, self._assigned, self._revoked
+        )
+
+    def _assigned(self, partitions: list[int]) -> None:
+        self.in_step.track(partitions)
+        state.input_partitions = sorted(partitions)
+        state.joined_group = True
+        log.info("intake: input partitions %s", state.input_partitions or "none")
+
+    def _revoked(self, partitions: list[int]) -> None:
+        # Called between batches (InputConsumer.batch): the batch before is
+        # produced and committed, and the partitions' next owner starts right
+        # after it. Events buffered but not handled are not committed either:
+        # the next owner reads them again.
+        for partition in partitions:
+            self.in_step.drop(partition)
+            self.read_up_to.pop(partition, None)
+            self._committed.pop(partition, None)
+            state.lag.pop(partition, None)
+            state.highwater.pop(partition, None)
+            state.committed.pop(partition, None)
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
-            await self.consumer.stop()
+            await self.consumer.close()
         if self.producer is not None:
             await self.producer.stop()
 
@@ -223,45 +212,44 @@ class Intake(Service):
         assert self.consumer is not None
         while not self.should_stop:
             try:
-                batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
+                batch = await self.consumer.batch(BATCH_RECORDS)
                 if not batch and not self.read_up_to:
                     continue
                 await faults.hold_if_stopping()  # the process-tree copy is RocksDB
-                async with self.batch_lock:
-                    await self._process(batch)
+                await self._process(batch)
             except faults.OWN_FAULTS as exc:
                 # Nothing of the batch is committed: its records come again.
                 where = f"{settings.topic_input}{state.input_partitions}"
-                async with self.batch_lock:
-                    await faults.stop_worker("intake", where, exc, log)
+                await faults.stop_worker("intake", where, exc, log)
 
-    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _process(self, batch: list[Message]) -> None:
         assert self.consumer is not None
         assert self.producer is not None
         acks: list[Awaitable[Any]] = []
         wall_ms = int(time.time() * 1000)
-        for tp, messages in batch.items():
-            for message in messages:
-                stats.consumed += 1
-                await self._make_way_for_the_join()
-                try:
-                    outcome = await self._read(message, acks)
-                except Exception as exc:
-                    if faults.is_own_fault(exc):
-                        raise
-                    log.exception("intake: record %s[%s]@%s failed", *_where(message))
-                    error = f"pipeline error: {type(exc).__name__}: {exc}"
-                    acks.append(await self._dead_letter(message, error))
-                    continue
-                if outcome is not None:
-                    self.in_step.add(
-                        tp.partition, outcome.timestamp_ms, (message, outcome), wall_ms
-                    )
-            self.read_up_to[tp] = messages[-1].offset + 1
-            highwater = self.consumer.highwater(tp)
+        read: dict[int, int] = {}
+        for message in batch:
+            stats.consumed += 1
+            partition = message.partition()
+            read[partition] = message.offset() + 1
+            await self._make_way_for_the_join()
+            try:
+                outcome = await self._read(message, acks)
+            except Exception as exc:
+                if faults.is_own_fault(exc):
+                    raise
+                log.exception("intake: record %s[%s]@%s failed", *_where(message))
+                error = f"pipeline error: {type(exc).__name__}: {exc}"
+                acks.append(await self._dead_letter(message, error))
+                continue
+            if outcome is not None:
+                self.in_step.add(partition, outcome.timestamp_ms, (message, outcome), wall_ms)
+        for partition, up_to in read.items():
+            self.read_up_to[partition] = up_to
+            highwater = self.consumer.highwater(partition)
             if highwater is not None:
-                state.lag[tp.partition] = max(highwater - self.read_up_to[tp], 0)
-                state.highwater[tp.partition] = highwater
+                state.lag[partition] = max(highwater - up_to, 0)
+                state.highwater[partition] = highwater
 
         rekeyed = BatchBuilder()
         for message, outcome in self.in_step.release(self._has_more, wall_ms):
@@ -281,13 +269,12 @@ class Intake(Service):
         # Everything produced is in Kafka before the offsets are, and no offset
         # passes an event still waiting in the buffer.
         await asyncio.gather(*acks)
-        offsets = {tp: self._committable(tp) for tp in self.read_up_to}
+        offsets = {p: self._committable(p) for p in self.read_up_to}
         if self.exactly_once:
             await self._commit_transaction(offsets)
-        elif offsets != self._committed:
-            await self.consumer.commit(offsets)
+        elif offsets != self._committed and await self.consumer.commit(offsets):
             self._committed = offsets
-        state.committed = {tp.partition: offset for tp, offset in self._committed.items()}
+        state.committed = dict(self._committed)
         self._bound_buffers()
 
     async def _send(self, topic: str, value: bytes, **kwargs: Any) -> Awaitable[Any]:
@@ -297,13 +284,16 @@ class Intake(Service):
             self._in_transaction = True
         return await self.producer.send(topic, value, **kwargs)
 
-    async def _commit_transaction(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_transaction(self, offsets: dict[int, int]) -> None:
         assert self.producer is not None
         if offsets != self._committed:
             if not self._in_transaction:
                 await self.producer.begin_transaction()
                 self._in_transaction = True
-            await self.producer.send_offsets_to_transaction(offsets, settings.intake_group)
+            await self.producer.send_offsets_to_transaction(
+                {TopicPartition(settings.topic_input, p): o for p, o in offsets.items()},
+                settings.intake_group,
+            )
         if self._in_transaction:
             try:
                 await self.producer.commit_transaction()
@@ -314,13 +304,13 @@ class Intake(Service):
     async def _write_watermarks(self, wall_ms: int) -> list[Awaitable[Any]]:
         """How far each input partition's links are written: after them, in every tree partition."""
         acks = []
-        for tp in self.read_up_to:
-            watermark = self._watermark(tp.partition, wall_ms)
-            last = self._watermarks.get(tp.partition)
+        for input_partition in self.read_up_to:
+            watermark = self._watermark(input_partition, wall_ms)
+            last = self._watermarks.get(input_partition)
             if last is not None and abs(watermark - last) < WATERMARK_EVERY_MS:
                 continue
-            self._watermarks[tp.partition] = watermark
-            key = ancestry.watermark_key(tp.partition)
+            self._watermarks[input_partition] = watermark
+            key = ancestry.watermark_key(input_partition)
             value = ancestry.encode_watermark(watermark)
             for partition in range(settings.partitions):
                 acks.append(
@@ -343,22 +333,22 @@ class Intake(Service):
         lag = state.lag.get(partition)
         return lag is None or lag > 0
 
-    def _committable(self, tp: TopicPartition) -> int:
-        waiting = self.in_step.first(tp.partition)
-        return waiting[0].offset if waiting is not None else self.read_up_to[tp]
+    def _committable(self, partition: int) -> int:
+        waiting = self.in_step.first(partition)
+        return waiting[0].offset() if waiting is not None else self.read_up_to[partition]
 
     def _bound_buffers(self) -> None:
         # A partition far ahead of the others fills its buffer: it is paused
-        # (as Kafka Streams does) until the others catch up. aiokafka drops
+        # (as Kafka Streams does) until the others catch up. librdkafka drops
         # what it had fetched of it and fetches it again on resume.
         assert self.consumer is not None
         assigned = self.consumer.assignment()
-        full = {tp for tp in assigned if self.in_step.buffered(tp.partition) >= BUFFERED_AT_MOST}
+        full = {p for p in assigned if self.in_step.buffered(p) >= BUFFERED_AT_MOST}
         paused = self.consumer.paused()
         if to_pause := full - paused:
-            self.consumer.pause(*to_pause)
-        if to_resume := paused - full:
-            self.consumer.resume(*to_resume)
+            self.consumer.pause(to_pause)
+        if to_resume := (paused & assigned) - full:
+            self.consumer.resume(to_resume)
 
     async def _make_way_for_the_join(self) -> None:
         # The intake shares the event loop with the join agent. Faust's
@@ -376,11 +366,9 @@ class Intake(Service):
                     break
             self._next_yield = time.perf_counter() + YIELD_EVERY_SECONDS
 
-    async def _read(
-        self, message: ConsumerRecord, acks: list[Awaitable[Any]]
-    ) -> NormalizedEvent | None:
+    async def _read(self, message: Message, acks: list[Awaitable[Any]]) -> NormalizedEvent | None:
         """The record's Sysmon 1/3/5 event; anything else is counted (or dead-lettered) here."""
-        raw = message.value
+        raw = message.value()
         if not isinstance(raw, bytes):  # a tombstone
             acks.append(
                 await self._dead_letter(message, "value is null (a tombstone), not an event")
@@ -407,7 +395,7 @@ class Intake(Service):
         return outcome
 
     async def _route(
-        self, message: ConsumerRecord, outcome: NormalizedEvent, rekeyed: BatchBuilder
+        self, message: Message, outcome: NormalizedEvent, rekeyed: BatchBuilder
     ) -> list[Awaitable[Any]]:
         stats.normalized += 1
         stats.normalized_by_shape[outcome.shape] += 1
@@ -423,14 +411,14 @@ class Intake(Service):
         # records (a unit test holds them together); serialized directly.
         bookkeeping = {
             EVENT_ID_FIELD: outcome.event_id,
-            RECEIVED_FIELD: message.timestamp / 1000,
+            RECEIVED_FIELD: message.timestamp()[1] / 1000,
             EVENT_TIME_FIELD: outcome.timestamp_ms,
         }
         # A connect without a process identity joins nothing: any partition will do.
         partition = (
             key_partition(key, settings.partitions)
             if key is not None
-            else message.partition % settings.partitions
+            else message.partition() % settings.partitions
         )
         event = bookkeeping | outcome.fields
         if outcome.event_data:
@@ -442,6 +430,10 @@ class Intake(Service):
         if outcome.event_id == PROCESS_CREATE and key is not None:
             # Before the events read after it: see sysmon_faust.stream.tree_replica.
             link = ancestry.encode_link(outcome.fields)
+            # Checked per write, not per batch: once another part stopped the
+            # worker (a full disk), a RocksDB write may block the loop for good
+            # and /health could not say why (a batch holds up to 5,000 creations).
+            await faults.hold_if_stopping()
             tree_copy.write_through(key.decode(), link)
             acks.append(
                 await self._send(settings.topic_process_tree, link, key=key, partition=partition)
@@ -456,14 +448,14 @@ class Intake(Service):
             ),
         ]
 
-    async def _dead_letter(self, message: ConsumerRecord, error: str) -> Awaitable[Any]:
+    async def _dead_letter(self, message: Message, error: str) -> Awaitable[Any]:
         assert self.producer is not None
         letter = deadletter.dead_letter(
-            message.value, error, message.topic, message.partition, message.offset
+            message.value(), error, message.topic(), message.partition(), message.offset()
         )
         stats.dead_lettered += 1
         return await self._send(settings.topic_dlq, letter.dumps())
 
 
-def _where(message: ConsumerRecord) -> tuple[str, int, int]:
-    return message.topic, message.partition, message.offset
+def _where(message: Message) -> tuple[str, int, int]:
+    return message.topic(), message.partition(), message.offset()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from sysmon_faust.stream.faults import EXIT_STATUS
 from tests.reference import Expected, compute, lines, shipped_rule_id
 from tests.support import OwnBroker, WorkerProcess, create_topic, produce, run
 
@@ -136,32 +134,26 @@ def test_what_the_worker_writes_is_compressed_with_sysmon_compression(
     assert input_codecs == {"none"}  # the check tells codecs apart
 
 
-def test_a_codec_the_worker_cannot_read_stops_it_with_one_line(
+def test_the_input_is_read_in_any_codec_without_aiokafkas_codec_libraries(
     tmp_path: Path,
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    # A worker without the codec libraries (as before issue 16, or a codec
-    # newer than its aiokafka): cramjam cannot be imported in it.
+    # The input is read by librdkafka (stream/input_consumer.py), which has
+    # every codec built in: a worker without aiokafka's codec libraries (as
+    # before issue 16, when a zstd input stopped the intake) reads a zstd input.
     blocked = tmp_path / "no-cramjam"
     blocked.mkdir()
     (blocked / "sitecustomize.py").write_text('import sys\nsys.modules["cramjam"] = None\n')
     env = pipeline_env() | {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(blocked), os.environ.get("PYTHONPATH")])),
-        "SYSMON_COMPRESSION": "gzip",  # what it writes: a codec it has
+        "SYSMON_COMPRESSION": "gzip",  # what it writes and reads back: a codec aiokafka has
     }
     bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"]
     create_topic(bootstrap, topic)
     produce(bootstrap, topic, [b'{"winlog": {}}'] * 10, compression="zstd")
-    worker = worker_factory(env, wait=False)
-    deadline = time.monotonic() + 120
-    while worker.process.poll() is None:
-        assert time.monotonic() < deadline, worker.log_tail()
-        time.sleep(0.5)
-    assert worker.process.returncode == EXIT_STATUS, worker.log_tail()
-    log = worker.log_path.read_text(errors="replace")
-    stop_lines = [line for line in log.splitlines() if "UnsupportedCodecError" in line]
-    assert len(stop_lines) == 1, log[-3000:]
-    assert f"{topic}[0]" in stop_lines[0] and "zstd" in stop_lines[0]
-    assert "pip install 'aiokafka[lz4,snappy,zstd]'" in stop_lines[0]
-    assert "Traceback" not in log
+    worker = worker_factory(env)
+    stats = worker.wait_for(lambda stats: stats["consumed"] >= 10, timeout=120)
+    assert stats["consumed"] == 10
+    assert worker.process.poll() is None, worker.log_tail()
+    assert "UnsupportedCodecError" not in worker.log_path.read_text(errors="replace")

@@ -109,3 +109,12 @@ def test_a_stopped_worker_s_parts_hold_before_writing_anything_more() -> None:
 
     went_on, stays = asyncio.run(scenario())
     assert went_on and stays
+
+
+def test_a_codec_aiokafka_cannot_read_is_described_with_what_to_install() -> None:
+    from aiokafka.errors import UnsupportedCodecError
+
+    line = describe(UnsupportedCodecError("Libraries for zstd compression codec not found"))
+    assert line.startswith("UnsupportedCodecError: Libraries for zstd compression codec")
+    assert "pip install 'aiokafka[lz4,snappy,zstd]'" in line
+    assert is_own_fault(UnsupportedCodecError("x"))

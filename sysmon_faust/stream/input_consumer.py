@@ -1,0 +1,229 @@
+"""The intake's consumer of the input topic: librdkafka (confluent-kafka), used from the event loop.
+
+Why not aiokafka, Faust's client: aiokafka parses every fetch response and
+record batch in Python on the event loop the join shares. On 300,000 events
+of ``make bench``'s mix it spent 5.8 µs of the loop's CPU per event to consume
+(165,000 events/s), where librdkafka spent 2.4-2.7 µs of CPU in all, most
+of it in its own fetcher threads, off the loop (420,000 events/s; one
+process each, the same topic, 2026-12-01, ``/tmp`` micro-benchmark). Quix
+Streams and Kafka Streams' peers in ``make bench`` read with such a client too.
+
+What stays the intake's (:mod:`sysmon_faust.stream.intake`):
+
+* the consumer group ``<app_id>-intake`` and its offsets, committed only by
+  the intake once a batch's records are acknowledged (``enable.auto.commit``
+  off), or in the intake's transaction under exactly_once (``read_committed``);
+* rebalances happen between batches: librdkafka calls ``on_assign`` and
+  ``on_revoke`` only inside :meth:`InputConsumer.batch`, which the intake
+  calls when no batch is in flight — the batch before is produced and
+  committed before its partitions go (what aiokafka's listener did under a
+  lock);
+* pausing a partition that ran ahead (:mod:`sysmon_faust.core.alignment`):
+  librdkafka drops what it had fetched of it and fetches again from the
+  record after the last one handed out (librdkafka issues #2052, #2557), as
+  aiokafka did. A partition stays paused across a rebalance in librdkafka
+  (issue #1849), so a revoked one is resumed before it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import confluent_kafka
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks at librdkafka's queue while it is empty, and how
+#: long :meth:`InputConsumer.batch` looks before it returns an empty batch
+#: (aiokafka's ``getmany(timeout_ms=100)`` before).
+IDLE_POLL_SECONDS: Final = 0.005
+EMPTY_BATCH_AFTER_SECONDS: Final = 0.1
+#: Commit errors that mean the group moved on: the offsets are not committed
+#: and the partitions' next owner reads from the last committed ones again
+#: (at-least-once). Any other commit error is the cluster's fault.
+REBALANCED: Final = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError._ASSIGNMENT_LOST,
+    }
+)
+#: Consume errors that stop the worker (a fault of the cluster or of the
+#: settings, not of a record): what aiokafka raised from ``getmany``.
+STOPS: Final = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+    }
+)
+#: A consume error that does not stop the worker is logged once per this many seconds.
+WARN_EVERY_SECONDS: Final = 60.0
+
+
+def config(
+    client: dict[str, Any], group: str, session_timeout_s: float, read_committed: bool
+) -> dict[str, Any]:
+    """librdkafka's consumer properties: ``client`` (``output_producer.client_config``: the
+    cluster and its security) plus the intake's group and reading rules.
+
+    ``session_timeout_s`` in seconds (``SYSMON_SESSION_TIMEOUT``, as Faust's consumer).
+    """
+    return client | {
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": int(session_timeout_s * 1000),
+        "heartbeat.interval.ms": int(min(3.0, session_timeout_s / 3) * 1000),
+        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        # What librdkafka fetches ahead of the intake: ~3 of its 5,000-record
+        # batches of ~1.1 KiB events (librdkafka's default is 64 MiB) ...
+        "queued.max.messages.kbytes": 16 * 1024,
+        "queued.min.messages": 15_000,
+        # ... and once it holds that, it fetches again this soon after the
+        # intake took some: at librdkafka's 1,000 ms the intake waited 60 ms
+        # for every batch and read 30 % fewer events per second.
+        "fetch.queue.backoff.ms": 10,
+    }
+
+
+class InputConsumer:
+    """A librdkafka consumer of one topic in a consumer group, read in batches from the loop.
+
+    ``on_assign`` and ``on_revoke`` get the partition numbers (``list[int]``)
+    and run inside :meth:`batch`. Records are librdkafka's ``Message``
+    (``value()``, ``offset()``, ``partition()``, ``timestamp()`` in ms).
+    """
+
+    def __init__(
+        self,
+        properties: dict[str, Any],
+        topic: str,
+        on_assign: Callable[[list[int]], None],
+        on_revoke: Callable[[list[int]], None],
+    ) -> None:
+        self.topic = topic
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._consumer = confluent_kafka.Consumer(properties)
+        self._paused: set[int] = set()
+        self._warned_at: dict[str, float] = {}
+        self._closing = False
+        self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
+
+    def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self._closing:
+            return
+        self._on_assign([tp.partition for tp in partitions])
+
+    def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        revoked = [tp.partition for tp in partitions]
+        if still_paused := self._paused.intersection(revoked):
+            self._consumer.resume([TopicPartition(self.topic, p) for p in still_paused])
+            self._paused -= still_paused
+        if not self._closing:
+            self._on_revoke(revoked)
+
+    async def batch(self, max_records: int) -> list[Message]:
+        """Up to ``max_records`` records in offset order per partition, as soon as there are
+        some; an empty list after ``EMPTY_BATCH_AFTER_SECONDS`` without any.
+
+        Raises ``confluent_kafka.KafkaException`` for a fatal error or one of
+        ``STOPS``; other errors (a broker away, a topic not there yet) are
+        logged and retried by librdkafka.
+        """
+        give_up = time.monotonic() + EMPTY_BATCH_AFTER_SECONDS
+        while True:
+            # timeout 0: what librdkafka's fetchers have queued, at once. A
+            # blocking consume would hold the loop, and in a thread it waits
+            # for all max_records (or its timeout) before it returns.
+            messages = self._consumer.consume(max_records, 0)
+            if messages:
+                if any(message.error() is not None for message in messages):
+                    return self._without_errors(messages)
+                return messages
+            if time.monotonic() >= give_up:
+                return messages
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+
+    def _without_errors(self, messages: list[Message]) -> list[Message]:
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(message)
+            elif error.fatal() or error.code() in STOPS:
+                raise KafkaException(error)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                now, text = time.monotonic(), error.str()
+                if now - self._warned_at.get(text, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
+                    self._warned_at[text] = now
+                    log.warning("intake: reading %s: %s (retrying)", self.topic, text)
+        return records
+
+    async def commit(self, offsets: dict[int, int]) -> bool:
+        """Commit ``{partition: next offset to read}`` and wait for the group coordinator.
+
+        False: not committed because the group rebalanced meanwhile (the
+        partitions' next owner reads from the last committed offsets).
+        Raises ``confluent_kafka.KafkaException`` for any other failure.
+        """
+        partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
+        try:
+            # In a thread: the coordinator's answer is a round trip, and the
+            # join goes on meanwhile. No batch() runs until it returns.
+            answered = await asyncio.to_thread(
+                self._consumer.commit, offsets=partitions, asynchronous=False
+            )
+        except KafkaException as exc:
+            if exc.args[0].code() in REBALANCED:
+                log.warning("intake: offsets %s not committed: %s", offsets, exc.args[0].str())
+                return False
+            raise
+        failed = [tp for tp in answered or [] if tp.error is not None]
+        if failed:
+            if all(tp.error.code() in REBALANCED for tp in failed):
+                return False
+            raise KafkaException(failed[0].error)
+        return True
+
+    def highwater(self, partition: int) -> int | None:
+        """The partition's end offset as of the last fetch (None: not known yet)."""
+        _low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(self.topic, partition), cached=True
+        )
+        return high if high >= 0 else None
+
+    def assignment(self) -> set[int]:
+        """The partitions this consumer holds now."""
+        return {tp.partition for tp in self._consumer.assignment()}
+
+    def paused(self) -> set[int]:
+        """The partitions paused by :meth:`pause`."""
+        return set(self._paused)
+
+    def pause(self, partitions: set[int]) -> None:
+        """Stop fetching ``partitions``; what was fetched of them is dropped."""
+        self._consumer.pause([TopicPartition(self.topic, p) for p in partitions])
+        self._paused |= partitions
+
+    def resume(self, partitions: set[int]) -> None:
+        """Fetch ``partitions`` again, from the record after the last one handed out."""
+        self._consumer.resume([TopicPartition(self.topic, p) for p in partitions])
+        self._paused -= partitions
+
+    async def close(self) -> None:
+        """Leave the group (its partitions go to the others at once) and stop librdkafka.
+
+        In a thread, which librdkafka's last revocation runs in: the intake
+        is not called from there (it is stopping, and it lives on the loop).
+        """
+        self._closing = True
+        await asyncio.to_thread(self._consumer.close)

@@ -1,0 +1,212 @@
+"""The intake's consumer (librdkafka) against a real broker: every record once and in order per
+partition across a pause, commits where the group's next reader starts, and a partition paused
+when it was revoked read again once it comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Message
+
+from sysmon_faust.settings import Settings
+from sysmon_faust.stream import input_consumer, output_producer
+from sysmon_faust.stream.input_consumer import InputConsumer
+from tests.support import create_topic, produce, run
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 3
+PER_PARTITION = 3_000
+
+
+def _consumer(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    assigned: list[list[int]] | None = None,
+    revoked: list[list[int]] | None = None,
+) -> InputConsumer:
+    settings = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    properties = input_consumer.config(
+        output_producer.client_config(settings, "test-intake"), group, 10.0, read_committed=False
+    )
+    return InputConsumer(
+        properties,
+        topic,
+        (assigned if assigned is not None else []).append,
+        (revoked if revoked is not None else []).append,
+    )
+
+
+def _fill(bootstrap: str, topic: str) -> None:
+    create_topic(bootstrap, topic, PARTITIONS)
+    for partition in range(PARTITIONS):
+        values = (f"{partition}:{n}".encode() for n in range(PER_PARTITION))
+        produce(bootstrap, topic, values, partition=partition)
+
+
+def counts(seen: dict[int, list[int]]) -> dict[int, int]:
+    return {partition: len(numbers) for partition, numbers in seen.items()}
+
+
+async def _read(
+    consumer: InputConsumer,
+    until: Callable[[dict[int, list[int]]], bool],
+    seen: dict[int, list[int]] | None = None,
+    seconds: float = 60,
+) -> dict[int, list[int]]:
+    """The sequence numbers read, per partition (added to ``seen``), until ``until`` holds."""
+    seen = {} if seen is None else seen
+    deadline = time.monotonic() + seconds
+    while not until(seen):
+        assert time.monotonic() < deadline, f"read only {counts(seen)}"
+        _add(seen, await consumer.batch(500))
+    return seen
+
+
+def _add(seen: dict[int, list[int]], messages: list[Message]) -> None:
+    for message in messages:
+        partition, n = message.value().decode().split(":")
+        assert int(partition) == message.partition()
+        seen.setdefault(message.partition(), []).append(int(n))
+
+
+def _all_of(*partitions: int) -> Callable[[dict[int, list[int]]], bool]:
+    return lambda seen: all(len(seen.get(p, [])) >= PER_PARTITION for p in partitions)
+
+
+def test_every_record_once_in_order_across_a_pause(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("input")
+    _fill(kafka_bootstrap, topic)
+
+    async def scenario() -> dict[int, list[int]]:
+        consumer = _consumer(kafka_bootstrap, topic, unique_name("group"))
+        try:
+            seen = await _read(consumer, lambda seen: len(seen.get(0, [])) >= 100)
+            at_pause = len(seen[0])
+            assert at_pause < PER_PARTITION
+            # Partition 0 paused part-way: what librdkafka had fetched of it is
+            # dropped, and it must come again from the record after the last one read.
+            consumer.pause({0})
+            assert consumer.paused() == {0}
+            await _read(consumer, _all_of(1, 2), seen)
+            assert len(seen[0]) == at_pause, "a paused partition was read"
+            consumer.resume({0})
+            assert consumer.paused() == set()
+            return await _read(consumer, _all_of(0, 1, 2), seen)
+        finally:
+            await consumer.close()
+
+    read = run(scenario())
+    for partition in range(PARTITIONS):
+        assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+
+
+def test_the_groups_next_reader_starts_at_the_committed_offsets(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("input")
+    group = unique_name("group")
+    _fill(kafka_bootstrap, topic)
+    committed = {0: 10, 1: 2_000, 2: PER_PARTITION}
+
+    async def scenario() -> dict[int, list[int]]:
+        consumer = _consumer(kafka_bootstrap, topic, group)
+        try:
+            await _read(consumer, lambda seen: len(seen) == PARTITIONS)
+            assert await consumer.commit(committed)
+            highwater = {p: consumer.highwater(p) for p in range(PARTITIONS)}
+        finally:
+            await consumer.close()
+        assert all(high in (None, PER_PARTITION) for high in highwater.values()), highwater
+        again = _consumer(kafka_bootstrap, topic, group)
+        try:
+            want = sum(PER_PARTITION - offset for offset in committed.values())
+            return await _read(again, lambda seen: sum(map(len, seen.values())) >= want)
+        finally:
+            await again.close()
+
+    read = run(scenario())
+    for partition, offset in committed.items():
+        assert read.get(partition, []) == list(range(offset, PER_PARTITION)), (
+            f"partition {partition}"
+        )
+
+
+def test_a_partition_paused_when_revoked_is_read_again_when_it_comes_back(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("input")
+    group = unique_name("group")
+    _fill(kafka_bootstrap, topic)
+    assigned: list[list[int]] = []
+    revoked: list[list[int]] = []
+
+    async def scenario() -> dict[int, list[int]]:
+        first = _consumer(kafka_bootstrap, topic, group, assigned, revoked)
+        try:
+            await _read(first, lambda seen: len(seen) == PARTITIONS)
+            first.pause({0, 1, 2})
+            # A second member: the first gives its partitions up (paused), and
+            # gets them all back once the second has left.
+            second = _consumer(kafka_bootstrap, topic, group)
+            try:
+                deadline = time.monotonic() + 60
+                while not revoked:
+                    assert time.monotonic() < deadline, "no rebalance"
+                    await first.batch(500)
+                    await second.batch(500)
+            finally:
+                await second.close()
+            assert first.paused() == set()
+            # Until the first holds every partition again, what it reads does
+            # not count (nothing is committed: it reads them from the start).
+            seen: dict[int, list[int]] = {}
+            deadline = time.monotonic() + 60
+            while not seen:
+                assert time.monotonic() < deadline, f"assignments {assigned}"
+                messages = await first.batch(500)
+                if len(assigned) >= 3 and sorted(assigned[-1]) == [0, 1, 2]:
+                    _add(seen, messages)
+            return await _read(first, _all_of(0, 1, 2), seen)
+        finally:
+            await first.close()
+
+    read = run(scenario())
+    assert sorted(revoked[0]) == [0, 1, 2]
+    assert sorted(assigned[-1]) == [0, 1, 2]
+    for partition in range(PARTITIONS):
+        assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+
+
+def test_exactly_once_reads_committed_records_only() -> None:
+    client = {"bootstrap.servers": "127.0.0.1:1"}
+    assert input_consumer.config(client, "g", 10.0, True)["isolation.level"] == "read_committed"
+    at_least_once = input_consumer.config(client, "g", 10.0, False)
+    assert at_least_once["isolation.level"] == "read_uncommitted"
+    assert at_least_once["enable.auto.commit"] is False
+    assert at_least_once["session.timeout.ms"] == 10_000
+
+
+def test_an_idle_topic_gives_an_empty_batch_soon(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("input")
+    create_topic(kafka_bootstrap, topic, 1)
+
+    async def scenario() -> float:
+        consumer = _consumer(kafka_bootstrap, topic, unique_name("group"))
+        try:
+            started = time.monotonic()
+            assert await consumer.batch(500) == []
+            return time.monotonic() - started
+        finally:
+            await asyncio.wait_for(consumer.close(), 30)
+
+    assert run(scenario()) < 5 * input_consumer.EMPTY_BATCH_AFTER_SECONDS + 1
