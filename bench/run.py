@@ -18,7 +18,9 @@ One run, one broker, measured side by side:
    worktree on the workers' PYTHONPATH), alternating, 3 rounds each, over the
    same input — a change's cost side by side in one run;
 10. a peer: the Sysmon 1/3 join alone as a Quix Streams 3.28 application
-    (bench/quix_peer.py) over the same input topic, and the product's ratio to it.
+    (bench/quix_peer.py) over the same input topic, and the product's ratio to it:
+    as it runs by default, and enriching only 1, 3, 5 (the run that compares
+    SYSMON_ENRICH_EVENTS=1,3,5 with every type).
 
 Prints a table; writes bench/results/<timestamp>.json and latest.json.
 """
