@@ -22,7 +22,13 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
   librdkafka drops what it had fetched of it and fetches again from the
   record after the last one handed out (librdkafka issues #2052, #2557), as
   aiokafka did. A partition stays paused across a rebalance in librdkafka
-  (issue #1849), so a revoked one is resumed before it goes.
+  (issue #1849), so a revoked one is resumed before it goes;
+* one caller at a time: librdkafka's consumer crashes the process when it
+  is used while (or after) it is closed (confluent-kafka-python issues
+  #255, #1797). The intake's loop is the only caller; :meth:`InputConsumer.close`
+  waits for a commit still in its thread, and after it every method is a
+  no-op. Faust's services call ``on_stop`` before they cancel their tasks,
+  so the intake ends its loop before it closes this (``Intake.on_stop``).
 """
 
 from __future__ import annotations
@@ -116,6 +122,8 @@ class InputConsumer:
         self._paused: set[int] = set()
         self._warned_at: dict[str, float] = {}
         self._closing = False
+        #: A commit running in its thread (close waits for it).
+        self._committing: asyncio.Future[Any] | None = None
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
 
     def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -140,7 +148,7 @@ class InputConsumer:
         logged and retried by librdkafka.
         """
         give_up = time.monotonic() + EMPTY_BATCH_AFTER_SECONDS
-        while True:
+        while not self._closing:
             # timeout 0: what librdkafka's fetchers have queued, at once. A
             # blocking consume would hold the loop, and in a thread it waits
             # for all max_records (or its timeout) before it returns.
@@ -152,6 +160,7 @@ class InputConsumer:
             if time.monotonic() >= give_up:
                 return messages
             await asyncio.sleep(IDLE_POLL_SECONDS)
+        return []
 
     def _without_errors(self, messages: list[Message]) -> list[Message]:
         records = []
@@ -175,13 +184,17 @@ class InputConsumer:
         partitions' next owner reads from the last committed offsets).
         Raises ``confluent_kafka.KafkaException`` for any other failure.
         """
+        if self._closing:
+            return False
         partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
         try:
             # In a thread: the coordinator's answer is a round trip, and the
             # join goes on meanwhile. No batch() runs until it returns.
-            answered = await asyncio.to_thread(
-                self._consumer.commit, offsets=partitions, asynchronous=False
+            self._committing = asyncio.get_running_loop().run_in_executor(
+                None, lambda: self._consumer.commit(offsets=partitions, asynchronous=False)
             )
+            # Shielded: a cancelled caller leaves the thread running, and close waits for it.
+            answered = await asyncio.shield(self._committing)
         except KafkaException as exc:
             if exc.args[0].code() in REBALANCED:
                 log.warning("intake: offsets %s not committed: %s", offsets, exc.args[0].str())
@@ -196,6 +209,8 @@ class InputConsumer:
 
     def highwater(self, partition: int) -> int | None:
         """The partition's end offset as of the last fetch (None: not known yet)."""
+        if self._closing:
+            return None
         _low, high = self._consumer.get_watermark_offsets(
             TopicPartition(self.topic, partition), cached=True
         )
@@ -203,6 +218,8 @@ class InputConsumer:
 
     def assignment(self) -> set[int]:
         """The partitions this consumer holds now."""
+        if self._closing:
+            return set()
         return {tp.partition for tp in self._consumer.assignment()}
 
     def paused(self) -> set[int]:
@@ -211,11 +228,15 @@ class InputConsumer:
 
     def pause(self, partitions: set[int]) -> None:
         """Stop fetching ``partitions``; what was fetched of them is dropped."""
+        if self._closing:
+            return
         self._consumer.pause([TopicPartition(self.topic, p) for p in partitions])
         self._paused |= partitions
 
     def resume(self, partitions: set[int]) -> None:
         """Fetch ``partitions`` again, from the record after the last one handed out."""
+        if self._closing:
+            return
         self._consumer.resume([TopicPartition(self.topic, p) for p in partitions])
         self._paused -= partitions
 
@@ -225,5 +246,9 @@ class InputConsumer:
         In a thread, which librdkafka's last revocation runs in: the intake
         is not called from there (it is stopping, and it lives on the loop).
         """
+        if self._closing:
+            return
         self._closing = True
+        if self._committing is not None:
+            await asyncio.wait([self._committing])
         await asyncio.to_thread(self._consumer.close)

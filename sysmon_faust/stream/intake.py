@@ -92,6 +92,9 @@ BATCH_RECORDS = 5_000
 BUFFERED_AT_MOST = 5_000
 #: A watermark is written again when it moved this much.
 WATERMARK_EVERY_MS = 1_000
+#: Seconds a stopping worker gives the batch in flight before it cancels it
+#: (and closes the input consumer after either).
+STOP_WAIT_SECONDS = 10.0
 #: The intake lets the join run at least this often (seconds of CPU) within
 #: a batch, which is ~100 ms of CPU at 5,000 records.
 YIELD_EVERY_SECONDS = 0.002
@@ -129,6 +132,7 @@ class Intake(Service):
         super().__init__(**kwargs)
         self._next_yield = 0.0
         self.consumer: InputConsumer | None = None
+        self._consuming: asyncio.Task[Any] | None = None
         self.producer: AIOKafkaProducer | None = None
         #: Sysmon 1/3/5 read but not handled yet, released in event-time order
         #: across the input partitions (sysmon_faust.core.alignment).
@@ -194,6 +198,14 @@ class Intake(Service):
             state.committed.pop(partition, None)
 
     async def on_stop(self) -> None:
+        # Faust's services run on_stop before they cancel their tasks: the
+        # consume loop (which sees should_stop) ends its batch first, so that
+        # nothing uses the consumer while it closes (input_consumer.py).
+        if self._consuming is not None and not self._consuming.done():
+            _done, running = await asyncio.wait([self._consuming], timeout=STOP_WAIT_SECONDS)
+            for task in running:
+                task.cancel()
+                await asyncio.wait([task])
         if self.consumer is not None:
             await self.consumer.close()
         if self.producer is not None:
@@ -202,6 +214,7 @@ class Intake(Service):
     @Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
+        self._consuming = asyncio.current_task()
         state.consuming = True
         try:
             await self._consume_until_stopped()

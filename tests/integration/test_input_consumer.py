@@ -210,3 +210,28 @@ def test_an_idle_topic_gives_an_empty_batch_soon(
             await asyncio.wait_for(consumer.close(), 30)
 
     assert run(scenario()) < 5 * input_consumer.EMPTY_BATCH_AFTER_SECONDS + 1
+
+
+def test_closing_while_the_loop_waits_for_records_and_calls_after_it_are_safe(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # librdkafka crashes the process when a consumer is used while or after
+    # it is closed; a stopping worker closes it with its loop still waiting.
+    topic = unique_name("input")
+    create_topic(kafka_bootstrap, topic, 1)
+
+    async def scenario() -> None:
+        consumer = _consumer(kafka_bootstrap, topic, unique_name("group"))
+        waiting = asyncio.ensure_future(consumer.batch(500))
+        await asyncio.sleep(0.02)
+        await asyncio.wait_for(consumer.close(), 30)
+        assert await waiting == []
+        assert await consumer.batch(500) == []
+        assert consumer.assignment() == set()
+        assert consumer.highwater(0) is None
+        assert not await consumer.commit({0: 1})
+        consumer.pause({0})
+        consumer.resume({0})
+        await consumer.close()
+
+    run(scenario())
