@@ -249,11 +249,7 @@ class Intake(Service):
             try:
                 outcome = await self._read(message, acks)
             except Exception as exc:
-                if faults.is_own_fault(exc):
-                    raise
-                log.exception("intake: record %s[%s]@%s failed", *_where(message))
-                error = f"pipeline error: {type(exc).__name__}: {exc}"
-                acks.append(await self._dead_letter(message, error))
+                acks.append(await self._record_failed(message, exc))
                 continue
             if outcome is not None:
                 self.in_step.add(partition, outcome.timestamp_ms, (message, outcome), wall_ms)
@@ -271,11 +267,7 @@ class Intake(Service):
             try:
                 acks.extend(await self._route(message, outcome, rekeyed))
             except Exception as exc:
-                if faults.is_own_fault(exc):
-                    raise
-                log.exception("intake: record %s[%s]@%s failed", *_where(message))
-                error = f"pipeline error: {type(exc).__name__}: {exc}"
-                acks.append(await self._dead_letter(message, error))
+                acks.append(await self._record_failed(message, exc))
         for partition, value in rekeyed.finish():
             acks.append(await self._send(settings.topic_by_guid, value, partition=partition))
         acks.extend(await self._write_watermarks(wall_ms))
@@ -460,6 +452,14 @@ class Intake(Service):
                 timestamp_ms=record_timestamp_ms(outcome.timestamp_ms, int(time.time() * 1000)),
             ),
         ]
+
+    async def _record_failed(self, message: Message, exc: Exception) -> Awaitable[Any]:
+        """The record's dead letter, for an error of the record; a fault of our own is re-raised
+        (it stops the worker with the batch uncommitted: sysmon_faust.stream.faults)."""
+        if faults.is_own_fault(exc):
+            raise exc
+        log.exception("intake: record %s[%s]@%s failed", *_where(message))
+        return await self._dead_letter(message, f"pipeline error: {type(exc).__name__}: {exc}")
 
     async def _dead_letter(self, message: Message, error: str) -> Awaitable[Any]:
         assert self.producer is not None
