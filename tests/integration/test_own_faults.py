@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,12 @@ def chain(processes: int, started: int) -> tuple[list[str], list[bytes]]:
 
 
 def wait_for_exit(worker: WorkerProcess, timeout: float) -> list[dict[str, Any]]:
-    """Poll /health until the worker exits; the 503 answers it gave meanwhile."""
+    """Poll /health until the worker exits; the 503 answers it gave meanwhile.
+
+    Started before the events are produced (:func:`watching_health`): the
+    worker may meet the fault and exit (3 s after) while they are still
+    being sent — seen in CI once the intake read with librdkafka.
+    """
     unhealthy = []
     deadline = time.monotonic() + timeout
     while worker.process.poll() is None:
@@ -88,6 +95,15 @@ def wait_for_exit(worker: WorkerProcess, timeout: float) -> list[dict[str, Any]]
             unhealthy.append(body)
         time.sleep(0.2)
     return unhealthy
+
+
+@contextmanager
+def watching_health(
+    worker: WorkerProcess, timeout: float
+) -> Iterator[Future[list[dict[str, Any]]]]:
+    """:func:`wait_for_exit` in a thread from now on: its result is the 503 answers."""
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(wait_for_exit, worker, timeout)
 
 
 def keys_of(database: Path) -> list[bytes]:
@@ -126,9 +142,9 @@ def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
     guids, events = chain(12_000, started=int(time.time()) - 3600)
     port = free_port()  # the same port again: the restarted worker finds its state directory
     worker = worker_factory(env, web_port=port)
-    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], events)
-
-    unhealthy = wait_for_exit(worker, timeout=240)
+    with watching_health(worker, timeout=240) as watch:
+        produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], events)
+    unhealthy = watch.result()
     log = worker.log_path.read_text(errors="replace")
     stop_lines = [line for line in log.splitlines() if STOP_LINE in line]
     print(f"\n{stop_lines[0] if stop_lines else log[-2000:]}")
@@ -188,8 +204,9 @@ def test_a_write_the_broker_refuses_stops_the_worker_and_nothing_is_lost(
     # Enriched records here are ~6 KB, some hundreds of bytes compressed (zstd,
     # SYSMON_COMPRESSION's default): the join's output topic now takes none.
     run(_set_topic_config(kafka_bootstrap, join_topic, max_message_bytes="100"))
-    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], creations + connects)
-    unhealthy = wait_for_exit(worker, timeout=120)
+    with watching_health(worker, timeout=120) as watch:
+        produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], creations + connects)
+    unhealthy = watch.result()
     log = worker.log_path.read_text(errors="replace")
     stop_lines = [line for line in log.splitlines() if STOP_LINE in line]
     print(f"\n{stop_lines[0] if stop_lines else log[-2000:]}")
