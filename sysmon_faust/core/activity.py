@@ -24,8 +24,9 @@ other          the rest      ``event_id`` only
 Every value is cut to :data:`MAX_VALUE_CHARS` characters, so one summary is
 bounded: at most 9 kinds x ``recent`` items x 6 fields of 256 characters.
 The process's own creation (1) and end (5) are counted, not listed (its row
-has them). Field names are Sysmon's where the event has them, HELK's for
-what the join added (``dst_query_name``, ``target_process_guid``).
+has them); the creation is counted from the row itself (:func:`answer`).
+Field names are Sysmon's where the event has them, HELK's for what the join
+added (``dst_query_name``, ``target_process_guid``).
 
 Pure: the summary is a value (a dict, JSON in the join's pending table
 under :data:`ACTIVITY_PREFIX` + GUID, with a changelog); table-tested in
@@ -83,6 +84,13 @@ _KIND_OF: Final[Mapping[int, tuple[str, tuple[tuple[str, str], ...]]]] = {
 }
 #: Counted, not listed: the process's own creation and end (its row has them).
 _COUNTED_ONLY: Final = frozenset({1, 5})
+#: Not in the summary at all: the process's creation, counted from its row by
+#: :func:`answer`. A creation is the first event of a process: keeping it
+#: made a summary, an expiry entry and two changelog records per process
+#: — for every creation of a creation-heavy host (build servers, VDI) — to
+#: say what the row says: 22 % of a creation's CPU on a stream of creations
+#: (216-220 against 163-178 µs; docs/benchmark.md, "How it got there").
+NOT_IN_SUMMARY: Final = frozenset({1})
 
 
 def key(process_guid: str) -> bytes:
@@ -143,16 +151,30 @@ def add(summary: Summary | None, record: Mapping[str, Any], recent: int) -> Summ
     return summary
 
 
-def answer(process_guid: str, summary: Summary, recent: int) -> dict[str, Any]:
+def answer(
+    process_guid: str, summary: Summary | None, recent: int, created_at: str | None = None
+) -> dict[str, Any]:
     """The HTTP answer: counts by Sysmon id (and their total), the time span, the recent
-    items of each kind in :data:`KINDS` order, and the bound they were kept with."""
-    counts = summary.get("counts", {})
+    items of each kind in :data:`KINDS` order, and the bound they were kept with.
+
+    ``created_at``: the ``event_date_creation`` of the process's row, when the
+    table holds it — its creation (Sysmon 1) is counted from the row, not kept
+    in the summary (see :data:`NOT_IN_SUMMARY`). A summary written before that
+    counts it already, and is left as it is. ``summary`` None: the row alone.
+    """
+    summary = summary or {"counts": {}, "first_seen": None, "last_seen": None, "recent": {}}
+    counts = dict(summary.get("counts", {}))
+    first_seen, last_seen = summary.get("first_seen"), summary.get("last_seen")
+    if created_at is not None and "1" not in counts:
+        counts["1"] = 1
+        first_seen = created_at if first_seen is None else min(first_seen, created_at)
+        last_seen = created_at if last_seen is None else max(last_seen, created_at)
     return {
         "process_guid": process_guid,
         "events": sum(counts.values()),
         "counts_by_event_id": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
-        "first_seen": summary.get("first_seen"),
-        "last_seen": summary.get("last_seen"),
+        "first_seen": first_seen,
+        "last_seen": last_seen,
         "recent": {kind: summary["recent"][kind] for kind in KINDS if kind in summary["recent"]},
         "recent_per_kind": recent,
     }

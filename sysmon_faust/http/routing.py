@@ -80,20 +80,27 @@ async def fetch_process(guid: str, token: str | None, forwarded: bool = False) -
 
 async def fetch_activity(guid: str, token: str | None, forwarded: bool = False) -> Any:
     """What ``guid`` did (:func:`sysmon_faust.core.activity.answer`), from whichever worker
-    owns it; None when it has no summary.
+    owns it (its creation counted from its row); None when it has neither a summary nor a row,
+    or when no summaries are kept (``SYSMON_ACTIVITY_RECENT=0``).
 
     Raises :class:`OwnerUnavailable` as :func:`fetch_process` does.
     """
 
     def local(key: bytes) -> Any:
+        if not settings.activity_recent:
+            return None  # no summaries kept
+        summary = None
         value = pending_table.get(activity.key(guid))
-        if value is None:
+        if value is not None:
+            try:
+                summary, _ = activity.decode(value)
+            except ValueError:
+                summary = None
+        row = process_table.get(key)
+        created_at = None if row is None else orjson.loads(row).get("event_date_creation")
+        if summary is None and created_at is None:
             return None
-        try:
-            summary, _ = activity.decode(value)
-        except ValueError:
-            return None
-        return activity.answer(guid, summary, settings.activity_recent)
+        return activity.answer(guid, summary, settings.activity_recent, created_at)
 
     return await _fetch_owned(guid, "/activity", local, token, forwarded)
 

@@ -375,7 +375,7 @@ class JoinEngine:
     def _note_activity(self, record: Row, partition: int) -> None:
         """One more event in its process's summary (``GET /process/{guid}/activity``)."""
         guid = record.get("process_guid")
-        if guid is None:
+        if guid is None or record["event_id"] in activity.NOT_IN_SUMMARY:
             return
         summary, until_ms = self.state.activity_of(partition, guid)
         summary = activity.add(summary, record, self.limits.activity_recent)

@@ -56,6 +56,21 @@ def test_a_late_event_lands_in_time_order_and_long_values_are_cut() -> None:
     assert len(summary["recent"]["files"][0]["TargetFilename"]) == MAX_VALUE_CHARS
 
 
+def test_the_creation_is_counted_from_the_row_once() -> None:
+    created_at = "2026-01-05T08:59:58.000Z"
+    summary = add(None, record(13, 4, TargetObject="HKLM\\k"), recent=3)
+    got = answer("{p}", summary, 3, created_at=created_at)
+    assert got["counts_by_event_id"] == {"1": 1, "13": 1} and got["events"] == 2
+    assert (got["first_seen"], got["last_seen"]) == (created_at, "2026-01-05T09:00:04.000Z")
+    # The row alone (a process that did nothing else yet).
+    alone = answer("{p}", None, 3, created_at=created_at)
+    assert alone["counts_by_event_id"] == {"1": 1}
+    assert alone["first_seen"] == alone["last_seen"] == created_at and alone["recent"] == {}
+    # A summary kept before creations were left out of it counts its creation already.
+    older = add(summary, record(1, 0), recent=3)
+    assert answer("{p}", older, 3, created_at=created_at)["counts_by_event_id"]["1"] == 1
+
+
 def test_encode_decode() -> None:
     summary = add(None, record(7, 1, ImageLoaded="C:\\x.dll"), recent=5)
     assert activity.decode(activity.encode(summary, 42)) == (summary, 42)

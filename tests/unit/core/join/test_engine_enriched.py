@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from sysmon_faust.core.join import expiry
 from sysmon_faust.core.join.engine import (
     ENRICHED,
     JOINED,
@@ -239,7 +240,8 @@ def test_a_process_summary_counts_its_events_and_goes_a_ttl_after_the_last() -> 
         join.feed(_event(raw))
     summary, _ = join.state.activity_of(0, A)
     assert summary is not None
-    assert summary["counts"] == {"1": 1, "13": 2, "3": 1}
+    # The creation is counted from the process's row, when asked (activity.answer).
+    assert summary["counts"] == {"13": 2, "3": 1}
     assert [item["event_id"] for item in summary["recent"]["registry"]] == [13, 13]
     ttl_s = join.state.lifetimes.activity_ttl_ms // 1000
     # Another process's events move stream time on: A's summary stays at
@@ -249,6 +251,16 @@ def test_a_process_summary_counts_its_events_and_goes_a_ttl_after_the_last() -> 
     join.feed(_event(registry_set(3 + ttl_s + 1, B)))
     assert join.state.activity_of(0, A)[0] is None
     assert join.state.activity_of(0, B)[0] is not None
+
+
+def test_a_creation_alone_keeps_no_summary() -> None:
+    join = LocalJoin.with_defaults(
+        RuleSet(()), 60_000, 4, 0, enrich_events=frozenset(PROCESS_EVENT_IDS)
+    )
+    join.feed(_event(create(0, A)))
+    join.state.flush_activity()
+    assert join.state.activity_of(0, A) == (None, 0)
+    assert not [key for key in join.state.index.keys(0) if key.startswith(expiry.ACTIVITY)]
 
 
 def test_no_summaries_with_activity_recent_zero() -> None:
