@@ -93,6 +93,10 @@ _COUNTED_ONLY: Final = frozenset({1, 5})
 NOT_IN_SUMMARY: Final = frozenset({1})
 
 
+def _empty() -> Summary:
+    return {"counts": {}, "first_seen": None, "last_seen": None, "recent": {}}
+
+
 def key(process_guid: str) -> bytes:
     """Where one process's summary is kept."""
     return ACTIVITY_PREFIX + process_guid.encode()
@@ -125,7 +129,7 @@ def add(summary: Summary | None, record: Mapping[str, Any], recent: int) -> Summ
     Keeps the ``recent`` newest items of each kind (by event time: a late
     event lands where its time puts it, and falls off first if it is the oldest).
     """
-    summary = summary or {"counts": {}, "first_seen": None, "last_seen": None, "recent": {}}
+    summary = summary or _empty()
     event_id = str(record["event_id"])
     summary["counts"][event_id] = summary["counts"].get(event_id, 0) + 1
     when = record.get("event_date_creation")
@@ -162,7 +166,7 @@ def answer(
     in the summary (see :data:`NOT_IN_SUMMARY`). A summary written before that
     counts it already, and is left as it is. ``summary`` None: the row alone.
     """
-    summary = summary or {"counts": {}, "first_seen": None, "last_seen": None, "recent": {}}
+    summary = summary or _empty()
     counts = dict(summary.get("counts", {}))
     first_seen, last_seen = summary.get("first_seen"), summary.get("last_seen")
     if created_at is not None and "1" not in counts:
