@@ -207,6 +207,11 @@ class InputConsumer:
             raise KafkaException(failed[0].error)
         return True
 
+    def group_metadata(self) -> Any:
+        """The group's id, generation and member id, for offsets committed in a producer's
+        transaction (``send_offsets_to_transaction``, KIP-447)."""
+        return self._consumer.consumer_group_metadata()
+
     def highwater(self, partition: int) -> int | None:
         """The partition's end offset as of the last fetch (None: not known yet)."""
         if self._closing:

@@ -4,8 +4,9 @@ Why not a Faust agent: Faust's stream machinery costs about 200 µs of CPU per
 record, and 92-95 % of what Winlogbeat sends is not Sysmon 1/3/5 — it only has
 to be read, counted and dropped. A plain consume→transform→produce loop
 (librdkafka reads, :mod:`sysmon_faust.stream.input_consumer`; aiokafka
-writes) reads batches of raw bytes, normalizes them (pure functions), writes
-each Sysmon 1/3 keyed to its output topic, and hands them to the join as one
+writes under at_least_once, librdkafka under exactly_once) reads batches of
+raw bytes, normalizes them (pure functions), writes each Sysmon 1/3 keyed to
+its output topic, and hands them to the join as one
 record per re-keying partition and batch (:mod:`sysmon_faust.core.rekey`); only
 those travel through Faust (the join agent and its table). Measured with
 ``make bench``, see the README.
@@ -16,11 +17,13 @@ Guarantees:
   record it produced (keyed records, dead letters) is acknowledged by Kafka;
   a crash replays the uncommitted batch;
 * exactly-once (``SYSMON_PROCESSING_GUARANTEE=exactly_once``) — a batch's
-  records and its input offsets are one Kafka transaction, by a producer whose
+  records and its input offsets are one Kafka transaction
+  (:mod:`sysmon_faust.stream.transactional_producer`), by a producer whose
   transactional id is the worker's (``<app_id>-intake-<web port>``, stable
   across restarts, as the state directory is): a restarted worker fences its
-  dead predecessor and aborts what it left open. The join reads committed
-  records only;
+  dead predecessor and aborts what it left open, and the offsets carry the
+  intake group's generation (KIP-447), so a worker that lost the partitions
+  in a rebalance cannot commit them. The join reads committed records only;
 * order — each input partition's records are handled in offset order (the
   partitions of a batch merged by event time), and the producer is
   idempotent (no reordering on retry), so the events of one process that
@@ -48,13 +51,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
-from confluent_kafka import Message
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from confluent_kafka import Message, TopicPartition
 from mode import Service
 
 from sysmon_faust.compat import private
@@ -83,10 +85,15 @@ from sysmon_faust.stream import detections, faults, input_consumer, output_produ
 from sysmon_faust.stream.input_consumer import InputConsumer
 from sysmon_faust.stream.topology import MAX_RECORD_BYTES, app, settings
 from sysmon_faust.stream.topology import tree_replica as tree_copy
+from sysmon_faust.stream.transactional_producer import TransactionalProducer
 
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 5_000
+#: ms the intake's producer waits to fill a request: each batch waits for its
+#: records' acknowledgements before the next is read, so a longer linger
+#: would only delay that wait.
+INTAKE_LINGER_MS = 5
 #: Sysmon 1/3/5 events an input partition may have waiting for the others
 #: (sysmon_faust.core.alignment) before it is paused.
 BUFFERED_AT_MOST = 5_000
@@ -117,7 +124,7 @@ class IntakeState:
     highwater: dict[int, int] = field(default_factory=dict)
     #: The consume loop runs (False once it has ended: /health).
     consuming: bool = False
-    #: The intake's aiokafka client (its producer's), which /health's cluster probe uses.
+    #: The intake's aiokafka client, which /health's cluster probe uses.
     client: Any = None
 
 
@@ -133,7 +140,11 @@ class Intake(Service):
         self._next_yield = 0.0
         self.consumer: InputConsumer | None = None
         self._consuming: asyncio.Task[Any] | None = None
+        #: What the intake writes with: aiokafka under at_least_once, one
+        #: transaction per batch through librdkafka under exactly_once.
         self.producer: AIOKafkaProducer | None = None
+        self.transactional: TransactionalProducer | None = None
+        self._probe_client: AIOKafkaClient | None = None
         #: Sysmon 1/3/5 read but not handled yet, released in event-time order
         #: across the input partitions (sysmon_faust.core.alignment).
         self.in_step: InStep[tuple[Message, NormalizedEvent]] = InStep()
@@ -142,7 +153,6 @@ class Intake(Service):
         self.read_up_to: dict[int, int] = {}
         self._committed: dict[int, int] = {}
         self.exactly_once = settings.processing_guarantee == transactions.EXACTLY_ONCE
-        self._in_transaction = False
         #: Event time of the latest event released (the intake's stream time),
         #: and the watermark last written per input partition.
         self._released_ms = -1
@@ -152,22 +162,34 @@ class Intake(Service):
         self._pending: asyncio.Queue[Any] | None = None
 
     async def on_start(self) -> None:
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            **settings.kafka_client_options(),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-            max_request_size=MAX_RECORD_BYTES,
-            compression_type=settings.compression_type,
-            partitioner=kafka_partitioner,
-            transactional_id=(
-                f"{settings.app_id}-intake-{app.conf.web_port}" if self.exactly_once else None
-            ),
-        )
-        await self.producer.start()
-        state.client = self.producer.client
+        if self.exactly_once:
+            self.transactional = TransactionalProducer(
+                output_producer.config(settings, f"{settings.app_id}-intake", MAX_RECORD_BYTES)
+                | {
+                    "transactional.id": f"{settings.app_id}-intake-{app.conf.web_port}",
+                    "linger.ms": INTAKE_LINGER_MS,
+                }
+            )
+            await self.transactional.start()
+            self._probe_client = AIOKafkaClient(
+                bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+            )
+            await self._probe_client.bootstrap()
+            state.client = self._probe_client
+        else:
+            self.producer = AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers,
+                **settings.kafka_client_options(),
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=INTAKE_LINGER_MS,
+                max_batch_size=1024 * 1024,
+                max_request_size=MAX_RECORD_BYTES,
+                compression_type=settings.compression_type,
+                partitioner=kafka_partitioner,
+            )
+            await self.producer.start()
+            state.client = self.producer.client
         properties = input_consumer.config(
             output_producer.client_config(settings, f"{settings.app_id}-intake"),
             settings.intake_group,
@@ -210,6 +232,10 @@ class Intake(Service):
             await self.consumer.close()
         if self.producer is not None:
             await self.producer.stop()
+        if self.transactional is not None:
+            await self.transactional.abort()
+        if self._probe_client is not None:
+            await self._probe_client.close()
 
     @Service.task
     async def _consume(self) -> None:
@@ -237,8 +263,7 @@ class Intake(Service):
 
     async def _process(self, batch: list[Message]) -> None:
         assert self.consumer is not None
-        assert self.producer is not None
-        acks: list[Awaitable[Any]] = []
+        acks: list[Any] = []
         wall_ms = int(time.time() * 1000)
         read: dict[int, int] = {}
         for message in batch:
@@ -273,40 +298,44 @@ class Intake(Service):
         acks.extend(await self._write_watermarks(wall_ms))
         # Everything produced is in Kafka before the offsets are, and no offset
         # passes an event still waiting in the buffer.
-        await asyncio.gather(*acks)
         offsets = {p: self._committable(p) for p in self.read_up_to}
-        if self.exactly_once:
+        if self.transactional is not None:
             await self._commit_transaction(offsets)
-        elif offsets != self._committed and await self.consumer.commit(offsets):
-            self._committed = offsets
+        else:
+            await asyncio.gather(*acks)
+            if offsets != self._committed and await self.consumer.commit(offsets):
+                self._committed = offsets
         state.committed = dict(self._committed)
         self._bound_buffers()
 
-    async def _send(self, topic: str, value: bytes, **kwargs: Any) -> Awaitable[Any]:
+    async def _send(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Any:  # fmt: skip
+        """Queue one record; what it returns is done once Kafka acknowledged it (an aiokafka
+        future, or under exactly_once a :class:`~sysmon_faust.stream.output_producer.Delivery`)."""
+        if self.transactional is not None:
+            return await self.transactional.send(topic, key, value, partition, timestamp_ms)
         assert self.producer is not None
-        if self.exactly_once and not self._in_transaction:
-            await self.producer.begin_transaction()
-            self._in_transaction = True
-        return await self.producer.send(topic, value, **kwargs)
+        return await self.producer.send(
+            topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms
+        )
 
     async def _commit_transaction(self, offsets: dict[int, int]) -> None:
-        assert self.producer is not None
-        if offsets != self._committed:
-            if not self._in_transaction:
-                await self.producer.begin_transaction()
-                self._in_transaction = True
-            await self.producer.send_offsets_to_transaction(
-                {TopicPartition(settings.topic_input, p): o for p, o in offsets.items()},
-                settings.intake_group,
-            )
-        if self._in_transaction:
-            try:
-                await self.producer.commit_transaction()
-            finally:
-                self._in_transaction = False
-            self._committed = offsets
+        # The batch's records and, when they moved, its input offsets, in one
+        # transaction: commit() waits for every record first and raises if
+        # one failed.
+        assert self.transactional is not None and self.consumer is not None
+        moved = offsets != self._committed
+        await self.transactional.commit(
+            [TopicPartition(settings.topic_input, p, o) for p, o in offsets.items()]
+            if moved
+            else None,
+            self.consumer.group_metadata(),
+        )
+        self._committed = offsets
 
-    async def _write_watermarks(self, wall_ms: int) -> list[Awaitable[Any]]:
+    async def _write_watermarks(self, wall_ms: int) -> list[Any]:
         """How far each input partition's links are written: after them, in every tree partition."""
         acks = []
         for input_partition in self.read_up_to:
@@ -371,7 +400,7 @@ class Intake(Service):
                     break
             self._next_yield = time.perf_counter() + YIELD_EVERY_SECONDS
 
-    async def _read(self, message: Message, acks: list[Awaitable[Any]]) -> NormalizedEvent | None:
+    async def _read(self, message: Message, acks: list[Any]) -> NormalizedEvent | None:
         """The record's Sysmon 1/3/5 event; anything else is counted (or dead-lettered) here."""
         raw = message.value()
         if not isinstance(raw, bytes):  # a tombstone
@@ -401,10 +430,9 @@ class Intake(Service):
 
     async def _route(
         self, message: Message, outcome: NormalizedEvent, rekeyed: BatchBuilder
-    ) -> list[Awaitable[Any]]:
+    ) -> list[Any]:
         stats.normalized += 1
         stats.normalized_by_shape[outcome.shape] += 1
-        assert self.producer is not None
         key = outcome.process_guid.encode() if outcome.process_guid else None
         # Sysmon 5 only goes to the join (it ends a table row); 1 and 3 are
         # also published, as in the recipe.
@@ -453,7 +481,7 @@ class Intake(Service):
             ),
         ]
 
-    async def _record_failed(self, message: Message, exc: Exception) -> Awaitable[Any]:
+    async def _record_failed(self, message: Message, exc: Exception) -> Any:
         """The record's dead letter, for an error of the record; a fault of our own is re-raised
         (it stops the worker with the batch uncommitted: sysmon_faust.stream.faults)."""
         if faults.is_own_fault(exc):
@@ -461,8 +489,7 @@ class Intake(Service):
         log.exception("intake: record %s[%s]@%s failed", *_where(message))
         return await self._dead_letter(message, f"pipeline error: {type(exc).__name__}: {exc}")
 
-    async def _dead_letter(self, message: Message, error: str) -> Awaitable[Any]:
-        assert self.producer is not None
+    async def _dead_letter(self, message: Message, error: str) -> Any:
         letter = deadletter.dead_letter(
             message.value(), error, message.topic(), message.partition(), message.offset()
         )

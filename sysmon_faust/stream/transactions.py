@@ -24,7 +24,8 @@ exactly_once
     are not read), as Kafka Streams does under exactly-once. A clean stop
     leaves a marker file beside the state.
 
-The intake has its own transactional producer (see :mod:`sysmon_faust.stream.intake`).
+The intake has its own transactional producer (see :mod:`sysmon_faust.stream.intake` and
+:mod:`sysmon_faust.stream.transactional_producer`).
 """
 
 from __future__ import annotations

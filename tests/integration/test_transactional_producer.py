@@ -1,0 +1,152 @@
+"""The intake's transactional producer (librdkafka) against a real broker: a committed batch is
+read whole with its input offsets, an aborted one leaves neither, and offsets sent with the group
+metadata of a member that has left the group are refused (KIP-447)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import confluent_kafka
+import pytest
+from confluent_kafka import TopicPartition
+
+from sysmon_faust.settings import Settings
+from sysmon_faust.stream import input_consumer, output_producer
+from sysmon_faust.stream.input_consumer import InputConsumer
+from sysmon_faust.stream.transactional_producer import TransactionalProducer
+from tests.support import create_topic, produce, read_topic, run
+
+pytestmark = pytest.mark.integration
+
+INPUT_RECORDS = 50
+
+
+def _settings(bootstrap: str) -> Settings:
+    return Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+
+
+def _producer(bootstrap: str, transactional_id: str) -> TransactionalProducer:
+    settings = _settings(bootstrap)
+    properties = output_producer.config(settings, "test-intake", 1024 * 1024)
+    return TransactionalProducer(properties | {"transactional.id": transactional_id})
+
+
+def _consumer(bootstrap: str, topic: str, group: str) -> InputConsumer:
+    properties = input_consumer.config(
+        output_producer.client_config(_settings(bootstrap), "test-intake"), group, 10.0, True
+    )
+    return InputConsumer(properties, topic, lambda _: None, lambda _: None)
+
+
+async def _read_some(consumer: InputConsumer) -> int:
+    """Reads until a batch comes (the consumer holds the partition): the next offset to read."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, "nothing read"
+        if batch := await consumer.batch(INPUT_RECORDS):
+            return batch[-1].offset() + 1
+
+
+def _committed(bootstrap: str, topic: str, group: str) -> int:
+    """The group's committed offset of partition 0 (-1001: none)."""
+    reader = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        [committed] = reader.committed([TopicPartition(topic, 0)], timeout=30)
+        return int(committed.offset)
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> tuple[str, str, str]:
+    """An input topic with records, an empty output topic, and a group name."""
+    source, output = unique_name("input"), unique_name("output")
+    create_topic(kafka_bootstrap, source, 1)
+    create_topic(kafka_bootstrap, output, 2)
+    produce(kafka_bootstrap, source, (b"%d" % n for n in range(INPUT_RECORDS)), partition=0)
+    return source, output, unique_name("group")
+
+
+def test_a_committed_batch_is_read_whole_with_its_input_offsets(
+    kafka_bootstrap: str, topics: tuple[str, str, str], unique_name: Callable[[str], str]
+) -> None:
+    source, output, group = topics
+
+    async def scenario() -> int:
+        consumer = _consumer(kafka_bootstrap, source, group)
+        producer = _producer(kafka_bootstrap, unique_name("txn"))
+        try:
+            await producer.start()
+            up_to = await _read_some(consumer)
+            for n in range(100):
+                await producer.send(output, b"k%d" % n, b"v%d" % n, partition=n % 2)
+            assert producer.in_transaction
+            await producer.commit([TopicPartition(source, 0, up_to)], consumer.group_metadata())
+            assert not producer.in_transaction
+            return up_to
+        finally:
+            await consumer.close()
+
+    up_to = run(scenario())
+    records = read_topic(kafka_bootstrap, output, expect=100)  # read_committed
+    assert sorted(r.value for r in records) == sorted(b"v%d" % n for n in range(100))
+    assert _committed(kafka_bootstrap, source, group) == up_to
+
+
+def test_an_aborted_batch_leaves_neither_records_nor_offsets(
+    kafka_bootstrap: str, topics: tuple[str, str, str], unique_name: Callable[[str], str]
+) -> None:
+    source, output, group = topics
+
+    async def scenario() -> None:
+        consumer = _consumer(kafka_bootstrap, source, group)
+        producer = _producer(kafka_bootstrap, unique_name("txn"))
+        try:
+            await producer.start()
+            await _read_some(consumer)
+            for n in range(100):
+                await producer.send(output, None, b"aborted %d" % n)
+            await producer.flush()  # in the log, not yet committed
+            await producer.abort()
+            await producer.send(output, None, b"committed")
+            await producer.commit(None, consumer.group_metadata())
+        finally:
+            await consumer.close()
+
+    run(scenario())
+    records = read_topic(kafka_bootstrap, output, expect=1, settle=2.0)
+    assert [r.value for r in records] == [b"committed"]
+    assert _committed(kafka_bootstrap, source, group) < 0, "no offset was committed"
+
+
+def test_offsets_of_a_member_that_left_the_group_are_refused(
+    kafka_bootstrap: str, topics: tuple[str, str, str], unique_name: Callable[[str], str]
+) -> None:
+    # A worker that lost its partitions (it left the group, or was taken for
+    # dead) but still holds a batch: its transaction must not commit them.
+    source, output, group = topics
+
+    async def scenario() -> None:
+        gone = _consumer(kafka_bootstrap, source, group)
+        producer = _producer(kafka_bootstrap, unique_name("txn"))
+        await producer.start()
+        try:
+            up_to = await _read_some(gone)
+            stale = gone.group_metadata()
+        finally:
+            await gone.close()
+        successor = _consumer(kafka_bootstrap, source, group)
+        try:
+            await _read_some(successor)  # the group's next generation holds the partition
+            await producer.send(output, None, b"from the member that left")
+            with pytest.raises(confluent_kafka.KafkaException):
+                await producer.commit([TopicPartition(source, 0, up_to)], stale)
+            await producer.abort()
+        finally:
+            await successor.close()
+
+    run(scenario())
+    assert read_topic(kafka_bootstrap, output, settle=2.0) == []
+    assert _committed(kafka_bootstrap, source, group) < 0, "the stale offsets were committed"
