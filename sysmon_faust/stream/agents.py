@@ -71,7 +71,14 @@ from sysmon_faust.core.join.engine import (
 from sysmon_faust.core.join.state import JoinState, Lifetimes
 from sysmon_faust.core.rekey import decode_batch
 from sysmon_faust.core.stats import stats
-from sysmon_faust.stream import detections, faults, output_producer, ticks, transactions
+from sysmon_faust.stream import (
+    detections,
+    faults,
+    output_producer,
+    ticks,
+    transactional_producer,
+    transactions,
+)
 from sysmon_faust.stream.store import RocksDBTable
 from sysmon_faust.stream.topology import (
     MAX_RECORD_BYTES,
@@ -89,6 +96,11 @@ log = logging.getLogger(__name__)
 RULES = detections.RULES
 
 EXACTLY_ONCE = settings.processing_guarantee == transactions.EXACTLY_ONCE
+if EXACTLY_ONCE:
+    # Each re-keying partition's transaction on librdkafka (faust_fixes, 12.).
+    faust_fixes.TRANSACTION_PRODUCER.append(
+        transactional_producer.faust_transaction_producers(settings, MAX_RECORD_BYTES)
+    )
 outputs = transactions.Outputs(
     app, settings.topic_by_guid, EXACTLY_ONCE,
     output_producer.OutputProducer(

@@ -210,6 +210,14 @@ class OutputProducer:
                 return
             await asyncio.sleep(POLL_INTERVAL)
 
+    def close(self) -> None:
+        """Stop serving delivery reports (the producer is dropped with it): for a producer whose
+        records are all reported, or whose open transaction is aborted."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        self._producer = None
+
     async def _poll(self) -> None:
         # Delivery reports are served only by poll(): a look every
         # POLL_INTERVAL while records are in flight, none while idle.

@@ -1,10 +1,20 @@
-"""The intake's writes under exactly_once: one librdkafka transaction per batch (KIP-98, KIP-447).
+"""Writes under exactly_once: librdkafka's transactions (KIP-98), for the intake and the join.
 
-Each batch the intake reads becomes one Kafka transaction: its keyed
+The intake: each batch it reads becomes one Kafka transaction: its keyed
 records, dead letters and process-tree links, and the batch's input offsets
 (``send_offsets_to_transaction`` with the input consumer's group metadata),
 committed together. A consumer reading ``read_committed`` (the join) sees
 a batch whole or not at all.
+
+The join: Faust keeps one transaction per re-keying partition, committed
+with that partition's offsets on Faust's commit timer
+(:mod:`sysmon_faust.stream.transactions`); :class:`FaustTransactionProducer`
+is that partition's producer as Faust's aiokafka driver calls it, on
+librdkafka (``compat.faust_fixes.TRANSACTION_PRODUCER``). Its offsets go with
+the group's name alone, as aiokafka sent them: Faust's consumer is
+aiokafka's, whose generation librdkafka cannot name; a zombie is fenced by
+the partition's transactional id, which the partition's next owner
+registers.
 
 Why librdkafka and not aiokafka, which wrote these transactions before:
 aiokafka builds record batches, compresses them and writes them to the
@@ -31,10 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import confluent_kafka
 
+from sysmon_faust.settings import Settings
+from sysmon_faust.stream import output_producer
 from sysmon_faust.stream.output_producer import Delivery, OutputProducer
 
 log = logging.getLogger(__name__)
@@ -75,10 +88,11 @@ class TransactionalProducer(OutputProducer):
         partition: int | None = None, timestamp_ms: int | None = None,
     ) -> Delivery:  # fmt: skip
         """:meth:`OutputProducer.send` inside the open transaction (opened if there is none)."""
-        self._begin()
+        self.begin()
         return await super().send(topic, key, value, partition, timestamp_ms)
 
-    def _begin(self) -> None:
+    def begin(self) -> None:
+        """Open a transaction, unless one is open (local: no round trip)."""
         if not self.in_transaction:
             self._started().begin_transaction()  # local: no round trip
             self.in_transaction = True
@@ -95,7 +109,7 @@ class TransactionalProducer(OutputProducer):
         failed; the transaction is then left to the restart to abort.
         """
         if offsets:
-            self._begin()
+            self.begin()
         if not self.in_transaction:
             return
         producer = self._started()
@@ -117,4 +131,110 @@ class TransactionalProducer(OutputProducer):
         try:
             await asyncio.to_thread(self._producer.abort_transaction, ABORT_TIMEOUT_SECONDS)
         except confluent_kafka.KafkaException as exc:
-            log.warning("intake: open transaction not aborted at stop: %s", exc.args[0].str())
+            log.warning(
+                "transaction %s not aborted: %s",
+                self._config["transactional.id"],
+                exc.args[0].str(),
+            )
+
+
+def group_only_metadata(client: dict[str, Any], group_id: str) -> Any:
+    """Consumer group metadata naming the group alone (no generation, no member): what a
+    transaction's offsets carry for a consumer that is not librdkafka's (the broker checks no
+    generation then, as for the group id of KIP-98's ``sendOffsetsToTransaction``).
+
+    ``client``: librdkafka properties of the cluster (``output_producer.client_config``).
+    """
+    consumer = confluent_kafka.Consumer(client | {"group.id": group_id})
+    try:
+        return consumer.consumer_group_metadata()
+    finally:
+        consumer.close()  # never subscribed: it has no group to leave
+
+
+class FaustTransactionProducer:
+    """One transactional id's producer with the interface Faust's aiokafka driver calls
+    (aiokafka's ``AIOKafkaProducer``: ``start``, ``stop``, ``begin_transaction``, ``send``,
+    ``send_offsets_to_transaction``, ``commit_transaction``, ``abort_transaction``,
+    ``flush``), on a :class:`TransactionalProducer`.
+
+    ``send`` returns a :class:`~sysmon_faust.stream.output_producer.Delivery`
+    (done, exception, ``result().offset``, ``add_done_callback``), which is
+    what the join reads of a send (:mod:`sysmon_faust.stream.transactions`).
+    Errors are ``confluent_kafka.KafkaException``.
+    """
+
+    def __init__(self, config: dict[str, Any], client: dict[str, Any]) -> None:
+        """``config``: the producer's librdkafka properties with ``transactional.id``;
+        ``client``: the cluster's (for the group metadata)."""
+        self._producer = TransactionalProducer(config)
+        self._client = client
+        self._offsets: list[confluent_kafka.TopicPartition] | None = None
+        self._group_metadata: Any = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Abort what is open (Faust ended its transaction before: what is left was never
+        to be committed), and drop the producer."""
+        await self._producer.abort()
+        self._producer.close()
+
+    def is_in_transaction(self) -> bool:
+        return self._producer.in_transaction
+
+    async def begin_transaction(self) -> None:
+        self._producer.begin()
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None,
+        partition: int | None = None, timestamp_ms: int | None = None, headers: Any = None,
+    ) -> Delivery:  # fmt: skip
+        """aiokafka's ``send`` (``headers`` are not sent: the join writes none)."""
+        return await self._producer.send(topic, key, value, partition, timestamp_ms)
+
+    async def send_offsets_to_transaction(self, offsets: Mapping[Any, int], group_id: str) -> None:
+        """Keep ``{TP: next offset}`` for :meth:`commit_transaction`, which sends them."""
+        if self._group_metadata is None:
+            self._group_metadata = group_only_metadata(self._client, group_id)
+        self._offsets = [
+            confluent_kafka.TopicPartition(tp.topic, tp.partition, offset)
+            for tp, offset in offsets.items()
+        ]
+
+    async def commit_transaction(self) -> None:
+        offsets, self._offsets = self._offsets, None
+        await self._producer.commit(offsets, self._group_metadata)
+
+    async def abort_transaction(self) -> None:
+        self._offsets = None
+        await self._producer.abort()
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+#: ms a transaction's producer waits to fill a request: a commit waits for
+#: every record of its transaction, and Faust commits a partition's
+#: transaction while the join waits for its lock (aiokafka's 5 ms before).
+TRANSACTION_LINGER_MS = 5
+
+
+def faust_transaction_producers(
+    settings: Settings, max_record_bytes: int
+) -> Callable[[str], FaustTransactionProducer]:
+    """What makes the join's producer of each transactional id
+    (``faust_fixes.TRANSACTION_PRODUCER``): the worker's cluster, security and codec;
+    ``max_record_bytes`` the largest record (bytes)."""
+    client = output_producer.client_config(settings, f"{settings.app_id}-join-transactions")
+    config = output_producer.config(settings, client["client.id"], max_record_bytes)
+
+    def make(transactional_id: str) -> FaustTransactionProducer:
+        properties = config | {
+            "transactional.id": transactional_id,
+            "linger.ms": TRANSACTION_LINGER_MS,
+        }
+        return FaustTransactionProducer(properties, client)
+
+    return make
