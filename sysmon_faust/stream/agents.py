@@ -47,12 +47,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaError
 from faust import StreamT
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from sysmon_faust.compat import faust_fixes
 from sysmon_faust.core import deadletter
@@ -286,8 +287,6 @@ async def _handle(event: EventT) -> None:
         tree_topic = settings.topic_process_tree
         sent = await outputs.send(tree_topic, key, link, partition, None, tree_partition)
         faults.faults.watch_send("join", sent, log)
-    if EXACTLY_ONCE:
-        state.flush_activity()  # in this record's transaction (else: before each commit)
     for store, changes in state.unsent_changes():
         for sent in await outputs.send_changelog(_table(store), changes):
             faults.faults.watch_send("join", sent, log)
@@ -330,7 +329,20 @@ async def _settle_before_commit() -> None:
     outputs.note_persisted()
 
 
-if not EXACTLY_ONCE:
+async def _flush_activity_in_transaction(offsets: Mapping[TP, int]) -> None:
+    """Before Faust commits a partition's transaction (exactly_once): that partition's activity
+    summaries, in the transaction, with the offsets of the records they include."""
+    partitions = {tp.partition for tp in offsets if tp.topic == settings.topic_by_guid}
+    state.flush_activity(partitions)
+    for store, changes in state.unsent_changes():
+        for sent in await outputs.send_changelog(_table(store), changes):
+            faults.faults.watch_send("join", sent, log)
+    outputs.note_persisted()
+
+
+if EXACTLY_ONCE:
+    faust_fixes.BEFORE_TRANSACTION_COMMIT.append(_flush_activity_in_transaction)
+else:
     faust_fixes.BEFORE_COMMIT.append(_settle_before_commit)
 
 

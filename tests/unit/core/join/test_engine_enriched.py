@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from sysmon_faust.core import activity
 from sysmon_faust.core.join import expiry
 from sysmon_faust.core.join.engine import (
     ENRICHED,
@@ -261,6 +262,27 @@ def test_a_creation_alone_keeps_no_summary() -> None:
     join.state.flush_activity()
     assert join.state.activity_of(0, A) == (None, 0)
     assert not [key for key in join.state.index.keys(0) if key.startswith(expiry.ACTIVITY)]
+
+
+def test_a_flush_of_some_partitions_writes_their_summaries_and_keeps_the_others() -> None:
+    # Under exactly_once each partition's summaries are written in its own
+    # transaction, as Faust commits it (faust_fixes 13).
+    first, second = guids_in_partition(0, 4, 1)[0], guids_in_partition(3, 4, 1)[0]
+    engine, tree = _engine(4)
+    for process in (first, second):
+        _feed(engine, tree, create(0, process), 4)
+    for n, process in enumerate((first, second, first), 1):
+        _feed(engine, tree, registry_set(n, process), 4)
+    state = engine.state
+    assert state.pending.get(0, activity.key(first)) is None, "written before any flush"
+    state.flush_activity({0})
+    written = state.pending.get(0, activity.key(first))
+    assert written is not None and activity.decode(written)[0]["counts"] == {"13": 2}
+    assert state.pending.get(3, activity.key(second)) is None
+    kept, _ = state.activity_of(3, second)
+    assert kept is not None and kept["counts"] == {"13": 1}
+    state.flush_activity()
+    assert state.pending.get(3, activity.key(second)) is not None
 
 
 def test_no_summaries_with_activity_recent_zero() -> None:
