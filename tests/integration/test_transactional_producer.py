@@ -1,12 +1,14 @@
-"""The intake's transactional producer (librdkafka) against a real broker: a committed batch is
-read whole with its input offsets, an aborted one leaves neither, and offsets sent with the group
-metadata of a member that has left the group are refused (KIP-447)."""
+"""The transactional producer (librdkafka) the intake and the join write with under exactly_once,
+against a real broker: a committed batch is read whole with its input offsets, an aborted one
+leaves neither, and offsets sent with the group metadata of a member that has left the group are
+refused (KIP-447)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import confluent_kafka
 import pytest
@@ -49,6 +51,23 @@ async def _read_some(consumer: InputConsumer) -> int:
             return batch[-1].offset() + 1
 
 
+@contextlib.asynccontextmanager
+async def _member_with_producer(
+    bootstrap: str, topic: str, group: str, transactional_id: str
+) -> AsyncIterator[tuple[InputConsumer, TransactionalProducer, int]]:
+    """A member of ``group`` that has read ``topic`` (and the next offset it would read), with a
+    started transactional producer; both closed at the end."""
+    consumer = _consumer(bootstrap, topic, group)
+    producer = _producer(bootstrap, transactional_id)
+    try:
+        await producer.start()
+        up_to = await _read_some(consumer)
+        yield consumer, producer, up_to
+    finally:
+        producer.close()
+        await consumer.close()
+
+
 def _committed(bootstrap: str, topic: str, group: str) -> int:
     """The group's committed offset of partition 0 (-1001: none)."""
     reader = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group})
@@ -75,19 +94,14 @@ def test_a_committed_batch_is_read_whole_with_its_input_offsets(
     source, output, group = topics
 
     async def scenario() -> int:
-        consumer = _consumer(kafka_bootstrap, source, group)
-        producer = _producer(kafka_bootstrap, unique_name("txn"))
-        try:
-            await producer.start()
-            up_to = await _read_some(consumer)
+        member = _member_with_producer(kafka_bootstrap, source, group, unique_name("txn"))
+        async with member as (consumer, producer, up_to):
             for n in range(100):
                 await producer.send(output, b"k%d" % n, b"v%d" % n, partition=n % 2)
             assert producer.in_transaction
             await producer.commit([TopicPartition(source, 0, up_to)], consumer.group_metadata())
             assert not producer.in_transaction
             return up_to
-        finally:
-            await consumer.close()
 
     up_to = run(scenario())
     records = read_topic(kafka_bootstrap, output, expect=100)  # read_committed
@@ -101,19 +115,14 @@ def test_an_aborted_batch_leaves_neither_records_nor_offsets(
     source, output, group = topics
 
     async def scenario() -> None:
-        consumer = _consumer(kafka_bootstrap, source, group)
-        producer = _producer(kafka_bootstrap, unique_name("txn"))
-        try:
-            await producer.start()
-            await _read_some(consumer)
+        member = _member_with_producer(kafka_bootstrap, source, group, unique_name("txn"))
+        async with member as (consumer, producer, _):
             for n in range(100):
                 await producer.send(output, None, b"aborted %d" % n)
             await producer.flush()  # in the log, not yet committed
             await producer.abort()
             await producer.send(output, None, b"committed")
             await producer.commit(None, consumer.group_metadata())
-        finally:
-            await consumer.close()
 
     run(scenario())
     records = read_topic(kafka_bootstrap, output, expect=1, settle=2.0)
@@ -129,23 +138,19 @@ def test_offsets_of_a_member_that_left_the_group_are_refused(
     source, output, group = topics
 
     async def scenario() -> None:
-        gone = _consumer(kafka_bootstrap, source, group)
-        producer = _producer(kafka_bootstrap, unique_name("txn"))
-        await producer.start()
-        try:
-            up_to = await _read_some(gone)
+        member = _member_with_producer(kafka_bootstrap, source, group, unique_name("txn"))
+        async with member as (gone, producer, up_to):
             stale = gone.group_metadata()
-        finally:
             await gone.close()
-        successor = _consumer(kafka_bootstrap, source, group)
-        try:
-            await _read_some(successor)  # the group's next generation holds the partition
-            await producer.send(output, None, b"from the member that left")
-            with pytest.raises(confluent_kafka.KafkaException):
-                await producer.commit([TopicPartition(source, 0, up_to)], stale)
-            await producer.abort()
-        finally:
-            await successor.close()
+            successor = _consumer(kafka_bootstrap, source, group)
+            try:
+                await _read_some(successor)  # the group's next generation holds the partition
+                await producer.send(output, None, b"from the member that left")
+                with pytest.raises(confluent_kafka.KafkaException):
+                    await producer.commit([TopicPartition(source, 0, up_to)], stale)
+                await producer.abort()
+            finally:
+                await successor.close()
 
     run(scenario())
     assert read_topic(kafka_bootstrap, output, settle=2.0) == []
