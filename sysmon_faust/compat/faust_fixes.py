@@ -119,17 +119,27 @@
    then read back and decoded by the next). :data:`BEFORE_TRANSACTION_COMMIT`
    runs under each transaction's lock, before its offsets are sent, with
    those offsets: what it sends is in that transaction.
+
+14. Transactional producers started one after another. On every assignment
+   under exactly_once Faust starts the producer of each transactional id in
+   turn, each registering its id with the coordinator (``InitProducerId``):
+   0.06 s or 0.52 s each here (librdkafka, 5 ids: 1.7 s before the worker
+   recovered, every restart; 0.53 s started together). They are started
+   together, and stopped together on a revocation; each id has its own
+   producer and lock, so nothing is shared between them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import faust
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -304,11 +314,20 @@ def _in_transaction(producer: Any) -> bool:
     return bool(producer._txn_manager.is_in_transaction())
 
 
+class _TransactionManager(TransactionManager):  # see 14.
+    async def _start_transactions(self, tids: Iterable[str]) -> None:
+        await asyncio.gather(*(self.producer.maybe_begin_transaction(tid) for tid in tids))
+
+    async def _stop_transactions(self, tids: Iterable[str]) -> None:
+        await asyncio.gather(*(self.producer.stop_transaction(tid) for tid in tids))
+
+
 class Transport(faust_aiokafka.Transport):
-    """faust's aiokafka transport with the fixed consumer and producer buffer."""
+    """faust's aiokafka transport with the fixed consumer, producer buffer and transactions."""
 
     Consumer = _Consumer
     Producer = _Producer
+    TransactionManager = _TransactionManager
 
 
 class Worker(faust.Worker):
