@@ -3,8 +3,8 @@
 Why not a Faust agent: Faust's stream machinery costs about 200 µs of CPU per
 record, and 92-95 % of what Winlogbeat sends is not Sysmon 1/3/5 — it only has
 to be read, counted and dropped. A plain consume→transform→produce loop
-(librdkafka reads, :mod:`sysmon_faust.stream.input_consumer`; aiokafka
-writes under at_least_once, librdkafka under exactly_once) reads batches of
+(librdkafka reads, :mod:`sysmon_faust.stream.input_consumer`, and writes,
+:mod:`sysmon_faust.stream.output_producer`) reads batches of
 raw bytes, normalizes them (pure functions), writes each Sysmon 1/3 keyed to
 its output topic, and hands them to the join as one
 record per re-keying partition and batch (:mod:`sysmon_faust.core.rekey`); only
@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from aiokafka import AIOKafkaClient
 from confluent_kafka import Message, TopicPartition
 from mode import Service
 
@@ -76,13 +76,13 @@ from sysmon_faust.core.rekey import (
     EVENT_TIME_FIELD,
     RECEIVED_FIELD,
     BatchBuilder,
-    kafka_partitioner,
     key_partition,
 )
 from sysmon_faust.core.sigma.fields import EVENT_DATA
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream import detections, faults, input_consumer, output_producer, transactions
 from sysmon_faust.stream.input_consumer import InputConsumer
+from sysmon_faust.stream.output_producer import Delivery, OutputProducer
 from sysmon_faust.stream.topology import MAX_RECORD_BYTES, app, settings
 from sysmon_faust.stream.topology import tree_replica as tree_copy
 from sysmon_faust.stream.transactional_producer import TransactionalProducer
@@ -140,9 +140,15 @@ class Intake(Service):
         self._next_yield = 0.0
         self.consumer: InputConsumer | None = None
         self._consuming: asyncio.Task[Any] | None = None
-        #: What the intake writes with: aiokafka under at_least_once, one
-        #: transaction per batch through librdkafka under exactly_once.
-        self.producer: AIOKafkaProducer | None = None
+        #: What the intake writes with, librdkafka in its own threads: under
+        #: at_least_once a producer whose batch is flushed before its offsets are
+        #: committed; under exactly_once one transaction per batch. aiokafka wrote
+        #: under at_least_once until 2026-12-02, building, compressing and writing
+        #: on the event loop the join shares (~12 % of the worker's samples,
+        #: py-spy, only 1, 3, 5 enriched): moving it took 116.8 -> 111.5 µs per
+        #: event with every type enriched, 32.2 -> 30.3 with only 1, 3, 5
+        #: (medians of four rounds alternating, 300 k events; docs/benchmark.md).
+        self.producer: OutputProducer | None = None
         self.transactional: TransactionalProducer | None = None
         self._probe_client: AIOKafkaClient | None = None
         #: Sysmon 1/3/5 read but not handled yet, released in event-time order
@@ -162,34 +168,21 @@ class Intake(Service):
         self._pending: asyncio.Queue[Any] | None = None
 
     async def on_start(self) -> None:
+        config = output_producer.config(settings, f"{settings.app_id}-intake", MAX_RECORD_BYTES) | {
+            "linger.ms": INTAKE_LINGER_MS
+        }
         if self.exactly_once:
             self.transactional = TransactionalProducer(
-                output_producer.config(settings, f"{settings.app_id}-intake", MAX_RECORD_BYTES)
-                | {
-                    "transactional.id": f"{settings.app_id}-intake-{app.conf.web_port}",
-                    "linger.ms": INTAKE_LINGER_MS,
-                }
+                config | {"transactional.id": f"{settings.app_id}-intake-{app.conf.web_port}"}
             )
             await self.transactional.start()
-            self._probe_client = AIOKafkaClient(
-                bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
-            )
-            await self._probe_client.bootstrap()
-            state.client = self._probe_client
         else:
-            self.producer = AIOKafkaProducer(
-                bootstrap_servers=settings.bootstrap_servers,
-                **settings.kafka_client_options(),
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=INTAKE_LINGER_MS,
-                max_batch_size=1024 * 1024,
-                max_request_size=MAX_RECORD_BYTES,
-                compression_type=settings.compression_type,
-                partitioner=kafka_partitioner,
-            )
-            await self.producer.start()
-            state.client = self.producer.client
+            self.producer = OutputProducer(config)
+        self._probe_client = AIOKafkaClient(
+            bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
+        )
+        await self._probe_client.bootstrap()
+        state.client = self._probe_client
         properties = input_consumer.config(
             output_producer.client_config(settings, f"{settings.app_id}-intake"),
             settings.intake_group,
@@ -231,7 +224,9 @@ class Intake(Service):
         if self.consumer is not None:
             await self.consumer.close()
         if self.producer is not None:
-            await self.producer.stop()
+            # The loop waited for its last batch's records; any left are of a batch
+            # not committed, which the next owner reads again (at-least-once).
+            self.producer.close()
         if self.transactional is not None:
             await self.transactional.abort()
         if self._probe_client is not None:
@@ -263,7 +258,7 @@ class Intake(Service):
 
     async def _process(self, batch: list[Message]) -> None:
         assert self.consumer is not None
-        acks: list[Any] = []
+        acks: list[Delivery] = []
         wall_ms = int(time.time() * 1000)
         read: dict[int, int] = {}
         for message in batch:
@@ -302,7 +297,7 @@ class Intake(Service):
         if self.transactional is not None:
             await self._commit_transaction(offsets)
         else:
-            await asyncio.gather(*acks)
+            await self._acknowledged(acks)
             if offsets != self._committed and await self.consumer.commit(offsets):
                 self._committed = offsets
         state.committed = dict(self._committed)
@@ -311,15 +306,22 @@ class Intake(Service):
     async def _send(
         self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> Any:  # fmt: skip
-        """Queue one record; what it returns is done once Kafka acknowledged it (an aiokafka
-        future, or under exactly_once a :class:`~sysmon_faust.stream.output_producer.Delivery`)."""
+    ) -> Delivery:  # fmt: skip
+        """Queue one record; the :class:`~sysmon_faust.stream.output_producer.Delivery` it
+        returns is done once Kafka acknowledged it."""
         if self.transactional is not None:
             return await self.transactional.send(topic, key, value, partition, timestamp_ms)
         assert self.producer is not None
-        return await self.producer.send(
-            topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms
-        )
+        return await self.producer.send(topic, key, value, partition, timestamp_ms)
+
+    async def _acknowledged(self, acks: list[Delivery]) -> None:
+        """Wait until Kafka acknowledged every record of ``acks``; raises the first refusal
+        (``confluent_kafka.KafkaException``: an own fault, nothing of the batch is committed)."""
+        assert self.producer is not None
+        await self.producer.flush()
+        for delivery in acks:
+            if (error := delivery.exception()) is not None:
+                raise error
 
     async def _commit_transaction(self, offsets: dict[int, int]) -> None:
         # The batch's records and, when they moved, its input offsets, in one
@@ -335,7 +337,7 @@ class Intake(Service):
         )
         self._committed = offsets
 
-    async def _write_watermarks(self, wall_ms: int) -> list[Any]:
+    async def _write_watermarks(self, wall_ms: int) -> list[Delivery]:
         """How far each input partition's links are written: after them, in every tree partition."""
         acks = []
         for input_partition in self.read_up_to:
@@ -400,7 +402,7 @@ class Intake(Service):
                     break
             self._next_yield = time.perf_counter() + YIELD_EVERY_SECONDS
 
-    async def _read(self, message: Message, acks: list[Any]) -> NormalizedEvent | None:
+    async def _read(self, message: Message, acks: list[Delivery]) -> NormalizedEvent | None:
         """The record's Sysmon 1/3/5 event; anything else is counted (or dead-lettered) here."""
         raw = message.value()
         if not isinstance(raw, bytes):  # a tombstone
@@ -430,7 +432,7 @@ class Intake(Service):
 
     async def _route(
         self, message: Message, outcome: NormalizedEvent, rekeyed: BatchBuilder
-    ) -> list[Any]:
+    ) -> list[Delivery]:
         stats.normalized += 1
         stats.normalized_by_shape[outcome.shape] += 1
         key = outcome.process_guid.encode() if outcome.process_guid else None
@@ -481,7 +483,7 @@ class Intake(Service):
             ),
         ]
 
-    async def _record_failed(self, message: Message, exc: Exception) -> Any:
+    async def _record_failed(self, message: Message, exc: Exception) -> Delivery:
         """The record's dead letter, for an error of the record; a fault of our own is re-raised
         (it stops the worker with the batch uncommitted: sysmon_faust.stream.faults)."""
         if faults.is_own_fault(exc):
@@ -489,7 +491,7 @@ class Intake(Service):
         log.exception("intake: record %s[%s]@%s failed", *_where(message))
         return await self._dead_letter(message, f"pipeline error: {type(exc).__name__}: {exc}")
 
-    async def _dead_letter(self, message: Message, error: str) -> Any:
+    async def _dead_letter(self, message: Message, error: str) -> Delivery:
         letter = deadletter.dead_letter(
             message.value(), error, message.topic(), message.partition(), message.offset()
         )
