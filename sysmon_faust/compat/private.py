@@ -25,7 +25,8 @@ def producer_buffer(app: Any) -> asyncio.Queue[Any]:
 
 
 def transaction_producer(producer: Any, transactional_id: str | None) -> Any:
-    """The aiokafka producer of one partition's transaction under exactly_once.
+    """The producer of one partition's transaction under exactly_once (the worker's:
+    ``stream.transactional_producer.FaustTransactionProducer``, faust_fixes 12).
 
     Faust has no public way to send in a given transaction but its topic
     layer, ~25 µs per record (stream/transactions.py).

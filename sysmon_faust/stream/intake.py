@@ -166,6 +166,10 @@ class Intake(Service):
         self._told_detail = False
         #: Faust's producer buffer: records not sent yet (_make_way_for_the_join).
         self._pending: asyncio.Queue[Any] | None = None
+        #: Every record the batch in hand sent (keyed records, tree links, dead
+        #: letters): all are checked before its offsets are committed, also those
+        #: of a record that failed after its first write.
+        self._sent: list[Delivery] = []
 
     async def on_start(self) -> None:
         config = output_producer.config(settings, f"{settings.app_id}-intake", MAX_RECORD_BYTES) | {
@@ -258,7 +262,7 @@ class Intake(Service):
 
     async def _process(self, batch: list[Message]) -> None:
         assert self.consumer is not None
-        acks: list[Delivery] = []
+        self._sent.clear()
         wall_ms = int(time.time() * 1000)
         read: dict[int, int] = {}
         for message in batch:
@@ -267,9 +271,9 @@ class Intake(Service):
             read[partition] = message.offset() + 1
             await self._make_way_for_the_join()
             try:
-                outcome = await self._read(message, acks)
+                outcome = await self._read(message)
             except Exception as exc:
-                acks.append(await self._record_failed(message, exc))
+                await self._record_failed(message, exc)
                 continue
             if outcome is not None:
                 self.in_step.add(partition, outcome.timestamp_ms, (message, outcome), wall_ms)
@@ -285,19 +289,19 @@ class Intake(Service):
             self._released_ms = max(self._released_ms, outcome.timestamp_ms)
             await self._make_way_for_the_join()
             try:
-                acks.extend(await self._route(message, outcome, rekeyed))
+                await self._route(message, outcome, rekeyed)
             except Exception as exc:
-                acks.append(await self._record_failed(message, exc))
+                await self._record_failed(message, exc)
         for partition, value in rekeyed.finish():
-            acks.append(await self._send(settings.topic_by_guid, value, partition=partition))
-        acks.extend(await self._write_watermarks(wall_ms))
+            await self._send(settings.topic_by_guid, value, partition=partition)
+        await self._write_watermarks(wall_ms)
         # Everything produced is in Kafka before the offsets are, and no offset
         # passes an event still waiting in the buffer.
         offsets = {p: self._committable(p) for p in self.read_up_to}
         if self.transactional is not None:
             await self._commit_transaction(offsets)
         else:
-            await self._acknowledged(acks)
+            await self._acknowledged()
             if offsets != self._committed and await self.consumer.commit(offsets):
                 self._committed = offsets
         state.committed = dict(self._committed)
@@ -307,19 +311,22 @@ class Intake(Service):
         self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
         timestamp_ms: int | None = None,
     ) -> Delivery:  # fmt: skip
-        """Queue one record; the :class:`~sysmon_faust.stream.output_producer.Delivery` it
-        returns is done once Kafka acknowledged it."""
+        """Queue one record of the batch; the :class:`~sysmon_faust.stream.output_producer.Delivery`
+        it returns (also kept in the batch's list) is done once Kafka acknowledged it."""
         if self.transactional is not None:
-            return await self.transactional.send(topic, key, value, partition, timestamp_ms)
-        assert self.producer is not None
-        return await self.producer.send(topic, key, value, partition, timestamp_ms)
+            delivery = await self.transactional.send(topic, key, value, partition, timestamp_ms)
+        else:
+            assert self.producer is not None
+            delivery = await self.producer.send(topic, key, value, partition, timestamp_ms)
+        self._sent.append(delivery)
+        return delivery
 
-    async def _acknowledged(self, acks: list[Delivery]) -> None:
-        """Wait until Kafka acknowledged every record of ``acks``; raises the first refusal
+    async def _acknowledged(self) -> None:
+        """Wait until Kafka acknowledged every record the batch sent; raises the first refusal
         (``confluent_kafka.KafkaException``: an own fault, nothing of the batch is committed)."""
         assert self.producer is not None
         await self.producer.flush()
-        for delivery in acks:
+        for delivery in self._sent:
             if (error := delivery.exception()) is not None:
                 raise error
 
@@ -337,9 +344,8 @@ class Intake(Service):
         )
         self._committed = offsets
 
-    async def _write_watermarks(self, wall_ms: int) -> list[Delivery]:
+    async def _write_watermarks(self, wall_ms: int) -> None:
         """How far each input partition's links are written: after them, in every tree partition."""
-        acks = []
         for input_partition in self.read_up_to:
             watermark = self._watermark(input_partition, wall_ms)
             last = self._watermarks.get(input_partition)
@@ -349,12 +355,7 @@ class Intake(Service):
             key = ancestry.watermark_key(input_partition)
             value = ancestry.encode_watermark(watermark)
             for partition in range(settings.partitions):
-                acks.append(
-                    await self._send(
-                        settings.topic_process_tree, value, key=key, partition=partition
-                    )
-                )
-        return acks
+                await self._send(settings.topic_process_tree, value, key=key, partition=partition)
 
     def _watermark(self, partition: int, wall_ms: int) -> int:
         if not self.in_step.buffered(partition) and not self._has_more(partition):
@@ -402,19 +403,17 @@ class Intake(Service):
                     break
             self._next_yield = time.perf_counter() + YIELD_EVERY_SECONDS
 
-    async def _read(self, message: Message, acks: list[Delivery]) -> NormalizedEvent | None:
+    async def _read(self, message: Message) -> NormalizedEvent | None:
         """The record's Sysmon 1/3/5 event; anything else is counted (or dead-lettered) here."""
         raw = message.value()
         if not isinstance(raw, bytes):  # a tombstone
-            acks.append(
-                await self._dead_letter(message, "value is null (a tombstone), not an event")
-            )
+            await self._dead_letter(message, "value is null (a tombstone), not an event")
             return None
         # An event of another id no rule wants is dropped here, as the ids no
         # rule is about are (detections.wanted).
         outcome = normalize(raw, detections.OTHER_EVENT_IDS, detections.wanted)
         if isinstance(outcome, Invalid):
-            acks.append(await self._dead_letter(message, outcome.error))
+            await self._dead_letter(message, outcome.error)
             return None
         if isinstance(outcome, Filtered):
             stats.filtered += 1
@@ -432,7 +431,7 @@ class Intake(Service):
 
     async def _route(
         self, message: Message, outcome: NormalizedEvent, rekeyed: BatchBuilder
-    ) -> list[Delivery]:
+    ) -> None:
         stats.normalized += 1
         stats.normalized_by_shape[outcome.shape] += 1
         key = outcome.process_guid.encode() if outcome.process_guid else None
@@ -460,8 +459,7 @@ class Intake(Service):
             event[EVENT_DATA] = outcome.event_data  # for the rules; not in the derived topics
         rekeyed.add(partition, orjson.dumps(event))
         if derived is None:
-            return []
-        acks = []
+            return
         if outcome.event_id == PROCESS_CREATE and key is not None:
             # Before the events read after it: see sysmon_faust.stream.tree_replica.
             link = ancestry.encode_link(outcome.fields)
@@ -470,18 +468,13 @@ class Intake(Service):
             # and /health could not say why (a batch holds up to 5,000 creations).
             await faults.hold_if_stopping()
             tree_copy.write_through(key.decode(), link)
-            acks.append(
-                await self._send(settings.topic_process_tree, link, key=key, partition=partition)
-            )
-        return [
-            *acks,
-            await self._send(
-                derived,
-                orjson.dumps(outcome.fields),
-                key=key,
-                timestamp_ms=record_timestamp_ms(outcome.timestamp_ms, int(time.time() * 1000)),
-            ),
-        ]
+            await self._send(settings.topic_process_tree, link, key=key, partition=partition)
+        await self._send(
+            derived,
+            orjson.dumps(outcome.fields),
+            key=key,
+            timestamp_ms=record_timestamp_ms(outcome.timestamp_ms, int(time.time() * 1000)),
+        )
 
     async def _record_failed(self, message: Message, exc: Exception) -> Delivery:
         """The record's dead letter, for an error of the record; a fault of our own is re-raised

@@ -1,4 +1,5 @@
-"""The join's output records under at_least_once, produced by librdkafka (confluent-kafka).
+"""The join's output records and the intake's writes under at_least_once, produced by librdkafka
+(confluent-kafka).
 
 Every Sysmon event the join enriches goes out as one record of its own
 (``sysmon-enriched``), so producing is most of the join's per-event work once
@@ -24,9 +25,10 @@ acknowledged write's offset (:attr:`Delivery.offset`,
 not Faust's producer's. A ProcessCreate makes four changelog writes; moving
 them here took the table fill from 139.4 to 99.6 µs of worker CPU per
 creation, 6,558 to 9,282 creations/s (``make bench``, 100,000 rows).
-Under exactly_once everything stays on Faust's aiokafka transactional
-producers: each record's outputs and changelog writes go in the
-transaction of its source partition (:mod:`sysmon_faust.stream.transactions`).
+Under exactly_once each record's outputs and changelog writes go in the
+transaction of its source partition (:mod:`sysmon_faust.stream.transactions`),
+on librdkafka too (:mod:`sysmon_faust.stream.transactional_producer`, a
+subclass of this one).
 
 Records of one partition keep their order: the producer is idempotent
 (KIP-98), so a retry neither reorders nor doubles them.

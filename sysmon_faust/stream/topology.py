@@ -3,7 +3,7 @@
 Topology (:mod:`sysmon_faust.stream.intake`, then the agent in :mod:`sysmon_faust.stream.agents`)::
 
     winlogbeat (raw bytes, any partitioning)
-        │  intake (aiokafka batches): parse, filter to Sysmon 1/3/5, re-key by process_guid
+        │  intake (librdkafka batches): parse, filter to Sysmon 1/3/5, re-key by process_guid
         ├──► sysmon-process-create    (keyed; for other consumers)
         ├──► sysmon-network-connect   (keyed; for other consumers)
         ├──► sysmon-dlq               (what could not be read, with the reason)

@@ -189,21 +189,25 @@ async def _set_topic_config(bootstrap: str, topic: str, **configs: str) -> None:
         await admin.close()
 
 
+# The join's output, and a topic the intake writes (every creation, before the join sees it).
+@pytest.mark.parametrize("refusing", ["SYSMON_TOPIC_JOIN", "SYSMON_TOPIC_PROCESS_CREATE"])
 def test_a_write_the_broker_refuses_stops_the_worker_and_nothing_is_lost(
+    refusing: str,
     kafka_bootstrap: str,
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
     env = pipeline_env()
     join_topic = env["SYSMON_TOPIC_JOIN"]
+    refused_topic = env[refusing]
     guids, creations = chain(20, started=int(time.time()) - 600)
     now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     connects = [connect(f"{now}.{n:03d}", guid, 443) for n, guid in enumerate(guids)]
     port = free_port()
     worker = worker_factory(env, web_port=port)
-    # Enriched records here are ~6 KB, some hundreds of bytes compressed (zstd,
-    # SYSMON_COMPRESSION's default): the join's output topic now takes none.
-    run(_set_topic_config(kafka_bootstrap, join_topic, max_message_bytes="100"))
+    # Joined records are ~6 KB, creations ~1 KB, some hundreds of bytes compressed
+    # (zstd, SYSMON_COMPRESSION's default): the topic now takes none.
+    run(_set_topic_config(kafka_bootstrap, refused_topic, max_message_bytes="100"))
     with watching_health(worker, timeout=120) as watch:
         produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], creations + connects)
     unhealthy = watch.result()
@@ -215,7 +219,11 @@ def test_a_write_the_broker_refuses_stops_the_worker_and_nothing_is_lost(
     assert read_topic(kafka_bootstrap, env["SYSMON_TOPIC_DLQ"], expect=0, settle=2) == []
 
     # The topic takes them again: the restarted worker replays what was not committed.
-    run(_set_topic_config(kafka_bootstrap, join_topic, max_message_bytes="1048588"))
+    run(_set_topic_config(kafka_bootstrap, refused_topic, max_message_bytes="1048588"))
     worker = worker_factory(env, web_port=port)
     joined = read_topic(kafka_bootstrap, join_topic, expect=len(guids), timeout=120)
     assert sorted({r.json()["process_guid"] for r in joined}) == sorted(guids)
+    created = read_topic(
+        kafka_bootstrap, env["SYSMON_TOPIC_PROCESS_CREATE"], expect=len(guids), timeout=60
+    )
+    assert {r.json()["process_guid"] for r in created} == set(guids)
