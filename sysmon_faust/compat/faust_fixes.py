@@ -124,7 +124,7 @@
    under exactly_once Faust starts the producer of each transactional id in
    turn, each registering its id with the coordinator (``InitProducerId``):
    0.06 s or 0.52 s each here (librdkafka, 5 ids: 1.7 s before the worker
-   recovered, every restart; 0.6 s started together). They are started, and
+   recovered, every restart; 0.6 s three at a time). They are started, and
    stopped on a revocation, :data:`TRANSACTIONS_AT_ONCE` at a time: each id
    has its own producer and lock, but their blocking calls run in the event
    loop's default thread pool (6 threads on 2 cores), which the intake's
