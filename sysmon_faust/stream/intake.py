@@ -310,16 +310,15 @@ class Intake(Service):
     async def _send(
         self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> Delivery:  # fmt: skip
-        """Queue one record of the batch; the :class:`~sysmon_faust.stream.output_producer.Delivery`
-        it returns (also kept in the batch's list) is done once Kafka acknowledged it."""
+    ) -> None:  # fmt: skip
+        """Queue one record of the batch; its :class:`~sysmon_faust.stream.output_producer.Delivery`
+        is kept with the batch's, checked before the batch is committed (:meth:`_acknowledged`)."""
         if self.transactional is not None:
             delivery = await self.transactional.send(topic, key, value, partition, timestamp_ms)
         else:
             assert self.producer is not None
             delivery = await self.producer.send(topic, key, value, partition, timestamp_ms)
         self._sent.append(delivery)
-        return delivery
 
     async def _acknowledged(self) -> None:
         """Wait until Kafka acknowledged every record the batch sent; raises the first refusal
@@ -476,20 +475,20 @@ class Intake(Service):
             timestamp_ms=record_timestamp_ms(outcome.timestamp_ms, int(time.time() * 1000)),
         )
 
-    async def _record_failed(self, message: Message, exc: Exception) -> Delivery:
+    async def _record_failed(self, message: Message, exc: Exception) -> None:
         """The record's dead letter, for an error of the record; a fault of our own is re-raised
         (it stops the worker with the batch uncommitted: sysmon_faust.stream.faults)."""
         if faults.is_own_fault(exc):
             raise exc
         log.exception("intake: record %s[%s]@%s failed", *_where(message))
-        return await self._dead_letter(message, f"pipeline error: {type(exc).__name__}: {exc}")
+        await self._dead_letter(message, f"pipeline error: {type(exc).__name__}: {exc}")
 
-    async def _dead_letter(self, message: Message, error: str) -> Delivery:
+    async def _dead_letter(self, message: Message, error: str) -> None:
         letter = deadletter.dead_letter(
             message.value(), error, message.topic(), message.partition(), message.offset()
         )
         stats.dead_lettered += 1
-        return await self._send(settings.topic_dlq, letter.dumps())
+        await self._send(settings.topic_dlq, letter.dumps())
 
 
 def _where(message: Message) -> tuple[str, int, int]:
