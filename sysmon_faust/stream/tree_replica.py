@@ -223,6 +223,7 @@ class TreeReplica:
             path, self.topic, self._bootstrap_servers, self._client_options
         )
         self.open(path)
+        closing = True
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap_servers,
             group_id=None,
@@ -242,9 +243,19 @@ class TreeReplica:
                 else:
                     await consumer.seek_to_beginning(tp)
             await self._read(consumer, partitions)
+        except (OSError, rocksdb.errors.Error):
+            # Its RocksDB failed (a full disk) and the worker exits on it
+            # (agents.read_process_tree): not closed, because a close waits
+            # for a memtable flush that cannot succeed and would block the
+            # event loop for good — /health could not say why in the
+            # seconds before the exit (seen in CI's full-disk test, 1 run
+            # in 6). A socket's OSError stops the worker too.
+            closing = False
+            raise
         finally:
             await consumer.stop()
-            self.close()
+            if closing:
+                self.close()
 
     @staticmethod
     async def _reached(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> bool:

@@ -13,6 +13,8 @@ index entry and every process-tree link in its local state.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import shutil
 import subprocess
@@ -30,8 +32,9 @@ from faust.stores.rocksdb import RocksDBOptions
 
 from sysmon_faust.core.join import expiry
 from sysmon_faust.stream.faults import EXIT_STATUS
+from sysmon_faust.stream.tree_replica import TreeReplica
 from tests.events import connect, winlogbeat
-from tests.support import WorkerProcess, free_port, produce, read_topic, run
+from tests.support import WorkerProcess, create_topic, free_port, produce, read_topic, run
 
 pytestmark = pytest.mark.integration
 
@@ -177,6 +180,39 @@ def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
     assert len(state["rows"]) == len(want) and state["rows"] == want
     assert state["ttl"] == want  # every row's TTL entry in the expiry index
     assert want <= state["links"]  # every process's parent link in the tree copy
+
+
+def test_a_process_tree_copy_whose_rocksdb_failed_is_left_open_for_the_exit(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing a RocksDB whose write failed on a full disk waits for a flush
+    that cannot succeed: on the event loop it blocked /health for good (the
+    full-disk test above, 1 run in 6, before the fix). The worker exits on
+    the fault without it."""
+    topic = unique_name("tree")
+    create_topic(kafka_bootstrap, topic)
+    produce(kafka_bootstrap, topic, [b"link"], keys=[b"{7c1a0b3e-0000-0000-0000-000000000001}"])
+    replica = TreeReplica(topic, 1, kafka_bootstrap, {}, read_committed=False)
+    closed: list[bool] = []
+
+    def full(records: Any, partition: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(replica, "apply", full)
+    monkeypatch.setattr(replica, "close", lambda: closed.append(True))
+    with pytest.raises(OSError, match="No space left on device"):
+        run(asyncio.wait_for(replica.run(tmp_path / "process-tree"), 60))
+    assert closed == []
+    # A fault of the record's kind (not the machine's) closes it, so the
+    # worker's next attempt can open it again (here a second copy: the
+    # first one still holds its folder's lock).
+    monkeypatch.setattr(replica, "apply", lambda records, partition: int(b"not a number"))
+    with pytest.raises(ValueError):
+        run(asyncio.wait_for(replica.run(tmp_path / "another-process-tree"), 60))
+    assert closed == [True]
 
 
 async def _set_topic_config(bootstrap: str, topic: str, **configs: str) -> None:
