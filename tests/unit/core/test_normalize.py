@@ -432,6 +432,25 @@ def test_parse_utc_time(value: str, iso: str, epoch_ms: int) -> None:
     assert parse_utc_time(value) == (iso, epoch_ms)
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("2019-02-30 00:00:00.000", "day is out of range for month"),
+        ("2019-02-29 00:00:00.000", "day is out of range for month"),  # not a leap year
+        ("2019-13-01 00:00:00.000", "month must be in 1..12"),
+        ("0000-01-01 00:00:00.000", "year 0 is out of range"),
+        ("2019-01-01 24:00:00.000", "hour must be in 0..23"),
+        ("2019-01-01 23:60:00.000", "minute must be in 0..59"),
+        ("2019-01-01 23:59:60.000", "second must be in 0..59"),  # no leap seconds in UtcTime
+    ],
+)
+def test_parse_utc_time_names_what_is_out_of_range(value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"^UtcTime='{value}': {reason}$"):
+        parse_utc_time(value)
+    # A day once cached as valid does not make a later bad time pass.
+    assert parse_utc_time("2020-02-29 23:59:59.999")[1] == 1_583_020_799_999
+
+
 def test_datasets_folder_is_where_the_tests_expect_it() -> None:
     # Not a skip: a missing ../shared must be visible, since other tests skip on it.
     if not DATASETS.is_dir():
