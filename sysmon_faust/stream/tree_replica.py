@@ -248,8 +248,8 @@ class TreeReplica:
             # (agents.read_process_tree): not closed, because a close waits
             # for a memtable flush that cannot succeed and would block the
             # event loop for good — /health could not say why in the
-            # seconds before the exit (seen in CI's full-disk test, 1 run
-            # in 6). A socket's OSError stops the worker too.
+            # seconds before the exit (seen in CI's full-disk test; 3 runs
+            # in 20 here). A socket's OSError stops the worker too.
             closing = False
             raise
         finally:
