@@ -216,7 +216,14 @@ class TreeReplica:
         self.version += 1
 
     async def run(self, path: Path) -> None:
-        """Read the topic into the copy for as long as the worker runs."""
+        """Read the topic into the copy for as long as the worker runs.
+
+        Raises what stops it: an ``OSError`` or ``rocksdb.errors.Error`` (a
+        full disk; the copy's RocksDB is then left open, for the worker's
+        exit — see below), or anything else after closing the copy, so that
+        it can be opened again. ``KafkaError`` while reading is logged and
+        retried here.
+        """
         # A copy ahead of a topic created again (a rebuilt cluster) is set
         # aside and read anew, not trusted.
         await state_check.set_aside_stale_tree_copy(
