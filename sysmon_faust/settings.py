@@ -304,11 +304,12 @@ class Settings:
     )  # fmt: skip
     producer_linger_ms: int = setting(
         100, "SYSMON_PRODUCER_LINGER_MS",
-        "milliseconds the join's producer waits to fill a record batch before it sends it "
-        "(librdkafka's `linger.ms`; under at_least_once): Kafka Streams' default for its "
-        "producers. Fewer, fuller batches cost the worker and the broker less per record "
-        "(each batch is compressed and appended on its own); at most this much is added to "
-        "an output's latency, and to a commit's",
+        "milliseconds the join's producers wait to fill a record batch before they send it "
+        "(librdkafka's `linger.ms`): Kafka Streams' default for its producers. Fewer, fuller "
+        "batches cost the worker and the broker less per record (each batch is compressed "
+        "and appended on its own). Under at_least_once at most this much is added to an "
+        "output's latency, and to a commit's; under exactly_once an output is read once its "
+        "transaction is committed, and the commit sends what waits at once",
         integer(0, 5000),
     )  # fmt: skip
     compression: str = setting(

@@ -71,6 +71,10 @@ class TransactionalProducer(OutputProducer):
     worker: :mod:`sysmon_faust.stream.faults`).
     """
 
+    #: A transaction's records are read (read_committed) once it is committed,
+    #: and its commit waits for all of them: lingering would only hold it.
+    sends_lingering_on_flush = True
+
     def __init__(self, config: dict[str, Any]) -> None:
         if not config.get("transactional.id"):
             raise ValueError("a transactional producer needs transactional.id")
@@ -215,12 +219,6 @@ class FaustTransactionProducer:
         await self._producer.flush()
 
 
-#: ms a transaction's producer waits to fill a request: a commit waits for
-#: every record of its transaction, and Faust commits a partition's
-#: transaction while the join waits for its lock (aiokafka's 5 ms before).
-TRANSACTION_LINGER_MS = 5
-
-
 def faust_transaction_producers(
     settings: Settings, max_record_bytes: int
 ) -> Callable[[str], FaustTransactionProducer]:
@@ -231,10 +229,9 @@ def faust_transaction_producers(
     config = output_producer.config(settings, client["client.id"], max_record_bytes)
 
     def make(transactional_id: str) -> FaustTransactionProducer:
-        properties = config | {
-            "transactional.id": transactional_id,
-            "linger.ms": TRANSACTION_LINGER_MS,
-        }
+        # linger.ms is SYSMON_PRODUCER_LINGER_MS, as under at_least_once: the
+        # commit sends what lingers at once (sends_lingering_on_flush).
+        properties = config | {"transactional.id": transactional_id}
         return FaustTransactionProducer(properties, client)
 
     return make

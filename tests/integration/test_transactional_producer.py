@@ -29,10 +29,15 @@ def _settings(bootstrap: str) -> Settings:
     return Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
 
 
-def _producer(bootstrap: str, transactional_id: str) -> TransactionalProducer:
+def _producer(
+    bootstrap: str, transactional_id: str, linger_ms: int | None = None
+) -> TransactionalProducer:
     settings = _settings(bootstrap)
     properties = output_producer.config(settings, "test-intake", 1024 * 1024)
-    return TransactionalProducer(properties | {"transactional.id": transactional_id})
+    properties["transactional.id"] = transactional_id
+    if linger_ms is not None:
+        properties["linger.ms"] = linger_ms
+    return TransactionalProducer(properties)
 
 
 def _consumer(bootstrap: str, topic: str, group: str) -> InputConsumer:
@@ -53,12 +58,13 @@ async def _read_some(consumer: InputConsumer) -> int:
 
 @contextlib.asynccontextmanager
 async def _member_with_producer(
-    bootstrap: str, topic: str, group: str, transactional_id: str
+    bootstrap: str, topic: str, group: str, transactional_id: str, linger_ms: int | None = None
 ) -> AsyncIterator[tuple[InputConsumer, TransactionalProducer, int]]:
     """A member of ``group`` that has read ``topic`` (and the next offset it would read), with a
-    started transactional producer; both closed at the end."""
+    started transactional producer (librdkafka's ``linger.ms``: the worker's, or
+    ``linger_ms``); both closed at the end."""
     consumer = _consumer(bootstrap, topic, group)
-    producer = _producer(bootstrap, transactional_id)
+    producer = _producer(bootstrap, transactional_id, linger_ms)
     try:
         await producer.start()
         up_to = await _read_some(consumer)
@@ -107,6 +113,32 @@ def test_a_committed_batch_is_read_whole_with_its_input_offsets(
     records = read_topic(kafka_bootstrap, output, expect=100)  # read_committed
     assert sorted(r.value for r in records) == sorted(b"v%d" % n for n in range(100))
     assert _committed(kafka_bootstrap, source, group) == up_to
+
+
+def test_a_commit_sends_what_lingers_at_once(
+    kafka_bootstrap: str, topics: tuple[str, str, str], unique_name: Callable[[str], str]
+) -> None:
+    # A transaction's records are read once it is committed: its commit has
+    # librdkafka send them now rather than wait out linger.ms (20 s here; a
+    # transactional producer's must stay below transaction.timeout.ms).
+    source, output, group = topics
+    linger_s = 20
+
+    async def scenario() -> float:
+        member = _member_with_producer(
+            kafka_bootstrap, source, group, unique_name("txn"), linger_ms=linger_s * 1000
+        )
+        async with member as (consumer, producer, up_to):
+            for n in range(10):
+                await producer.send(output, None, b"v%d" % n)
+            started = time.monotonic()
+            await producer.commit([TopicPartition(source, 0, up_to)], consumer.group_metadata())
+            return time.monotonic() - started
+
+    took = run(scenario())
+    assert took < linger_s / 2, f"the commit took {took:.1f} s: it waited for the linger"
+    records = read_topic(kafka_bootstrap, output, expect=10)  # read_committed
+    assert sorted(r.value for r in records) == sorted(b"v%d" % n for n in range(10))
 
 
 def test_an_aborted_batch_leaves_neither_records_nor_offsets(
