@@ -82,7 +82,8 @@ CYCLE: Final = "cycle"  # a GUID came back: forged or corrupt data, never a real
 DEPTH_REACHED: Final = "max_hops"  # as many ancestors as asked for
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (as shapes.Envelope): one per walk, and nothing changes it.
+@dataclass(slots=True)
 class Walk:
     """A process's ancestors, nearest first, and why the walk stopped where it did."""
 

@@ -54,7 +54,8 @@ def process_start_ms(guid: str) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (as shapes.Envelope): one per event whose process may still come.
+@dataclass(slots=True)
 class StartTime:
     """A GUID's start time as the join may use it.
 

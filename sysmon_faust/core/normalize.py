@@ -56,7 +56,8 @@ _XML_ENTITY = re.compile(r"&(lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6})
 _NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as shapes.Envelope: one per event kept, and nothing changes it.
+@dataclass(slots=True)
 class NormalizedEvent:
     """A Sysmon event the pipeline handles, with HELK field names.
 

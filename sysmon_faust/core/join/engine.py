@@ -106,7 +106,8 @@ DNS_QUERY: Final = 22
 _ARRIVAL_RULES_DONE: Final = "_arrival_rules_done"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (as shapes.Envelope): one per record the join makes, and nothing changes it.
+@dataclass(slots=True)
 class Output:
     """A record the join makes: where it goes, its key, its fields, its event time (s).
 
