@@ -67,12 +67,14 @@ _OFFSET_PREFIX: Final = b"\x00offset:"
 #: ... and the watermarks read: partition of the topic, input partition.
 _STORED_WATERMARK_PREFIX: Final = b"\x00read-watermark:"
 
-#: The copy's RocksDB: small buffers, as the join's small tables (topology.py).
+#: The copy's RocksDB: small buffers, and 10-bit bloom filters, as the join's
+#: small tables (topology.py): a walk looks up parents the copy never held.
 _ROCKSDB_OPTIONS: Final = {
     "write_buffer_size": 4 * 1024**2,
     "max_write_buffer_number": 2,
     "block_cache_size": 8 * 1024**2,
     "block_cache_compressed_size": 1 * 1024**2,
+    "bloom_filter_size": 10,
 }
 
 #: Links (and absences) remembered at most (see TreeReplica.link): ~10 MB.
