@@ -91,8 +91,9 @@ log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 5_000
 #: ms the intake's producer waits to fill a request: each batch waits for its
-#: records' acknowledgements before the next is read, so a longer linger
-#: would only delay that wait.
+#: records' acknowledgements before the next is read, so under at_least_once
+#: a longer linger would only delay that wait (under exactly_once the batch's
+#: commit sends what lingers at once: TransactionalProducer).
 INTAKE_LINGER_MS = 5
 #: Sysmon 1/3/5 events an input partition may have waiting for the others
 #: (sysmon_faust.core.alignment) before it is paused.

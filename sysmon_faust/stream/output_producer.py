@@ -276,8 +276,10 @@ def config(settings: Settings, client_id: str, max_record_bytes: int) -> dict[st
         # went out a few per batch, and librdkafka's thread spent ~15 µs per
         # input event compressing and sending them; at 100 ms 5-8, and the
         # worker 115.4 -> 104.6 µs per event (make bench's mix, every type
-        # enriched, two rounds each; per-thread CPU from /proc). A commit's
-        # flush waits for the linger: the join goes on meanwhile.
+        # enriched, two rounds each; per-thread CPU from /proc). Under
+        # at_least_once a commit's flush waits for the linger (the join goes on
+        # meanwhile); a transaction's commit sends what lingers at once
+        # (OutputProducer.sends_lingering_on_flush).
         "linger.ms": settings.producer_linger_ms,
         "enable.idempotence": True,
         # Kafka's default partitioner: the partitions Faust's producer, the

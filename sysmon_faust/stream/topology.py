@@ -180,9 +180,11 @@ app = SysmonApp(
     producer_compression_type=settings.compression_type,
     # Faust's default of 0 sends every enriched record in a produce request of
     # its own: a quarter of the join's CPU in a profile. 5 ms is Kafka's default
-    # since 4.0. Not SYSMON_PRODUCER_LINGER_MS: under exactly_once, where the
-    # join's outputs go this way, 100 ms cost more (261 against 235 µs per
-    # event, make bench's mix, two rounds each).
+    # since 4.0. What goes this way now: ticks and Faust's own records (the
+    # join's outputs and changelogs go through librdkafka under both
+    # guarantees, at SYSMON_PRODUCER_LINGER_MS). When the outputs still went
+    # this way under exactly_once, 100 ms cost more here (261 against 235 µs
+    # per event, make bench's mix, two rounds each).
     producer_linger=0.005,
     # Kafka's default partitioner with the word-wise, cached murmur2 of
     # sysmon_faust.core.rekey (the same partitions: a unit test holds them

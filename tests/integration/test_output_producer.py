@@ -22,9 +22,12 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 6
 
 
-def _producer(bootstrap: str) -> OutputProducer:
+def _producer(bootstrap: str, linger_ms: int | None = None) -> OutputProducer:
     settings = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
-    return OutputProducer(output_producer.config(settings, "test-outputs", 1024 * 1024))
+    properties = output_producer.config(settings, "test-outputs", 1024 * 1024)
+    if linger_ms is not None:
+        properties["linger.ms"] = linger_ms
+    return OutputProducer(properties)
 
 
 def test_keys_go_to_kafkas_partitions_in_order_and_flush_waits_for_every_delivery(
@@ -145,3 +148,26 @@ def test_a_flush_waits_for_what_was_sent_before_it_not_for_what_keeps_coming(
 
     before, done_before = run(flush_while_busy())
     assert done_before == len(before)
+
+
+def test_a_flush_leaves_the_linger_to_batch_what_it_waits_for(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # Under at_least_once an output is read as soon as it is sent: the linger
+    # is what batches the outputs, and a commit's flush waits for it rather
+    # than cut it short (a transaction's commit does: its records are read
+    # only once it is committed; test_transactional_producer).
+    topic = unique_name("outputs-linger")
+    create_topic(kafka_bootstrap, topic, 1)
+    linger_s = 2.0
+
+    async def flush_after_one() -> float:
+        producer = _producer(kafka_bootstrap, linger_ms=int(linger_s * 1000))
+        delivery = await producer.send(topic, b"k", b"{}")
+        started = time.monotonic()
+        await producer.flush()
+        assert delivery.done() and delivery.exception() is None
+        return time.monotonic() - started
+
+    took = run(flush_after_one())
+    assert took >= linger_s / 2, f"the flush took {took:.2f} s: it cut the linger short"
