@@ -45,6 +45,7 @@ from sysmon_faust.stream import (
     transactions,
 )
 from sysmon_faust.stream.faults import faults
+from sysmon_faust.stream.store import BLOOM_FILTER_BITS_PER_KEY
 from sysmon_faust.stream.tree_replica import TreeReplica
 
 log = logging.getLogger(__name__)
@@ -318,12 +319,7 @@ OUTPUT_TOPICS = (
 # here, per partition: (2 x 8 + 16) MiB for the process table, (2 x 2 + 4)
 # MiB for each of the small-valued pending and index tables — 192 MiB in all
 # at 4 partitions. A worker's RSS grows while these fill, then stops (README,
-# "Benchmark"). The bloom filters keep lookups of unknown GUIDs — every
-# creation's, and most other events' — off the disk: at Faust's 3 bits per
-# key about one lookup in four per SST file read a block anyway (~24 % false
-# positives); at 10 bits, RocksDB's usual setting, ~1 %, for ~1.2 MB of
-# filter per million keys.
-BLOOM_FILTER_BITS_PER_KEY = 10
+# "Benchmark"). Bloom filters: store.BLOOM_FILTER_BITS_PER_KEY.
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 8 * 1024**2,
     "max_write_buffer_number": 2,

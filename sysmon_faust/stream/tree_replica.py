@@ -59,6 +59,7 @@ from sysmon_faust.core.ancestry import (
 from sysmon_faust.core.memo import MISSING, Memo
 from sysmon_faust.core.rekey import key_partition
 from sysmon_faust.stream import faults, state_check
+from sysmon_faust.stream.store import BLOOM_FILTER_BITS_PER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,14 @@ _OFFSET_PREFIX: Final = b"\x00offset:"
 #: ... and the watermarks read: partition of the topic, input partition.
 _STORED_WATERMARK_PREFIX: Final = b"\x00read-watermark:"
 
-#: The copy's RocksDB: small buffers, and 10-bit bloom filters, as the join's
-#: small tables (topology.py): a walk looks up parents the copy never held.
+#: The copy's RocksDB: small buffers and bloom filters, as the join's small
+#: tables (topology.py): a walk looks up parents the copy never held.
 _ROCKSDB_OPTIONS: Final = {
     "write_buffer_size": 4 * 1024**2,
     "max_write_buffer_number": 2,
     "block_cache_size": 8 * 1024**2,
     "block_cache_compressed_size": 1 * 1024**2,
-    "bloom_filter_size": 10,
+    "bloom_filter_size": BLOOM_FILTER_BITS_PER_KEY,
 }
 
 #: Links (and absences) remembered at most (see TreeReplica.link): ~10 MB.
