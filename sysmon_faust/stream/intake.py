@@ -416,8 +416,10 @@ class Intake(Service):
         return bool(pending.qsize()) or time.perf_counter() >= self._next_yield
 
     async def _make_way_for_the_join(self) -> None:
-        """Yield to the loop until Faust's producer buffer is empty (see :meth:`_join_waits`)."""
-        pending = self._pending or private.producer_buffer(app)
+        """Yield to the loop until Faust's producer buffer is empty; only after
+        :meth:`_join_waits` said so (it finds the buffer)."""
+        pending = self._pending
+        assert pending is not None
         while True:
             await asyncio.sleep(0)
             if not pending.qsize():
