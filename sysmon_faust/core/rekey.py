@@ -7,6 +7,9 @@ client agree on. It writes them in *batches*: one record holds, as a JSON
 array in input order, the events of one intake batch that belong to one
 partition. Why: Faust spends ~0.3 ms of CPU on every record it hands to an
 agent, more than the join itself; a batch pays it once (``make bench``).
+The join writes the second hops of Sysmon 8/10 (:data:`TARGET_LOOKUP`) the
+same way: the hops made while it handles one record, one batch per target
+partition.
 
 What the join relies on still holds, because it holds per partition: the
 events of one process are in one partition, in the order the intake read
