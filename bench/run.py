@@ -316,16 +316,17 @@ def machine_busy_seconds() -> float:
 def pipeline_env(
     bootstrap: str, app_id: str, input_topic: str, data: Path, partitions: int
 ) -> dict[str, str]:
+    """A worker's settings for one run: every topic it writes is the run's own (named after
+    ``app_id``), so that a run neither reads another's records nor leaves any behind
+    (:func:`delete_run_topics`)."""
+    names = ("PROCESS_CREATE", "NETWORK_CONNECT", "JOIN", "UNMATCHED", "ENRICHED", "ALERTS", "DLQ")
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "SYSMON_APP_ID": app_id,
         "SYSMON_DATA_DIR": str(data),
         "SYSMON_PARTITIONS": str(partitions),
         "SYSMON_TOPIC_INPUT": input_topic,
-        **{
-            f"SYSMON_TOPIC_{name}": f"{app_id}-{name.lower().replace('_', '-')}"
-            for name in ("PROCESS_CREATE", "NETWORK_CONNECT", "JOIN", "UNMATCHED", "ALERTS", "DLQ")
-        },
+        **{f"SYSMON_TOPIC_{name}": f"{app_id}-{name.lower().replace('_', '-')}" for name in names},
     }
 
 
