@@ -130,6 +130,16 @@
    loop's default thread pool (6 threads on 2 cores), which the intake's
    commits use too. As before, a cancelled rebalance leaves the calls
    already in their threads to finish; their producers are not kept.
+
+15. Offsets more durable than the rows they cover. The worker writes its
+   tables without RocksDB's write-ahead log, as Kafka Streams does
+   (sysmon_faust.stream.store); Faust writes a table's persisted changelog
+   offset with it. After a crash the log brings back the offset and not the
+   rows written before it without the log, and recovery, which starts after
+   that offset, would never read them again. Faust's persisted offset is
+   written without the log too: a crash then loses an offset with the rows
+   it covers, or keeps rows beyond the offset it kept (read again, in order),
+   never the other way round.
 """
 
 from __future__ import annotations
@@ -141,6 +151,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import faust
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -386,3 +397,13 @@ def _suspend_flow_first(resume: Any) -> Any:
 # Both ways Faust's recovery ends: with tables, and without.
 Recovery.on_recovery_completed = _suspend_flow_first(Recovery.on_recovery_completed)  # type: ignore[method-assign]
 Recovery._resume_streams = _suspend_flow_first(Recovery._resume_streams)  # type: ignore[method-assign]
+
+
+def _set_persisted_offset_without_log(self: RocksDBStore, tp: TP, offset: int) -> None:
+    # See 15.: faust.stores.rocksdb.Store.set_persisted_offset, without the log.
+    self._db_for_partition(tp.partition).put(
+        self.offset_key, str(offset).encode(), disable_wal=True
+    )
+
+
+RocksDBStore.set_persisted_offset = _set_persisted_offset_without_log  # type: ignore[method-assign]

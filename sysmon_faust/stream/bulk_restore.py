@@ -131,7 +131,9 @@ class Partition:
             return
         batch = self._batch if self._batch is not None else rocksdb.WriteBatch()
         batch.put(OFFSET_KEY, str(last).encode())
-        self.db.write(batch)
+        # No write-ahead log, as every write to the tables (sysmon_faust.stream.store):
+        # an offset kept by the log could outlive rows written before it without.
+        self.db.write(batch, disable_wal=True)
         self._last = self.written = last
         self._batch, self._pending = None, 0
 

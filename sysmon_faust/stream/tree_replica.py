@@ -150,10 +150,13 @@ class TreeReplica:
         """A link (None: deleted) the join has just sent: seen here before Kafka echoes it."""
         if self._db is None:
             return
+        # No write-ahead log (as sysmon_faust.stream.store): a link lost in a
+        # crash is read again from the topic, whose batches (apply) write it
+        # with the offset after it.
         if link is None:
-            self._db.delete(guid.encode())
+            self._db.delete(guid.encode(), disable_wal=True)
         else:
-            self._db.put(guid.encode(), link)
+            self._db.put(guid.encode(), link, disable_wal=True)
         self._links.put(guid, link)
         self.version += 1
 
