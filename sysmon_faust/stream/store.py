@@ -22,9 +22,9 @@ written more durably than the rows it covers (an offset the log kept while
 the rows before it were lost would skip them). What still goes through the
 log are batches of rows read from a topic (Faust's standby and recovery
 batches, the tree copy's): rows that outlive their offset are only read
-again. A put with the log cost 8.4 µs, without
-3.4 (200 k puts of ~700 bytes, python-rocksdb, this machine): 157.6 -> 135.6
-µs of worker CPU per creation in the table fill (docs/benchmark.md).
+again. A put with the log cost 8.4 µs, without 3.4 (200 k puts of ~700
+bytes, python-rocksdb, this machine): 157.6 -> 135.6 µs of worker CPU per
+creation in the table fill (docs/benchmark.md).
 """
 
 from __future__ import annotations
