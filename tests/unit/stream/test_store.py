@@ -8,14 +8,20 @@ from sysmon_faust.stream.store import RocksDBTable
 
 
 class _Database:
+    """python-rocksdb's ``DB.put``/``delete`` (``sync``, ``disable_wal``), in a dict."""
+
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+        #: Writes that went through the write-ahead log.
+        self.logged = 0
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes, sync: bool = False, disable_wal: bool = False) -> None:
         self.data[key] = value
+        self.logged += not disable_wal
 
-    def delete(self, key: bytes) -> None:
+    def delete(self, key: bytes, sync: bool = False, disable_wal: bool = False) -> None:
         self.data.pop(key, None)
+        self.logged += not disable_wal
 
 
 def _table() -> tuple[RocksDBTable, dict[int, _Database]]:
@@ -50,3 +56,5 @@ def test_a_key_written_several_times_in_a_record_is_sent_once_with_its_last_valu
     assert _replay(sent) == _replay(writes)
     assert _replay(sent) == {(p, k): v for p, db in databases.items() for k, v in db.data.items()}
     assert table.take_unsent() == []
+    # The changelog makes them durable, not RocksDB's write-ahead log (stream/store.py).
+    assert all(db.logged == 0 for db in databases.values())
