@@ -159,6 +159,22 @@ def wait_for_share(env: dict[str, str], worker: WorkerProcess, share: float) -> 
     raise AssertionError(f"the intake did not reach {share:.0%}:\n{worker.log_tail()}")
 
 
+def replayed_and_looked_up(
+    env: dict[str, str], replay: Replay, port: int,
+    worker_factory: Callable[..., WorkerProcess], every: int,
+) -> tuple[WorkerProcess, dict[str, Any], dict[str, tuple[int, Any]]]:  # fmt: skip
+    """``replay`` through a worker on ``port`` until every creation is in its table: the
+    worker, its /stats then, and the lookups of every ``every``-th process (each a 200)."""
+    produce(env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"], replay.values,
+            keys=replay.keys)  # fmt: skip
+    worker = worker_factory(env, web_port=port)
+    wait_for_share(env, worker, 1.0)
+    rows = worker.wait_for(lambda s: s["process_creates"] == len(replay.created), timeout=60)
+    looked_up = {guid: worker.http(f"/process/{guid}") for guid in replay.created[::every]}
+    assert all(status == 200 for status, _ in looked_up.values())
+    return worker, rows, looked_up
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_worker_killed_twice_mid_replay_loses_nothing(
     guarantee: str,
@@ -219,13 +235,8 @@ def test_a_worker_that_lost_its_state_rebuilds_it_from_the_changelog(
     env = pipeline_env()
     # Enough for the bulk restore (stream/bulk_restore.BULK_MIN_RECORDS changelog records).
     replay = Replay(40_000, seed=29)
-    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
     port = free_port()
-    worker = worker_factory(env, web_port=port)
-    wait_for_share(env, worker, 1.0)
-    rows = worker.wait_for(lambda s: s["process_creates"] == len(replay.created), timeout=60)
-    before = {guid: worker.http(f"/process/{guid}") for guid in replay.created[::10]}
-    assert all(status == 200 for status, _ in before.values())
+    worker, rows, before = replayed_and_looked_up(env, replay, port, worker_factory, every=10)
     assert worker.stop() == 0
 
     shutil.rmtree(env["SYSMON_DATA_DIR"])
@@ -261,14 +272,8 @@ def test_a_worker_killed_after_writing_its_rows_has_them_all_when_it_restarts(
     # reads those rows again. An offset kept by the log would skip them.
     env = pipeline_env()
     replay = Replay(10_000, seed=37)
-    produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
     port = free_port()
-    worker = worker_factory(env, web_port=port)
-    wait_for_share(env, worker, 1.0)
-    worker.wait_for(lambda s: s["process_creates"] == len(replay.created), timeout=60)
-    sample = replay.created[::5]
-    before = {guid: worker.http(f"/process/{guid}") for guid in sample}
-    assert all(status == 200 for status, _ in before.values())
+    worker, _, before = replayed_and_looked_up(env, replay, port, worker_factory, every=5)
     # The join persists a changelog partition's offset once its sends are
     # acknowledged, when it handles its next record: a few more seconds of
     # ticks (sysmon_faust.stream.ticks) let each partition's come after its rows.
@@ -279,7 +284,7 @@ def test_a_worker_killed_after_writing_its_rows_has_them_all_when_it_restarts(
     rows = worker.stats()["table_rows"]
     print(f"\n{rows:,} of {len(replay.created):,} rows back after a SIGKILL")
     assert rows == len(replay.created)
-    assert {guid: worker.http(f"/process/{guid}") for guid in sample} == before
+    assert {guid: worker.http(f"/process/{guid}") for guid in before} == before
 
 
 def test_the_worker_rides_out_a_broker_restart_mid_replay(
