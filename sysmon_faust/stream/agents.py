@@ -188,9 +188,11 @@ async def _send(made: list[Output], partition: int, hops: BatchBuilder) -> None:
             continue
         timestamp_ms = record_timestamp_ms(int(output.timestamp * 1000), now_ms)
         topic = TOPICS[output.topic]
-        sent = await outputs.send(
-            topic, output.key, value, partition, timestamp_ms, output.partition
-        )
+        sent = outputs.send_nowait(topic, output.key, value, partition, timestamp_ms,
+                                   output.partition)  # fmt: skip
+        if sent is None:
+            sent = await outputs.send(topic, output.key, value, partition, timestamp_ms,
+                                      output.partition)  # fmt: skip
         _watch(sent)
 
 

@@ -24,10 +24,12 @@ output sits in an open transaction that only a new producer can abort.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -97,6 +99,7 @@ class Faults:
         #: The worker is on its way out (stop_worker).
         self.stopping = False
         self._stopping: asyncio.Task[None] | None = None
+        self._watchers: dict[tuple[str, logging.Logger], Callable[[Any], None]] = {}
 
     def report(self, component: str, exc: BaseException) -> Fault:
         fault = Fault(component, describe(exc), time.time())
@@ -115,9 +118,14 @@ class Faults:
         commit guard (``faust_fixes``, 10.) commits nothing once a fault is
         reported, so no offset passes the record the send came from.
         """
-        sent.add_done_callback(lambda done: self._sent(component, done, log))
+        watcher = self._watchers.get((component, log))
+        if watcher is None:
+            # One callback per component, not a closure per record (the join
+            # watches every record it makes).
+            watcher = self._watchers[component, log] = functools.partial(self._sent, component, log)
+        sent.add_done_callback(watcher)
 
-    def _sent(self, component: str, done: Any, log: logging.Logger) -> None:
+    def _sent(self, component: str, log: logging.Logger, done: Any) -> None:
         if done.cancelled() or done.exception() is None or self._stopping is not None:
             return
         exc = done.exception()

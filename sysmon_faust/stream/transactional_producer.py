@@ -87,13 +87,14 @@ class TransactionalProducer(OutputProducer):
         producer = self._started()
         await asyncio.to_thread(producer.init_transactions, CALL_TIMEOUT_SECONDS)
 
-    async def send(
+    def send_nowait(
         self, topic: str, key: bytes | None, value: bytes | None,
         partition: int | None = None, timestamp_ms: int | None = None,
     ) -> Delivery:  # fmt: skip
-        """:meth:`OutputProducer.send` inside the open transaction (opened if there is none)."""
+        """:meth:`OutputProducer.send_nowait` inside the open transaction (opened if there is
+        none); :meth:`OutputProducer.send` goes through it."""
         self.begin()
-        return await super().send(topic, key, value, partition, timestamp_ms)
+        return super().send_nowait(topic, key, value, partition, timestamp_ms)
 
     def begin(self) -> None:
         """Open a transaction, unless one is open (local: no round trip)."""

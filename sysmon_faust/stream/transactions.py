@@ -40,7 +40,7 @@ from typing import Any
 from faust.types import TP, AppT, TableT
 
 from sysmon_faust.compat import private
-from sysmon_faust.stream.output_producer import OutputProducer
+from sysmon_faust.stream.output_producer import Delivery, OutputProducer
 
 EXACTLY_ONCE = "exactly_once"
 #: Written when a worker stops cleanly; its absence at start means a crash.
@@ -103,6 +103,25 @@ class Outputs:
             return await self.output_producer.send(topic, key, value, partition, timestamp_ms)
         return await self._faust_send(topic, key, value, source_partition, timestamp_ms, partition)
 
+    def send_nowait(
+        self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
+        timestamp_ms: int | None = None, partition: int | None = None,
+    ) -> Delivery | None:  # fmt: skip
+        """:meth:`send` at once, or None: then await :meth:`send`.
+
+        At once under at_least_once while librdkafka's queue has room (the
+        join's path per record, :meth:`OutputProducer.send_nowait
+        <sysmon_faust.stream.output_producer.OutputProducer.send_nowait>`);
+        under exactly_once the transaction's producer is Faust's to find, and
+        always None.
+        """
+        if self.output_producer is None:
+            return None
+        try:
+            return self.output_producer.send_nowait(topic, key, value, partition, timestamp_ms)
+        except BufferError:
+            return None
+
     async def flush(self) -> None:
         """Wait for every output and changelog write sent so far to be acknowledged (or failed).
 
@@ -148,7 +167,9 @@ class Outputs:
         futures: list[Any] = []
         for partition, key, value in changes:
             # Its result's offset is what recovery starts after (note_persisted).
-            sent = await self.send(topic, key, value, partition, partition=partition)
+            sent = self.send_nowait(topic, key, value, partition, partition=partition)
+            if sent is None:
+                sent = await self.send(topic, key, value, partition, partition=partition)
             futures.append(sent)
             self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
         return futures

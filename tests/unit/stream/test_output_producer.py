@@ -112,6 +112,8 @@ def test_a_send_cancelled_while_the_queue_is_full_leaves_no_flush_waiting() -> N
 
     async def scenario() -> Delivery:
         first = await producer.send("t", b"k", b"1", partition=0)
+        with pytest.raises(BufferError):
+            producer.send_nowait("t", b"k", b"2", partition=0)  # nothing queued: no flush waits
         waiting = asyncio.ensure_future(producer.send("t", b"k", b"2", partition=0))
         await asyncio.sleep(0.1)
         assert not waiting.done()  # the queue is full

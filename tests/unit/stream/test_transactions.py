@@ -54,6 +54,12 @@ class _RecordingProducer:
         self.sent.append(args)
         return "delivery"
 
+    def send_nowait(self, *args: Any) -> str:
+        if len(self.sent) >= 1:
+            raise BufferError("Local: Queue full")  # librdkafka's, with nothing queued
+        self.sent.append(args)
+        return "delivery at once"
+
 
 def test_at_least_once_outputs_go_to_the_outputs_producer_with_their_timestamp_in_ms() -> None:
     recording = _RecordingProducer()
@@ -65,6 +71,20 @@ def test_at_least_once_outputs_go_to_the_outputs_producer_with_their_timestamp_i
     assert Outputs(None, "by-guid", True, recording).output_producer is None  # type: ignore[arg-type]
 
 
+def test_a_send_at_once_is_the_outputs_producers_or_none_when_it_would_have_to_wait() -> None:
+    recording = _RecordingProducer()
+    outputs = Outputs(None, "by-guid", False, recording)  # type: ignore[arg-type]
+    assert outputs.send_nowait("enriched", b"{g}", b"{}", 2, 1_764_000_000_123, 3) == (
+        "delivery at once"
+    )
+    assert recording.sent == [("enriched", b"{g}", b"{}", 3, 1_764_000_000_123)]
+    # Its queue is full: nothing sent, the caller awaits send().
+    assert outputs.send_nowait("enriched", b"{h}", b"{}", 2) is None
+    assert len(recording.sent) == 1
+    exactly_once = Outputs(None, "by-guid", True, recording)  # type: ignore[arg-type]
+    assert exactly_once.send_nowait("enriched", b"{g}", b"{}", 2) is None
+
+
 class _DeliveringProducer:
     """Sends become :class:`Delivery` objects, reported when the test says."""
 
@@ -73,6 +93,9 @@ class _DeliveringProducer:
         self.deliveries: list[Delivery] = []
 
     async def send(self, *args: Any) -> Delivery:
+        return self.send_nowait(*args)
+
+    def send_nowait(self, *args: Any) -> Delivery:
         self.sent.append(args)
         self.deliveries.append(Delivery())
         return self.deliveries[-1]
