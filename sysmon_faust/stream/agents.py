@@ -297,6 +297,10 @@ async def _handle(event: EventT) -> None:
             await send_dead_letter(event, orjson.dumps(fields), error)
             continue
         await _send(made, partition, hops)
+        if faults.faults.stopping:
+            # Another part stopped the worker while this one waited: no more
+            # RocksDB writes (faults.hold_if_stopping).
+            await faults.hold_if_stopping()
     try:
         await _send(engine.after_record(partition, wall_ms), partition, hops)
     except Exception as exc:
@@ -305,6 +309,7 @@ async def _handle(event: EventT) -> None:
         # What is due stays due: the next record of the partition tries again.
         log.exception("join-by-process-guid: releasing or expiring on %s failed", _where(event))
     await _send_hops(hops, partition)
+    await faults.hold_if_stopping()  # as after each event's sends
     # Waiting connects released or expired by this record leave the buffer
     # only once their records are acknowledged: under exactly_once the
     # deletes share their records' transaction; under at_least_once they are
@@ -340,6 +345,9 @@ async def _settle_before_commit() -> None:
     connect expired again as unmatched, a parked join emitted twice.
     """
     await outputs.flush()
+    # The worker may have stopped on a fault meanwhile (a full disk): the
+    # writes below could block the loop for good (faults.hold_if_stopping).
+    await faults.hold_if_stopping()
     state.settle_acknowledged()
     # The activity summaries kept since the last commit: written with it, so
     # that what a crash replays is what they do not include.
@@ -364,6 +372,7 @@ async def _flush_activity_in_transaction(offsets: Mapping[TP, int]) -> None:
     """Before Faust commits a partition's transaction (exactly_once): that partition's activity
     summaries, in the transaction, with the offsets of the records they include."""
     partitions = {tp.partition for tp in offsets if tp.topic == settings.topic_by_guid}
+    await faults.hold_if_stopping()  # as in _settle_before_commit
     state.flush_activity(partitions)
     for store, changes in state.unsent_changes():
         for sent in await outputs.send_changelog(_table(store), changes):

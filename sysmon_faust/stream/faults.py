@@ -24,6 +24,7 @@ output sits in an open transaction that only a new producer can abort.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import functools
 import logging
 import os
@@ -166,7 +167,7 @@ async def stop_worker(
     # then hung was seen in CI's full-disk test. A thread exits regardless,
     # without the log handlers' locks (the blocked thread may hold one; the
     # line above is out already: a StreamHandler flushes every record).
-    watchdog = threading.Timer(EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS, os._exit, (EXIT_STATUS,))
+    watchdog = threading.Timer(EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS, _exit_blocked)
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -189,6 +190,15 @@ async def hold_if_stopping() -> None:
     """
     if faults.stopping:
         await asyncio.Event().wait()
+
+
+def _exit_blocked() -> NoReturn:
+    # The event loop did not get to the exit: say where it is stuck (every
+    # thread's stack, written straight to stderr, no lock taken), so the
+    # write that blocked it can be found and held like the others.
+    os.write(2, b"sysmon-faust: the event loop is blocked; exiting from the watchdog. Stacks:\n")
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(EXIT_STATUS)
 
 
 def _exit_now() -> NoReturn:

@@ -154,7 +154,8 @@ def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
     print(f"\n{stop_lines[0] if stop_lines else log[-2000:]}")
     assert worker.process.returncode == EXIT_STATUS
     assert len(stop_lines) == 1 and "No space left on device" in stop_lines[0]
-    assert unhealthy, "no 503 with a reason before the exit"
+    # Without one, the event loop was blocked: the watchdog's stacks say where.
+    assert unhealthy, f"no 503 with a reason before the exit:\n{log[-6000:]}"
     assert any("No space left on device" in r for r in unhealthy[-1]["reasons"])
     assert read_topic(kafka_bootstrap, env["SYSMON_TOPIC_DLQ"], expect=0, settle=2) == []
 

@@ -80,7 +80,10 @@ def test_a_stopped_worker_exits_even_when_its_event_loop_is_blocked() -> None:
             asyncio.ensure_future(faults.stop_worker(
                 "join", "t[0]@1", OSError(28, "No space left on device"), logging.getLogger()))
             await asyncio.sleep(0.1)
-            time.sleep(120)  # a write stalled for good, on the loop's thread
+            a_write_stalled_for_good()
+
+        def a_write_stalled_for_good():
+            time.sleep(120)  # on the loop's thread
 
         asyncio.run(main())
         """
@@ -90,6 +93,10 @@ def test_a_stopped_worker_exits_even_when_its_event_loop_is_blocked() -> None:
     took = time.monotonic() - started
     assert done.returncode == EXIT_STATUS, done.stderr.decode(errors="replace")[-2000:]
     assert took < EXIT_AFTER_SECONDS + EXIT_WATCHDOG_SECONDS + 10
+    # It says where the loop is stuck, for the next one to hold that write too.
+    said = done.stderr.decode(errors="replace")
+    assert "the event loop is blocked" in said
+    assert "a_write_stalled_for_good" in said
 
 
 def test_a_stopped_worker_s_parts_hold_before_writing_anything_more() -> None:
