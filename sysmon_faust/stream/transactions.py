@@ -40,6 +40,7 @@ from typing import Any
 from faust.types import TP, AppT, TableT
 
 from sysmon_faust.compat import private
+from sysmon_faust.stream import faults
 from sysmon_faust.stream.output_producer import Delivery, OutputProducer
 
 EXACTLY_ONCE = "exactly_once"
@@ -185,8 +186,13 @@ class Outputs:
         — a restart then reads the changelog from before it. Never to an
         offset a report lacks (librdkafka's -1001); never backwards, as each
         partition's sends are acknowledged in the order sent (an idempotent
-        producer, KIP-98).
+        producer, KIP-98). Not at all once a fault stops the worker: that
+        write could block the event loop on a full disk
+        (:func:`~sysmon_faust.stream.faults.hold_if_stopping`), and an offset
+        left behind only makes a restart read more of the changelog.
         """
+        if faults.faults.stopping:
+            return
         for tp, (store, sends) in self._persisting.items():
             offset = -1
             while sends and sends[0].done():

@@ -9,8 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import confluent_kafka
+import pytest
 from faust.types import TP
 
+from sysmon_faust.stream import faults
 from sysmon_faust.stream.output_producer import Delivery
 from sysmon_faust.stream.transactions import Outputs, discard_state_after_crash, mark_clean_stop
 
@@ -171,3 +173,18 @@ def test_the_persisted_offset_never_passes_a_failed_write_nor_goes_back() -> Non
     unknown._report(None, _Offset(-1001))
     outputs.note_persisted()
     assert table.persisted == {TP(topic, 0): 12}
+
+
+def test_a_stopped_worker_persists_no_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # That write could block the event loop on a full disk, before /health says why.
+    producer = _DeliveringProducer()
+    outputs = Outputs(None, "by-guid", False, producer)  # type: ignore[arg-type]
+    table = _Table()
+    asyncio.run(outputs.send_changelog(table, [(0, b"a", b"1")]))  # type: ignore[arg-type]
+    producer.deliveries[0]._report(None, _Offset(3))
+    monkeypatch.setattr(faults.faults, "stopping", True)
+    outputs.note_persisted()
+    assert table.persisted == {}
+    monkeypatch.setattr(faults.faults, "stopping", False)
+    outputs.note_persisted()
+    assert table.persisted == {TP("app-process-create-changelog", 0): 3}
