@@ -103,6 +103,10 @@ async def probe_broker() -> None:
     timeout, longer than the interval (Faust warns of overlapping timers).
     """
     global _broker_answered_at
+    # Silence is counted from the start: a worker healthy before its first
+    # probe answered (1.6 s after launch) must not call a cluster that went
+    # away then reachable for ever (test_health saw it once starts got fast).
+    _broker_answered_at = time.monotonic()
     while True:
         await asyncio.sleep(BROKER_PROBE_EVERY)
         client = intake.state.client
