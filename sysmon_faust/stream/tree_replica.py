@@ -290,7 +290,7 @@ class TreeReplica:
     async def _read(
         self, consumer: AIOKafkaConsumer, end_at_start: dict[TopicPartition, int], started: float
     ) -> None:
-        if await self._reached(consumer, end_at_start):
+        if not self.caught_up.is_set() and await self._reached(consumer, end_at_start):
             # Nothing to read (a new topic, or a copy up to date): no fetch's
             # 0.5 s wait before the join may start.
             self._set_caught_up(started)
