@@ -87,7 +87,7 @@ def test_health_is_503_while_the_worker_makes_no_progress_and_200_once_it_moves(
         # the stall, not a rebalance.
         "SYSMON_SESSION_TIMEOUT": "60",
     }
-    replay = Replay(200_000, seed=43)
+    replay = Replay(80_000, seed=43)
     produce(own_broker.bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
     worker = worker_factory(env)
     wait_for_share(env, worker, 0.02)

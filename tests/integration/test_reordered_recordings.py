@@ -3,8 +3,8 @@
 Winlogbeat spreads events over partitions, and the intake reads partitions at
 their own pace: a connect can reach the join before its process's creation.
 With a grace covering the reordering, every connect whose creation is
-anywhere in the recording joins — the same set as a one-partition run in file
-order — and the rest are unmatched once stream time passes the grace.
+anywhere in the recording joins (the reference's set, computed from the file)
+and the rest are unmatched once stream time passes the grace.
 """
 
 from __future__ import annotations
@@ -105,9 +105,8 @@ def test_reordered_recording_joins_every_connect_whose_creation_it_holds(
     values = lines(path)
     grace = {"SYSMON_JOIN_GRACE": str(GRACE_SECONDS)}
 
-    in_order, in_order_unmatched, _ = replay(
-        values, 1, {**pipeline_env(PARTITIONS), **grace}, worker_factory, len(joinable)
-    )
+    # The in-order control is not replayed here: test_pipeline_recordings runs
+    # each recording in file order against the same reference (~9 s each).
     reordered, reordered_unmatched, stats = replay(
         locally_shuffled(values, window=16, seed=len(values)),
         PARTITIONS,
@@ -117,10 +116,8 @@ def test_reordered_recording_joins_every_connect_whose_creation_it_holds(
     )
 
     want = Counter(map(network_identity, joinable))
-    assert Counter(map(output_identity, in_order)) == want
     assert Counter(map(output_identity, reordered)) == want
     rest = Counter(map(network_identity, connects)) - want
     assert Counter(map(output_identity, reordered_unmatched)) == rest
-    assert Counter(map(output_identity, in_order_unmatched)) == rest
     # Out of order means some connects waited for their creation.
     print(f"{name}: {len(reordered)} joined, {stats['released_after_wait']} after waiting")
