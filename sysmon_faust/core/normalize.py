@@ -197,6 +197,31 @@ def parse_utc_time(value: Any, name: str = "UtcTime") -> tuple[str, int]:
     text = clean_text(value, name)
     if text is None:
         raise _FieldError(f"{name} is missing")
+    if (
+        len(text) == 23
+        and text[10] == " "
+        and text[19] == "."
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+        and text.isascii()
+    ):
+        # Sysmon's own layout (every UtcTime it writes: "2019-05-18
+        # 21:14:56.123"), read by datetime's C parser: 1.1 instead of 2.7 µs a
+        # call (timeit, best of 5), on the path of every normalized event. It
+        # checks the ranges; what it refuses, the general path below explains.
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                millis = ((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1000
+                return (
+                    f"{text[:10]}T{text[11:]}Z",
+                    _midnight_ms(moment.year, moment.month, moment.day)
+                    + millis
+                    + moment.microsecond // 1000,
+                )
     match = _UTC_TIME.match(text.strip())
     if match is None:
         raise _FieldError(f"{name}={text!r} is not a time (YYYY-MM-DD hh:mm:ss.fff)")

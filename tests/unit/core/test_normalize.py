@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -452,6 +454,22 @@ def test_parse_utc_time_names_what_is_out_of_range(value: str, reason: str) -> N
     with pytest.raises(ValueError, match=f"^{re.escape(f'UtcTime={value!r}: {reason}')}$"):
         parse_utc_time(value)
     assert parse_utc_time("2020-02-29 23:59:59.999")[1] == 1_583_020_799_999  # a leap day
+
+
+def test_parse_utc_time_reads_sysmon_layout_as_a_calendar_does() -> None:
+    # Sysmon's "YYYY-MM-DD hh:mm:ss.fff" takes a path of its own (datetime's
+    # parser); the reference is datetime's arithmetic, and the same moment
+    # written in the ISO layout (the general path) reads the same.
+    rng = random.Random(20261203)
+    for _ in range(2_000):
+        moment = datetime(1, 1, 1, tzinfo=UTC) + timedelta(
+            milliseconds=rng.randrange(315_537_897_600_000)  # up to 9999-12-31
+        )
+        sysmon = f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}".zfill(23)
+        epoch_ms = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        iso = sysmon.replace(" ", "T") + "Z"
+        assert parse_utc_time(sysmon) == (iso, epoch_ms), sysmon
+        assert parse_utc_time(iso) == (iso, epoch_ms), iso
 
 
 def test_datasets_folder_is_where_the_tests_expect_it() -> None:
