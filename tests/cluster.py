@@ -6,12 +6,14 @@ ports, data under ``.kafka-test/cluster-<port>/``. Topics default to
 replication factor 3 and ``min.insync.replicas`` 2 there, so ``acks=all``
 still works with one node down.
 
-Module scope: starting three JVMs costs some 15-25 s, so the tests of one
-module share a cluster; each test names its own topics and groups
-(``unique_name``). A test that stops a node starts it again before it ends
-(``start_node``; ``try``/``finally``), or the next test of the module finds
-a node missing. Every node is stopped and the data removed after the
-module, also when a test failed.
+Session scope: starting three JVMs costs some 15-25 s, so every test that
+uses the fixture shares one cluster, and those tests run last
+(``tests/conftest.py`` orders them), so that the cluster is up only while
+they run; each test names its own topics and groups (``unique_name``). A
+test that stops a node starts it again before it ends (``start_node``;
+``try``/``finally``), or the next test finds a node missing. Every node is
+stopped and the data removed at the end of the session, also when a test
+failed.
 
 To use it in a test module, ``tests/conftest.py`` imports it::
 
@@ -183,9 +185,9 @@ def stop_cluster(cluster: KafkaCluster) -> None:
     shutil.rmtree(cluster.directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kafka_cluster() -> Iterator[KafkaCluster]:
-    """A three-node KRaft cluster of this module's own (see the module's docstring)."""
+    """A three-node KRaft cluster shared by the tests that use it (see the module's docstring)."""
     if shutil.which("java") is None:
         pytest.skip("needs Java to start a local Kafka cluster")
     cluster = new_cluster(NODES)

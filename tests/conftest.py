@@ -26,6 +26,12 @@ from tests.support import (
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the three-node cluster last, together: it starts once for all of them
+    (tests/cluster.py) and stops at the end of the session, right after them."""
+    items.sort(key=lambda item: "kafka_cluster" in getattr(item, "fixturenames", ()))
+
+
 def pytest_report_header() -> list[str]:
     where = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "a local broker started by the tests"
     datasets = DATASETS if DATASETS.is_dir() else f"{DATASETS} (absent: dataset tests skip)"

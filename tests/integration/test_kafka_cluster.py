@@ -18,14 +18,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests import cluster
 from tests.cluster import KafkaCluster
 from tests.support import run, topic_configs
 
 pytestmark = pytest.mark.integration
-
-# The fixture, here whether tests/conftest.py imports it or not (the same one).
-kafka_cluster = cluster.kafka_cluster
 
 Partitions = dict[int, dict[str, Any]]  # partition -> {"leader", "replicas", "isr"}
 #: UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE: a topic just created, not yet known.
