@@ -148,11 +148,26 @@
    (``sysmon_faust.stream.topology``), before Faust starts: the manager goes
    on at once (a worker was healthy 1.6 s after its launch rather than 2.7,
    on an empty topic; every start, restart and test pays it).
+
+17. A new app that owns nothing for minutes. On its first start the worker
+   creates its topics and joins its group at once, and the broker can answer
+   the group leader's metadata request before its metadata cache holds the
+   topics just created. The leader then assigns none of their partitions
+   ("Ignoring missing topic"), and aiokafka asks again only when its
+   metadata is ``metadata_max_age_ms`` old (5 min): the intake read the whole
+   input while the join had nothing, still so after 240 s (1 start in 6 with
+   two apps starting together on one broker). Kafka's Java consumer asks
+   again after its retry backoff instead (KAFKA-4779). Here every member,
+   after each assignment, refreshes its metadata with a growing backoff
+   (:data:`UNKNOWN_TOPIC_BACKOFF_S`) while a topic it subscribes to is
+   unknown; in the leader's fresh metadata the topic's partition count
+   changes, which makes aiokafka rejoin the group and assign them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -167,6 +182,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode import Service
+
+from sysmon_faust.compat import private
 
 #: Coroutines run after Faust's producer flush and before each commit under
 #: at_least_once (see 11.).
@@ -204,15 +221,32 @@ FETCH_MAX_WAIT_MS = 20
 
 log = logging.getLogger(__name__)
 
+#: Waits between metadata refreshes while a subscribed topic is unknown (see
+#: 17.), in seconds; the last repeats. The first is aiokafka's
+#: ``retry_backoff_ms``; a topic just created shows within it on one broker.
+UNKNOWN_TOPIC_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     #: Topics whose uncommitted partitions must start from the beginning.
     from_beginning_topics: ClassVar[frozenset[str]] = frozenset()
 
+    #: The metadata refresh of 17., while one runs.
+    _refreshing: asyncio.Future[None] | None = None
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its Fetcher at start
         return consumer
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # Runs on this thread's loop, with the aiokafka consumer (see 17.).
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        self._refreshing = asyncio.ensure_future(
+            refresh_while_topics_unknown(self._ensure_consumer())
+        )
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         result: Mapping[TP, int] = await self.call_thread(self._seek_committed_or_beginning)
@@ -229,6 +263,38 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if uncommitted:
             await consumer.seek_to_beginning(*uncommitted)
         return committed
+
+
+async def refresh_while_topics_unknown(consumer: Any) -> None:
+    """Refresh an aiokafka group consumer's metadata until it knows every topic it subscribes to.
+
+    See 17. Waits :data:`UNKNOWN_TOPIC_BACKOFF_S` between refreshes (the last
+    one repeating) and ends when none is unknown; a cancel ends it sooner.
+    Topics created a moment ago show within the first waits (an info line);
+    a topic still unknown once the waits are at their longest gets a warning.
+    """
+    unknown = private.unknown_subscribed_topics(consumer)
+    if not unknown:
+        return
+    topics = ", ".join(sorted(unknown))
+    log.info("assigned before the broker's metadata had %s; refreshing it", topics)
+    waited, warned = 0.0, False
+    for attempt in itertools.count():
+        wait = UNKNOWN_TOPIC_BACKOFF_S[min(attempt, len(UNKNOWN_TOPIC_BACKOFF_S) - 1)]
+        await asyncio.sleep(wait)
+        waited += wait
+        await private.refresh_metadata(consumer)
+        still = private.unknown_subscribed_topics(consumer)
+        if not still:
+            log.info("the broker's metadata has them after %.1f s", waited)
+            return
+        if wait == UNKNOWN_TOPIC_BACKOFF_S[-1] and not warned:
+            warned = True
+            log.warning(
+                "no partition of %s is assigned: the broker's metadata still lacks them after "
+                "%.1f s; check that they exist and that this worker may describe them",
+                ", ".join(sorted(still)), waited,
+            )  # fmt: skip
 
 
 class _Consumer(faust_aiokafka.Consumer):

@@ -67,6 +67,28 @@ async def fetch_topic_metadata(client: Any, topic: str) -> bool:
     return answered
 
 
+def unknown_subscribed_topics(consumer: Any) -> set[str]:
+    """Topics an aiokafka group consumer subscribes to of which its metadata knows no partition.
+
+    faust_fixes 17: aiokafka's leader assigns none of them and looks again
+    only when its metadata expires.
+    """
+    subscription = consumer._subscription.subscription
+    if subscription is None:
+        return set()
+    cluster = consumer._client.cluster
+    return {topic for topic in subscription.topics if not cluster.partitions_for_topic(topic)}
+
+
+async def refresh_metadata(consumer: Any) -> None:
+    """Have an aiokafka consumer's client refresh its metadata now, and wait for it.
+
+    faust_fixes 17: a changed partition count in the leader's fresh metadata
+    makes aiokafka rejoin the group; the consumer has no public call for it.
+    """
+    await consumer._client.force_metadata_update()
+
+
 def agent_actors(agent: Any) -> list[Any]:
     """A Faust agent's running instances (/health: is the join running?)."""
     return [actor for actor in agent._actors if actor.actor_task is not None]

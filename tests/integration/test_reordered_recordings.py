@@ -3,8 +3,9 @@
 Winlogbeat spreads events over partitions, and the intake reads partitions at
 their own pace: a connect can reach the join before its process's creation.
 With a grace covering the reordering, every connect whose creation is
-anywhere in the recording joins (the reference's set, computed from the file)
-and the rest are unmatched once stream time passes the grace.
+anywhere in the recording joins — the reference's set, computed from the
+file, and the same set as a one-partition run in file order — and the rest
+are unmatched once stream time passes the grace.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,19 +107,24 @@ def test_reordered_recording_joins_every_connect_whose_creation_it_holds(
     values = lines(path)
     grace = {"SYSMON_JOIN_GRACE": str(GRACE_SECONDS)}
 
-    # The in-order control is not replayed here: test_pipeline_recordings runs
-    # each recording in file order against the same reference (~9 s each).
-    reordered, reordered_unmatched, stats = replay(
-        locally_shuffled(values, window=16, seed=len(values)),
-        PARTITIONS,
-        {**pipeline_env(PARTITIONS), **grace},
-        worker_factory,
-        len(joinable),
-    )
+    # The in-order control runs beside the reordered run, each its own app
+    # and topics: two workers starting together (faust_fixes 17), and the
+    # test waits once rather than twice.
+    in_order_env, reordered_env = ({**pipeline_env(PARTITIONS), **grace} for _ in range(2))
+    shuffled = locally_shuffled(values, window=16, seed=len(values))
+    with ThreadPoolExecutor(2) as pool:
+        control = pool.submit(replay, values, 1, in_order_env, worker_factory, len(joinable))
+        run = pool.submit(
+            replay, shuffled, PARTITIONS, reordered_env, worker_factory, len(joinable)
+        )
+    in_order, in_order_unmatched, _ = control.result()
+    reordered, reordered_unmatched, stats = run.result()
 
     want = Counter(map(network_identity, joinable))
+    assert Counter(map(output_identity, in_order)) == want
     assert Counter(map(output_identity, reordered)) == want
     rest = Counter(map(network_identity, connects)) - want
     assert Counter(map(output_identity, reordered_unmatched)) == rest
+    assert Counter(map(output_identity, in_order_unmatched)) == rest
     # Out of order means some connects waited for their creation.
     print(f"{name}: {len(reordered)} joined, {stats['released_after_wait']} after waiting")
