@@ -65,18 +65,21 @@ def test_a_fault_is_described_in_one_line_and_reported_once_per_part() -> None:
     assert found.current == {}
 
 
+#: The child's exit delay and watchdog, s: the same path in 1.5 s rather than 8.
+EXIT_AFTER_S, WATCHDOG_S = 0.5, 1.0
+
+
 def test_a_stopped_worker_exits_even_when_its_event_loop_is_blocked() -> None:
     # CI's full-disk test saw a worker log its stop line and then hang: another
     # part's RocksDB write blocked the loop, so the exit scheduled on it never
     # ran. Here the loop blocks right after the stop, as it did there.
     program = textwrap.dedent(
-        """
+        f"""
         import asyncio, logging, time
         from sysmon_faust.stream import faults
 
-        # The same path in 1.5 s rather than 8: the loop still blocks (at
-        # 0.1 s) before the exit is due.
-        faults.EXIT_AFTER_SECONDS, faults.EXIT_WATCHDOG_SECONDS = 0.5, 1.0
+        # The loop still blocks (at 0.1 s) before the exit is due.
+        faults.EXIT_AFTER_SECONDS, faults.EXIT_WATCHDOG_SECONDS = {EXIT_AFTER_S}, {WATCHDOG_S}
 
         async def main():
             asyncio.ensure_future(faults.stop_worker(
@@ -94,7 +97,7 @@ def test_a_stopped_worker_exits_even_when_its_event_loop_is_blocked() -> None:
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60)
     took = time.monotonic() - started
     assert done.returncode == EXIT_STATUS, done.stderr.decode(errors="replace")[-2000:]
-    assert took < 0.5 + 1.0 + 10
+    assert took < EXIT_AFTER_S + WATCHDOG_S + 10
     # It says where the loop is stuck, for the next one to hold that write too.
     said = done.stderr.decode(errors="replace")
     assert "the event loop is blocked" in said
