@@ -78,6 +78,16 @@ def app_id(raw: str, variable: str) -> str:
     return raw
 
 
+def instance_id(raw: str, variable: str) -> str:
+    # Kafka checks a group.instance.id as it checks a topic name (KIP-345).
+    if raw and not _TOPIC_NAME.match(raw):
+        raise SettingsError(
+            f"{variable}={raw!r} is not a valid group instance id "
+            "(letters, digits, '.', '_', '-'; at most 249 characters; empty for none)"
+        )
+    return raw
+
+
 def integer(low: int, high: int) -> Parser:
     """A whole number in ``low..high``."""
 
@@ -335,6 +345,14 @@ class Settings:
         10.0, "SYSMON_SESSION_TIMEOUT",
         "seconds before the group gives a silent (killed) worker's partitions to the others",
         seconds(6, 1800),
+    )  # fmt: skip
+    group_instance_id: str = setting(
+        "", "SYSMON_GROUP_INSTANCE_ID",
+        "this worker's static membership in its two consumer groups (KIP-345): restarted "
+        "within `SYSMON_SESSION_TIMEOUT`, it takes its partitions back without a rebalance; "
+        "stopped, its partitions wait that long before others take them. One per worker, "
+        "the same across its restarts (a StatefulSet pod's name), with the same web port",
+        instance_id, default_doc="none: dynamic membership",
     )  # fmt: skip
     stall_timeout: float = setting(
         60.0, "SYSMON_STALL_TIMEOUT",
@@ -681,6 +699,7 @@ def _values(parse: Parser) -> str:
         return ", ".join(f"`{option}`" for option in parse.options)
     kinds: dict[Parser, str] = {
         servers: "host:port list", topic: "topic name", app_id: "topic-name characters",
+        instance_id: "topic-name characters, or empty",
         path: "path", rule_paths: "files and folders", upper: "text", text: "text",
     }  # fmt: skip
     return kinds.get(parse, "text")

@@ -171,6 +171,18 @@
    :data:`SHUTDOWN_SETTLE_S` lets them run. Every restart, rolling upgrade
    and rebalance that waits for a leaving worker pays it (and every test
    that stops one: ~150 in CI).
+
+19. A worker stuck on another worker's assignment. Under static membership
+   (KIP-345) the coordinator hands a member that joins with a known
+   instance id the assignment last made for that id — and Faust's
+   assignment names the worker it was made for (its URL, which the other
+   workers' HTTP routing uses). A second live worker with the same id, or a
+   worker restarted at another address, then fails Faust's ``assert
+   metadata.url == self._url`` inside aiokafka's coordinator task, which
+   logs "Unexpected error in coordinator routine" and never assigns again:
+   the worker stayed up, unhealthy, owning nothing (tried: two workers
+   with one id). :data:`ASSIGNED_TO_ANOTHER_URL` is told (the worker exits
+   with a line that says what to change).
 """
 
 from __future__ import annotations
@@ -183,6 +195,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import faust
+from faust.assignor.client_assignment import ClientMetadata
+from faust.assignor.partition_assignor import PartitionAssignor
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
@@ -216,6 +230,11 @@ def _blocked() -> list[str]:
 #: Coroutines run under each transaction's lock, before its offsets (given) are
 #: sent, under exactly_once (see 13.).
 BEFORE_TRANSACTION_COMMIT: list[Callable[[Mapping[TP, int]], Awaitable[None]]] = []
+
+#: Called with (the URL an assignment was made for, this worker's URL) when
+#: they differ (see 19.); the worker's ends the process. Without one, Faust's
+#: AssertionError is raised.
+ASSIGNED_TO_ANOTHER_URL: list[Callable[[str, str], None]] = []
 
 #: Makes the producer of a transactional id under exactly_once, with aiokafka's
 #: transactional interface (see 12.); empty: aiokafka's own.
@@ -498,6 +517,21 @@ def _set_persisted_offset_without_log(self: RocksDBStore, tp: TP, offset: int) -
 
 
 RocksDBStore.set_persisted_offset = _set_persisted_offset_without_log  # type: ignore[method-assign]
+
+
+def _on_assignment_for_this_url(on_assignment: Any) -> Any:
+    def on_assignment_checked(self: PartitionAssignor, assignment: Any) -> None:
+        # See 19.: Faust's own decoding, to read the URL before its assert.
+        metadata = ClientMetadata.loads(self._decompress(assignment.user_data))
+        if metadata.url != str(self._url):
+            for told in ASSIGNED_TO_ANOTHER_URL:
+                told(str(metadata.url), str(self._url))
+        on_assignment(self, assignment)
+
+    return on_assignment_checked
+
+
+PartitionAssignor.on_assignment = _on_assignment_for_this_url(PartitionAssignor.on_assignment)  # type: ignore[method-assign]
 
 
 async def _start_tables_at_once(self: TableManager) -> None:

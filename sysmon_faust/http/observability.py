@@ -241,6 +241,7 @@ def worker_state() -> dict[str, Any]:
         ),
         "rebalances": app.monitor.rebalances,
         "input_partitions": intake.state.input_partitions,
+        "input_rebalances": intake.state.rebalances,
         # Records of the process-tree topic this worker's copy has read.
         "process_tree_records_read": tree_replica.records_read,
         # Per input partition: seconds the intake held the others back for it.

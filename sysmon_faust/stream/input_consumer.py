@@ -75,14 +75,16 @@ WARN_EVERY_SECONDS: Final = 60.0
 
 
 def config(
-    client: dict[str, Any], group: str, session_timeout_s: float, read_committed: bool
-) -> dict[str, Any]:
+    client: dict[str, Any], group: str, session_timeout_s: float, read_committed: bool,
+    instance_id: str = "",
+) -> dict[str, Any]:  # fmt: skip
     """librdkafka's consumer properties: ``client`` (``output_producer.client_config``: the
     cluster and its security) plus the intake's group and reading rules.
 
-    ``session_timeout_s`` in seconds (``SYSMON_SESSION_TIMEOUT``, as Faust's consumer).
+    ``session_timeout_s`` in seconds (``SYSMON_SESSION_TIMEOUT``, as Faust's consumer);
+    ``instance_id``: the static member's (``SYSMON_GROUP_INSTANCE_ID``, KIP-345), or none.
     """
-    return client | {
+    properties = client | {
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -98,6 +100,9 @@ def config(
         # for every batch and read 30 % fewer events per second.
         "fetch.queue.backoff.ms": 10,
     }
+    if instance_id:
+        properties["group.instance.id"] = instance_id
+    return properties
 
 
 class InputConsumer:

@@ -114,6 +114,8 @@ class IntakeState:
 
     joined_group: bool = False
     input_partitions: list[int] = field(default_factory=list)
+    #: Assignments of input partitions the intake's group gave it.
+    rebalances: int = 0
     #: Records not yet read, per input partition, as of the last batch.
     lag: dict[int, int] = field(default_factory=dict)
     #: Per input partition: wall-clock ms the others were held back waiting
@@ -198,6 +200,7 @@ class Intake(Service):
             settings.intake_group,
             settings.session_timeout,
             read_committed=self.exactly_once,
+            instance_id=settings.group_instance_id,
         )
         self.consumer = InputConsumer(
             properties, settings.topic_input, self._assigned, self._revoked
@@ -207,6 +210,7 @@ class Intake(Service):
         self.in_step.track(partitions)
         state.input_partitions = sorted(partitions)
         state.joined_group = True
+        state.rebalances += 1
         log.info("intake: input partitions %s", state.input_partitions or "none")
 
     def _revoked(self, partitions: list[int]) -> None:

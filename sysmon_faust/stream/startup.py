@@ -88,6 +88,23 @@ def kafka_unreachable(bootstrap_servers: str, exc: KafkaError | OSError) -> Star
     )
 
 
+def assignment_of_another_worker(
+    instance_id: str, made_for: str, this: str, session_timeout_s: float
+) -> StartRefused:
+    """The group gave this worker, under static membership (``SYSMON_GROUP_INSTANCE_ID``,
+    KIP-345), the assignment made for the worker at ``made_for`` (compat.faust_fixes 19).
+
+    Its partitions would be routed to the other address; nothing is consumed.
+    """
+    return StartRefused(
+        f"the group gave this worker ({this}) the partitions of SYSMON_GROUP_INSTANCE_ID="
+        f"{instance_id}, last held by the worker at {made_for}: another running worker has "
+        "that id, or this one moved (SYSMON_WEB_PORT, SYSMON_WEB_ADVERTISED_HOST). Give each "
+        "worker an id of its own and keep its address; to move a worker, leave it stopped "
+        f"for SYSMON_SESSION_TIMEOUT ({session_timeout_s:g} s) first"
+    )
+
+
 def _named(exc: BaseException) -> str:
     """``Type: message``, once (aiokafka's errors put their type in their message already)."""
     text, name = str(exc), type(exc).__name__

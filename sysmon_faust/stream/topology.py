@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,22 @@ log = logging.getLogger(__name__)
 # No commit passes a record whose output a fault kept from Kafka
 # (compat.faust_fixes, 10.): the parts stopped by a fault say so.
 faust_fixes.COMMIT_BLOCKED_BY.append(lambda: list(faults.current))
+
+
+def _assigned_to_another_worker(made_for: str, this: str) -> None:
+    # Static membership handed this worker another's assignment (faust_fixes
+    # 19), in the consumer's thread: one line, as a refused start, and out
+    # before anything of it is consumed. Exit status 1, as a bad setting.
+    line = startup.assignment_of_another_worker(
+        settings.group_instance_id, made_for, this, settings.session_timeout
+    )
+    log.critical("sysmon-faust: %s", line)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)
+
+
+faust_fixes.ASSIGNED_TO_ANOTHER_URL.append(_assigned_to_another_worker)
 
 # Large enough for a dead letter that carries a 1 MiB input value as base64.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -200,6 +217,9 @@ app = SysmonApp(
     # default is 60 s; heartbeats come from a thread of their own, so a busy
     # agent does not miss them.
     broker_session_timeout=settings.session_timeout,
+    # Static membership (KIP-345) when set: a restart within the session
+    # timeout is no rebalance, for this group nor for the intake's.
+    consumer_group_instance_id=settings.group_instance_id or None,
     # A warm copy of every table partition on one other worker, so a takeover
     # does not wait for a full changelog replay.
     table_standby_replicas=1,

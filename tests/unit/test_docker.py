@@ -411,3 +411,14 @@ def test_dockerfile_passes_hadolint() -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workers_are_static_members_with_ids_of_their_own(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    # Two workers with one SYSMON_GROUP_INSTANCE_ID: the second is refused.
+    ids = [
+        environment(svc).get("SYSMON_GROUP_INSTANCE_ID")
+        for svc in worker_services(services).values()
+    ]
+    assert all(ids) and len(set(ids)) == len(ids), ids

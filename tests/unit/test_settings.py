@@ -79,6 +79,7 @@ def test_environment_overrides() -> None:
         ("SYSMON_STALL_TIMEOUT", "forever"),
         ("SYSMON_RULES", "/no/such/rules.yaml"),
         ("SYSMON_COMPRESSION", "brotli"),
+        ("SYSMON_GROUP_INSTANCE_ID", "pod 1"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
