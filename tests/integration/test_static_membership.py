@@ -4,13 +4,16 @@ Two workers, each with its own instance id and web port; one is killed with
 SIGKILL in the middle of a stream and started again at once, as a container
 runtime would. Neither group rebalances — the other worker's counters of
 both groups' assignments stay where they were — the restarted worker owns
-what it owned before, and every join is out (at-least-once: some twice).
+what it owned before, and every join is out (at-least-once: some twice;
+exactly-once: each once).
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+
+import pytest
 
 from tests.integration.test_join_ordering import stream
 from tests.integration.test_scale_out import guid_of, wait_settled
@@ -30,7 +33,9 @@ def owned(worker: WorkerProcess) -> tuple[list[int], list[int], list[int]]:
     )
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_static_worker_killed_and_restarted_takes_its_partitions_back_without_a_rebalance(
+    guarantee: str,
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
@@ -40,6 +45,7 @@ def test_a_static_worker_killed_and_restarted_takes_its_partitions_back_without_
         # The stream's events are years old: rows are kept for ten years.
         "SYSMON_TABLE_TTL": TEN_YEARS,
         "SYSMON_TABLE_RETENTION": TEN_YEARS,
+        "SYSMON_PROCESSING_GUARANTEE": guarantee,
     }
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=4)
@@ -64,8 +70,11 @@ def test_a_static_worker_killed_and_restarted_takes_its_partitions_back_without_
         (guid_of(n), port) for n in range(PROCESSES) for port in range(1, CONNECTS_EACH + 1)
     }
     joined = read_topic(bootstrap, env["SYSMON_TOPIC_JOIN"], len(expected), timeout=300, settle=3)
-    seen = {(r.json()["process_guid"], r.json()["dst_port"]) for r in joined}
-    assert not expected - seen, f"{len(expected - seen)} joins missing"
+    seen = [(r.json()["process_guid"], r.json()["dst_port"]) for r in joined]
+    assert not expected - set(seen), f"{len(expected - set(seen))} joins missing"
+    if guarantee == "exactly_once":
+        # The restarted worker's transactions fenced the killed one's.
+        assert len(seen) == len(expected), f"{len(seen) - len(expected)} joins twice"
 
     b_after = b.stats()
     assert (b_after["rebalances"], b_after["input_rebalances"]) == (
