@@ -280,6 +280,11 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         )
         await super().on_partitions_assigned(assigned, generation_id)
 
+    async def on_thread_stop(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()  # not left pending on a loop that ends (see 17.)
+        await super().on_thread_stop()
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         result: Mapping[TP, int] = await self.call_thread(self._seek_committed_or_beginning)
         return result
