@@ -80,7 +80,7 @@ def app_id(raw: str, variable: str) -> str:
 
 def instance_id(raw: str, variable: str) -> str:
     # Kafka checks a group.instance.id as it checks a topic name (KIP-345).
-    if raw and not _TOPIC_NAME.match(raw):
+    if raw and (not _TOPIC_NAME.match(raw) or raw in (".", "..")):
         raise SettingsError(
             f"{variable}={raw!r} is not a valid group instance id "
             "(letters, digits, '.', '_', '-'; at most 249 characters; empty for none)"
@@ -351,7 +351,8 @@ class Settings:
         "this worker's static membership in its two consumer groups (KIP-345): restarted "
         "within `SYSMON_SESSION_TIMEOUT`, it takes its partitions back without a rebalance; "
         "stopped, its partitions wait that long before others take them. One per worker, "
-        "the same across its restarts (a StatefulSet pod's name), with the same web port",
+        "the same across its restarts (a StatefulSet pod's name), at the same address "
+        "(`SYSMON_WEB_PORT`, `SYSMON_WEB_ADVERTISED_HOST`)",
         instance_id, default_doc="none: dynamic membership",
     )  # fmt: skip
     stall_timeout: float = setting(

@@ -167,8 +167,9 @@
    has stopped and every task has been gathered (cancelled past 1 s), runs
    the event loop one more second (``_sentinel_task``) before it closes it:
    1.0 of the 1.5 s between a SIGTERM and the end of an idle worker. What is
-   left then is callbacks of connections already closed;
-   :data:`SHUTDOWN_SETTLE_S` lets them run. Every restart, rolling upgrade
+   left then is the cleanup of the tasks mode has just cancelled (their
+   ``finally`` blocks, the callbacks of closed connections), which needs a
+   few loop turns, not a second: :data:`SHUTDOWN_SETTLE_S`. Every restart, rolling upgrade
    and rebalance that waits for a leaving worker pays it (and every test
    that stops one: ~150 in CI).
 
@@ -181,8 +182,10 @@
    metadata.url == self._url`` inside aiokafka's coordinator task, which
    logs "Unexpected error in coordinator routine" and never assigns again:
    the worker stayed up, unhealthy, owning nothing (tried: two workers
-   with one id). :data:`ASSIGNED_TO_ANOTHER_URL` is told (the worker exits
-   with a line that says what to change).
+   with one id). :data:`ASSIGNED_TO_ANOTHER_URL` is told (the worker says
+   what to change, lets the group drop it and exits). Not covered: a
+   duplicate that joins during a rebalance gets ``FENCED_INSTANCE_ID``
+   answers, an error code aiokafka 0.14 does not know.
 """
 
 from __future__ import annotations

@@ -251,7 +251,8 @@ class InputConsumer:
         self._paused -= partitions
 
     async def close(self) -> None:
-        """Leave the group (its partitions go to the others at once) and stop librdkafka.
+        """Leave the group (its partitions go to the others at once; a static member's,
+        ``group.instance.id``, after the session timeout) and stop librdkafka.
 
         In a thread, which librdkafka's last revocation runs in: the intake
         is not called from there (it is stopping, and it lives on the loop).

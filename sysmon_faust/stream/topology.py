@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,23 @@ def _assigned_to_another_worker(made_for: str, this: str) -> None:
         settings.group_instance_id, made_for, this, settings.session_timeout
     )
     log.critical("sysmon-faust: %s", line)
+    # The join that brought the assignment renewed the id's session: exiting
+    # now, a worker restarted within the session timeout would get the same
+    # assignment again, forever. This thread runs the group's heartbeats;
+    # blocked past the session timeout, the group drops the member (a
+    # duplicate's was replaced already) and the id is free for a restart.
+    log.critical(
+        "sysmon-faust: leaving group %s by silence: exiting in %.0f s", settings.app_id,
+        settings.session_timeout + LEAVE_BY_SILENCE_MARGIN_S,
+    )  # fmt: skip
     for handler in logging.getLogger().handlers:
         handler.flush()
+    time.sleep(settings.session_timeout + LEAVE_BY_SILENCE_MARGIN_S)
     os._exit(1)
 
+
+#: Seconds beyond the session timeout a refused static member stays silent.
+LEAVE_BY_SILENCE_MARGIN_S = 1.0
 
 faust_fixes.ASSIGNED_TO_ANOTHER_URL.append(_assigned_to_another_worker)
 

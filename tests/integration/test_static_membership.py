@@ -92,19 +92,27 @@ def test_a_second_worker_with_the_same_instance_id_exits_saying_so(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    env = pipeline_env(partitions=4) | {"SYSMON_GROUP_INSTANCE_ID": "worker-a"}
+    env = pipeline_env(partitions=4) | {
+        "SYSMON_GROUP_INSTANCE_ID": "worker-a",
+        "SYSMON_SESSION_TIMEOUT": "6",  # the refused one stays silent this long before it exits
+    }
     create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"], partitions=4)
     first = worker_factory(env)
-    first.wait_for(lambda s: len(s["table_partitions_active"]) == 4, timeout=60)
+    before = first.wait_for(lambda s: len(s["table_partitions_active"]) == 4, timeout=60)
 
     second = worker_factory(env, wait=False)
     assert second.process.wait(timeout=90) == 1
     said = second.log_tail(5)
     assert "SYSMON_GROUP_INSTANCE_ID=worker-a" in said and "an id of its own" in said, said
     assert "Traceback" not in second.log_tail(200)
-    # The first one rejoins under its id and keeps everything.
+    # The first one was fenced by the second's join: it rejoins under its id
+    # (one more assignment) and keeps everything.
     first.wait_for(
-        lambda s: len(s["table_partitions_active"]) == 4 and len(s["input_partitions"]) == 4,
+        lambda s: (
+            s["rebalances"] > before["rebalances"]
+            and len(s["table_partitions_active"]) == 4
+            and len(s["input_partitions"]) == 4
+        ),
         timeout=60,
     )
     assert first.http("/health")[0] == 200
