@@ -169,9 +169,9 @@
    1.0 of the 1.5 s between a SIGTERM and the end of an idle worker. What is
    left then is the cleanup of the tasks mode has just cancelled (their
    ``finally`` blocks, the callbacks of closed connections), which needs a
-   few loop turns, not a second: :data:`SHUTDOWN_SETTLE_S`. Every restart, rolling upgrade
-   and rebalance that waits for a leaving worker pays it (and every test
-   that stops one: ~150 in CI).
+   few loop turns, not a second: :data:`SHUTDOWN_SETTLE_S`. Every restart,
+   rolling upgrade and rebalance that waits for a leaving worker pays it
+   (and every test that stops one).
 
 19. A worker stuck on another worker's assignment. Under static membership
    (KIP-345) the coordinator hands a member that joins with a known
