@@ -47,6 +47,11 @@ _TEN_YEARS = 3650 * 86400
 _WEEK = 7 * 86400
 
 
+#: Bind addresses that are no address to call: a worker bound to one is
+#: reached by its host name (:attr:`Settings.web_url_host`).
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
 class SettingsError(ValueError):
     """A setting has a value the worker cannot run with."""
 
@@ -505,7 +510,7 @@ class Settings:
         to the worker that owns a key). A wildcard bind address is no address to call."""
         if self.web_advertised_host:
             return self.web_advertised_host
-        if self.web_host in ("0.0.0.0", "::", ""):
+        if self.web_host in WILDCARD_HOSTS:
             return socket.gethostname()
         return self.web_host
 

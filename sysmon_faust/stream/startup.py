@@ -19,6 +19,8 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
+from sysmon_faust.settings import WILDCARD_HOSTS
+
 
 class StartRefused(Exception):
     """The worker cannot start as configured; the message is the one line to show."""
@@ -102,6 +104,25 @@ def assignment_of_another_worker(
         "that id, or this one moved (SYSMON_WEB_PORT, SYSMON_WEB_ADVERTISED_HOST). Give each "
         "worker an id of its own and keep its address; to move a worker, leave it stopped "
         f"for SYSMON_SESSION_TIMEOUT ({session_timeout_s:g} s) first"
+    )
+
+
+def static_member_address_warning(
+    instance_id: str, advertised_host: str, web_host: str
+) -> str | None:
+    """The start-up warning when a static member's address is its host name (faust_fixes 19).
+
+    ``SYSMON_GROUP_INSTANCE_ID`` keeps a worker's assignment, which names its
+    URL; bound to all addresses without ``SYSMON_WEB_ADVERTISED_HOST``, the
+    URL's host is the machine's name, which a recreated container changes.
+    """
+    if not instance_id or advertised_host or web_host not in WILDCARD_HOSTS:
+        return None
+    return (
+        f"SYSMON_GROUP_INSTANCE_ID={instance_id} without SYSMON_WEB_ADVERTISED_HOST: this "
+        "worker is reached by its host name, and a new one (a recreated container) makes the "
+        "group refuse its first start after that; set SYSMON_WEB_ADVERTISED_HOST to a name "
+        "that stays (a StatefulSet pod's DNS name, a Compose service's)"
     )
 
 

@@ -465,6 +465,11 @@ async def ensure_topics() -> None:
         single = startup.single_replica_warning(replicas, len(brokers))
         if single is not None:
             log.warning("sysmon-faust: %s", single)
+        moving = startup.static_member_address_warning(
+            settings.group_instance_id, settings.web_advertised_host, settings.web_host
+        )
+        if moving is not None:
+            log.warning("sysmon-faust: %s", moving)
         existing = set(await admin.list_topics())
         keyed = [
             name for name in (

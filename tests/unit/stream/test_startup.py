@@ -82,3 +82,12 @@ def test_workers_starting_together_on_one_state_folder_are_not_refused(tmp_path:
         results = [r for batch in pool.map(probe, range(4)) for r in batch]
     assert results == [None] * 1200
     assert list(tmp_path.iterdir()) == []  # no probe left behind
+
+
+def test_a_static_member_reached_by_its_host_name_is_warned() -> None:
+    warn = startup.static_member_address_warning
+    assert warn("", "", "0.0.0.0") is None  # dynamic membership: no assignment kept
+    assert warn("worker-1", "worker-1", "0.0.0.0") is None  # an advertised name
+    assert warn("worker-1", "", "10.0.0.5") is None  # a fixed bind address
+    warning = warn("worker-1", "", "0.0.0.0")
+    assert warning is not None and "SYSMON_WEB_ADVERTISED_HOST" in warning
