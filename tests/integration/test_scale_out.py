@@ -38,6 +38,13 @@ def origin_host(line: bytes) -> bytes:
     return str(host).encode()
 
 
+#: Rows (and activity summaries) kept ten years: the recordings and the
+#: generated streams are years old in event time, and the table must hold
+#: every process of them.
+TEN_YEARS = str(3650 * 86400)
+KEEP_ROWS = {"SYSMON_TABLE_TTL": TEN_YEARS, "SYSMON_TABLE_RETENTION": TEN_YEARS}
+
+
 def guid_of(n: int) -> str:
     """GUID of process ``n`` of tests.integration.test_join_ordering.stream."""
     return "{" + str(uuid.UUID(int=n + 1)) + "}"
@@ -101,15 +108,8 @@ def test_three_workers_answer_for_every_process(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    # The recordings span 2019 to 2020 in event time: rows are kept for ten
-    # years, so that the table holds them all.
-    ten_years = str(3650 * 86400)
-    env = {
-        **pipeline_env(partitions=6),
-        "SYSMON_TABLE_TTL": ten_years,
-        "SYSMON_TABLE_RETENTION": ten_years,
-        "SYSMON_ACTIVITY_TTL": ten_years,
-    }
+    # The recordings span 2019 to 2020 in event time.
+    env = {**pipeline_env(partitions=6), **KEEP_ROWS, "SYSMON_ACTIVITY_TTL": TEN_YEARS}
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
     workers = start_group(3, env, worker_factory)
@@ -229,14 +229,7 @@ def test_sigkill_of_one_worker_loses_nothing(
 ) -> None:
     processes, connects_each = 3000, 2
     values, keys = stream(processes, connects_each, filler_each=6)
-    # The recordings span 2019 to 2020 in event time: rows are kept for ten
-    # years, so that the table holds them all.
-    ten_years = str(3650 * 86400)
-    env = {
-        **pipeline_env(partitions=6),
-        "SYSMON_TABLE_TTL": ten_years,
-        "SYSMON_TABLE_RETENTION": ten_years,
-    }
+    env = {**pipeline_env(partitions=6), **KEEP_ROWS}
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
     workers = start_group(3, env, worker_factory)

@@ -16,11 +16,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.integration.test_join_ordering import stream
-from tests.integration.test_scale_out import guid_of, wait_settled
+from tests.integration.test_scale_out import KEEP_ROWS, guid_of, wait_settled
 from tests.support import WorkerProcess, create_topic, free_port, produce, read_topic
 
 PROCESSES, CONNECTS_EACH = 2000, 2
-TEN_YEARS = str(3650 * 86400)
 
 
 def owned(worker: WorkerProcess) -> tuple[list[int], list[int], list[int]]:
@@ -40,13 +39,7 @@ def test_a_static_worker_killed_and_restarted_takes_its_partitions_back_without_
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
     values, keys = stream(PROCESSES, CONNECTS_EACH, filler_each=6)
-    env = {
-        **pipeline_env(partitions=4),
-        # The stream's events are years old: rows are kept for ten years.
-        "SYSMON_TABLE_TTL": TEN_YEARS,
-        "SYSMON_TABLE_RETENTION": TEN_YEARS,
-        "SYSMON_PROCESSING_GUARANTEE": guarantee,
-    }
+    env = {**pipeline_env(partitions=4), **KEEP_ROWS, "SYSMON_PROCESSING_GUARANTEE": guarantee}
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=4)
     envs = [env | {"SYSMON_GROUP_INSTANCE_ID": name} for name in ("worker-a", "worker-b")]
