@@ -211,7 +211,9 @@ def restore(
                 reading = active.get(where)
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
-                        if message.topic() is None and not error.fatal():
+                        # A fatal error comes as _FATAL with fatal() False (input_consumer._stops).
+                        fatal = error.fatal() or error.code() == KafkaError._FATAL
+                        if message.topic() is None and not fatal:
                             continue  # the connection's (librdkafka retries): not a partition's
                         raise KafkaException(error)
                     end = message.offset()  # the next offset: where the end was reached

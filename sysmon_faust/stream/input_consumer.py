@@ -74,6 +74,53 @@ STOPS: Final = frozenset(
 WARN_EVERY_SECONDS: Final = 60.0
 
 
+class StaticMemberFenced(KafkaException):
+    """librdkafka's fatal ``_FENCED`` for this consumer: a newer member joined the group with
+    its ``group.instance.id`` (KIP-345), so two running workers share ``SYSMON_GROUP_INSTANCE_ID``.
+
+    A fault of the settings, not of a record: it stops the worker like any
+    other (:mod:`sysmon_faust.stream.faults`), with a line that says why and
+    what to do where librdkafka says only what ("Static consumer fenced by
+    other consumer with same group.instance.id"). A transactional producer's
+    ``_FENCED`` is another matter (a newer producer of the same
+    ``transactional.id``) and does not come through here.
+    """
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(
+            f"{error.str()} — another worker joined the intake's consumer group with this "
+            "worker's SYSMON_GROUP_INSTANCE_ID: two running workers share an id; give each "
+            "its own (docs/operations.md, Restarts without a rebalance)"
+        )
+        self.error = error
+
+
+#: How librdkafka words the broker's FENCED_INSTANCE_ID (error 82, KIP-345).
+_FENCED_INSTANCE: Final = KafkaError(KafkaError.FENCED_INSTANCE_ID).str()
+
+
+def _stops(error: KafkaError) -> bool:
+    """Whether a consume ``error`` stops the worker: one of ``STOPS``, or fatal.
+
+    librdkafka's consumer hands a fatal error to ``consume()`` as one with the
+    code ``_FATAL`` and ``fatal()`` False (confluent-kafka 2.x; the first
+    cause only ``rd_kafka_fatal_error()`` returns, which the binding does not
+    offer); after it the consumer reads nothing more. Taken for a passing
+    error, it left the intake retrying a dead consumer: a fenced static
+    member stalled (tests/integration/test_input_consumer.py).
+    """
+    return error.fatal() or error.code() in STOPS or error.code() == KafkaError._FATAL
+
+
+def _stop(error: KafkaError) -> KafkaException:
+    """The exception a consume or commit ``error`` that stops the worker raises."""
+    if error.code() == KafkaError._FENCED or (
+        error.code() == KafkaError._FATAL and _FENCED_INSTANCE in error.str()
+    ):
+        return StaticMemberFenced(error)
+    return KafkaException(error)
+
+
 def config(
     client: dict[str, Any], group: str, session_timeout_s: float, read_committed: bool,
     instance_id: str = "",
@@ -149,8 +196,9 @@ class InputConsumer:
         some; an empty list after ``EMPTY_BATCH_AFTER_SECONDS`` without any.
 
         Raises ``confluent_kafka.KafkaException`` for a fatal error or one of
-        ``STOPS``; other errors (a broker away, a topic not there yet) are
-        logged and retried by librdkafka.
+        ``STOPS`` (:class:`StaticMemberFenced` for a static member fenced); other
+        errors (a broker away, a topic not there yet) are logged and retried by
+        librdkafka.
         """
         give_up = time.monotonic() + EMPTY_BATCH_AFTER_SECONDS
         while not self._closing:
@@ -173,8 +221,8 @@ class InputConsumer:
             error = message.error()
             if error is None:
                 records.append(message)
-            elif error.fatal() or error.code() in STOPS:
-                raise KafkaException(error)
+            elif _stops(error):
+                raise _stop(error)
             elif error.code() != KafkaError._PARTITION_EOF:
                 now, text = time.monotonic(), error.str()
                 if now - self._warned_at.get(text, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
@@ -204,12 +252,12 @@ class InputConsumer:
             if exc.args[0].code() in REBALANCED:
                 log.warning("intake: offsets %s not committed: %s", offsets, exc.args[0].str())
                 return False
-            raise
+            raise _stop(exc.args[0]) from None
         failed = [tp for tp in answered or [] if tp.error is not None]
         if failed:
             if all(tp.error.code() in REBALANCED for tp in failed):
                 return False
-            raise KafkaException(failed[0].error)
+            raise _stop(failed[0].error)
         return True
 
     def group_metadata(self) -> Any:

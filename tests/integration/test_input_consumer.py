@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, Message
 
 from sysmon_faust.settings import Settings
-from sysmon_faust.stream import input_consumer, output_producer
-from sysmon_faust.stream.input_consumer import InputConsumer
+from sysmon_faust.stream import faults, input_consumer, output_producer
+from sysmon_faust.stream.input_consumer import InputConsumer, StaticMemberFenced
 from tests.support import create_topic, produce, run
 
 pytestmark = pytest.mark.integration
@@ -29,11 +29,13 @@ def _consumer(
     group: str,
     assigned: list[list[int]] | None = None,
     revoked: list[list[int]] | None = None,
+    instance_id: str = "",
 ) -> InputConsumer:
     settings = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     properties = input_consumer.config(
-        output_producer.client_config(settings, "test-intake"), group, 10.0, read_committed=False
-    )
+        output_producer.client_config(settings, "test-intake"), group, 10.0,
+        read_committed=False, instance_id=instance_id,
+    )  # fmt: skip
     return InputConsumer(
         properties,
         topic,
@@ -183,6 +185,44 @@ def test_a_partition_paused_when_revoked_is_read_again_when_it_comes_back(
     assert sorted(assigned[-1]) == [0, 1, 2]
     for partition in range(PARTITIONS):
         assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+
+
+def test_a_static_member_whose_id_another_takes_stops_with_what_to_do(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # Two running workers with one SYSMON_GROUP_INSTANCE_ID: the broker gives
+    # the id to the newer member and fences the older (KIP-345), which
+    # librdkafka makes a fatal error. The worker stops on it (an own fault)
+    # with a line that names the setting, not librdkafka's words alone.
+    topic = unique_name("input")
+    group = unique_name("group")
+    _fill(kafka_bootstrap, topic)
+
+    async def scenario() -> StaticMemberFenced:
+        first = _consumer(kafka_bootstrap, topic, group, instance_id="worker-1")
+        await _read(first, lambda seen: len(seen) == PARTITIONS)
+        # librdkafka joins the group as the consumer is made, before any batch:
+        # made with the first, the second could as well have been the one fenced.
+        second = _consumer(kafka_bootstrap, topic, group, instance_id="worker-1")
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert time.monotonic() < deadline, "the older member was not fenced"
+                await second.batch(500)
+                try:
+                    await first.batch(500)
+                except StaticMemberFenced as exc:
+                    return exc
+        finally:
+            await second.close()
+            await first.close()
+
+    fenced = run(scenario())
+    # librdkafka hands a fatal error to consume() as _FATAL, the cause in its text.
+    assert fenced.error.code() in (KafkaError._FATAL, KafkaError._FENCED)
+    assert faults.is_own_fault(fenced)
+    reason = faults.describe(fenced)
+    assert "SYSMON_GROUP_INSTANCE_ID" in reason and fenced.error.str() in reason
 
 
 def test_exactly_once_reads_committed_records_only() -> None:
