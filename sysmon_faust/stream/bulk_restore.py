@@ -211,7 +211,8 @@ def restore(
                 reading = active.get(where)
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
-                        # A fatal error comes as _FATAL with fatal() False (input_consumer._stops).
+                        # Outside a group no fatal error is known to come; if one did, it
+                        # would come as _FATAL with fatal() False (input_consumer._stops_worker).
                         fatal = error.fatal() or error.code() == KafkaError._FATAL
                         if message.topic() is None and not fatal:
                             continue  # the connection's (librdkafka retries): not a partition's

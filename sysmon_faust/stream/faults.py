@@ -71,6 +71,10 @@ def describe(exc: BaseException) -> str:
     message = exc.args[0] if len(exc.args) == 1 else str(exc)
     if isinstance(message, bytes):
         message = message.decode("utf-8", "replace")
+    elif isinstance(message, confluent_kafka.KafkaError):
+        # librdkafka's error as the binding words it, or as a subclass that
+        # says what to do does (input_consumer.StaticMemberFenced).
+        message = str(exc)
     text = f"{type(exc).__name__}: {message}".strip().replace("\n", " ")
     if isinstance(exc, UnsupportedCodecError):
         # aiokafka names the codec ("Libraries for zstd compression codec not

@@ -75,48 +75,51 @@ WARN_EVERY_SECONDS: Final = 60.0
 
 
 class StaticMemberFenced(KafkaException):
-    """librdkafka's fatal ``_FENCED`` for this consumer: a newer member joined the group with
-    its ``group.instance.id`` (KIP-345), so two running workers share ``SYSMON_GROUP_INSTANCE_ID``.
+    """This static member fenced: a newer member joined the group with its
+    ``group.instance.id`` (KIP-345; the broker's FENCED_INSTANCE_ID, error 82, which
+    librdkafka makes a fatal error), most likely because two running workers share
+    ``SYSMON_GROUP_INSTANCE_ID``.
 
     A fault of the settings, not of a record: it stops the worker like any
     other (:mod:`sysmon_faust.stream.faults`), with a line that says why and
     what to do where librdkafka says only what ("Static consumer fenced by
-    other consumer with same group.instance.id"). A transactional producer's
-    ``_FENCED`` is another matter (a newer producer of the same
-    ``transactional.id``) and does not come through here.
+    other consumer with same group.instance.id", or for a commit after it
+    "Local: Fatal error"). ``args[0]`` is librdkafka's ``KafkaError``, as in
+    any ``KafkaException``; ``str()`` is the line.
     """
 
-    def __init__(self, error: KafkaError) -> None:
-        super().__init__(
-            f"{error.str()} — another worker joined the intake's consumer group with this "
-            "worker's SYSMON_GROUP_INSTANCE_ID: two running workers share an id; give each "
-            "its own (docs/operations.md, Restarts without a rebalance)"
+    def __str__(self) -> str:
+        error: KafkaError = self.args[0]
+        return (
+            f"{error.str()} — this worker's SYSMON_GROUP_INSTANCE_ID was taken by another "
+            "member of the intake's consumer group: most likely two running workers share "
+            "the id, and each needs its own (docs/operations.md, Restarts without a "
+            "rebalance); otherwise a restart takes it back"
         )
-        self.error = error
 
 
-#: How librdkafka words the broker's FENCED_INSTANCE_ID (error 82, KIP-345).
-_FENCED_INSTANCE: Final = KafkaError(KafkaError.FENCED_INSTANCE_ID).str()
-
-
-def _stops(error: KafkaError) -> bool:
+def _stops_worker(error: KafkaError) -> bool:
     """Whether a consume ``error`` stops the worker: one of ``STOPS``, or fatal.
 
-    librdkafka's consumer hands a fatal error to ``consume()`` as one with the
-    code ``_FATAL`` and ``fatal()`` False (confluent-kafka 2.x; the first
-    cause only ``rd_kafka_fatal_error()`` returns, which the binding does not
-    offer); after it the consumer reads nothing more. Taken for a passing
-    error, it left the intake retrying a dead consumer: a fenced static
-    member stalled (tests/integration/test_input_consumer.py).
+    librdkafka's consumer hands a fatal error to ``consume()`` with the code
+    ``_FATAL`` and ``fatal()`` False (confluent-kafka 2.x), its cause only in
+    the text ("Fatal error: Broker: Static consumer fenced ..."); after it the
+    consumer reads nothing more. Taken for a passing error, it left the intake
+    retrying a dead consumer: a fenced static member stalled
+    (tests/integration/test_input_consumer.py).
     """
     return error.fatal() or error.code() in STOPS or error.code() == KafkaError._FATAL
 
 
-def _stop(error: KafkaError) -> KafkaException:
-    """The exception a consume or commit ``error`` that stops the worker raises."""
-    if error.code() == KafkaError._FENCED or (
-        error.code() == KafkaError._FATAL and _FENCED_INSTANCE in error.str()
-    ):
+def _stop_exception(error: KafkaError, static: bool) -> KafkaException:
+    """The exception a consume or commit ``error`` that stops the worker raises.
+
+    ``static``: the consumer has a ``group.instance.id``. With the classic
+    group protocol (the intake's) the one fatal error of a consumer is being
+    fenced: a commit after it fails with ``_FATAL`` alone ("Local: Fatal
+    error"), and one under way then with the broker's FENCED_INSTANCE_ID.
+    """
+    if static and error.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID):
         return StaticMemberFenced(error)
     return KafkaException(error)
 
@@ -171,6 +174,7 @@ class InputConsumer:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._consumer = confluent_kafka.Consumer(properties)
+        self._static = bool(properties.get("group.instance.id"))
         self._paused: set[int] = set()
         self._warned_at: dict[str, float] = {}
         self._closing = False
@@ -221,8 +225,8 @@ class InputConsumer:
             error = message.error()
             if error is None:
                 records.append(message)
-            elif _stops(error):
-                raise _stop(error)
+            elif _stops_worker(error):
+                raise _stop_exception(error, self._static)
             elif error.code() != KafkaError._PARTITION_EOF:
                 now, text = time.monotonic(), error.str()
                 if now - self._warned_at.get(text, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
@@ -252,12 +256,12 @@ class InputConsumer:
             if exc.args[0].code() in REBALANCED:
                 log.warning("intake: offsets %s not committed: %s", offsets, exc.args[0].str())
                 return False
-            raise _stop(exc.args[0]) from None
+            raise _stop_exception(exc.args[0], self._static) from exc
         failed = [tp for tp in answered or [] if tp.error is not None]
         if failed:
             if all(tp.error.code() in REBALANCED for tp in failed):
                 return False
-            raise _stop(failed[0].error)
+            raise _stop_exception(failed[0].error, self._static)
         return True
 
     def group_metadata(self) -> Any:

@@ -198,7 +198,7 @@ def test_a_static_member_whose_id_another_takes_stops_with_what_to_do(
     group = unique_name("group")
     _fill(kafka_bootstrap, topic)
 
-    async def scenario() -> StaticMemberFenced:
+    async def scenario() -> tuple[StaticMemberFenced, StaticMemberFenced]:
         first = _consumer(kafka_bootstrap, topic, group, instance_id="worker-1")
         await _read(first, lambda seen: len(seen) == PARTITIONS)
         # librdkafka joins the group as the consumer is made, before any batch:
@@ -212,17 +212,25 @@ def test_a_static_member_whose_id_another_takes_stops_with_what_to_do(
                 try:
                     await first.batch(500)
                 except StaticMemberFenced as exc:
-                    return exc
+                    consumed = exc
+                    break
+            # The intake commits between batches: the fence may come there first.
+            with pytest.raises(StaticMemberFenced) as committed:
+                await first.commit({0: 1})
+            return consumed, committed.value
         finally:
             await second.close()
             await first.close()
 
-    fenced = run(scenario())
-    # librdkafka hands a fatal error to consume() as _FATAL, the cause in its text.
-    assert fenced.error.code() in (KafkaError._FATAL, KafkaError._FENCED)
-    assert faults.is_own_fault(fenced)
-    reason = faults.describe(fenced)
-    assert "SYSMON_GROUP_INSTANCE_ID" in reason and fenced.error.str() in reason
+    consumed, committed = run(scenario())
+    # librdkafka hands a fatal error to consume() as _FATAL, its cause in the text.
+    assert consumed.args[0].code() == KafkaError._FATAL
+    assert "Static consumer fenced" in consumed.args[0].str()
+    # A commit after it fails with _FATAL alone ("Local: Fatal error").
+    assert committed.args[0].code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
+    for fenced in (consumed, committed):
+        reason = faults.describe(fenced)
+        assert "SYSMON_GROUP_INSTANCE_ID" in reason and fenced.args[0].str() in reason, reason
 
 
 def test_exactly_once_reads_committed_records_only() -> None:
