@@ -13,6 +13,7 @@ with ``isolation_level=read_committed``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import time
@@ -117,46 +118,68 @@ def joined(bootstrap: str, topic: str, expect: int) -> Counter[Identity]:
     return seen
 
 
-async def _committed_share(bootstrap: str, group: str, topic: str) -> float:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
+async def _committed_share(
+    admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str, topic: str
+) -> float:
+    committed = await admin.list_consumer_group_offsets(group)
+    await consumer._client.force_metadata_update()
+    partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
+    ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    done = sum(committed[tp].offset for tp in ends if tp in committed)
+    return done / max(sum(ends.values()), 1)
+
+
+async def _wait_for_committed_share(
+    env: dict[str, str], worker: WorkerProcess, share: float, seconds: float
+) -> float | None:
+    """The share of the input the worker's intake has committed (which survives its
+    restarts), once it is ``share`` or more; None after ``seconds``.
+
+    One admin client and consumer for the whole wait, not two per look: made
+    20 times a second they cost this process (and the broker) CPU the worker
+    under test had to share.
+    """
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    group, topic = f"{env['SYSMON_APP_ID']}-intake", env["SYSMON_TOPIC_INPUT"]
+    deadline = time.monotonic() + seconds
+    clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
     try:
-        committed = await admin.list_consumer_group_offsets(group)
-        await consumer._client.force_metadata_update()
-        partitions = consumer._client.cluster.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        done = sum(committed[tp].offset for tp in ends if tp in committed)
-        return done / max(sum(ends.values()), 1)
+        while time.monotonic() < deadline:
+            assert worker.process.poll() is None, worker.log_tail()
+            try:
+                if clients is None:
+                    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+                    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+                    clients = admin, consumer
+                    await admin.start()
+                    await consumer.start()
+                done = await _committed_share(*clients, group, topic)
+            except Exception:  # the group has no coordinator yet, the broker restarts...
+                if clients is not None:
+                    await _close(*clients)
+                    clients = None
+                done = 0.0
+            if done >= share:
+                return done
+            await asyncio.sleep(0.05)
+        return None
     finally:
-        await admin.close()
-        await consumer.stop()
+        if clients is not None:
+            await _close(*clients)
 
 
-def intake_share(env: dict[str, str]) -> float:
-    """The share of the input the worker's intake has committed (survives its restarts)."""
-    try:
-        return asyncio.run(
-            _committed_share(
-                env["KAFKA_BOOTSTRAP_SERVERS"],
-                f"{env['SYSMON_APP_ID']}-intake",
-                env["SYSMON_TOPIC_INPUT"],
-            )
-        )
-    except Exception:  # the group has no coordinator yet, the broker restarts...
-        return 0.0
+async def _close(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
+    for close in (admin.close, consumer.stop):
+        with contextlib.suppress(Exception):  # a client that never started
+            await close()
 
 
 def wait_for_share(env: dict[str, str], worker: WorkerProcess, share: float) -> float:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert worker.process.poll() is None, worker.log_tail()
-        done = intake_share(env)
-        if done >= share:
-            return done
-        time.sleep(0.05)
-    raise AssertionError(f"the intake did not reach {share:.0%}:\n{worker.log_tail()}")
+    """Wait until the worker's intake has committed ``share`` of the input (or more); that share."""
+    done = asyncio.run(_wait_for_committed_share(env, worker, share, 180))
+    if done is None:
+        raise AssertionError(f"the intake did not reach {share:.0%}:\n{worker.log_tail()}")
+    return done
 
 
 def replayed_and_looked_up(
