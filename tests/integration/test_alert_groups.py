@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.reference import shipped_rule_id
-from tests.support import WorkerProcess, create_topic, free_port, read_topic
+from tests.support import SHORT_SESSION, WorkerProcess, create_topic, free_port, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def test_nothing_doubles_across_a_sigkill_under_exactly_once(
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
     path = datasets_dir / RECORDING
-    env = pipeline_env() | {
+    env = pipeline_env() | SHORT_SESSION | {
         "SYSMON_ALERT_WINDOW": WINDOW, "SYSMON_PROCESSING_GUARANTEE": "exactly_once"
     }  # fmt: skip
     create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["SYSMON_TOPIC_INPUT"])

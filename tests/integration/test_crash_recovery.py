@@ -28,7 +28,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
-from tests.support import OwnBroker, WorkerProcess, free_port, produce, read_topic
+from tests.support import (
+    SHORT_SESSION,
+    OwnBroker,
+    WorkerProcess,
+    free_port,
+    produce,
+    read_topic,
+)
 
 Identity = tuple[Any, ...]
 
@@ -208,6 +215,7 @@ def test_a_worker_killed_twice_mid_replay_loses_nothing(
     env = pipeline_env()
     env["SYSMON_JOIN_GRACE"] = "300"
     env["SYSMON_PROCESSING_GUARANTEE"] = guarantee
+    env |= SHORT_SESSION
     replay = Replay(60_000, seed=23)
     produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], replay.values, keys=replay.keys)
 
@@ -293,7 +301,7 @@ def test_a_worker_killed_after_writing_its_rows_has_them_all_when_it_restarts(
     # a SIGKILL loses what the memtables held — here every row, a few MB — and
     # the changelog offsets written with them (faust_fixes 15), so recovery
     # reads those rows again. An offset kept by the log would skip them.
-    env = pipeline_env()
+    env = pipeline_env() | SHORT_SESSION
     replay = Replay(10_000, seed=37)
     port = free_port()
     worker, _, before = replayed_and_looked_up(env, replay, port, worker_factory, every=5)

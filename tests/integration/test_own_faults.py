@@ -35,7 +35,15 @@ from sysmon_faust.core.join import expiry
 from sysmon_faust.stream.faults import EXIT_STATUS
 from sysmon_faust.stream.tree_replica import TreeReplica
 from tests.events import connect, winlogbeat
-from tests.support import WorkerProcess, create_topic, free_port, produce, read_topic, run
+from tests.support import (
+    SHORT_SESSION,
+    WorkerProcess,
+    create_topic,
+    free_port,
+    produce,
+    read_topic,
+    run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +150,7 @@ def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    env = pipeline_env() | {"SYSMON_DATA_DIR": str(small_disk)}
+    env = pipeline_env() | SHORT_SESSION | {"SYSMON_DATA_DIR": str(small_disk)}
     guids, events = chain(12_000, started=int(time.time()) - 3600)
     port = free_port()  # the same port again: the restarted worker finds its state directory
     worker = worker_factory(env, web_port=port)
@@ -245,7 +253,7 @@ def test_a_write_the_broker_refuses_stops_the_worker_and_nothing_is_lost(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    env = pipeline_env()
+    env = pipeline_env() | SHORT_SESSION
     join_topic = env["SYSMON_TOPIC_JOIN"]
     refused_topic = env[refusing]
     guids, creations = chain(20, started=int(time.time()) - 600)

@@ -24,7 +24,7 @@ from aiokafka.partitioner import murmur2
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 from tests.integration.test_join_ordering import HOSTS, stream
 from tests.reference import RECORDINGS, acting_guid, compute, lines
-from tests.support import WorkerProcess, create_topic, produce, read_topic
+from tests.support import SHORT_SESSION, WorkerProcess, create_topic, produce, read_topic
 
 
 def origin_host(line: bytes) -> bytes:
@@ -229,7 +229,7 @@ def test_sigkill_of_one_worker_loses_nothing(
 ) -> None:
     processes, connects_each = 3000, 2
     values, keys = stream(processes, connects_each, filler_each=6)
-    env = {**pipeline_env(partitions=6), **KEEP_ROWS}
+    env = {**pipeline_env(partitions=6), **KEEP_ROWS, **SHORT_SESSION}
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=3)
     workers = start_group(3, env, worker_factory)

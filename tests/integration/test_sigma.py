@@ -25,11 +25,17 @@ import pytest
 import yaml
 
 from tests.reference import shipped_rule_id
-from tests.support import DATASETS, SHARED, WorkerProcess, read_topic, run_recording
+from tests.support import (
+    DATASETS,
+    SHARED,
+    SIGMA_CORPUS,
+    WorkerProcess,
+    read_topic,
+    run_recording,
+)
 
 pytestmark = pytest.mark.integration
 
-CORPUS = SHARED / "sigma" / "rules" / "windows"
 REGRESSION = SHARED / "sigma" / "regression_data" / "rules" / "windows"
 #: One case or two per category: their rules fire on no other case of the set.
 CASES = (
@@ -78,7 +84,7 @@ def test_sigmahq_regression_cases_through_the_worker(
     recording = tmp_path / "regression-subset.jsonl"
     recording.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    env = {**pipeline_env(), "SYSMON_RULES": str(CORPUS)}
+    env = {**pipeline_env(), "SYSMON_RULES": str(SIGMA_CORPUS)}
     worker, _ = run_recording(recording, env, worker_factory)
     stats = worker.wait_for(lambda s: s["alerts"] >= expected.total(), timeout=120)
     assert stats["sigma_rules_loaded"] > 1800 and stats["sigma_rules_refused"] == 0

@@ -18,17 +18,15 @@ import yaml
 
 from sysmon_faust.cli.rules_test import DEFAULT_DEPTH, DEFAULT_GRACE_S, check_file
 from sysmon_faust.core.sigma import logsource, ruleset
-from tests.support import REPO, SHARED
+from tests.support import REPO, SHARED, SIGMA_CORPUS, sigmahq_corpus
 
-CORPUS = SHARED / "sigma" / "rules" / "windows"
 REGRESSION = SHARED / "sigma" / "regression_data" / "rules" / "windows"
 
 
 @pytest.fixture(scope="module")
 def corpus() -> ruleset.RuleSet:
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
-    return ruleset.load([CORPUS])
+    loaded: ruleset.RuleSet = sigmahq_corpus()
+    return loaded
 
 
 def cases() -> list[tuple[str, str, int, Path]]:
@@ -72,7 +70,7 @@ def test_sigmahq_regression_cases_fire_their_rule_exactly(corpus: ruleset.RuleSe
 def test_the_cases_left_out_are_not_of_a_sysmon_category(corpus: ruleset.RuleSet) -> None:
     loaded = {rule.rule_id for rule in corpus.rules}
     logsources = {}  # rule id → logsource, read with PyYAML
-    for path in CORPUS.rglob("*.yml"):
+    for path in SIGMA_CORPUS.rglob("*.yml"):
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if document and "id" in document:
                 logsources[str(document["id"])] = document.get("logsource") or {}

@@ -13,9 +13,8 @@ import yaml
 from sysmon_faust.core.normalize import NormalizedEvent, normalize, normalize_document
 from sysmon_faust.core.sigma import fields, logsource, ruleset
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
-from tests.support import SHARED
+from tests.support import SHARED, SIGMA_CORPUS, sigmahq_corpus
 
-CORPUS = SHARED / "sigma" / "rules" / "windows"
 REGRESSION = SHARED / "sigma" / "regression_data" / "rules" / "windows"
 
 RULE = """\
@@ -88,25 +87,15 @@ def test_a_missing_path_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def _corpus() -> ruleset.RuleSet:
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} not found (set SYSMON_SHARED_DIR to the shared/ folder)")
-    return _load_corpus()
-
-
-_cache: dict[str, ruleset.RuleSet] = {}
-
-
-def _load_corpus() -> ruleset.RuleSet:
-    if "corpus" not in _cache:
-        _cache["corpus"] = ruleset.load([CORPUS])
-    return _cache["corpus"]
+    corpus: ruleset.RuleSet = sigmahq_corpus()
+    return corpus
 
 
 def test_every_sysmon_rule_of_sigmahq_loads_or_is_refused() -> None:
     rules = _corpus()
     # Independently: the rule files' own logsource, read with PyYAML.
     expected: Counter[str] = Counter()
-    for path in CORPUS.rglob("*.yml"):
+    for path in SIGMA_CORPUS.rglob("*.yml"):
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             source = (document or {}).get("logsource") or {}
             if logsource.event_ids(source.get("product"), source.get("category"),
