@@ -94,6 +94,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Phases:
+    """Prints how long each phase of a long test took, seconds since the last mark: captured,
+    and shown for a passing test slower than ``tests.conftest.SLOW_TEST_SECONDS``."""
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    def mark(self, what: str) -> None:
+        now = time.monotonic()
+        print(f"{now - self._since:6.1f} s  {what}")
+        self._since = now
+
+
 # --- Kafka I/O ----------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from sysmon_faust.stream.tree_replica import TreeReplica
 from tests.events import connect, winlogbeat
 from tests.support import (
     SHORT_SESSION,
+    Phases,
     WorkerProcess,
     create_topic,
     free_port,
@@ -150,13 +151,17 @@ def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
+    phases = Phases()
     env = pipeline_env() | SHORT_SESSION | {"SYSMON_DATA_DIR": str(small_disk)}
     guids, events = chain(12_000, started=int(time.time()) - 3600)
     port = free_port()  # the same port again: the restarted worker finds its state directory
     worker = worker_factory(env, web_port=port)
+    phases.mark("worker healthy")
     with watching_health(worker, timeout=240) as watch:
         produce(kafka_bootstrap, env["SYSMON_TOPIC_INPUT"], events)
+        phases.mark(f"{len(events)} events produced")
     unhealthy = watch.result()
+    phases.mark("worker exited on the full disk")
     log = worker.log_path.read_text(errors="replace")
     stop_lines = [line for line in log.splitlines() if STOP_LINE in line]
     print(f"\n{stop_lines[0] if stop_lines else log[-2000:]}")
@@ -172,7 +177,9 @@ def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
     shutil.copytree(small_disk, larger)
     env["SYSMON_DATA_DIR"] = str(larger)
     worker = worker_factory(env, web_port=port)
+    phases.mark("state copied, worker healthy again")
     worker.wait_for(lambda s: s["table_rows"] == len(guids), timeout=240)
+    phases.mark("every row in the table")
     # The last process's connect carries its ancestry from the tree copy.
     last = guids[-1]
     produce(
@@ -181,6 +188,7 @@ def test_a_full_disk_stops_the_worker_and_a_restart_with_room_ends_whole(
         [connect(time.strftime("%Y-%m-%d %H:%M:%S.000", time.gmtime()), last, 443)],
     )
     joined = read_topic(kafka_bootstrap, env["SYSMON_TOPIC_JOIN"], expect=1, timeout=60)
+    phases.mark("the last process's connect joined")
     assert [hop["process_guid"] for hop in joined[0].json()["process_ancestry"]] == guids[-2:-6:-1]
     assert worker.stop() == 0
     assert read_topic(kafka_bootstrap, env["SYSMON_TOPIC_DLQ"], expect=0, settle=1) == []

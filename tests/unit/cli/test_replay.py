@@ -21,8 +21,11 @@ NOWHERE = ["--bootstrap-servers", "127.0.0.1:9"]
     [
         ("events.txt", b'{"a": 1}\n', "not a recording this reads"),
         ("events.zip", b"PK\x03\x04 not really", "cannot read"),
-        ("events.jsonl.gz", gzip.compress(b'{"a": 1}\n' * 500)[:-30], "cannot read"),
+        # mtime=0: the same bytes, so the same test id, in every process (pytest-xdist's
+        # workers each collect the tests and must agree).
+        ("events.jsonl.gz", gzip.compress(b'{"a": 1}\n' * 500, mtime=0)[:-30], "cannot read"),
     ],
+    ids=["not-a-recording", "not-a-zip", "truncated-gzip"],
 )
 def test_a_file_it_cannot_read_stops_it_with_exit_2_and_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes, why: str
