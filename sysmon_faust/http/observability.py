@@ -207,8 +207,7 @@ def table_rows() -> int:
     global _counted_while_unsettled
     changelog = process_table.changelog_topic.get_topic_name()
     actives = app.assignor.assigned_actives()
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
-    settled = not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
+    settled = recovery_watch.settled(app)
     if not settled and _counted_while_unsettled is not None:
         # A scan takes a second at a million rows, and slowed a recovery
         # polled every half second fifteenfold (make chaos): at most one

@@ -47,6 +47,15 @@ def sample(recovery: Any, now: float) -> None:
         )
 
 
+def settled(app: Any) -> bool:
+    """Whether the tables of ``app`` (a Faust app) hold, in every partition assigned here,
+    what their changelogs do: no rebalance under way, and Faust's ``Recovery`` of the
+    tables done (``completed`` set, ``in_recovery`` false). Right after an assignment a
+    partition's rows are still being read from its changelog or a standby's copy."""
+    recovery = app.tables.recovery
+    return not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
+
+
 def _at_an_edge(recovery: Any) -> None:
     # Runs inside Faust's recovery: an exception here would leave its end
     # never signalled (the recovery loop swallows it and waits on).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import shutil
 import signal
 import time
@@ -205,6 +206,23 @@ def replayed_and_looked_up(
     return worker, rows, looked_up
 
 
+def lookups_until_healthy(worker: WorkerProcess, guids: list[str], timeout: float) -> Counter[int]:
+    """Look ``guids`` up in turn, as fast as the worker answers, from its start until its
+    /health is 200: how many answers of each status (0: no answer yet)."""
+    statuses: Counter[int] = Counter()
+    deadline = time.monotonic() + timeout
+    for guid in itertools.cycle(guids):
+        assert time.monotonic() < deadline, f"not healthy after {timeout} s: {dict(statuses)}"
+        try:
+            if worker.http("/health")[0] == 200:
+                return statuses
+            statuses[worker.http(f"/process/{guid}")[0]] += 1
+        except OSError:  # not listening yet
+            statuses[0] += 1
+            time.sleep(0.05)
+    raise AssertionError("no GUIDs to look up")
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_worker_killed_twice_mid_replay_loses_nothing(
     guarantee: str,
@@ -272,7 +290,14 @@ def test_a_worker_that_lost_its_state_rebuilds_it_from_the_changelog(
 
     shutil.rmtree(env["SYSMON_DATA_DIR"])
     started = time.monotonic()
-    worker = worker_factory(env, web_port=port)
+    worker = worker_factory(env, web_port=port, wait=False)
+    # While it rebuilds, the partitions are assigned here before their rows are
+    # back: a lookup of a process the changelog holds says "retry" (503), never
+    # "not found" (404).
+    during = lookups_until_healthy(worker, list(before), timeout=120)
+    print(f"\nlookups while it rebuilt: {dict(during)}")
+    assert during[404] == 0, f"404 for processes the changelog holds: {dict(during)}"
+    worker.wait_healthy()
     after_rows = worker.stats()["table_rows"]
     print(f"\n{after_rows:,} rows rebuilt from the changelog in {time.monotonic() - started:.1f} s")
     assert after_rows == rows["table_rows"] == len(replay.created)
