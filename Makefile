@@ -40,10 +40,8 @@ $(BENCH_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	$(BENCH_VENV)/bin/pip install --quiet $$($(PYTHON) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))")
 	@touch $@
 
-# Two pytest-xdist workers: the integration tests one at a time on one, the
-# unit tests on the other meanwhile (tests/conftest.py, docs/testing.md).
 test: install ## unit + integration tests against a real broker (started by the tests)
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest
 
 lint: install ## ruff, mypy, the import contracts (pure core, layers, no circle), a strict docs build
 	$(BIN)/ruff check .

@@ -10,7 +10,6 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,32 +37,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION in item.path.parents:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """For ``pytest -n N`` (xdist's default ``--dist load``): the integration tests all on
-    one worker, one at a time, in the order collected; the unit tests beside them.
-
-    One at a time because two at once failed where one does not (2 of 973, in
-    1 of 2 runs; docs/testing.md). xdist's own ``xdist_group`` marker does
-    nothing under pytest 9.2 (pytest-xdist 3.8 renames the test through
-    ``Item._nodeid``, which pytest 9 no longer reads), so the group is made
-    here, from the node ids. Other ``--dist`` modes are xdist's own.
-    """
-    if config.getvalue("dist") not in ("load", "loadgroup"):
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    # In collection order, not xdist's largest-first: the integration tests
-    # first (the longest unit of work), the cluster's last among them.
-    config.option.loadscopereorder = False
-
-    class IntegrationTogether(LoadScopeScheduling):  # type: ignore[misc]
-        def _split_scope(self, nodeid: str) -> str:
-            return "integration" if nodeid.startswith("tests/integration/") else nodeid
-
-    return IntegrationTogether(config, log)
 
 
 #: A passing test slower than this shows what it printed (its phases' times) in
@@ -115,12 +88,9 @@ def kafka_bootstrap() -> Iterator[str]:
     script = str(REPO / "kafka" / "kafka.sh")
     started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=600)
     if started.returncode != 0:
-        why = f"could not start the test broker:\n{started.stdout}\n{started.stderr}"
-        if os.environ.get("PYTEST_XDIST_WORKER"):
-            # An xdist worker that exits mid-session is an INTERNALERROR without
-            # this text: each test that needs the broker fails with it instead.
-            pytest.fail(why, pytrace=False)
-        pytest.exit(why, returncode=3)
+        pytest.exit(
+            f"could not start the test broker:\n{started.stdout}\n{started.stderr}", returncode=3
+        )
     try:
         yield f"127.0.0.1:{port}"
     finally:
