@@ -14,8 +14,10 @@ index entry and every process-tree link in its local state.
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -49,8 +51,15 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 STOP_LINE = "by a fault of the machine or the cluster, not of the record"
-#: A command line as long as real ones get (encoded PowerShell): rows of ~3 KB.
-LONG_COMMAND_LINE = "powershell.exe -NoP -W Hidden -Enc " + "SQBFAFgA" * 300
+
+
+def encoded_command_line(n: int) -> str:
+    """Process ``n``'s command line: as long as real ones get (encoded PowerShell, ~2.4 KB),
+    and of random bytes (seeded by ``n``). One repeated line compressed so well that
+    12,000 processes sometimes fit the small disk: the worker then went on without a
+    fault and the test waited out its 240 s (docs/testing.md)."""
+    payload = base64.b64encode(random.Random(n).randbytes(1800)).decode()
+    return f"powershell.exe -NoP -W Hidden -Enc {payload}"
 
 
 @pytest.fixture
@@ -81,9 +90,9 @@ def chain(processes: int, started: int) -> tuple[list[str], list[bytes]]:
             winlogbeat(
                 1, f"{utc}.{n % 1000:03d}", guid,
                 Image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-                CommandLine=LONG_COMMAND_LINE, ParentProcessGuid=parent,
+                CommandLine=encoded_command_line(n), ParentProcessGuid=parent,
                 ParentImage="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-                ParentCommandLine=LONG_COMMAND_LINE,
+                ParentCommandLine=encoded_command_line(n - 1),
             )
         )  # fmt: skip
     return guids, events
