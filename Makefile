@@ -40,8 +40,10 @@ $(BENCH_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	$(BENCH_VENV)/bin/pip install --quiet $$($(PYTHON) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))")
 	@touch $@
 
+# Two tests at a time (pytest-xdist): the integration tests mostly wait, for
+# sessions to end and workers to restart. How they are shared out: tests/conftest.py.
 test: install ## unit + integration tests against a real broker (started by the tests)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 lint: install ## ruff, mypy, the import contracts (pure core, layers, no circle), a strict docs build
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,15 @@ from tests.support import (
 )
 
 INTEGRATION = Path(__file__).parent / "integration"
+#: The modules whose tests take ``kafka_cluster``: under pytest-xdist they go to
+#: one worker together, last, so that the cluster starts once and stops right
+#: after them (see :func:`pytest_xdist_make_scheduler`, docs/testing.md).
+CLUSTER_MODULES = (
+    "tests/integration/test_kafka_cluster.py",
+    "tests/integration/test_replication.py",
+)
+#: Tests that take ``kafka_cluster`` outside :data:`CLUSTER_MODULES`: they fail, saying so.
+_UNDECLARED_CLUSTER_TESTS: set[str] = set()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,6 +47,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION in item.path.parents:
             item.add_marker(pytest.mark.integration)
+        on_cluster = "kafka_cluster" in getattr(item, "fixturenames", ())
+        if on_cluster and not item.nodeid.startswith(CLUSTER_MODULES):
+            _UNDECLARED_CLUSTER_TESTS.add(item.nodeid)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Failed here rather than refused at collection: under xdist the workers
+    # collect, and the controller would drop their collection error's text.
+    if item.nodeid in _UNDECLARED_CLUSTER_TESTS:
+        pytest.fail(
+            f"{item.nodeid} takes kafka_cluster: add its module to CLUSTER_MODULES "
+            "(tests/conftest.py), or under xdist it may start a second cluster",
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """For ``pytest -n N`` (xdist's default ``--dist load``): each integration module to
+    one worker whole, the modules of :data:`CLUSTER_MODULES` together, each unit test on
+    its own; handed out in the order collected (the cluster's last).
+
+    A module's tests together: its module-scoped fixtures (a SASL broker, a worker
+    for the hostile requests) start once. xdist's own ``xdist_group`` marker does
+    nothing under pytest 9.2 (pytest-xdist 3.8 renames the test through
+    ``Item._nodeid``, which pytest 9 no longer reads), so the groups are made
+    here, from the node ids. Other ``--dist`` modes are xdist's own.
+    """
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    # In collection order, not xdist's largest-first: the cluster's last.
+    config.option.loadscopereorder = False
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(CLUSTER_MODULES):
+                return "kafka-cluster"
+            module = nodeid.split("::", 1)[0]
+            return module if module.startswith("tests/integration/") else nodeid
+
+    return ByModule(config, log)
 
 
 #: A passing test slower than this shows what it printed (its phases' times) in
