@@ -43,13 +43,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests on the three-node cluster last, together: it starts once for all of them
     (tests/cluster.py) and stops at the end of the session, right after them. Every test
     under tests/integration is marked ``integration``."""
-    items.sort(key=lambda item: "kafka_cluster" in getattr(item, "fixturenames", ()))
+    items.sort(key=_on_cluster)
     for item in items:
         if INTEGRATION in item.path.parents:
             item.add_marker(pytest.mark.integration)
-        on_cluster = "kafka_cluster" in getattr(item, "fixturenames", ())
-        if on_cluster and not item.nodeid.startswith(CLUSTER_MODULES):
+        if _on_cluster(item) and not item.nodeid.startswith(CLUSTER_MODULES):
             _UNDECLARED_CLUSTER_TESTS.add(item.nodeid)
+
+
+def _on_cluster(item: pytest.Item) -> bool:
+    return "kafka_cluster" in getattr(item, "fixturenames", ())
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
