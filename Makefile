@@ -17,19 +17,33 @@ export KAFKA_PORT KAFKA_DATA_DIR SYSMON_WEB_PORT
 LOCAL_BROKER := $(if $(KAFKA_BOOTSTRAP_SERVERS),,yes)
 BOOTSTRAP := $(or $(KAFKA_BOOTSTRAP_SERVERS),127.0.0.1:$(KAFKA_PORT))
 
-.PHONY: help install test lint docs format kafka-up kafka-down broker worker demo stop bench bench-churn chaos clean
+.PHONY: help install compile test lint docs format kafka-up kafka-down broker worker demo stop bench bench-churn chaos clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create .venv and install the package with its dev extras
+install: $(VENV)/.compiled ## create .venv, install the package with its dev extras, compile its hot core
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	SYSMON_COMPILE=0 $(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
+
+# The core's per-event modules compiled by mypyc, in place (sysmon_faust/core/compiled.py),
+# again whenever a core source changes; SYSMON_COMPILE=0 removes them (plain Python).
+CORE_SOURCES := $(shell find sysmon_faust/core -name '*.py')
+$(VENV)/.compiled: $(VENV)/.installed $(CORE_SOURCES)
+	find sysmon_faust -name '*.so' -delete
+	rm -f sysmon_faust_core__mypyc*.so
+	@[ "$${SYSMON_COMPILE:-1}" = 0 ] || echo "compiling the core with mypyc (about 2 minutes; SYSMON_COMPILE=0 to skip)"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+compile: ## compile the core's per-event modules again after editing them (SYSMON_COMPILE=0: remove them)
+	@rm -f $(VENV)/.compiled
+	@$(MAKE) --no-print-directory $(VENV)/.compiled
 
 # The bench extra (quixstreams, for bench/quix_peer.py) in a venv of its own:
 # quixstreams brings rocksdict and pins confluent-kafka below 2.13; the workers'

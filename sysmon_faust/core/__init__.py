@@ -5,3 +5,8 @@ Nothing here imports faust, aiokafka or aiohttp, nor anything of
 (``make lint`` checks it with import-linter). The worker and ``rules test``
 run the same code from here; its unit tests need no broker.
 """
+
+from sysmon_faust.core import compiled
+
+# A compiled module older than its source would run the old code (compiled.py).
+compiled.check()

@@ -56,7 +56,8 @@ class AlertGroup:
     """
 
     rule_id: str
-    process_guid: str
+    #: None for an event without a process identity: it alerts on its own, in no group.
+    process_guid: str | None
     #: The alert the first match raised (its ``event`` is the first match).
     first_alert: Row
     first_seen_ms: int
@@ -90,6 +91,7 @@ def group_prefix(rule_id: str, process_guid: str) -> bytes:
 def group_key(group: AlertGroup) -> bytes:
     """The pending-table key of a group: one per window (a closing one and the next may overlap
     until the closing one's update is in Kafka)."""
+    assert group.process_guid is not None, "a group without a process is never kept"
     return group_prefix(group.rule_id, group.process_guid) + struct.pack(">q", group.closes_at_ms)
 
 

@@ -341,7 +341,9 @@ def _is_sysmon(envelope: Envelope) -> bool:
 
 #: What an unpaired UTF-16 surrogate becomes: U+FFFD, as Winlogbeat writes it.
 REPLACEMENT_CHARACTER: Final = "\ufffd"
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Built with chr(): mypyc compiles this module and refuses surrogates in string
+# literals (sysmon_faust.core.compiled).
+_LONE_SURROGATE = re.compile("[" + chr(0xD800) + "-" + chr(0xDFFF) + "]")
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any] | Invalid:

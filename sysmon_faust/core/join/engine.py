@@ -769,7 +769,7 @@ class JoinEngine:
         for group in expired.alert_groups:
             update = alert_groups.closing_record(group, self.now_iso())
             final = update or alert_groups.final_record(group, self.now_iso())
-            key = group.process_guid.encode()
+            key = group.process_guid.encode() if group.process_guid is not None else None
             out.append(Output(ALERTS, key, final, group.last_seen_ms / 1000, update is not None))
             self.stats.alert_group_updates += update is not None
         self.stats.pending = self.state.waiting()

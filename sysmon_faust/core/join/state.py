@@ -143,7 +143,7 @@ class JoinState:
         #: match finds its group with one get, not an iterator: measured
         #: (make bench, Sigma rows), the iterator per match was most of what
         #: SigmaHQ's 17,000 matches cost the join.
-        self._alert_groups: dict[int, dict[tuple[str, str], tuple[bytes, int]]] = {}
+        self._alert_groups: dict[int, dict[tuple[str, str | None], tuple[bytes, int]]] = {}
         #: Activity summaries kept since the last flush_activity(), by (partition, GUID).
         self._activity: dict[tuple[int, str], tuple[activity.Summary, int]] = {}
 
@@ -430,7 +430,7 @@ class JoinState:
             log.error("alert group %r of partition %d unreadable: ignored", key, partition)
             return None
 
-    def _groups_of(self, partition: int) -> dict[tuple[str, str], tuple[bytes, int]]:
+    def _groups_of(self, partition: int) -> dict[tuple[str, str | None], tuple[bytes, int]]:
         groups = self._alert_groups.get(partition)
         if groups is not None:
             return groups
