@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	SYSMON_COMPILE=0 $(BIN)/pip install --quiet -e '.[dev]'
+	SYSMON_COMPILE=0 PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
 # The core's per-event modules compiled by mypyc, in place (sysmon_faust/core/compiled.py),

@@ -726,15 +726,32 @@ def run_codecs(
 
 
 def baseline_worktree(rev: str) -> Path:
-    """A detached git worktree of ``rev``, for workers that run that code (PYTHONPATH)."""
+    """A detached git worktree of ``rev``, for workers that run that code (PYTHONPATH).
+
+    A revision that compiles its core (a ``setup.py``) is built as a wheel and
+    unpacked beside the worktree, so that its workers run it compiled, as
+    this code's do; the folder returned is then that one.
+    """
     import tempfile
+    import zipfile
 
     where = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / rev
     subprocess.run(
         ["git", "worktree", "add", "--detach", str(where), rev],
         cwd=REPO, check=True, capture_output=True,
     )  # fmt: skip
-    return where
+    if not (where / "setup.py").is_file():
+        return where
+    log(f"baseline {rev}: compiling its core (a wheel, about 2 minutes)")
+    wheels = where.parent / "wheel"
+    subprocess.run(
+        [str(FAUST.parent / "pip"), "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(where)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    built = where.parent / "built"
+    for wheel in wheels.glob("*.whl"):
+        zipfile.ZipFile(wheel).extractall(built)
+    return built
 
 
 def run_baseline(
@@ -763,8 +780,9 @@ def run_baseline(
                 (now if which == "now" else before).append(run["input_eps"])
                 (now_cpu if which == "now" else before_cpu).append(run["worker_cpu_us_per_event"])
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
-                       capture_output=True)  # fmt: skip
+        # The worktree itself (``tree`` may be the wheel unpacked beside it).
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree.parent / rev)],
+                       cwd=REPO, capture_output=True)  # fmt: skip
     return {
         "rev": rev,
         "now_eps": [round(x) for x in now],
