@@ -24,5 +24,9 @@ else:
             ["--no-warn-unused-ignores", *MODULES],
             opt_level="3",
             group_name="sysmon_faust_core",
-        )
+            # One C file per module, compiled in parallel (build_ext below):
+            # one file of the whole group took most of the build.
+            multi_file=True,
+        ),
+        options={"build_ext": {"parallel": os.cpu_count() or 1}},
     )

@@ -27,6 +27,7 @@ with an :class:`ImportError` that says what to run.
 
 from __future__ import annotations
 
+import importlib
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Final
@@ -59,6 +60,21 @@ MODULES: Final = (
 
 #: The package's folder; its parent is the repository root in a source checkout.
 PACKAGE: Final = Path(__file__).resolve().parents[1]
+
+
+def running() -> str:
+    """How :data:`MODULES` run in this process: ``"compiled"`` (all), ``"python"`` (none: a
+    build with ``SYSMON_COMPILE=0``, or no compiler), or ``"mixed"`` (a build gone wrong).
+
+    The worker logs it at start, beside its settings: a figure of ``make bench`` or
+    of production is one of the two, and says which.
+    """
+    files = [
+        str(importlib.import_module(path.removesuffix(".py").replace("/", ".")).__file__)
+        for path in MODULES
+    ]
+    compiled = sum(not file.endswith(".py") for file in files)
+    return "compiled" if compiled == len(files) else "python" if not compiled else "mixed"
 
 
 def extension_of(source: Path) -> Path | None:

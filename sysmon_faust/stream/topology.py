@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.exceptions import AlreadyConfiguredWarning
 
 from sysmon_faust.compat import faust_fixes
+from sysmon_faust.core import compiled
 from sysmon_faust.core.rekey import kafka_partitioner
 from sysmon_faust.settings import Settings
 from sysmon_faust.stream import (
@@ -133,12 +134,13 @@ class SysmonApp(faust.App):
         for web_setting in ("web_host", "web_port", "web_advertised_host"):
             described.pop(web_setting)
         log.info(
-            "sysmon-faust settings: %s; state in %s; web on %s:%s, reached as %s",
+            "sysmon-faust settings: %s; state in %s; web on %s:%s, reached as %s; core %s",
             " ".join(f"{name}={value}" for name, value in described.items()),
             self.conf.tabledir,
             self.conf.web_bind,
             self.conf.web_port,
             self.conf.canonical_url,
+            compiled.running(),  # sysmon_faust.core.compiled: mypyc or plain Python
         )
         # Before any consumer subscribes: a topic created after the
         # subscription is only noticed at the next metadata refresh (minutes),

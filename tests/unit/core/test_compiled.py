@@ -25,6 +25,8 @@ def test_the_listed_modules_run_all_compiled_or_all_as_python_and_in_ci_compiled
     }
     interpreted = sorted(path for path, file in as_built.items() if file.endswith(".py"))
     assert interpreted in ([], sorted(as_built)), f"not compiled: {interpreted}; run `make compile`"
+    # What the worker logs at start, beside its settings.
+    assert compiled.running() == ("python" if interpreted else "compiled")
     if os.environ.get("CI") and os.environ.get("SYSMON_COMPILE") != "0":
         assert not interpreted, "CI runs the compiled modules; run `make compile`"
 
