@@ -24,8 +24,8 @@ else:
             ["--no-warn-unused-ignores", *MODULES],
             opt_level="3",
             group_name="sysmon_faust_core",
-            # One C file per module, compiled in parallel (build_ext below):
-            # one file of the whole group took most of the build.
+            # One C file per module, so that build_ext below can run one gcc
+            # per core (one file for the whole group is one long gcc run).
             multi_file=True,
         ),
         options={"build_ext": {"parallel": os.cpu_count() or 1}},
