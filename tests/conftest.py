@@ -144,9 +144,13 @@ def kafka_bootstrap() -> Iterator[str]:
     script = str(REPO / "kafka" / "kafka.sh")
     started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=600)
     if started.returncode != 0:
-        pytest.exit(
-            f"could not start the test broker:\n{started.stdout}\n{started.stderr}", returncode=3
-        )
+        why = f"could not start the test broker:\n{started.stdout}\n{started.stderr}"
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            # `make test` runs two xdist workers: one that exits mid-session is an
+            # INTERNALERROR that drops this text, so each test that needs the
+            # broker fails with it instead.
+            pytest.fail(why, pytrace=False)
+        pytest.exit(why, returncode=3)
     try:
         yield f"127.0.0.1:{port}"
     finally:
