@@ -77,16 +77,6 @@ def running() -> str:
     return "compiled" if compiled == len(files) else "python" if not compiled else "mixed"
 
 
-def extension_of(source: Path) -> Path | None:
-    """The compiled module beside ``source`` (``x.py`` → ``x.cpython-311-….so``), if any."""
-    stem = source.with_suffix("")
-    for suffix in EXTENSION_SUFFIXES:
-        candidate = stem.with_name(stem.name + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def stale(package: Path = PACKAGE) -> list[Path]:
     """Sources under ``package`` changed after their compiled module was built (mtime, s).
 
