@@ -10,7 +10,7 @@ import confluent_kafka
 import pytest
 
 from sysmon_faust.settings import Settings
-from sysmon_faust.stream import output_producer
+from sysmon_faust.stream import input_consumer, output_producer
 from sysmon_faust.stream.output_producer import Delivery
 
 
@@ -125,3 +125,25 @@ def test_a_send_cancelled_while_the_queue_is_full_leaves_no_flush_waiting() -> N
 
     first = asyncio.run(scenario())
     assert isinstance(first.exception(), confluent_kafka.KafkaException)  # timed out
+
+
+def test_every_client_finds_a_restarted_cluster_again_long_before_its_records_time_out() -> None:
+    # A broker that shuts down may answer with no broker at all, and librdkafka
+    # forgets every broker it knew; only a new bootstrap brings them back
+    # (confluentinc/librdkafka#5301; output_producer.client_config).
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092"})
+    client = output_producer.client_config(settings, "app-intake")
+    consumer = input_consumer.config(client, "app-intake", 10.0, read_committed=False)
+    producer = output_producer.config(settings, "app-join-outputs", 1024 * 1024)
+    for properties in (client, consumer, producer):
+        refresh_ms = properties["topic.metadata.refresh.interval.ms"]
+        rebootstrap_ms = properties["metadata.recovery.rebootstrap.trigger.ms"]
+        # Refreshed more often than the trigger, a client that still has a
+        # broker never bootstraps again for nothing (librdkafka#5178) ...
+        assert refresh_ms * 2 <= rebootstrap_ms
+        # ... and one that has lost them all does so well before librdkafka
+        # fails its queued records (message.timeout.ms, 300 s by default) or
+        # /health calls its partitions stalled (SYSMON_STALL_TIMEOUT).
+        assert rebootstrap_ms < 300_000 and rebootstrap_ms < settings.stall_timeout * 1000
+    confluent_kafka.Producer(producer)
+    confluent_kafka.Consumer(consumer)
