@@ -60,6 +60,24 @@ REBALANCED: Final = frozenset(
         KafkaError._ASSIGNMENT_LOST,
     }
 )
+#: Commit errors that mean the group coordinator could not take the commit
+#: now: it is loading the group's offsets (right after a broker restart),
+#: moved, or was out of reach. The offsets are not committed; the next batch
+#: commits them further (at-least-once: a crash meanwhile replays more).
+#: Kafka's Java consumer retries these too (``RetriableCommitFailedException``).
+#: Seen after a broker restart in tests/integration/test_crash_recovery.py:
+#: COORDINATOR_LOAD_IN_PROGRESS stopped the worker (exit 75) as a fault.
+COORDINATOR_BUSY: Final = frozenset(
+    {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._WAIT_COORD,
+        KafkaError._TRANSPORT,
+    }
+)
 #: Consume errors that stop the worker (a fault of the cluster or of the
 #: settings, not of a record): what aiokafka raised from ``getmany``.
 STOPS: Final = frozenset(
@@ -155,6 +173,12 @@ def config(
     return properties
 
 
+def not_committed_now(error: KafkaError) -> bool:
+    """Whether a commit that failed with ``error`` is simply not committed (:data:`REBALANCED`,
+    :data:`COORDINATOR_BUSY`) rather than a fault of the cluster or the settings."""
+    return error.code() in REBALANCED or error.code() in COORDINATOR_BUSY
+
+
 class InputConsumer:
     """A librdkafka consumer of one topic in a consumer group, read in batches from the loop.
 
@@ -237,9 +261,11 @@ class InputConsumer:
     async def commit(self, offsets: dict[int, int]) -> bool:
         """Commit ``{partition: next offset to read}`` and wait for the group coordinator.
 
-        False: not committed because the group rebalanced meanwhile (the
-        partitions' next owner reads from the last committed offsets).
-        Raises ``confluent_kafka.KafkaException`` for any other failure.
+        False: not committed, and not a fault (:func:`not_committed_now`): the
+        group rebalanced meanwhile (the partitions' next owner reads from the
+        last committed offsets), or the coordinator could not take it now (the
+        next batch commits further). Raises ``confluent_kafka.KafkaException``
+        for any other failure.
         """
         if self._closing:
             return False
@@ -253,13 +279,14 @@ class InputConsumer:
             # Shielded: a cancelled caller leaves the thread running, and close waits for it.
             answered = await asyncio.shield(self._committing)
         except KafkaException as exc:
-            if exc.args[0].code() in REBALANCED:
+            if not_committed_now(exc.args[0]):
                 log.warning("intake: offsets %s not committed: %s", offsets, exc.args[0].str())
                 return False
             raise _stop_exception(exc.args[0], self._static) from exc
         failed = [tp for tp in answered or [] if tp.error is not None]
         if failed:
-            if all(tp.error.code() in REBALANCED for tp in failed):
+            if all(not_committed_now(tp.error) for tp in failed):
+                log.warning("intake: offsets %s not committed: %s", offsets, failed[0].error.str())
                 return False
             raise _stop_exception(failed[0].error, self._static)
         return True
