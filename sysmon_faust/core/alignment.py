@@ -26,8 +26,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from sysmon_faust.core.join.expiry import MAX_CLOCK_AHEAD_MS
 
@@ -38,27 +37,34 @@ MAX_WAIT_MS: Final = 1_000
 T = TypeVar("T")
 
 
-@dataclass
-class _Partition(Generic[T]):
-    events: deque[tuple[int, T]] = field(default_factory=deque)
-    latest_ms: int = -1
-    empty_since_ms: int | None = None
+class _Partition:
+    # A plain class: mypyc does not compile a generic dataclass (sysmon_faust.core.compiled).
+    __slots__ = ("empty_since_ms", "events", "latest_ms")
+
+    def __init__(self) -> None:
+        #: (sort key ms, event): the key is the greatest event time seen up to it.
+        self.events: deque[tuple[int, Any]] = deque()
+        self.latest_ms = -1
+        self.empty_since_ms: int | None = None
 
 
 class InStep(Generic[T]):
     def __init__(self, max_wait_ms: int = MAX_WAIT_MS) -> None:
         self.max_wait_ms = max_wait_ms
-        self._partitions: dict[int, _Partition[T]] = {}
+        self._partitions: dict[int, _Partition] = {}
         #: Per partition: wall-clock ms the release was held back for it.
         self.held_ms: dict[int, int] = {}
         #: The partition the release is held back for now, and since when (ms).
         self._holding: tuple[int, int] | None = None
 
     def add(self, partition: int, event_time_ms: int, event: T, wall_ms: int) -> None:
-        state = self._partitions.setdefault(partition, _Partition())
+        state = self._partitions.get(partition)
+        if state is None:
+            state = self._partitions[partition] = _Partition()
         # One host with its clock years ahead must not hold every partition back.
         event_time_ms = min(event_time_ms, wall_ms + MAX_CLOCK_AHEAD_MS)
-        state.latest_ms = max(state.latest_ms, event_time_ms)
+        if event_time_ms > state.latest_ms:
+            state.latest_ms = event_time_ms
         state.events.append((state.latest_ms, event))
 
     def track(self, partitions: list[int]) -> None:
@@ -91,20 +97,29 @@ class InStep(Generic[T]):
             if state.events:
                 state.empty_since_ms = None
                 heads.append((state.events[0][0], partition))
+        if not heads or self._waiting_for_another(has_more, wall_ms):
+            if not heads:
+                self._hold(None, wall_ms)  # nothing buffered: nothing held back
+            return
+        self._hold(None, wall_ms)
         heapq.heapify(heads)
-        if not heads:
-            self._hold(None, wall_ms)  # nothing buffered: nothing held back
+        partitions = self._partitions
         while heads:
-            if self._waiting_for_another(has_more, wall_ms):
-                return
-            self._hold(None, wall_ms)
-            _, partition = heapq.heappop(heads)
-            state = self._partitions[partition]
+            partition = heapq.heappop(heads)[1]
+            state = partitions[partition]
             yield state.events.popleft()[1]
             if state.events:
                 heapq.heappush(heads, (state.events[0][0], partition))
-            else:
-                state.empty_since_ms = wall_ms
+                continue
+            state.empty_since_ms = wall_ms
+            # Within one release has_more and wall_ms do not change, and no
+            # other partition's buffer does: the partition just emptied is the
+            # only one that can have become one to wait for. Looking at every
+            # partition before each event cost 3.7-4.2 us per event (InStep
+            # alone, 4 and 8 partitions, interpreted).
+            if heads and self.max_wait_ms > 0 and has_more(partition):
+                self._hold(partition, wall_ms)
+                return
 
     def _waiting_for_another(self, has_more: Callable[[int], bool], wall_ms: int) -> bool:
         for partition, state in self._partitions.items():

@@ -16,8 +16,8 @@ bench``'s mix, 2026-12-03; docs/benchmark.md, "How it got there").
 compiler the same modules run as Python, with the same results (the unit
 tests pass either way). What stays Python: everything that touches Faust,
 Kafka or aiohttp, and the core modules that are not on a worker's per-event
-path or that mypyc does not take (a generic dataclass: ``alignment``; an
-in-memory store the tests patch: ``join.store``).
+path or that mypyc does not take (an in-memory store the tests patch:
+``join.store``).
 
 In a source checkout an extension module shadows the ``.py`` beside it, so a
 module edited after it was compiled would run as it was before the edit:
@@ -37,6 +37,7 @@ MODULES: Final = (
     "sysmon_faust/core/normalize.py",
     "sysmon_faust/core/shapes.py",
     "sysmon_faust/core/rekey.py",
+    "sysmon_faust/core/alignment.py",
     "sysmon_faust/core/activity.py",
     "sysmon_faust/core/ancestry.py",
     "sysmon_faust/core/dns_answers.py",
