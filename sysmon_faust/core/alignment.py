@@ -97,9 +97,10 @@ class InStep(Generic[T]):
             if state.events:
                 state.empty_since_ms = None
                 heads.append((state.events[0][0], partition))
-        if not heads or self._waiting_for_another(has_more, wall_ms):
-            if not heads:
-                self._hold(None, wall_ms)  # nothing buffered: nothing held back
+        if not heads:
+            self._hold(None, wall_ms)  # nothing buffered: nothing held back
+            return
+        if self._waiting_for_another(has_more, wall_ms):
             return
         self._hold(None, wall_ms)
         heapq.heapify(heads)
@@ -115,8 +116,10 @@ class InStep(Generic[T]):
             # Within one release has_more and wall_ms do not change, and no
             # other partition's buffer does: the partition just emptied is the
             # only one that can have become one to wait for. Looking at every
-            # partition before each event cost 3.7-4.2 us per event (InStep
-            # alone, 4 and 8 partitions, interpreted).
+            # partition before each event, add and release cost 2.6-4.5 us per
+            # event; looking here, 1.6-2.6 (InStep alone, 200,000 events over 4
+            # and 8 partitions, three rounds alternating, interpreted; the
+            # same events out in the same order).
             if heads and self.max_wait_ms > 0 and has_more(partition):
                 self._hold(partition, wall_ms)
                 return
