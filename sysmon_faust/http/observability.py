@@ -8,15 +8,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import confluent_kafka
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from sysmon_faust.compat import private
 from sysmon_faust.core.stats import stats
 from sysmon_faust.http import metrics
-from sysmon_faust.stream import agents, intake, recovery_watch
+from sysmon_faust.stream import agents, intake, output_producer, recovery_watch
 from sysmon_faust.stream.agents import state
-from sysmon_faust.stream.faults import faults
+from sysmon_faust.stream.faults import faults, stop_worker
 from sysmon_faust.stream.stall import Position, StallWatch
 from sysmon_faust.stream.topology import app, process_table, settings, tree_replica
 
@@ -93,6 +94,22 @@ async def watch_progress() -> None:
 async def watch_recovery() -> None:
     """Sample the tables' recovery (sysmon_faust.stream.recovery_watch) once a second."""
     recovery_watch.sample(app.tables.recovery, time.monotonic())  # type: ignore[attr-defined]
+
+
+@app.timer(interval=1.0)
+async def watch_kafka_clients() -> None:
+    """Stop the worker when one of its librdkafka clients has lost every broker for good
+    (:mod:`sysmon_faust.stream.broker_watch`): its supervisor starts it with new clients."""
+    lost = output_producer.BROKER_WATCH.lost()
+    if lost and not faults.stopping:
+        client, seconds = lost[0]
+        error = confluent_kafka.KafkaError(
+            confluent_kafka.KafkaError._ALL_BROKERS_DOWN,
+            f"librdkafka client {client} has known no broker for {seconds:.0f} s (librdkafka "
+            "drops them all when a broker shutting down names none, and may never connect "
+            "again: confluentinc/librdkafka#5301); new clients will",
+        )
+        await stop_worker("kafka client", client, confluent_kafka.KafkaException(error), log)
 
 
 @app.task

@@ -207,26 +207,31 @@ def restore(
                 if stop.is_set():
                     break  # told to stop: the rest of this fetch is not written either
                 error = message.error()
-                where = (message.topic(), message.partition())
-                reading = active.get(where)
+                topic, partition = message.topic(), message.partition()
+                # None: an error of the connection, not of a partition (below).
+                where = None if topic is None or partition is None else (topic, partition)
+                reading = None if where is None else active.get(where)
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
                         # Outside a group no fatal error is known to come; if one did, it
                         # would come as _FATAL with fatal() False (input_consumer._stops_worker).
                         fatal = error.fatal() or error.code() == KafkaError._FATAL
-                        if message.topic() is None and not fatal:
+                        if topic is None and not fatal:
                             continue  # the connection's (librdkafka retries): not a partition's
                         raise KafkaException(error)
                     end = message.offset()  # the next offset: where the end was reached
-                    if reading is not None:
+                    if reading is not None and where is not None:
                         del active[where]
-                        valid = end is not None and end >= 0
-                        through = min(end, reading.end or end) - 1 if valid else None
+                        through = (
+                            min(end, reading.end or end) - 1 if end is not None and end >= 0
+                            else None
+                        )  # fmt: skip
                         reading.write(stop, through=through)
                     continue
-                if reading is None:
+                if reading is None or where is None:
                     continue  # a partition done already
                 offset = message.offset()
+                assert offset is not None  # a record's, read from a partition
                 if reading.end is not None and offset >= reading.end:
                     # Past Faust's highwater: the rest is its recovery's.
                     del active[where]

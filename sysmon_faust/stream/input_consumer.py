@@ -173,6 +173,15 @@ def config(
     return properties
 
 
+def position(message: Message) -> tuple[int, int]:
+    """A record's (partition, offset) as :meth:`InputConsumer.batch` hands it out: both are
+    set on a consumed record (confluent-kafka 2.16's types allow None, for a message that was
+    not consumed)."""
+    partition, offset = message.partition(), message.offset()
+    assert partition is not None and offset is not None
+    return partition, offset
+
+
 def not_committed_now(error: KafkaError) -> bool:
     """Whether a commit that failed with ``error`` is simply not committed (:data:`REBALANCED`,
     :data:`COORDINATOR_BUSY`) rather than a fault of the cluster or the settings."""

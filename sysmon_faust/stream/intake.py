@@ -81,7 +81,7 @@ from sysmon_faust.core.rekey import (
 from sysmon_faust.core.sigma.fields import EVENT_DATA
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream import detections, faults, input_consumer, output_producer, transactions
-from sysmon_faust.stream.input_consumer import InputConsumer
+from sysmon_faust.stream.input_consumer import InputConsumer, position
 from sysmon_faust.stream.output_producer import Delivery, OutputProducer
 from sysmon_faust.stream.topology import MAX_RECORD_BYTES, app, settings
 from sysmon_faust.stream.topology import tree_replica as tree_copy
@@ -281,8 +281,8 @@ class Intake(Service):
         # them 47.6 (every type enriched; docs/benchmark.md).
         for message in batch:
             stats.consumed += 1
-            partition = message.partition()
-            read[partition] = message.offset() + 1
+            partition, offset = position(message)
+            read[partition] = offset + 1
             if self._join_waits():
                 await self._make_way_for_the_join()
             try:
@@ -392,7 +392,7 @@ class Intake(Service):
 
     def _committable(self, partition: int) -> int:
         waiting = self.in_step.first(partition)
-        return waiting[0].offset() if waiting is not None else self.read_up_to[partition]
+        return position(waiting[0])[1] if waiting is not None else self.read_up_to[partition]
 
     def _bound_buffers(self) -> None:
         # A partition far ahead of the others fills its buffer: it is paused
@@ -475,7 +475,7 @@ class Intake(Service):
         partition = (
             key_partition(key, settings.partitions)
             if key is not None
-            else message.partition() % settings.partitions
+            else position(message)[0] % settings.partitions
         )
         event = bookkeeping | outcome.fields
         if outcome.event_data:
@@ -514,12 +514,10 @@ class Intake(Service):
         await self._dead_letter(message, f"pipeline error: {type(exc).__name__}: {exc}")
 
     async def _dead_letter(self, message: Message, error: str) -> None:
-        letter = deadletter.dead_letter(
-            message.value(), error, message.topic(), message.partition(), message.offset()
-        )
+        letter = deadletter.dead_letter(message.value(), error, *_where(message))
         stats.dead_lettered += 1
         await self._send(settings.topic_dlq, letter.dumps())
 
 
 def _where(message: Message) -> tuple[str, int, int]:
-    return message.topic(), message.partition(), message.offset()
+    return settings.topic_input, *position(message)

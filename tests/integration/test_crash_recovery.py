@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
+from sysmon_faust.stream.faults import EXIT_STATUS
 from tests.support import (
     SHORT_SESSION,
     OwnBroker,
@@ -343,11 +344,15 @@ def test_a_worker_killed_after_writing_its_rows_has_them_all_when_it_restarts(
     assert {guid: worker.http(f"/process/{guid}") for guid in before} == before
 
 
-def test_the_worker_rides_out_a_broker_restart_mid_replay(
+def test_a_broker_restart_mid_replay_loses_nothing(
     own_broker: OwnBroker,
     pipeline_env: Callable[..., dict[str, str]],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
+    """The worker rides out its broker's restart; or, when one of its librdkafka clients has
+    lost every broker (the broker, shutting down, named none: confluentinc/librdkafka#5301),
+    it stops with exit 75 and says so (sysmon_faust.stream.broker_watch), and, started again
+    as its supervisor would, goes on. Either way no join is missing."""
     bootstrap = own_broker.bootstrap
     env = pipeline_env() | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SYSMON_JOIN_GRACE": "300"}
     replay = Replay(60_000, seed=31)
@@ -357,15 +362,23 @@ def test_the_worker_rides_out_a_broker_restart_mid_replay(
     own_broker.down()
     time.sleep(5)
     own_broker.up()
-    wait_for_share(env, worker, 1.0)
+    try:
+        wait_for_share(env, worker, 1.0)
+        outcome = "rode it out"
+    except AssertionError:
+        if worker.process.poll() != EXIT_STATUS or "known no broker" not in worker.log_tail(400):
+            raise
+        outcome = "stopped: a client lost every broker; started again"
+        worker = worker_factory(env)
+        wait_for_share(env, worker, 1.0)
 
     expected = sum(replay.joins.values())
     seen = joined(bootstrap, env["SYSMON_TOPIC_JOIN"], expected)
     missing = sum((replay.joins - seen).values())
     print(
-        f"\nbroker stopped at {stopped_at:.0%} of the input for 5 s; "
+        f"\nbroker stopped at {stopped_at:.0%} of the input for 5 s; the worker {outcome}; "
         f"{missing} of {expected:,} joins missing, {sum((seen - replay.joins).values())} twice"
     )
     assert stopped_at < 1.0
-    assert worker.process.poll() is None, "the worker did not ride out the restart"
+    assert worker.process.poll() is None
     assert missing == 0
