@@ -744,10 +744,21 @@ def baseline_worktree(rev: str) -> Path:
         return where
     log(f"baseline {rev}: compiling its core (a wheel, about 2 minutes)")
     wheels = where.parent / "wheel"
-    subprocess.run(
+    build = subprocess.run(
         [str(FAUST.parent / "pip"), "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(where)],
-        check=True, capture_output=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if build.returncode != 0:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)],
+                       cwd=REPO, capture_output=True)  # fmt: skip
+        output = (build.stdout + build.stderr).splitlines()
+        errors = [line.strip() for line in output if ": error: " in line]
+        raise SystemExit(
+            f"bench: {rev} did not build ({len(errors)} type errors, e.g. "
+            f"{errors[0] if errors else build.stderr.strip()[-300:]}); a revision before "
+            "72be497 does not build against confluent-kafka 2.16's types: see "
+            "docs/benchmark.md (--baseline-rev)"
+        )
     built = where.parent / "built"
     for wheel in wheels.glob("*.whl"):
         zipfile.ZipFile(wheel).extractall(built)
