@@ -20,7 +20,10 @@ One run, one broker, measured side by side:
 10. a peer: the Sysmon 1/3 join alone as a Quix Streams 3.28 application
     (bench/quix_peer.py) over the same input topic, and the product's ratio to it:
     as it runs by default, and enriching only 1, 3, 5 (the run that compares
-    SYSMON_ENRICH_EVENTS=1,3,5 with every type).
+    SYSMON_ENRICH_EVENTS=1,3,5 with every type);
+11. the engine alone (bench/engine.py): a worker's per-event steps in one
+    process, no Kafka, enriching only 1, 3, 5 and every type; beside the
+    workers of 10., what they spend beyond it (Kafka, Faust, RocksDB).
 
 Prints a table; writes bench/results/<timestamp>.json and latest.json.
 """
@@ -49,6 +52,7 @@ from typing import Any
 
 import aiokafka
 import confluent_kafka
+import engine as engine_bench  # bench/engine.py, beside this script
 import faust
 import normalizer  # bench/normalizer.py, beside this script
 import orjson
@@ -1078,6 +1082,21 @@ def run_enrichment(
     } | {"ratio_every_type_to_1_3_5": round(every_type["input_eps"] / only["input_eps"], 2)}
 
 
+def plumbing(
+    floor: dict[str, Any] | None, enrichment: dict[str, Any] | None
+) -> dict[str, float] | None:
+    """A worker's CPU per input event beyond the engine alone (bench/engine.py), enriching
+    only 1, 3, 5 and every type: what Kafka, Faust, RocksDB and the event loop cost it."""
+    if floor is None or enrichment is None:
+        return None
+    return {
+        name: round(
+            enrichment[name]["worker_cpu_us_per_event"] - floor[name]["total_us_per_event"], 1
+        )
+        for name in ("only_1_3_5", "every_type")
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--events", type=int, default=500_000)
@@ -1097,7 +1116,7 @@ def main() -> int:
         "--skip",
         default="",
         help="comma list of: quix,two,pinned,exactly_once,no_ancestry,sigma,enrichment,"
-        "guid_without_time,codecs,latency,state,normalizer",
+        "guid_without_time,codecs,latency,state,normalizer,engine",
     )
     args = parser.parse_args()
     return measure_then_delete_topics(measure, args)
@@ -1222,6 +1241,9 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
     if "normalizer" not in skip:
         log("normalizer alone, now and before issue 16 (bench/normalizer.py)")
     normalizer_cost = normalizer.measure() if "normalizer" not in skip else None
+    if "engine" not in skip:
+        log("the engine alone, in process: only 1, 3, 5 and every type (bench/engine.py)")
+    engine_floor = engine_bench.measure() if "engine" not in skip else None
     latency = (
         run_latency(bootstrap, one["input_eps"] / 2, args.latency_seconds, args.partitions, work)
         if "latency" not in skip
@@ -1313,6 +1335,9 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "codecs": codecs,
         "baseline": baseline,
         "normalizer": normalizer_cost,
+        "engine_alone": engine_floor | {"plumbing_us_per_event": plumbing(engine_floor, enrichment)}
+        if engine_floor
+        else None,
         "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
         "rss_mb": round(state["rss_mb"], 1) if state else round(one["rss_mb"], 1),
         "state_mb": round(state["state_mb"], 1) if state else None,
@@ -1417,6 +1442,13 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("normalizer µs per event: now / before issue 16 / ratio",
          f"{normalizer_cost['us_per_event']} / {normalizer_cost['baseline_us_per_event']} / "
          f"{normalizer_cost['ratio_to_baseline']}" if normalizer_cost else None),
+        ("engine alone, in process, µs per input event: only 1,3,5 / all; ratio",
+         f"{engine_floor['only_1_3_5']['total_us_per_event']} / "
+         f"{engine_floor['every_type']['total_us_per_event']}; "
+         f"{engine_floor['ratio_every_type_to_1_3_5']}" if engine_floor else None),
+        ("  a worker's CPU beyond it (plumbing), µs per input event: only 1,3,5 / all",
+         " / ".join(str(v) for v in plumbing(engine_floor, enrichment).values())
+         if engine_floor and enrichment else None),
         ("latency at half load p50/p95/p99 (ms)",
          "/".join(str(round(latency[k])) for k in ("p50", "p95", "p99")) if latency else None),
         (f"peak RSS (MB){' after table fill' if state else ''}", result["rss_mb"]),

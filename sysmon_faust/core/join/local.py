@@ -104,8 +104,14 @@ class LocalJoin:
         """Connects waiting for their process's creation."""
         return self.state.waiting()
 
-    def feed(self, event: NormalizedEvent) -> list[Output]:
-        """One event, read next in the file: what it made, and what fell due after it."""
+    def feed(self, event: NormalizedEvent, *, settle: bool = True) -> list[Output]:
+        """One event, read next in the file: what it made, and what fell due after it.
+
+        ``settle`` False: what it handed out stays in the state until :meth:`settle`,
+        as in a worker, which settles (writes the activity summaries kept since,
+        among the rest) before each commit — every few seconds, not per event.
+        ``bench/engine.py`` feeds that way; the result is the same.
+        """
         if event.event_id == PROCESS_CREATE and event.process_guid is not None:
             self.tree.record(event.fields)  # before the events after it, as the intake does
         fields: Row = {EVENT_ID_FIELD: event.event_id, EVENT_TIME_FIELD: event.timestamp_ms}
@@ -114,16 +120,18 @@ class LocalJoin:
         self._read += 1
         made = self.engine.handle(fields, PARTITION, (self._read, 0), self._wall_ms)
         made += self.engine.after_record(PARTITION, self._wall_ms)
-        self._settle()
+        if settle:
+            self.settle()
         return made
 
     def finish(self) -> list[Output]:
         """The end of the file: every connect still waiting is unmatched, every group closes."""
         made = self.engine.finish(PARTITION, self._wall_ms)
-        self._settle()
+        self.settle()
         return made
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
+        """Take as done what was handed out so far (see :meth:`feed`)."""
         # Everything it made is "in Kafka" at once: what was handed out goes
         # now, rows deleted take their links with them, changelog writes are
         # nobody's business.
