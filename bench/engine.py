@@ -6,7 +6,8 @@ hop's serialization), the join engine with the default rules, the outputs'
 JSON — over :class:`~sysmon_faust.core.join.local.LocalJoin`, the engine
 ``rules test`` runs, on in-memory stores. It is settled every
 :data:`SETTLE_EVERY` events, as a worker settles before each commit (Faust
-commits every 2.8 s). Enriching only Sysmon 1, 3, 5 and every type, rounds
+commits every 2.8 s). Enriching only Sysmon 1, 3, 5 and every type over the
+bench's mix, and a stream of creations only (the table fill's), rounds
 alternating, the fastest round of each (the least disturbed by the machine).
 
 What a worker spends per input event beyond this floor is the plumbing:
@@ -57,7 +58,7 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> dict[str, float]:
         int(settings.alert_window * 1000), enrich_events=enrich,
     )  # fmt: skip
     other_ids, wanted = rules.intake_filter(enrich)
-    spent = dict.fromkeys(("normalize", "rekey", "engine", "outputs"), 0.0)
+    spent = dict.fromkeys(("normalize", "rekey_encode", "rekey_decode", "engine", "outputs"), 0.0)
     outputs = 0
     clock = time.perf_counter
     for start in range(0, len(raws), BATCH):
@@ -73,7 +74,9 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> dict[str, float]:
                 record[EVENT_DATA] = event.event_data
             key = event.process_guid.encode() if event.process_guid else None
             rekeyed.add(key_partition(key, PARTITIONS) if key else 0, orjson.dumps(record))
-        for _, value in rekeyed.finish():
+        batches = [value for _, value in rekeyed.finish()]
+        t_encoded = clock()
+        for value in batches:
             decode_batch(value)
         t2 = clock()
         # In read order (LocalJoin's one partition), each event's fields built
@@ -90,31 +93,56 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> dict[str, float]:
                 orjson.dumps(output.row)
         outputs += len(made)
         spent["normalize"] += t1 - t0
-        spent["rekey"] += t2 - t1
+        spent["rekey_encode"] += t_encoded - t1
+        spent["rekey_decode"] += t2 - t_encoded
         spent["engine"] += t3 - t2
         spent["outputs"] += clock() - t3
     join.finish()
     return spent | {"records_made": outputs}
 
 
-def measure(events: int = 200_000, rounds: int = ROUNDS) -> dict[str, Any]:
-    """µs per input event of each step, enriching only 1, 3, 5 and every type; their ratio."""
-    raws = [event.value for event in Workload(WorkloadConfig(events=events, hosts=200))]
-    kinds = {"only_1_3_5": frozenset({1, 3, 5}), "every_type": Settings().enrich_events}
+def creations_only(creations: int) -> WorkloadConfig:
+    """The table fill's stream (bench/run.py, ``_fill_table``): every event a creation."""
+    return WorkloadConfig(
+        events=creations, hosts=200, seed=5, process_create_share=1.0,
+        network_connect_share=0.0, other_sysmon_share=0.0, wmi_every=0,
+    )  # fmt: skip
+
+
+#: The steps a worker runs for the table fill, whose records come normalized and re-keyed.
+FILL_STEPS = ("rekey_decode", "engine", "outputs")
+
+
+def measure(events: int = 200_000, creations: int = 50_000, rounds: int = ROUNDS) -> dict[str, Any]:
+    """µs per input event of each step, enriching only 1, 3, 5 and every type, and their ratio;
+    and µs per creation of a stream of creations only (every type enriched, as the table
+    fill), with the steps a worker runs for the fill (:data:`FILL_STEPS`) summed."""
+    every = Settings().enrich_events
+    mix = [event.value for event in Workload(WorkloadConfig(events=events, hosts=200))]
+    created = [event.value for event in Workload(creations_only(creations))]
+    runs = {
+        "only_1_3_5": (mix, frozenset({1, 3, 5})),
+        "every_type": (mix, every),
+        "creations_only": (created, every),
+    }
     best: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
-        for name, enrich in kinds.items():
+        for name, (raws, enrich) in runs.items():
             spent = _round(raws, enrich)
             total = sum(v for k, v in spent.items() if k != "records_made")
             if name not in best or total < best[name]["total"]:
                 best[name] = spent | {"total": total}
-    result: dict[str, Any] = {"events": len(raws), "rounds": rounds}
+    result: dict[str, Any] = {"events": len(mix), "creations": len(created), "rounds": rounds}
     for name, spent in best.items():
+        count = len(runs[name][0])
         result[name] = {
-            f"{step}_us_per_event": round(seconds / len(raws) * 1e6, 2)
+            f"{step}_us_per_event": round(seconds / count * 1e6, 2)
             for step, seconds in spent.items()
             if step != "records_made"
-        } | {"records_per_event": round(spent["records_made"] / len(raws), 3)}
+        } | {"records_per_event": round(spent["records_made"] / count, 3)}
+    result["creations_only"]["fill_steps_us_per_creation"] = round(
+        sum(best["creations_only"][step] for step in FILL_STEPS) / len(created) * 1e6, 1
+    )
     result["ratio_every_type_to_1_3_5"] = round(
         best["only_1_3_5"]["total"] / best["every_type"]["total"], 2
     )

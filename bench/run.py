@@ -1011,15 +1011,7 @@ def _recover_after_wipe(env: dict[str, str], data: Path, port: int, rows: int) -
 
 
 async def _fill_table(bootstrap: str, app_id: str, processes: int, partitions: int) -> None:
-    config = WorkloadConfig(
-        events=processes,
-        hosts=200,
-        seed=5,
-        process_create_share=1.0,  # creations only: every event is a table row
-        network_connect_share=0.0,
-        other_sysmon_share=0.0,
-        wmi_every=0,
-    )
+    config = engine_bench.creations_only(processes)  # every event is a table row
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
     )
@@ -1095,6 +1087,15 @@ def plumbing(
         )
         for name in ("only_1_3_5", "every_type")
     }
+
+
+def fill_plumbing(floor: dict[str, Any] | None, state: dict[str, Any] | None) -> float | None:
+    """The table fill's worker CPU per creation beyond the steps it runs in the engine alone
+    (bench/engine.py, ``FILL_STEPS``: its records come normalized and re-keyed)."""
+    if floor is None or state is None:
+        return None
+    steps = floor["creations_only"]["fill_steps_us_per_creation"]
+    return round(state["worker_cpu_us_per_creation"] - steps, 1)
 
 
 def main() -> int:
@@ -1335,7 +1336,11 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "codecs": codecs,
         "baseline": baseline,
         "normalizer": normalizer_cost,
-        "engine_alone": engine_floor | {"plumbing_us_per_event": plumbing(engine_floor, enrichment)}
+        "engine_alone": engine_floor
+        | {
+            "plumbing_us_per_event": plumbing(engine_floor, enrichment),
+            "fill_plumbing_us_per_creation": fill_plumbing(engine_floor, state),
+        }
         if engine_floor
         else None,
         "latency_ms": {k: round(v, 1) for k, v in latency.items()} if latency else None,
@@ -1449,6 +1454,12 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("  a worker's CPU beyond it (plumbing), µs per input event: only 1,3,5 / all",
          " / ".join(str(v) for v in plumbing(engine_floor, enrichment).values())
          if engine_floor and enrichment else None),
+        ("engine alone, creations only: µs per creation (of it, the table fill's steps)",
+         f"{engine_floor['creations_only']['total_us_per_event']} "
+         f"({engine_floor['creations_only']['fill_steps_us_per_creation']})"
+         if engine_floor else None),
+        ("  the table fill's worker CPU beyond those steps, µs per creation",
+         fill_plumbing(engine_floor, state) if engine_floor and state else None),
         ("latency at half load p50/p95/p99 (ms)",
          "/".join(str(round(latency[k])) for k in ("p50", "p95", "p99")) if latency else None),
         (f"peak RSS (MB){' after table fill' if state else ''}", result["rss_mb"]),
