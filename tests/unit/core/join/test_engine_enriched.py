@@ -254,6 +254,25 @@ def test_a_process_summary_counts_its_events_and_goes_a_ttl_after_the_last() -> 
     assert join.state.activity_of(0, B)[0] is not None
 
 
+def test_a_summary_whose_ttl_passes_before_its_flush_goes_and_no_flush_brings_it_back() -> None:
+    # Stream time jumps by most of the TTL between a process's last event and
+    # the next flush (a worker writes summaries before each commit): a host
+    # whose clock was a day ahead, a backlog read after live events. The
+    # summary's last expiry entry comes due while it is only kept in memory.
+    join = LocalJoin.with_defaults(
+        RuleSet(()), 60_000, 4, 0, enrich_events=frozenset(PROCESS_EVENT_IDS)
+    )
+    ttl_s = join.state.lifetimes.activity_ttl_ms // 1000
+    join.feed(_event(create(0, A)), settle=False)
+    join.feed(_event(registry_set(1, A)), settle=False)  # its expiry entry: 1 s + TTL
+    join.feed(_event(registry_set(1 + ttl_s * 0.05, A)), settle=False)  # no new entry
+    join.feed(_event(registry_set(1 + ttl_s + 1, B)), settle=False)  # A's entry comes due
+    join.settle()
+    assert join.state.activity_of(0, A) == (None, 0)
+    assert join.state.pending.get(0, activity.key(A)) is None
+    assert join.state.activity_of(0, B)[0] is not None
+
+
 def test_a_creation_alone_keeps_no_summary() -> None:
     join = LocalJoin.with_defaults(
         RuleSet(()), 60_000, 4, 0, enrich_events=frozenset(PROCESS_EVENT_IDS)
