@@ -10,14 +10,22 @@ commits every 2.8 s). Enriching only Sysmon 1, 3, 5 and every type over the
 bench's mix, and a stream of creations only (the table fill's), rounds
 alternating, the fastest round of each (the least disturbed by the machine).
 
-What a worker spends per input event beyond this floor is the plumbing:
-librdkafka and Faust's consumers, the producers and their delivery reports,
-RocksDB, the event loop. The two side by side say which side a goal of
-issue 20 or 21 has to be won on (docs/benchmark.md, "The engine alone").
+What a worker spends per input event beyond this floor is mostly the
+plumbing — librdkafka and Faust's consumers, the producers and their delivery
+reports, RocksDB, the event loop — but not only: a worker also writes the
+derived topics and the process tree, settles after each record, and, with 4
+partitions, sends 3 in 4 Sysmon 8/10 to their target's partition for a second
+pass through the engine, which here (one partition) looks the target up in
+place. The in-memory stores keep their keys in sorted lists: a new key costs
+more here than RocksDB's write in a worker (12 µs per creation for the row
+and its expiry entry, against ~7 for two writes without the log, store.py).
+The two side by side say on which side a goal of issue 20 or 21 has to be
+won (docs/benchmark.md, "Every event enriched").
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 from typing import Any
@@ -41,16 +49,22 @@ from sysmon_faust.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 3
-#: Events between two settles (the summaries written, what was handed out
-#: taken as done): a worker at ~10,000 events/s commits every ~28,000.
+#: Input events between two settles (the activity summaries written, what was
+#: handed out taken as done). A worker writes its summaries before each
+#: commit, every 2.8 s (Faust's): every ~28,000 input events at 10,000/s
+#: (every type enriched), ~100,000 at 35,000/s (only 1, 3, 5). The fewer
+#: settles, the fewer summaries read again: this favours neither run much.
 SETTLE_EVERY = 25_000
+#: The worker's collector thresholds (sysmon_faust/worker.py), set for the rounds.
+WORKER_GC_THRESHOLDS = (50_000, 20, 100)
 #: Events per intake batch (re-keying records are made per batch and partition).
 BATCH = 500
 PARTITIONS = 4
 
 
-def _round(raws: list[bytes], enrich: frozenset[int]) -> dict[str, float]:
-    """Seconds of each step over ``raws``, enriching ``enrich``."""
+def _round(raws: list[bytes], enrich: frozenset[int]) -> tuple[dict[str, float], int]:
+    """(CPU seconds of this thread in each step over ``raws``, enriching ``enrich``; records
+    made)."""
     rules = ruleset.load([REPO / "sysmon_faust" / "core" / "default_rules"])
     settings = Settings()
     join = LocalJoin.with_defaults(
@@ -59,8 +73,9 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> dict[str, float]:
     )  # fmt: skip
     other_ids, wanted = rules.intake_filter(enrich)
     spent = dict.fromkeys(("normalize", "rekey_encode", "rekey_decode", "engine", "outputs"), 0.0)
-    outputs = 0
-    clock = time.perf_counter
+    outputs = since_settle = 0
+    # CPU, not wall time: as the workers' figures beside it (bench/run.py).
+    clock = time.thread_time
     for start in range(0, len(raws), BATCH):
         t0 = clock()
         outcomes = [normalize(raw, other_ids, wanted) for raw in raws[start : start + BATCH]]
@@ -79,14 +94,16 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> dict[str, float]:
         for value in batches:
             decode_batch(value)
         t2 = clock()
-        # In read order (LocalJoin's one partition), each event's fields built
-        # again from the normalized event: what decode_batch gave back, as the
-        # join reads it, but in one stream.
+        # LocalJoin takes the normalized events in read order (one partition)
+        # and builds each one's fields as decode_batch gives them back: the
+        # decoding above is timed, its result not used.
         made = []
         for event in events:
             made += join.feed(event, settle=False)
-        if (start + BATCH) % SETTLE_EVERY == 0:
+        since_settle += BATCH
+        if since_settle >= SETTLE_EVERY:
             join.settle()
+            since_settle = 0
         t3 = clock()
         for output in made:
             if output.written:
@@ -98,7 +115,7 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> dict[str, float]:
         spent["engine"] += t3 - t2
         spent["outputs"] += clock() - t3
     join.finish()
-    return spent | {"records_made": outputs}
+    return spent, outputs
 
 
 def creations_only(creations: int) -> WorkloadConfig:
@@ -109,7 +126,8 @@ def creations_only(creations: int) -> WorkloadConfig:
     )  # fmt: skip
 
 
-#: The steps a worker runs for the table fill, whose records come normalized and re-keyed.
+#: The steps a worker runs for the table fill, whose records come normalized and re-keyed
+#: (the engine's step includes each creation's parent link, which the intake makes in a worker).
 FILL_STEPS = ("rekey_decode", "engine", "outputs")
 
 
@@ -125,26 +143,31 @@ def measure(events: int = 200_000, creations: int = 50_000, rounds: int = ROUNDS
         "every_type": (mix, every),
         "creations_only": (created, every),
     }
-    best: dict[str, dict[str, float]] = {}
-    for _ in range(rounds):
-        for name, (raws, enrich) in runs.items():
-            spent = _round(raws, enrich)
-            total = sum(v for k, v in spent.items() if k != "records_made")
-            if name not in best or total < best[name]["total"]:
-                best[name] = spent | {"total": total}
+    best: dict[str, tuple[dict[str, float], int]] = {}
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
+    try:
+        for _ in range(rounds):
+            for name, (raws, enrich) in runs.items():
+                spent, made = _round(raws, enrich)
+                spent["total"] = sum(spent.values())
+                if name not in best or spent["total"] < best[name][0]["total"]:
+                    best[name] = spent, made
+    finally:
+        gc.set_threshold(*thresholds)
     result: dict[str, Any] = {"events": len(mix), "creations": len(created), "rounds": rounds}
-    for name, spent in best.items():
+    for name, (spent, made) in best.items():
         count = len(runs[name][0])
         result[name] = {
             f"{step}_us_per_event": round(seconds / count * 1e6, 2)
             for step, seconds in spent.items()
-            if step != "records_made"
-        } | {"records_per_event": round(spent["records_made"] / count, 3)}
+        } | {"records_per_event": round(made / count, 3)}
     result["creations_only"]["fill_steps_us_per_creation"] = round(
-        sum(best["creations_only"][step] for step in FILL_STEPS) / len(created) * 1e6, 1
+        sum(best["creations_only"][0][step] for step in FILL_STEPS) / len(created) * 1e6, 1
     )
+    # A throughput ratio, as the workers' (events/s every type over only 1, 3, 5).
     result["ratio_every_type_to_1_3_5"] = round(
-        best["only_1_3_5"]["total"] / best["every_type"]["total"], 2
+        best["only_1_3_5"][0]["total"] / best["every_type"][0]["total"], 2
     )
     return result
 

@@ -11,8 +11,10 @@ through the same :class:`~sysmon_faust.core.join.engine.JoinEngine` over an
   no wall clock in between (a recording is read in seconds; the worker's
   stream time also moves with the wall clock, so that a quiet partition
   still lets go);
-* every record is acknowledged as soon as it is made (nothing to settle
-  later: no Kafka);
+* every record is acknowledged as soon as it is made (no Kafka): what the
+  engine handed out is settled after each event, or when the caller says
+  (:meth:`feed`'s ``settle``; a worker deletes handed-out entries once their
+  records are acknowledged and writes the activity summaries before each commit);
 * every link is known when it is read: no join waits for an ancestor;
 * at the end of the file (:meth:`finish`) every wait ends and every alert
   group closes — as if stream time went on for ever.
@@ -107,10 +109,10 @@ class LocalJoin:
     def feed(self, event: NormalizedEvent, *, settle: bool = True) -> list[Output]:
         """One event, read next in the file: what it made, and what fell due after it.
 
-        ``settle`` False: what it handed out stays in the state until :meth:`settle`,
-        as in a worker, which settles (writes the activity summaries kept since,
-        among the rest) before each commit — every few seconds, not per event.
-        ``bench/engine.py`` feeds that way; the result is the same.
+        ``settle`` False: what it handed out stays in the state until :meth:`settle`
+        — the activity summaries kept since, above all, which a worker writes
+        before each commit, every few seconds, not per event. The records made
+        are the same (tests/unit/core/join/test_local.py).
         """
         if event.event_id == PROCESS_CREATE and event.process_guid is not None:
             self.tree.record(event.fields)  # before the events after it, as the intake does
