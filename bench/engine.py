@@ -5,8 +5,8 @@ normalizing (the intake), the re-keying record's JSON written and read (the
 hop's serialization), the join engine with the default rules, the outputs'
 JSON — over :class:`~sysmon_faust.core.join.local.LocalJoin`, the engine
 ``rules test`` runs, on in-memory stores. It is settled every
-:data:`SETTLE_EVERY` events, as a worker settles before each commit (Faust
-commits every 2.8 s). Enriching only Sysmon 1, 3, 5 and every type over the
+:data:`SETTLE_EVERY` events: a worker writes its activity summaries before
+each commit (Faust commits every 2.8 s). Enriching only Sysmon 1, 3, 5 and every type over the
 bench's mix, and a stream of creations only (the table fill's), rounds
 alternating, the fastest round of each (the least disturbed by the machine).
 
@@ -34,16 +34,8 @@ import orjson
 
 from sysmon_faust.core.join.local import LocalJoin
 from sysmon_faust.core.normalize import NormalizedEvent, normalize
-from sysmon_faust.core.rekey import (
-    EVENT_ID_FIELD,
-    EVENT_TIME_FIELD,
-    RECEIVED_FIELD,
-    BatchBuilder,
-    decode_batch,
-    key_partition,
-)
+from sysmon_faust.core.rekey import BatchBuilder, decode_batch, event_record, key_partition
 from sysmon_faust.core.sigma import ruleset
-from sysmon_faust.core.sigma.fields import EVENT_DATA
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
 from sysmon_faust.settings import Settings
 
@@ -83,11 +75,8 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> tuple[dict[str, float],
         t1 = clock()
         rekeyed = BatchBuilder()
         for event in events:
-            record = {EVENT_ID_FIELD: event.event_id, RECEIVED_FIELD: 0.0,
-                      EVENT_TIME_FIELD: event.timestamp_ms} | event.fields  # fmt: skip
-            if event.event_data:
-                record[EVENT_DATA] = event.event_data
             key = event.process_guid.encode() if event.process_guid else None
+            record = event_record(event, 0.0)
             rekeyed.add(key_partition(key, PARTITIONS) if key else 0, orjson.dumps(record))
         batches = [value for _, value in rekeyed.finish()]
         t_encoded = clock()

@@ -63,7 +63,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sysmon_faust.cli.progress import Progress
 from sysmon_faust.core.ancestry import encode_link
 from sysmon_faust.core.normalize import NETWORK_CONNECT, NormalizedEvent, normalize
-from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD, BatchBuilder, key_partition
+from sysmon_faust.core.rekey import BatchBuilder, event_record, key_partition
 from sysmon_faust.core.synthetic import GeneratedEvent, Workload, WorkloadConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1023,9 +1023,8 @@ async def _fill_table(bootstrap: str, app_id: str, processes: int, partitions: i
         for n, event in enumerate(Workload(config), 1):
             outcome = normalize(event.value)
             assert isinstance(outcome, NormalizedEvent) and outcome.process_guid
-            bookkeeping = {EVENT_ID_FIELD: outcome.event_id, EVENT_TIME_FIELD: outcome.timestamp_ms}
             key = outcome.process_guid.encode()
-            batches.add(key_partition(key, partitions), orjson.dumps(bookkeeping | outcome.fields))
+            batches.add(key_partition(key, partitions), orjson.dumps(event_record(outcome)))
             links.append((key, encode_link(outcome.fields)))
             if n % 5_000 == 0 or n == processes:
                 sent = [

@@ -15,7 +15,8 @@ What the join relies on still holds, because it holds per partition: the
 events of one process are in one partition, in the order the intake read
 them. Each event is a JSON object with the fields of
 :class:`sysmon_faust.core.records.ProcessCreate` or ``NetworkConnect`` plus the
-three bookkeeping fields below. A plain JSON object (one event, the format
+three bookkeeping fields below, and its EventData when it has any
+(:func:`event_record`). A plain JSON object (one event, the format
 before batching) is read as a batch of one.
 
 Pure functions; table-tested in tests/unit/core/test_rekey.py.
@@ -29,6 +30,9 @@ import struct
 from typing import Any, Final
 
 import orjson
+
+from sysmon_faust.core.normalize import NormalizedEvent
+from sysmon_faust.core.sigma.fields import EVENT_DATA
 
 #: The Sysmon event id (1, 3 or 5), or TICK.
 EVENT_ID_FIELD: Final = "_event_id"
@@ -79,6 +83,25 @@ def murmur2(data: bytes) -> int:
     h = (h * _M) & _MASK
     h ^= h >> 15
     return h
+
+
+def event_record(event: NormalizedEvent, received_s: float | None = None) -> dict[str, Any]:
+    """One event as a re-keying record holds it: the bookkeeping fields, its normalized
+    fields, and its EventData (for the rules) when it has any.
+
+    ``received_s``: its input record's Kafka timestamp (seconds), for the
+    processing-latency histogram; None: not written (an offline run). The one
+    place the format is made: the intake, ``LocalJoin`` (``rules test``) and
+    the benchmarks write what the join reads.
+    """
+    record: dict[str, Any] = {EVENT_ID_FIELD: event.event_id}
+    if received_s is not None:
+        record[RECEIVED_FIELD] = received_s
+    record[EVENT_TIME_FIELD] = event.timestamp_ms
+    record |= event.fields
+    if event.event_data:
+        record[EVENT_DATA] = event.event_data
+    return record
 
 
 def key_partition(key: bytes, partitions: int) -> int:

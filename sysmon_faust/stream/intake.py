@@ -71,14 +71,7 @@ from sysmon_faust.core.normalize import (
     NormalizedEvent,
     normalize,
 )
-from sysmon_faust.core.rekey import (
-    EVENT_ID_FIELD,
-    EVENT_TIME_FIELD,
-    RECEIVED_FIELD,
-    BatchBuilder,
-    key_partition,
-)
-from sysmon_faust.core.sigma.fields import EVENT_DATA
+from sysmon_faust.core.rekey import BatchBuilder, event_record, key_partition
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream import detections, faults, input_consumer, output_producer, transactions
 from sysmon_faust.stream.input_consumer import InputConsumer, position
@@ -464,23 +457,17 @@ class Intake(Service):
         stats.normalized += 1
         stats.normalized_by_shape[outcome.shape] += 1
         key = outcome.process_guid.encode() if outcome.process_guid else None
-        # The fields are exactly those of the models.ProcessCreate / NetworkConnect
-        # records (a unit test holds them together); serialized directly.
-        bookkeeping = {
-            EVENT_ID_FIELD: outcome.event_id,
-            RECEIVED_FIELD: message.timestamp()[1] / 1000,
-            EVENT_TIME_FIELD: outcome.timestamp_ms,
-        }
         # A connect without a process identity joins nothing: any partition will do.
         partition = (
             key_partition(key, settings.partitions)
             if key is not None
             else position(message)[0] % settings.partitions
         )
-        event = bookkeeping | outcome.fields
-        if outcome.event_data:
-            event[EVENT_DATA] = outcome.event_data  # for the rules; not in the derived topics
-        rekeyed.add(partition, orjson.dumps(event))
+        # The fields are exactly those of the models.ProcessCreate / NetworkConnect
+        # records (a unit test holds them together); serialized directly. The
+        # EventData is for the rules; it is not in the derived topics.
+        record = event_record(outcome, message.timestamp()[1] / 1000)
+        rekeyed.add(partition, orjson.dumps(record))
         derived = self._derived_topics.get(outcome.event_id)
         return None if derived is None else (derived, key, partition)
 

@@ -32,8 +32,7 @@ from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.join.state import JoinState, Lifetimes
 from sysmon_faust.core.join.store import InMemoryStore
 from sysmon_faust.core.normalize import PROCESS_CREATE, NormalizedEvent
-from sysmon_faust.core.rekey import EVENT_ID_FIELD, EVENT_TIME_FIELD
-from sysmon_faust.core.sigma.fields import EVENT_DATA
+from sysmon_faust.core.rekey import event_record
 from sysmon_faust.core.sigma.ruleset import RuleSet
 from sysmon_faust.core.stats import PipelineStats
 
@@ -116,9 +115,7 @@ class LocalJoin:
         """
         if event.event_id == PROCESS_CREATE and event.process_guid is not None:
             self.tree.record(event.fields)  # before the events after it, as the intake does
-        fields: Row = {EVENT_ID_FIELD: event.event_id, EVENT_TIME_FIELD: event.timestamp_ms}
-        fields |= event.fields
-        fields[EVENT_DATA] = event.event_data  # as the intake writes it (rekey)
+        fields: Row = event_record(event)  # as the intake writes it
         self._read += 1
         made = self.engine.handle(fields, PARTITION, (self._read, 0), self._wall_ms)
         made += self.engine.after_record(PARTITION, self._wall_ms)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import orjson
@@ -7,14 +8,20 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
+from sysmon_faust.core.normalize import NormalizedEvent
 from sysmon_faust.core.rekey import (
+    EVENT_ID_FIELD,
+    EVENT_TIME_FIELD,
     MAX_BATCH_BYTES,
+    RECEIVED_FIELD,
     BatchBuilder,
     decode_batch,
+    event_record,
     kafka_partitioner,
     key_partition,
     murmur2,
 )
+from sysmon_faust.core.sigma.fields import EVENT_DATA
 
 
 @pytest.mark.parametrize(
@@ -77,3 +84,18 @@ def test_a_single_event_record_reads_as_a_batch_of_one() -> None:
 def test_anything_else_is_refused_with_a_reason(value: bytes | None) -> None:
     with pytest.raises(ValueError, match="batch"):
         decode_batch(value)
+
+
+def test_an_event_record_has_the_bookkeeping_the_fields_and_eventdata_only_when_there() -> None:
+    fields = {"process_guid": "{g}", "process_id": 4}
+    with_data = NormalizedEvent(
+        event_id=13, timestamp_ms=1_000, process_guid="{g}", fields=fields, shape="winlogbeat",
+        event_data={"TargetObject": "HKLM\\Run"},
+    )  # fmt: skip
+    assert event_record(with_data, 12.5) == {
+        EVENT_ID_FIELD: 13, RECEIVED_FIELD: 12.5, EVENT_TIME_FIELD: 1_000, **fields,
+        EVENT_DATA: {"TargetObject": "HKLM\\Run"},
+    }  # fmt: skip
+    # Offline (no Kafka timestamp) and without EventData: neither key is written.
+    bare = dataclasses.replace(with_data, event_data={})
+    assert event_record(bare) == {EVENT_ID_FIELD: 13, EVENT_TIME_FIELD: 1_000, **fields}
