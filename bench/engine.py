@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from sysmon_faust import engine_limits
 from sysmon_faust.core.join.local import LocalJoin
 from sysmon_faust.core.normalize import NormalizedEvent, normalize
 from sysmon_faust.core.rekey import BatchBuilder, decode_batch, event_record, key_partition
@@ -58,11 +60,8 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> tuple[dict[str, float],
     """(CPU seconds of this thread in each step over ``raws``, enriching ``enrich``; records
     made)."""
     rules = ruleset.load([REPO / "sysmon_faust" / "core" / "default_rules"])
-    settings = Settings()
-    join = LocalJoin.with_defaults(
-        rules, int(settings.join_grace * 1000), settings.ancestry_depth,
-        int(settings.alert_window * 1000), enrich_events=enrich,
-    )  # fmt: skip
+    settings = replace(Settings(), enrich_events=enrich)
+    join = LocalJoin(rules, engine_limits.lifetimes(settings), engine_limits.limits(settings))
     other_ids, wanted = rules.intake_filter(enrich)
     spent = dict.fromkeys(("normalize", "rekey_encode", "rekey_decode", "engine", "outputs"), 0.0)
     outputs = since_settle = 0

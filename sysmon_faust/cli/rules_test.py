@@ -24,12 +24,13 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, NoReturn, TextIO
 
 import orjson
 
+from sysmon_faust import engine_limits
 from sysmon_faust.cli.recordings import OnNote, RecordingError, kind, read_records
 from sysmon_faust.core import alert_groups
 from sysmon_faust.core.join.engine import ALERTS, ENRICHED, JOINED, UNMATCHED, Output
@@ -151,6 +152,7 @@ def check_file(
     window_ms: int,
     enrich_events: frozenset[int] = frozenset(),
     on_enriched: OnEnriched | None = None,
+    settings: Settings | None = None,
 ) -> FileReport:
     """Run one recording through normalization and the worker's join engine with ``rules``.
 
@@ -158,11 +160,17 @@ def check_file(
     (grouped within ``window_ms``; 0: one per match), and for the final state
     of each group of one match (which the worker does not write);
     ``on_enriched`` for each ``sysmon-enriched`` record of the ids in
-    ``enrich_events``. Raises
-    :class:`sysmon_faust.cli.recordings.RecordingError` when the file cannot be read.
+    ``enrich_events``. The engine's other lifetimes and limits (caps, the
+    table's retention and TTL, DNS answers, activity summaries) are those of
+    ``settings`` (None: the defaults), as a worker's (:mod:`sysmon_faust.engine_limits`).
+    Raises :class:`sysmon_faust.cli.recordings.RecordingError` when the file cannot be read.
     """
     report = FileReport(str(path))
-    join = LocalJoin.with_defaults(rules, grace_ms, depth, window_ms, enrich_events=enrich_events)
+    chosen = replace(
+        settings or Settings(), join_grace=grace_ms / 1000, ancestry_depth=depth,
+        alert_window=window_ms / 1000, enrich_events=enrich_events,
+    )  # fmt: skip
+    join = LocalJoin(rules, engine_limits.lifetimes(chosen), engine_limits.limits(chosen))
     by_id = {rule.rule_id: rule for rule in rules.rules}
     # As the worker's intake (sysmon_faust.stream.detections): the events of
     # other ids are mapped when enriched, or when a rule may want them.
@@ -423,6 +431,8 @@ class Options:
     #: Print the sysmon-enriched records (JSON lines) instead of the alerts.
     enriched: bool = False
     enrich_events: frozenset[int] = Settings.enrich_events
+    #: The rest of the engine's lifetimes and limits (the environment's SYSMON_* variables).
+    settings: Settings = field(default_factory=Settings)
 
 
 def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
@@ -503,7 +513,7 @@ def parse_options(argv: Sequence[str], prog: str) -> Options:
         else _bounded_int(args.window, "--window", 0, MAX_WINDOW_S)
     )
     return Options(args.files, rules, grace_s * 1000, depth, args.json, window_s * 1000,
-                   args.enriched, settings.enrich_events)  # fmt: skip
+                   args.enriched, settings.enrich_events, settings)  # fmt: skip
 
 
 def _check_readable(files: Iterable[Path]) -> None:
@@ -562,7 +572,7 @@ def run(options: Options, out: TextIO, err: TextIO) -> None:
         report = check_file(
             path, rules, options.grace_ms, options.depth, emit, on_progress, note,
             window_ms=options.window_ms, enrich_events=options.enrich_events,
-            on_enriched=emit_enriched if options.enriched else None,
+            on_enriched=emit_enriched if options.enriched else None, settings=options.settings,
         )  # fmt: skip
         progress.clear()
         total.add(report)

@@ -55,10 +55,10 @@ from aiokafka.errors import KafkaError
 from faust import StreamT
 from faust.types import TP, EventT
 
+from sysmon_faust import engine_limits
 from sysmon_faust.compat import faust_fixes
 from sysmon_faust.core import deadletter
 from sysmon_faust.core.clock import record_timestamp_ms
-from sysmon_faust.core.join import grace
 from sysmon_faust.core.join.engine import (
     ALERTS,
     ENRICHED,
@@ -66,10 +66,9 @@ from sysmon_faust.core.join.engine import (
     REKEYED,
     UNMATCHED,
     JoinEngine,
-    Limits,
     Output,
 )
-from sysmon_faust.core.join.state import JoinState, Lifetimes
+from sysmon_faust.core.join.state import JoinState
 from sysmon_faust.core.rekey import BatchBuilder, decode_batch
 from sysmon_faust.core.stats import stats
 from sysmon_faust.stream import (
@@ -110,36 +109,8 @@ outputs = transactions.Outputs(
 )  # fmt: skip
 #: The tables as the join's stores; each writes the changelog of its Faust table.
 STORES = (RocksDBTable(process_table), RocksDBTable(pending_table), RocksDBTable(expiry_index))
-state = JoinState(
-    *STORES,
-    Lifetimes(
-        grace=grace.GraceLimits(
-            grace_ms=int(settings.join_grace * 1000),
-            max_per_process=settings.pending_per_process,
-            max_total=settings.pending_max,
-        ),
-        retention_ms=int(settings.table_retention * 1000),
-        ttl_ms=int(settings.table_ttl * 1000),
-        dns_ttl_ms=int(settings.dns_answer_ttl * 1000),
-        activity_ttl_ms=int(settings.activity_ttl * 1000),
-    ),
-)
-engine = JoinEngine(
-    state,
-    tree_replica,
-    RULES,
-    Limits(
-        ancestry_depth=settings.ancestry_depth,
-        ancestry_wait_ms=int(settings.ancestry_wait * 1000),
-        alert_window_ms=int(settings.alert_window * 1000),
-        parked_per_process=settings.pending_per_process,
-        enrich_events=settings.enrich_events,
-        partitions=settings.partitions,
-        dns_answers_per_process=settings.dns_answers_per_process,
-        activity_recent=settings.activity_recent,
-    ),
-    stats,
-)
+state = JoinState(*STORES, engine_limits.lifetimes(settings))
+engine = JoinEngine(state, tree_replica, RULES, engine_limits.limits(settings), stats)
 #: Where each of the engine's outputs goes.
 TOPICS = {JOINED: settings.topic_join, UNMATCHED: settings.topic_unmatched,
           ALERTS: settings.topic_alerts, ENRICHED: settings.topic_enriched,

@@ -15,7 +15,9 @@ through the same :class:`~sysmon_faust.core.join.engine.JoinEngine` over an
   engine handed out is settled after each event, or when the caller says
   (:meth:`feed`'s ``settle``; a worker deletes handed-out entries once their
   records are acknowledged and writes the activity summaries before each commit);
-* every link is known when it is read: no join waits for an ancestor;
+* every link is known when it is read: no join waits for an ancestor
+  (``ancestry_wait_ms`` is 0 whatever ``limits`` says, and ``partitions``
+  1: a Sysmon 8/10's target is looked up in place);
 * at the end of the file (:meth:`finish`) every wait ends and every alert
   group closes — as if stream time went on for ever.
 """
@@ -23,7 +25,7 @@ through the same :class:`~sysmon_faust.core.join.engine.JoinEngine` over an
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sysmon_faust.core.ancestry import Walk, ancestry, encode_link
 from sysmon_faust.core.join.engine import JoinEngine, Limits, Output
@@ -64,8 +66,9 @@ class InMemoryTree:
 class LocalJoin:
     """One recording through the worker's join engine (see the module docstring).
 
-    ``lifetimes`` and ``limits`` are the worker's (settings); ``feed`` each
-    event in file order, then ``finish``. Each returns the engine's outputs.
+    ``lifetimes`` and ``limits`` are the worker's (:mod:`sysmon_faust.engine_limits`
+    builds both from the settings); ``feed`` each event in file order, then
+    ``finish``. Each returns the engine's outputs.
     """
 
     def __init__(
@@ -74,7 +77,8 @@ class LocalJoin:
     ) -> None:  # fmt: skip
         self.tree = InMemoryTree()
         self.state = JoinState(InMemoryStore(), InMemoryStore(), InMemoryStore(), lifetimes)
-        self.engine = JoinEngine(self.state, self.tree, rules, limits, stats or PipelineStats())
+        one_file = replace(limits, ancestry_wait_ms=0, partitions=1)
+        self.engine = JoinEngine(self.state, self.tree, rules, one_file, stats or PipelineStats())
         # One wall-clock reading for the whole file: stream time is the
         # events' own (see the module docstring).
         self._wall_ms = int(time.time() * 1000)
@@ -86,15 +90,15 @@ class LocalJoin:
         retention_ms: int = 3600_000, ttl_ms: int = 7 * 86400_000,
         enrich_events: frozenset[int] = frozenset(),
     ) -> LocalJoin:  # fmt: skip
-        """With the worker's limits but for the grace, the ancestry depth, the alert window
-        and the event ids enriched."""
+        """For tests: the settings' defaults (tests/unit/test_engine_limits.py holds them
+        equal) but for the grace, the ancestry depth, the alert window, the table's
+        lifetimes and the event ids enriched."""
         grace = GraceLimits(grace_ms=grace_ms, max_per_process=1_000, max_total=200_000)
         return cls(
             rules,
             Lifetimes(grace=grace, retention_ms=retention_ms, ttl_ms=ttl_ms),
             Limits(
                 ancestry_depth=depth,
-                ancestry_wait_ms=0,
                 alert_window_ms=window_ms,
                 enrich_events=enrich_events,
             ),
