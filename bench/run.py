@@ -295,6 +295,29 @@ class Worker:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def cpu_by_thread(self) -> dict[str, float]:
+        """CPU seconds so far by kind of thread: RocksDB's background threads (compaction and
+        memtable flushes, named ``rocksdb:*``), librdkafka's (``rdk:*``: fetching, compressing,
+        sending) and the rest of the process — Python's: the event loop, Faust's consumer
+        thread, executors, and any thread already gone. Empty once the worker is gone."""
+        tick = os.sysconf("SC_CLK_TCK")
+        by_kind = {"rocksdb": 0.0, "librdkafka": 0.0}
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        try:
+            threads = list(tasks.iterdir())
+        except OSError:
+            return {}
+        for thread in threads:
+            try:
+                name = (thread / "comm").read_text().strip()
+                fields = (thread / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile: counted with the rest
+            for kind, prefix in (("rocksdb", "rocksdb:"), ("librdkafka", "rdk:")):
+                if name.startswith(prefix):
+                    by_kind[kind] += (int(fields[11]) + int(fields[12])) / tick
+        return {"python": self.cpu_seconds() - sum(by_kind.values()), **by_kind}
+
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -918,7 +941,7 @@ async def _send_at_rate(
     progress.finish(len(events))
 
 
-def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> dict[str, float]:
+def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> dict[str, Any]:
     """Peak RSS and on-disk state of a worker whose table holds ``processes`` rows.
 
     The rows are written straight to the re-keying topic, in the intake's
@@ -937,6 +960,7 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         while not (worker.stats() or {}).get("rebalances"):
             time.sleep(0.5)
         fill_started, cpu_at_start = time.monotonic(), worker.cpu_seconds()
+        threads_at_start = worker.cpu_by_thread()
         filling = threading.Thread(
             target=asyncio.run,
             args=(_fill_table(bootstrap, app_id, processes, partitions),),
@@ -953,6 +977,7 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
             time.sleep(1)
         fill_seconds = time.monotonic() - fill_started
         fill_cpu = worker.cpu_seconds() - cpu_at_start
+        threads_at_end = worker.cpu_by_thread()
         filling.join()
         progress.finish(processes)
         rss = worker.peak_rss_mb()
@@ -967,6 +992,13 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         # Every record a creation, straight into the join (issue 21: >= 15,000/s).
         "creations_per_second": processes / fill_seconds,
         "worker_cpu_us_per_creation": fill_cpu / processes * 1e6,
+        # Where the creation path's CPU goes (issue 21: row write, changelog send,
+        # tree link, TTL entry): the event loop's Python, RocksDB compacting and
+        # flushing what it wrote, librdkafka compressing and sending it.
+        "worker_cpu_us_per_creation_by_thread": {
+            kind: round((threads_at_end[kind] - threads_at_start[kind]) / processes * 1e6, 1)
+            for kind in threads_at_end
+        },
         **recovery,
     }
 
@@ -1346,7 +1378,10 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         "rss_mb": round(state["rss_mb"], 1) if state else round(one["rss_mb"], 1),
         "state_mb": round(state["state_mb"], 1) if state else None,
         "table_processes": state["processes"] if state else None,
-        "table_fill": {key: round(state[key], 1) for key in TABLE_FILL_FIGURES} if state else None,
+        "table_fill": {key: round(state[key], 1) for key in TABLE_FILL_FIGURES}
+        | {"worker_cpu_us_per_creation_by_thread": state["worker_cpu_us_per_creation_by_thread"]}
+        if state
+        else None,
         "versions": {
             "faust-streaming": faust.__version__,
             "aiokafka": aiokafka.__version__,
@@ -1451,7 +1486,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
          f"{engine_floor['every_type']['total_us_per_event']}; "
          f"{engine_floor['ratio_every_type_to_1_3_5']}" if engine_floor else None),
         ("  a worker's CPU beyond it (plumbing), µs per input event: only 1,3,5 / all",
-         " / ".join(str(v) for v in plumbing(engine_floor, enrichment).values())
+         " / ".join(str(v) for v in (plumbing(engine_floor, enrichment) or {}).values())
          if engine_floor and enrichment else None),
         ("engine alone, creations only: µs per creation (of it, the table fill's steps)",
          f"{engine_floor['creations_only']['total_us_per_event']} "
@@ -1466,6 +1501,9 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
         ("table fill: creations/s; worker CPU µs per creation",
          f"{result['table_fill']['creations_per_second']:,.0f}; "
          f"{result['table_fill']['worker_cpu_us_per_creation']}" if state else None),
+        ("  of it, µs per creation: Python / RocksDB's threads / librdkafka's",
+         " / ".join(str(v) for v in state["worker_cpu_us_per_creation_by_thread"].values())
+         if state else None),
         ("rebuilt after a wipe: s; changelog records; records/s",
          f"{result['table_fill']['recovery_seconds']}; "
          f"{result['table_fill']['recovery_changelog_records']:,.0f}; "
