@@ -295,28 +295,29 @@ class Worker:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def cpu_by_thread(self) -> dict[str, float]:
-        """CPU seconds so far by kind of thread: RocksDB's background threads (compaction and
-        memtable flushes, named ``rocksdb:*``), librdkafka's (``rdk:*``: fetching, compressing,
-        sending) and the rest of the process — Python's: the event loop, Faust's consumer
-        thread, executors, and any thread already gone. Empty once the worker is gone."""
+    def thread_cpu(self) -> dict[int, tuple[str, float]]:
+        """Per thread id: (its kind, CPU seconds so far). Kinds: ``rocksdb`` (RocksDB's
+        background threads, compaction and memtable flushes: ``rocksdb:*``), ``librdkafka``
+        (``rdk:*``: fetching, compressing, sending), ``python`` (the rest: the event loop,
+        Faust's consumer thread, executors). Empty once the worker is gone."""
         tick = os.sysconf("SC_CLK_TCK")
-        by_kind = {"rocksdb": 0.0, "librdkafka": 0.0}
-        tasks = Path(f"/proc/{self.process.pid}/task")
+        found: dict[int, tuple[str, float]] = {}
         try:
-            threads = list(tasks.iterdir())
+            threads = list(Path(f"/proc/{self.process.pid}/task").iterdir())
         except OSError:
-            return {}
+            return found
         for thread in threads:
             try:
                 name = (thread / "comm").read_text().strip()
                 fields = (thread / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
-                continue  # ended meanwhile: counted with the rest
-            for kind, prefix in (("rocksdb", "rocksdb:"), ("librdkafka", "rdk:")):
+                continue  # ended meanwhile
+            kind = "python"
+            for named, prefix in (("rocksdb", "rocksdb:"), ("librdkafka", "rdk:")):
                 if name.startswith(prefix):
-                    by_kind[kind] += (int(fields[11]) + int(fields[12])) / tick
-        return {"python": self.cpu_seconds() - sum(by_kind.values()), **by_kind}
+                    kind = named
+            found[int(thread.name)] = kind, (int(fields[11]) + int(fields[12])) / tick
+        return found
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -960,7 +961,7 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         while not (worker.stats() or {}).get("rebalances"):
             time.sleep(0.5)
         fill_started, cpu_at_start = time.monotonic(), worker.cpu_seconds()
-        threads_at_start = worker.cpu_by_thread()
+        threads_at_start = worker.thread_cpu()
         filling = threading.Thread(
             target=asyncio.run,
             args=(_fill_table(bootstrap, app_id, processes, partitions),),
@@ -977,7 +978,7 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
             time.sleep(1)
         fill_seconds = time.monotonic() - fill_started
         fill_cpu = worker.cpu_seconds() - cpu_at_start
-        threads_at_end = worker.cpu_by_thread()
+        threads_at_end = worker.thread_cpu()
         filling.join()
         progress.finish(processes)
         rss = worker.peak_rss_mb()
@@ -995,12 +996,23 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         # Where the creation path's CPU goes (issue 21: row write, changelog send,
         # tree link, TTL entry): the event loop's Python, RocksDB compacting and
         # flushing what it wrote, librdkafka compressing and sending it.
-        "worker_cpu_us_per_creation_by_thread": {
-            kind: round((threads_at_end[kind] - threads_at_start[kind]) / processes * 1e6, 1)
-            for kind in threads_at_end
-        },
+        "worker_cpu_us_per_creation_by_thread": _per_creation_by_kind(
+            threads_at_start, threads_at_end, processes
+        ),
         **recovery,
     }
+
+
+def _per_creation_by_kind(
+    start: dict[int, tuple[str, float]], end: dict[int, tuple[str, float]], creations: int
+) -> dict[str, float]:
+    """µs of CPU per creation by kind of thread (:meth:`Worker.thread_cpu`) between two
+    readings: each thread's own CPU since the first (all of it for a thread started
+    since); a thread that ended between them is not counted."""
+    spent = {"python": 0.0, "rocksdb": 0.0, "librdkafka": 0.0}
+    for tid, (kind, seconds) in end.items():
+        spent[kind] += seconds - start.get(tid, (kind, 0.0))[1]
+    return {kind: round(seconds / creations * 1e6, 1) for kind, seconds in spent.items()}
 
 
 #: What run_state measures beyond memory and disk (the JSON's ``table_fill``).

@@ -166,11 +166,16 @@ def check_file(
     Raises :class:`sysmon_faust.cli.recordings.RecordingError` when the file cannot be read.
     """
     report = FileReport(str(path))
-    chosen = replace(
-        settings or Settings(), join_grace=grace_ms / 1000, ancestry_depth=depth,
-        alert_window=window_ms / 1000, enrich_events=enrich_events,
+    chosen = settings or Settings()
+    lifetimes = engine_limits.lifetimes(chosen)
+    join = LocalJoin(
+        rules,
+        replace(lifetimes, grace=replace(lifetimes.grace, grace_ms=grace_ms)),
+        replace(
+            engine_limits.limits(chosen), ancestry_depth=depth, alert_window_ms=window_ms,
+            enrich_events=enrich_events,
+        ),
     )  # fmt: skip
-    join = LocalJoin(rules, engine_limits.lifetimes(chosen), engine_limits.limits(chosen))
     by_id = {rule.rule_id: rule for rule in rules.rules}
     # As the worker's intake (sysmon_faust.stream.detections): the events of
     # other ids are mapped when enriched, or when a rule may want them.
@@ -396,9 +401,11 @@ No broker is needed.
 Each file is joined on its own, in memory: stream time is the greatest event
 time read so far; a connect whose creation has not come waits for it up to
 --grace seconds of stream time (all still waiting at the end of the file
-expire); ancestry is built from the creations read so far. Not simulated:
-row retention (ProcessTerminate is ignored; recordings are minutes long) and
-the limits of the grace buffer.
+expire); ancestry is built from the creations read so far, and no join waits
+for an ancestor's link. One partition: a Sysmon 8/10's target is looked up in
+place. The rest is the worker's, from the same SYSMON_* variables: the grace
+buffer's limits, the table's retention after ProcessTerminate and its TTL,
+DNS answers (dst_query_name) and activity summaries.
 """
 
 _EPILOG = """\

@@ -91,8 +91,8 @@ class LocalJoin:
         enrich_events: frozenset[int] = frozenset(),
     ) -> LocalJoin:  # fmt: skip
         """For tests: the settings' defaults (tests/unit/test_engine_limits.py holds them
-        equal) but for the grace, the ancestry depth, the alert window, the table's
-        lifetimes and the event ids enriched."""
+        equal) but for the grace, the ancestry depth, the alert window and the event ids
+        enriched, and the table's retention and TTL when given."""
         grace = GraceLimits(grace_ms=grace_ms, max_per_process=1_000, max_total=200_000)
         return cls(
             rules,
