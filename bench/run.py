@@ -378,6 +378,7 @@ def run_pipeline(
     broker = LocalBroker()
     first = None
     busy_at_first = worker_cpu_at_first = broker_cpu_at_first = 0.0
+    threads_at_first: list[dict[int, tuple[str, float]]] = [{} for _ in group]
     joined, last_joined, last_change = 0, -1, time.monotonic()
     try:
         while True:
@@ -387,6 +388,7 @@ def run_pipeline(
                 first = time.monotonic()
                 busy_at_first = machine_busy_seconds()
                 worker_cpu_at_first = sum(w.cpu_seconds() for w in group)
+                threads_at_first = [w.thread_cpu() for w in group]
                 broker_cpu_at_first = broker.cpu_seconds() if broker.pid else 0.0
             progress.update(consumed)
             # The last enriched record is out when the join topic holds them all
@@ -410,6 +412,7 @@ def run_pipeline(
         last_stats = [s for s in (w.stats() for w in group) if s]
         busy = machine_busy_seconds() - busy_at_first
         worker_cpu = sum(w.cpu_seconds() for w in group) - worker_cpu_at_first
+        threads_at_end = [w.thread_cpu() for w in group]
         broker_cpu = broker.cpu_seconds() - broker_cpu_at_first if broker.pid else None
         progress.finish(consumed)
         rss = max(w.peak_rss_mb() for w in group)
@@ -431,6 +434,10 @@ def run_pipeline(
         # this script) and the workers' own CPU per input event.
         "machine_busy_cores": busy / seconds,
         "worker_cpu_us_per_event": worker_cpu / expected.events * 1e6,
+        # Of it: Python (the intake, the join, Faust), RocksDB's and librdkafka's threads.
+        "worker_cpu_us_per_event_by_thread": per_item_by_kind(
+            threads_at_first, threads_at_end, expected.events
+        ),
         # The local broker's (None for a remote cluster): what the run made it do.
         "broker_cpu_us_per_event": _per_event_us(broker_cpu, expected.events),
         # Joins parked for an ancestor's link (sysmon_faust.core.join.parking).
@@ -996,23 +1003,27 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         # Where the creation path's CPU goes (issue 21: row write, changelog send,
         # tree link, TTL entry): the event loop's Python, RocksDB compacting and
         # flushing what it wrote, librdkafka compressing and sending it.
-        "worker_cpu_us_per_creation_by_thread": _per_creation_by_kind(
-            threads_at_start, threads_at_end, processes
+        "worker_cpu_us_per_creation_by_thread": per_item_by_kind(
+            [threads_at_start], [threads_at_end], processes
         ),
         **recovery,
     }
 
 
-def _per_creation_by_kind(
-    start: dict[int, tuple[str, float]], end: dict[int, tuple[str, float]], creations: int
+def per_item_by_kind(
+    start: list[dict[int, tuple[str, float]]],
+    end: list[dict[int, tuple[str, float]]],
+    items: int,
 ) -> dict[str, float]:
-    """µs of CPU per creation by kind of thread (:meth:`Worker.thread_cpu`) between two
-    readings: each thread's own CPU since the first (all of it for a thread started
-    since); a thread that ended between them is not counted."""
+    """µs of CPU per item (an input event, a creation) by kind of thread
+    (:meth:`Worker.thread_cpu`) between two readings of each worker: each thread's own
+    CPU since the first (all of it for a thread started since); a thread that ended
+    between them is not counted."""
     spent = {"python": 0.0, "rocksdb": 0.0, "librdkafka": 0.0}
-    for tid, (kind, seconds) in end.items():
-        spent[kind] += seconds - start.get(tid, (kind, 0.0))[1]
-    return {kind: round(seconds / creations * 1e6, 1) for kind, seconds in spent.items()}
+    for before, after in zip(start, end, strict=True):
+        for tid, (kind, seconds) in after.items():
+            spent[kind] += seconds - before.get(tid, (kind, 0.0))[1]
+    return {kind: round(seconds / items * 1e6, 1) for kind, seconds in spent.items()}
 
 
 #: What run_state measures beyond memory and disk (the JSON's ``table_fill``).
@@ -1110,6 +1121,7 @@ def run_enrichment(
         name: {
             "input_eps": round(run["input_eps"]),
             "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+            "worker_cpu_us_per_event_by_thread": run["worker_cpu_us_per_event_by_thread"],
             "enriched_records": run["enriched_records"],
             "missing_joins": run["missing_joins"],
         }
@@ -1362,6 +1374,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
             name: {
                 "machine_busy_cores": round(run["machine_busy_cores"], 2),
                 "worker_cpu_us_per_event": round(run["worker_cpu_us_per_event"], 1),
+                "worker_cpu_us_per_event_by_thread": run["worker_cpu_us_per_event_by_thread"],
                 "broker_cpu_us_per_event": _rounded(run["broker_cpu_us_per_event"]),
                 "ancestry_waits": run["ancestry_waits"],
                 "ancestry_wait_timeouts": run["ancestry_wait_timeouts"],
@@ -1465,6 +1478,10 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
          f"{enrichment['ratio_every_type_to_1_3_5']}; "
          f"{enrichment['only_1_3_5']['worker_cpu_us_per_event']} / "
          f"{enrichment['every_type']['worker_cpu_us_per_event']}" if enrichment else None),
+        ("  of it, µs/event: Python / RocksDB's / librdkafka's threads",
+         " ; ".join(" / ".join(str(v) for v in enrichment[k]["worker_cpu_us_per_event_by_thread"]
+                               .values()) for k in ("only_1_3_5", "every_type"))
+         if enrichment else None),
         ("  sysmon-enriched records", f"{enrichment['only_1_3_5']['enriched_records']:,} / "
          f"{enrichment['every_type']['enriched_records']:,}" if enrichment else None),
         ("pipeline, 1 worker, GUIDs without start time", result["guid_without_time_eps"]),
@@ -1473,6 +1490,9 @@ def measure(args: argparse.Namespace, bootstrap: str) -> int:
          " / ".join(str(c["machine_busy_cores"]) for c in result["cpu"].values())),
         (f"worker CPU per input event (µs), {' / '.join(result['cpu'])}",
          " / ".join(str(c["worker_cpu_us_per_event"]) for c in result["cpu"].values())),
+        ("  of it, µs: Python / RocksDB's / librdkafka's threads, each run",
+         " ; ".join(" / ".join(str(v) for v in c["worker_cpu_us_per_event_by_thread"].values())
+                    for c in result["cpu"].values())),
         (f"joins that waited for an ancestor (timed out), {' / '.join(result['cpu'])}",
          " / ".join(f"{c['ancestry_waits']} ({c['ancestry_wait_timeouts']})"
                     for c in result["cpu"].values())),
