@@ -82,7 +82,15 @@ from sysmon_faust.stream.transactional_producer import TransactionalProducer
 
 log = logging.getLogger(__name__)
 
-BATCH_RECORDS = 5_000
+#: Records the intake takes from librdkafka at most per batch (it takes what is
+#: queued: with ~1.1 KiB events the consumer's 16 MiB fetched ahead, ~14,500,
+#: binds first; input_consumer.py). Each batch ends waiting for its records'
+#: acknowledgements and committing: at 5,000 a worker enriching only 1, 3, 5
+#: made 60,696 / 37,950 / 50,607 events/s, at 20,000 63,875 / 42,531 / 64,761
+#: (faster in 3 of 3 pairs; 300,000 events of make bench's mix, three rounds
+#: alternating); every type 22,393 / 16,266 / 19,484 against 20,528 / 21,866 /
+#: 20,527 (2 of 3; docs/benchmark.md, "How it got there").
+BATCH_RECORDS = 20_000
 #: ms the intake's producer waits to fill a request: each batch waits for its
 #: records' acknowledgements before the next is read, so under at_least_once
 #: a longer linger would only delay that wait (under exactly_once the batch's
@@ -97,7 +105,7 @@ WATERMARK_EVERY_MS = 1_000
 #: (and closes the input consumer after either).
 STOP_WAIT_SECONDS = 10.0
 #: The intake lets the join run at least this often (seconds of CPU) within
-#: a batch, which is ~100 ms of CPU at 5,000 records.
+#: a batch, which is ~100 ms of CPU at 5,000 records of every type.
 YIELD_EVERY_SECONDS = 0.002
 
 
@@ -481,7 +489,7 @@ class Intake(Service):
             link = ancestry.encode_link(outcome.fields)
             # Checked per write, not per batch: once another part stopped the
             # worker (a full disk), a RocksDB write may block the loop for good
-            # and /health could not say why (a batch holds up to 5,000 creations).
+            # and /health could not say why (a batch holds up to 20,000 creations).
             await faults.hold_if_stopping()
             tree_copy.write_through(key.decode(), link)
             await self._send(settings.topic_process_tree, link, key=key, partition=partition)
