@@ -159,7 +159,7 @@ def config(
         "session.timeout.ms": int(session_timeout_s * 1000),
         "heartbeat.interval.ms": int(min(3.0, session_timeout_s / 3) * 1000),
         "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-        # What librdkafka fetches ahead of the intake: ~14,500 events of ~1.1 KiB,
+        # What librdkafka fetches ahead of the intake: ~15,000 events of ~1.1 KiB,
         # a batch of the intake's (at most 20,000; librdkafka's default is 64 MiB) ...
         "queued.max.messages.kbytes": 16 * 1024,
         "queued.min.messages": 15_000,

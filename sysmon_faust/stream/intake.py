@@ -83,8 +83,8 @@ from sysmon_faust.stream.transactional_producer import TransactionalProducer
 log = logging.getLogger(__name__)
 
 #: Records the intake takes from librdkafka at most per batch (it takes what is
-#: queued: with ~1.1 KiB events the consumer's 16 MiB fetched ahead, ~14,500,
-#: binds first; input_consumer.py). Each batch ends waiting for its records'
+#: queued: with ~1.1 KiB events the consumer's 16 MiB fetched ahead, ~15,000 by
+#: arithmetic, binds first; input_consumer.py). Each batch ends waiting for its records'
 #: acknowledgements and committing: at 5,000 a worker enriching only 1, 3, 5
 #: made 60,696 / 37,950 / 50,607 events/s, at 20,000 63,875 / 42,531 / 64,761
 #: (faster in 3 of 3 pairs; 300,000 events of make bench's mix, three rounds
