@@ -55,7 +55,9 @@ from run import (  # bench/run.py
     REPO,
     RESULTS,
     Worker,
-    _fill_table,
+    _process_creates,
+    _send_table_fill,
+    _table_fill_records,
     bench_name,
     create_topic,
     end_offset_total,
@@ -403,7 +405,7 @@ def broker_scenario(
 
 
 def _sample_guids(rows: int, every: int) -> list[str]:
-    # The same generator and seed as bench/run.py's _fill_table.
+    # The same generator and seed as bench/run.py's _table_fill_records.
     config = WorkloadConfig(
         events=rows, hosts=200, seed=5, process_create_share=1.0,
         network_connect_share=0.0, other_sysmon_share=0.0, wmi_every=0,
@@ -445,21 +447,18 @@ def state_scenario(bootstrap: str, rows: int, work: Path, partitions: int) -> di
     app_id = bench_name("state-loss")
     data = work / app_id
     env = pipeline_env(bootstrap, app_id, topic, data, partitions)
+    chunks = _table_fill_records(rows, partitions)
     worker = Worker(env, data)
     progress = Progress(rows, "table fill")
     try:
         while not (worker.stats() or {}).get("rebalances"):
             time.sleep(0.5)
+        # What stops the fill is shown by the loop below, which would wait forever.
         fill_failed: list[BaseException] = []
-
-        def fill() -> None:
-            try:
-                asyncio.run(_fill_table(bootstrap, app_id, rows, partitions))
-            except BaseException as error:  # shown by the loop below, which would wait forever
-                fill_failed.append(error)
-                raise
-
-        filling = threading.Thread(target=fill)
+        filling = threading.Thread(
+            target=_send_table_fill,
+            args=(bootstrap, app_id, chunks, fill_failed, lambda: _process_creates(worker)),
+        )
         filling.start()
         while (created := (worker.stats() or {}).get("process_creates", 0)) < rows:
             progress.update(created)

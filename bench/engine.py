@@ -107,7 +107,7 @@ def _round(raws: list[bytes], enrich: frozenset[int]) -> tuple[dict[str, float],
 
 
 def creations_only(creations: int) -> WorkloadConfig:
-    """The table fill's stream (bench/run.py, ``_fill_table``): every event a creation."""
+    """The table fill's stream (bench/run.py, ``_table_fill_records``): every event a creation."""
     return WorkloadConfig(
         events=creations, hosts=200, seed=5, process_create_share=1.0,
         network_connect_share=0.0, other_sysmon_share=0.0, wmi_every=0,
