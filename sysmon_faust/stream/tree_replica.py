@@ -213,8 +213,13 @@ class TreeReplica:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
-                # Not valid UTF-8: never a GUID the join asked for.
-                self._links.forget(key.decode("utf-8", "replace"))
+                try:
+                    guid = key.decode()
+                except UnicodeDecodeError:
+                    continue  # never a GUID the join asks for (no str encodes to it)
+                # Remembered as read, not forgotten: a new process's link is
+                # what its children's walks ask for next.
+                self._links.put(guid, value)
         if last_offset is None:
             return
         batch.put(_OFFSET_PREFIX + b"%d" % partition, b"%d" % (last_offset + 1))
