@@ -55,7 +55,6 @@ from run import (  # bench/run.py
     REPO,
     RESULTS,
     Worker,
-    _process_creates,
     _send_table_fill,
     _table_fill_records,
     bench_name,
@@ -456,8 +455,7 @@ def state_scenario(bootstrap: str, rows: int, work: Path, partitions: int) -> di
         # What stops the fill is shown by the loop below, which would wait forever.
         fill_failed: list[BaseException] = []
         filling = threading.Thread(
-            target=_send_table_fill,
-            args=(bootstrap, app_id, chunks, fill_failed, lambda: _process_creates(worker)),
+            target=_send_table_fill, args=(bootstrap, app_id, chunks, fill_failed)
         )
         filling.start()
         while (created := (worker.stats() or {}).get("process_creates", 0)) < rows:

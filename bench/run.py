@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import aiokafka
 import confluent_kafka
@@ -957,9 +957,8 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
     intake writes them: the intake's speed is measured above, and going
     through it would make a 1 M-row fill take most of the run. So the figures
     include the worker's copy of the process tree. The records are built
-    before the worker starts and sent by librdkafka once it is assigned, up to
-    :data:`FILL_AHEAD` creations ahead of the worker: the rate is the
-    worker's (:func:`_send_table_fill`).
+    before the worker starts and sent by librdkafka once it is assigned, far
+    faster than it reads them: the rate is the worker's (:func:`_send_table_fill`).
     """
     topic = bench_name("state-input")
     asyncio.run(create_topic(bootstrap, topic, partitions))
@@ -975,8 +974,7 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         threads_at_start = worker.thread_cpu()
         failed: list[BaseException] = []
         filling = threading.Thread(
-            target=_send_table_fill,
-            args=(bootstrap, app_id, chunks, failed, lambda: _process_creates(worker)),
+            target=_send_table_fill, args=(bootstrap, app_id, chunks, failed)
         )
         filling.start()
         while True:
@@ -1015,11 +1013,6 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         ),
         **recovery,
     }
-
-
-def _process_creates(worker: Worker) -> int | None:
-    stats = worker.stats()
-    return None if stats is None else int(stats.get("process_creates", 0))
 
 
 def per_item_by_kind(
@@ -1104,36 +1097,25 @@ def _table_fill_records(processes: int, partitions: int) -> list[FillChunk]:
     return chunks
 
 
-#: How far the table fill's records go ahead of the creations the worker has handled.
-FILL_AHEAD: Final = 50_000
-
-
 def _send_table_fill(
-    bootstrap: str, app_id: str, chunks: list[FillChunk], failed: list[BaseException],
-    handled: Callable[[], int | None],
-) -> None:  # fmt: skip
-    """The table fill's records written by librdkafka, in a thread of its own (what stops it
-    goes to ``failed``), each chunk once the worker has handled all but :data:`FILL_AHEAD`
-    creations before it (``handled()``: the worker's ``process_creates``, None while it
-    does not answer).
+    bootstrap: str, app_id: str, chunks: list[FillChunk], failed: list[BaseException]
+) -> None:
+    """The table fill's records written by librdkafka as fast as it sends them, in a thread of
+    its own (what stops it goes to ``failed``).
 
     Built and sent in one aiokafka loop as the worker read them, the records came at
     13,640 creations/s with no worker running, 69 µs of this script's CPU each: on two
-    cores the fill measured its own producer as much as the worker. Sent all at once,
-    the links would reach the worker's process-tree copy far ahead of the creations:
-    not what a worker sees, whose intake writes each link just before the events after
-    it (also after an outage: it reads its backlog at its own pace), and whose join
-    then finds the links it walks remembered (TreeReplica.link).
+    cores the fill measured its own producer as much as the worker. All at once, as a
+    worker's intake writes the links of a backlog of creations: it reads them faster than
+    the join handles them, and nothing in it waits for the join.
     """
     try:
-        _send_chunks(bootstrap, app_id, chunks, handled)
+        _send_chunks(bootstrap, app_id, chunks)
     except BaseException as exc:
         failed.append(exc)
 
 
-def _send_chunks(
-    bootstrap: str, app_id: str, chunks: list[FillChunk], handled: Callable[[], int | None]
-) -> None:
+def _send_chunks(bootstrap: str, app_id: str, chunks: list[FillChunk]) -> None:
     producer = confluent_kafka.Producer({
         "bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1024 * 1024,
         "acks": 1, "message.max.bytes": 8 * 1024 * 1024,
@@ -1145,17 +1127,11 @@ def _send_chunks(
             failed.append(str(error))
 
     topic, tree_topic = f"{app_id}-events-by-process-guid", f"{app_id}-process-tree"
-    sent = 0
     for records, links in chunks:
-        while sent - (handled() or 0) > FILL_AHEAD:
-            # Asked twice a second (each answer is an HTTP request the worker serves)
-            # against FILL_AHEAD's ~4 s of its work.
-            producer.poll(0.5)
         for partition, value in records:
             _produce(producer, topic, value, None, partition, delivered)
         for partition, key, link in links:
             _produce(producer, tree_topic, link, key, partition, delivered)
-        sent += len(links)
     producer.flush()
     if failed:
         raise RuntimeError(f"{len(failed)} records not written ({failed[0]})")

@@ -199,8 +199,8 @@ def test_links_are_remembered_present_or_absent(tmp_path: Path) -> None:
 
 def test_links_the_topic_brings_are_remembered_as_read(replica: TreeReplica) -> None:
     # The walks that ask for a new process's link next (its children's) read
-    # no RocksDB: 12,010 / 11,323 against 10,350 / 9,793 creations/s in the
-    # table fill (docs/benchmark.md, "How it got there").
+    # no RocksDB: 12,010 / 11,323 against 10,350 / 9,793 creations/s in a
+    # table fill whose links came 50,000 creations ahead (docs/benchmark.md).
     counter = _CountingGets(replica)
     replica.apply([record(0, GUID.encode(), b"{}"), record(1, b"{other}", None)], 0)
     assert replica.link(GUID) == b"{}"
