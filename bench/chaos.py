@@ -452,7 +452,7 @@ def state_scenario(bootstrap: str, rows: int, work: Path, partitions: int) -> di
     try:
         while not (worker.stats() or {}).get("rebalances"):
             time.sleep(0.5)
-        # What stops the fill is shown by the loop below, which would wait forever.
+        # What stops the fill goes here: without it, the loop below would wait forever.
         fill_failed: list[BaseException] = []
         filling = threading.Thread(
             target=_send_table_fill, args=(bootstrap, app_id, chunks, fill_failed)
@@ -463,9 +463,12 @@ def state_scenario(bootstrap: str, rows: int, work: Path, partitions: int) -> di
             if worker.process.poll() is not None:
                 raise SystemExit(f"worker died; see {worker.log}")
             if fill_failed:
-                raise SystemExit(f"the table fill failed: {fill_failed[0]!r}")
+                raise SystemExit(f"the table fill failed: {fill_failed[0]!r}") from fill_failed[0]
             time.sleep(1)
         filling.join()
+        if fill_failed:
+            raise SystemExit(f"the table fill failed: {fill_failed[0]!r}") from fill_failed[0]
+        del chunks
         progress.finish(rows)
         sample = _sample_guids(rows, max(rows // 200, 1))
         before_rows = (worker.stats() or {}).get("table_rows")

@@ -979,7 +979,7 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         filling.start()
         while True:
             if failed:
-                raise SystemExit(f"table fill: records not written: {failed[0]}")
+                raise SystemExit(f"table fill: {failed[0]!r}") from failed[0]
             stats = worker.stats() or {}
             created = stats.get("process_creates", 0)
             progress.update(created)
@@ -992,6 +992,9 @@ def run_state(bootstrap: str, processes: int, partitions: int, work: Path) -> di
         fill_cpu = worker.cpu_seconds() - cpu_at_start
         threads_at_end = worker.thread_cpu()
         filling.join()
+        if failed:  # the last records' reports come after the worker may have read the rest
+            raise SystemExit(f"table fill: {failed[0]!r}") from failed[0]
+        del chunks
         progress.finish(processes)
         rss = worker.peak_rss_mb()
     finally:
@@ -1116,9 +1119,10 @@ def _send_table_fill(
 
 
 def _send_chunks(bootstrap: str, app_id: str, chunks: list[FillChunk]) -> None:
+    # A record not written in 60 s fails the fill (librdkafka's default: 300 s).
     producer = confluent_kafka.Producer({
         "bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1024 * 1024,
-        "acks": 1, "message.max.bytes": 8 * 1024 * 1024,
+        "acks": 1, "message.timeout.ms": 60_000,
     })  # fmt: skip
     failed: list[str] = []
 
@@ -1129,17 +1133,16 @@ def _send_chunks(bootstrap: str, app_id: str, chunks: list[FillChunk]) -> None:
     topic, tree_topic = f"{app_id}-events-by-process-guid", f"{app_id}-process-tree"
     for records, links in chunks:
         for partition, value in records:
-            _produce(producer, topic, value, None, partition, delivered)
+            _produce(producer, topic, value, None, partition, delivered, failed)
         for partition, key, link in links:
-            _produce(producer, tree_topic, link, key, partition, delivered)
+            _produce(producer, tree_topic, link, key, partition, delivered, failed)
     producer.flush()
-    if failed:
-        raise RuntimeError(f"{len(failed)} records not written ({failed[0]})")
+    _raise_if_failed(failed)
 
 
 def _produce(
     producer: Any, topic: str, value: bytes, key: bytes | None, partition: int,
-    delivered: Callable[[Any, Any], None],
+    delivered: Callable[[Any, Any], None], failed: list[str],
 ) -> None:  # fmt: skip
     while True:
         try:
@@ -1147,6 +1150,12 @@ def _produce(
             return
         except BufferError:  # librdkafka's queue is full: let it send
             producer.poll(0.1)
+            _raise_if_failed(failed)
+
+
+def _raise_if_failed(failed: list[str]) -> None:
+    if failed:
+        raise RuntimeError(f"{len(failed)} records not written ({failed[0]})")
 
 
 def machine() -> dict[str, Any]:

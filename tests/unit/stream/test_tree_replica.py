@@ -182,10 +182,10 @@ class _CountingGets:
 
 
 def test_links_are_remembered_present_or_absent(tmp_path: Path) -> None:
+    db = rocksdb.DB(str(tmp_path), rocksdb.Options(create_if_missing=True))
+    db.put(GUID.encode(), b"{}")
+    del db
     replica = TreeReplica("tree", 4, "127.0.0.1:1", {}, read_committed=False)
-    replica.open(tmp_path)
-    replica.write_through(GUID, b"{}")
-    replica.close()
     replica.open(tmp_path)  # nothing remembered
     try:
         counter = _CountingGets(replica)
@@ -206,6 +206,22 @@ def test_links_the_topic_brings_are_remembered_as_read(replica: TreeReplica) -> 
     assert replica.link(GUID) == b"{}"
     assert replica.link("{other}") is None
     assert counter.reads == 0
+    replica._links.clear()  # what was remembered is what the copy holds
+    assert replica.link(GUID) == b"{}"
+    assert replica.link("{other}") is None
+    assert counter.reads == 2
+
+
+def test_a_batch_not_written_is_not_remembered(replica: TreeReplica) -> None:
+    class _Full:
+        def write(self, batch: object) -> None:
+            raise OSError("No space left on device")
+
+    db, replica._db = replica._db, _Full()
+    with pytest.raises(OSError):
+        replica.apply([record(0, GUID.encode(), b"{}")], 0)
+    replica._db = db
+    assert replica.link(GUID) is None
 
 
 def test_what_the_topic_brings_replaces_what_was_remembered(replica: TreeReplica) -> None:
@@ -218,6 +234,7 @@ def test_what_the_topic_brings_replaces_what_was_remembered(replica: TreeReplica
     assert replica.link(GUID) == b'{"b": 2}'
     replica.apply([record(2, b"\xff\xfe", b"{}")], 0)  # a key no GUID has: no harm
     assert replica.link(GUID) == b'{"b": 2}'
+    assert replica._next_offsets()[0] == 3  # and the offset moved past it
 
 
 def test_a_copy_opened_again_reads_its_links_again(tmp_path: Path) -> None:
