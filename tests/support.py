@@ -161,6 +161,29 @@ async def _create_topic(
         await admin.close()
 
 
+async def _end_offsets(
+    bootstrap: str, topic: str, partitions: int, isolation_level: str
+) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation_level)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+def held_back_by_transactions(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Per partition of ``topic``: records a read_committed consumer cannot read yet.
+
+    The high watermark less the last stable offset (KIP-98): records after
+    the first one of a transaction still open. For a failing test's message.
+    """
+    stable = run(_end_offsets(bootstrap, topic, partitions, "read_committed"))
+    high = run(_end_offsets(bootstrap, topic, partitions, "read_uncommitted"))
+    return {partition: high[partition] - stable[partition] for partition in high}
+
+
 def create_topic(
     bootstrap: str,
     topic: str,

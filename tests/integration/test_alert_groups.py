@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 
 from tests.reference import shipped_rule_id
-from tests.support import SHORT_SESSION, WorkerProcess, create_topic, free_port, read_topic
+from tests.support import (
+    SHORT_SESSION,
+    WorkerProcess,
+    create_topic,
+    free_port,
+    held_back_by_transactions,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +143,21 @@ def test_nothing_doubles_across_a_sigkill_under_exactly_once(
         assert replaying.wait(timeout=120) == 0
     finally:
         replaying.kill()
-    worker.wait_for(lambda s: s["alert_group_updates"] >= 1, timeout=180)
+    try:
+        worker.wait_for(lambda s: s["alert_group_updates"] >= 1, timeout=180)
+    except AssertionError as failed:
+        # Seen once in CI (2026-12-04; 6 runs of this module here passed): no update
+        # in 180 s, nothing logged after the restart. The group closes once its
+        # partition's stream time passes the window, moved on by ticks: did an open
+        # transaction hold the re-keying topic back, ticks included?
+        topic = f"{env['SYSMON_APP_ID']}-events-by-process-guid"
+        partitions = int(env["SYSMON_PARTITIONS"])
+        held = held_back_by_transactions(env["KAFKA_BOOTSTRAP_SERVERS"], topic, partitions)
+        _, health = worker.http("/health")
+        raise AssertionError(
+            f"{failed}\nrecords held back by open transactions in {topic}: {held}\n"
+            f"/health: {health}"
+        ) from None
     written = [a for a in alerts(env, expect=2) if a["rule_id"] == WMI]  # read_committed
     states = sorted((a["alert_group"]["state"], a["alert_group"]["count"]) for a in written)
     assert states == [("closed", 33), ("open", 1)], states
