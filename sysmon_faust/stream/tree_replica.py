@@ -123,7 +123,7 @@ class TreeReplica:
         :meth:`write_through` — updates what is remembered, and all run on the
         worker's event loop. What the copy reads is remembered as well: a new
         process's link is what its children's walks ask for next (a present
-        key's get costs ~16 µs at 1 M keys, by arithmetic; docs/benchmark.md). The price:
+        key's get took 9.5-11.4 µs at 1 M keys; docs/benchmark.md). The price:
         the memo starts over every 16,384 links the cluster creates, and the
         ancestors most walks share are then read once more.
         """
