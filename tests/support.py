@@ -165,8 +165,8 @@ async def _end_offsets(
     bootstrap: str, topic: str, partitions: int, isolation_level: str
 ) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation_level)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a start that fails leaves a client to close
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
     finally:
