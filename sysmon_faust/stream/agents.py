@@ -79,6 +79,7 @@ from sysmon_faust.stream import (
     transactional_producer,
     transactions,
 )
+from sysmon_faust.stream.output_producer import Delivery
 from sysmon_faust.stream.store import RocksDBTable
 from sysmon_faust.stream.topology import (
     MAX_RECORD_BYTES,
@@ -143,9 +144,12 @@ async def send_dead_letter(event: EventT, raw: bytes | None, error: str) -> None
     stats.dead_lettered += 1
 
 
-async def _send(made: list[Output], partition: int, hops: BatchBuilder) -> None:
+async def _send(
+    made: list[Output], partition: int, hops: BatchBuilder, group: Delivery | None
+) -> None:
     # Flushed before each commit (_settle_before_commit); under
-    # exactly_once, in the transaction of the source partition.
+    # exactly_once, in the transaction of the source partition. Under
+    # at_least_once every send reports to the record's group (_handle).
     now_ms = int(time.time() * 1000)
     for output in made:
         if not output.written:
@@ -160,14 +164,15 @@ async def _send(made: list[Output], partition: int, hops: BatchBuilder) -> None:
         timestamp_ms = record_timestamp_ms(int(output.timestamp * 1000), now_ms)
         topic = TOPICS[output.topic]
         sent = outputs.send_nowait(topic, output.key, value, partition, timestamp_ms,
-                                   output.partition)  # fmt: skip
+                                   output.partition, group)  # fmt: skip
         if sent is None:
             sent = await outputs.send(topic, output.key, value, partition, timestamp_ms,
-                                      output.partition)  # fmt: skip
-        _watch(sent)
+                                      output.partition, group)  # fmt: skip
+        if group is None:
+            _watch(sent)
 
 
-async def _send_hops(hops: BatchBuilder, partition: int) -> None:
+async def _send_hops(hops: BatchBuilder, partition: int, group: Delivery | None) -> None:
     """The record's Sysmon 8/10 hops (``engine.REKEYED``), one re-keying record per target
     partition (a JSON array, as the intake writes; up to ``rekey.MAX_BATCH_BYTES`` each).
 
@@ -180,8 +185,9 @@ async def _send_hops(hops: BatchBuilder, partition: int) -> None:
     """
     for target_partition, value in hops.finish():
         sent = await outputs.send(settings.topic_by_guid, None, value, partition, None,
-                                  target_partition)  # fmt: skip
-        _watch(sent)
+                                  target_partition, group)  # fmt: skip
+        if group is None:
+            _watch(sent)
 
 
 def _watch(sent: Any) -> None:
@@ -253,6 +259,22 @@ async def _handle(event: EventT) -> None:
     except ValueError as exc:
         await send_dead_letter(event, event.value, f"join error: {exc}")
         return
+    # Under at_least_once what the record makes but its changelog writes is
+    # one group of deliveries, watched and waited for as one (output_producer).
+    group = outputs.group()
+    try:
+        await _handle_batch(event, batch, group)
+    finally:
+        if group is not None:
+            group.close()
+    if not EXACTLY_ONCE:
+        state.seal(list(sent_by_record))
+    sent_by_record.clear()
+
+
+async def _handle_batch(event: EventT, batch: list[dict[str, Any]], group: Delivery | None) -> None:
+    if group is not None:
+        _watch(group)
     message = event.message
     partition = message.partition
     wall_ms = int(time.time() * 1000)
@@ -267,19 +289,19 @@ async def _handle(event: EventT) -> None:
             error = f"join error: {type(exc).__name__}: {exc}"
             await send_dead_letter(event, orjson.dumps(fields), error)
             continue
-        await _send(made, partition, hops)
+        await _send(made, partition, hops, group)
         if faults.faults.stopping:  # inline: no coroutine per event on the hot path
             # Another part stopped the worker while this one waited: no more
             # RocksDB writes (faults.hold_if_stopping).
             await faults.hold_if_stopping()
     try:
-        await _send(engine.after_record(partition, wall_ms), partition, hops)
+        await _send(engine.after_record(partition, wall_ms), partition, hops, group)
     except Exception as exc:
         if faults.is_own_fault(exc):
             raise
         # What is due stays due: the next record of the partition tries again.
         log.exception("join-by-process-guid: releasing or expiring on %s failed", _where(event))
-    await _send_hops(hops, partition)
+    await _send_hops(hops, partition, group)
     await faults.hold_if_stopping()  # as after each event's sends
     # Waiting connects released or expired by this record leave the buffer
     # only once their records are acknowledged: under exactly_once the
@@ -290,18 +312,19 @@ async def _handle(event: EventT) -> None:
             state.settle()
     else:
         state.settle_acknowledged()
+    tree_topic = settings.topic_process_tree
     for tree_partition, key, link in state.take_tree_changes():
-        tree_topic = settings.topic_process_tree
-        sent = await outputs.send(tree_topic, key, link, partition, None, tree_partition)
-        faults.faults.watch_send("join", sent, log)
+        sent = outputs.send_nowait(tree_topic, key, link, partition, None, tree_partition, group)
+        if sent is None:
+            sent = await outputs.send(tree_topic, key, link, partition, None, tree_partition,
+                                      group)  # fmt: skip
+        if group is None:
+            faults.faults.watch_send("join", sent, log)
     for store, changes in state.unsent_changes():
         for sent in await outputs.send_changelog(_table(store), changes):
             faults.faults.watch_send("join", sent, log)
             sent_by_record.append(sent)
     outputs.note_persisted()
-    if not EXACTLY_ONCE:
-        state.seal(list(sent_by_record))
-    sent_by_record.clear()
 
 
 async def _settle_before_commit() -> None:

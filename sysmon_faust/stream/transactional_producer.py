@@ -90,11 +90,12 @@ class TransactionalProducer(OutputProducer):
     def send_nowait(
         self, topic: str, key: bytes | None, value: bytes | None,
         partition: int | None = None, timestamp_ms: int | None = None,
+        delivery: Delivery | None = None,
     ) -> Delivery:  # fmt: skip
         """:meth:`OutputProducer.send_nowait` inside the open transaction (opened if there is
         none); :meth:`OutputProducer.send` goes through it."""
         self.begin()
-        return super().send_nowait(topic, key, value, partition, timestamp_ms)
+        return super().send_nowait(topic, key, value, partition, timestamp_ms, delivery)
 
     def begin(self) -> None:
         """Open a transaction, unless one is open (local: no round trip)."""

@@ -91,22 +91,35 @@ class Outputs:
     def _producer(self) -> Any:
         return self.app.producer  # faust.transport.drivers.aiokafka.Producer
 
+    def group(self) -> Delivery | None:
+        """Under at_least_once, a group for several sends (:meth:`OutputProducer.group
+        <sysmon_faust.stream.output_producer.OutputProducer.group>`; close it in a
+        ``finally``); None under exactly_once, whose sends each return their own."""
+        if self.output_producer is None:
+            return None
+        return self.output_producer.group()
+
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
         timestamp_ms: int | None = None, partition: int | None = None,
+        group: Delivery | None = None,
     ) -> Any:  # fmt: skip
         """Send one output record; what it returns is done once Kafka acknowledged it.
 
-        An asyncio future of aiokafka, or an :class:`~sysmon_faust.stream.output_producer.Delivery`.
+        An asyncio future of aiokafka, or an :class:`~sysmon_faust.stream.output_producer.Delivery`
+        (``group`` when one is given, from :meth:`group`).
         ``timestamp_ms``: the record's timestamp, Unix ms (None: now).
         """
         if self.output_producer is not None:
-            return await self.output_producer.send(topic, key, value, partition, timestamp_ms)
+            return await self.output_producer.send(
+                topic, key, value, partition, timestamp_ms, group
+            )
         return await self._faust_send(topic, key, value, source_partition, timestamp_ms, partition)
 
     def send_nowait(
         self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
         timestamp_ms: int | None = None, partition: int | None = None,
+        group: Delivery | None = None,
     ) -> Delivery | None:  # fmt: skip
         """:meth:`send` at once, or None: then await :meth:`send`.
 
@@ -119,7 +132,9 @@ class Outputs:
         if self.output_producer is None:
             return None
         try:
-            return self.output_producer.send_nowait(topic, key, value, partition, timestamp_ms)
+            return self.output_producer.send_nowait(
+                topic, key, value, partition, timestamp_ms, group
+            )
         except BufferError:
             return None
 
@@ -152,9 +167,10 @@ class Outputs:
     async def send_changelog(
         self, table: TableT, changes: Iterable[tuple[int, bytes, bytes | None]]
     ) -> list[Any]:
-        """Send a table's changes (partition, key, value or None); what each send returns
-        (:meth:`send`'s: a future of aiokafka's, or a :class:`Delivery
-        <sysmon_faust.stream.output_producer.Delivery>`).
+        """Send a table's changes (partition, key, value or None); what the sends return: under
+        at_least_once one :class:`Delivery <sysmon_faust.stream.output_producer.Delivery>`
+        per changelog partition (a group: its offset is the partition's last write of
+        the call), under exactly_once a future of aiokafka's per write.
 
         Under at_least_once through the outputs' producer (librdkafka), under
         exactly_once in their partitions' transactions. Not awaited:
@@ -166,14 +182,35 @@ class Outputs:
         topic = table.changelog_topic.get_topic_name()
         store: Any = table.data  # faust.stores.rocksdb.Store
         futures: list[Any] = []
-        for partition, key, value in changes:
-            # Its result's offset is what recovery starts after (note_persisted).
-            sent = self.send_nowait(topic, key, value, partition, partition=partition)
-            if sent is None:
-                sent = await self.send(topic, key, value, partition, partition=partition)
-            futures.append(sent)
-            self._persisting.setdefault(TP(topic, partition), (store, deque()))[1].append(sent)
+        groups: dict[int, Delivery] = {}
+        try:
+            for partition, key, value in changes:
+                group = None
+                if self.output_producer is not None:
+                    group = groups.get(partition)
+                    if group is None:
+                        group = groups[partition] = self.output_producer.group()
+                        futures.append(group)
+                        self._persisting_on(TP(topic, partition), store).append(group)
+                # Its result's offset is what recovery starts after (note_persisted).
+                sent = self.send_nowait(topic, key, value, partition, partition=partition,
+                                        group=group)  # fmt: skip
+                if sent is None:
+                    sent = await self.send(topic, key, value, partition, partition=partition,
+                                           group=group)  # fmt: skip
+                if group is None:
+                    futures.append(sent)
+                    self._persisting_on(TP(topic, partition), store).append(sent)
+        finally:
+            for group in groups.values():
+                group.close()
         return futures
+
+    def _persisting_on(self, tp: TP, store: Any) -> deque[Any]:
+        persisting = self._persisting.get(tp)
+        if persisting is None:
+            persisting = self._persisting[tp] = (store, deque())
+        return persisting[1]
 
     def note_persisted(self) -> None:
         """Move each changelog partition's persisted offset past its acknowledged sends.

@@ -171,3 +171,32 @@ def test_a_flush_leaves_the_linger_to_batch_what_it_waits_for(
 
     took = run(flush_after_one())
     assert took >= linger_s / 2, f"the flush took {took:.2f} s: it cut the linger short"
+
+
+def test_a_group_reports_its_partitions_last_offset_and_a_flush_waits_for_it_to_close(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # The join sends what one record makes as one group, and each changelog
+    # partition's writes as another: the persisted offset is the group's.
+    topic = unique_name("outputs-group")
+    create_topic(kafka_bootstrap, topic, 2)
+
+    async def scenario() -> tuple[Delivery, bool, bool]:
+        producer = _producer(kafka_bootstrap, linger_ms=5)
+        group = producer.group()
+        for n in range(300):
+            assert producer.send_nowait(topic, b"k", b"%d" % n, 1, None, group) is group
+        flushing = asyncio.ensure_future(producer.flush())
+        await asyncio.sleep(1.0)  # every record reported long since (5 ms linger)
+        reported_while_open = group._left == 0
+        waited_for_the_close = not flushing.done() and not group.done()
+        group.close()
+        await asyncio.wait_for(flushing, 30)
+        return group, reported_while_open, waited_for_the_close
+
+    group, reported_while_open, waited_for_the_close = run(scenario())
+    assert reported_while_open and waited_for_the_close
+    assert group.done() and group.exception() is None
+    records = read_topic(kafka_bootstrap, topic, 300)
+    assert {record.partition for record in records} == {1}
+    assert group.result().offset == max(record.offset for record in records) == 299

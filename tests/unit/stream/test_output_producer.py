@@ -135,3 +135,91 @@ def test_a_send_cancelled_while_the_queue_is_full_leaves_no_flush_waiting() -> N
 
     first = asyncio.run(scenario())
     assert isinstance(first.exception(), confluent_kafka.KafkaException)  # timed out
+
+
+def test_a_group_is_done_once_closed_and_every_record_reported() -> None:
+    outstanding: dict[int, int] = {}
+    group = Delivery(0, outstanding, group=True)
+    seen: list[Delivery] = []
+    group.add_done_callback(seen.append)
+    for _ in range(3):
+        group._left += 1  # three records sent with it (OutputProducer.send_nowait)
+    group._report(None, _Message(offset=12))
+    group._report(None, _Message(offset=10))  # another partition's, or reported late
+    group._report(None, _Message(offset=11))
+    # Every record reported, but more may still be sent: a flush keeps waiting.
+    assert not group.done() and seen == [] and outstanding == {0: 1}
+    group.close()
+    assert group.done() and seen == [group] and outstanding == {}
+    assert group.result().offset == 12  # the last of one partition's writes
+    group.close()  # a second close finishes nothing twice
+    assert seen == [group]
+
+    # Closed before its reports came: done with the last of them.
+    late = Delivery(0, outstanding, group=True)
+    late._left += 1
+    late.close()
+    assert not late.done()
+    late._report(None, _Message(offset=3))
+    assert late.done() and late.offset == 3 and outstanding == {}
+
+    # Closed with nothing sent: done at once.
+    empty = Delivery(group=True)
+    empty.close()
+    assert empty.done() and empty.exception() is None and empty.offset == -1
+
+
+def test_a_group_with_one_failed_record_fails_with_the_first_error() -> None:
+    group = Delivery(group=True)
+    for _ in range(3):
+        group._left += 1
+    too_large = confluent_kafka.KafkaError(confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE)
+    timed_out = confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT)
+    group._report(None, _Message(offset=5))
+    group._report(too_large, None)
+    group._report(timed_out, None)
+    group.close()
+    failed = group.exception()
+    assert isinstance(failed, confluent_kafka.KafkaException)
+    assert failed.args[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
+    with pytest.raises(confluent_kafka.KafkaException):
+        group.result()
+
+
+def test_a_groups_record_refused_at_once_or_never_queued() -> None:
+    # librdkafka without a broker (a closed port): a record over
+    # message.max.bytes is refused by produce() itself; a full queue raises
+    # BufferError with nothing queued.
+    producer = output_producer.OutputProducer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "message.max.bytes": 1000,
+            "queue.buffering.max.messages": 1,
+            "message.timeout.ms": 500,
+            "log_level": 0,
+        }
+    )
+
+    async def scenario() -> tuple[Delivery, Delivery]:
+        refused = producer.group()
+        with pytest.raises(confluent_kafka.KafkaException):
+            producer.send_nowait("t", b"k", b"x" * 5000, 0, None, refused)
+        refused.close()
+        cancelled = producer.group()
+        assert await producer.send("t", b"k", b"1", 0, None, cancelled) is cancelled
+        waiting = asyncio.ensure_future(producer.send("t", b"k", b"2", 0, None, cancelled))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # the queue is full
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        cancelled.close()
+        # The first record times out (no broker); the second was never queued.
+        await asyncio.wait_for(producer.flush(), 10)
+        return refused, cancelled
+
+    refused, cancelled = asyncio.run(scenario())
+    assert refused.done() and isinstance(refused.exception(), confluent_kafka.KafkaException)
+    assert cancelled.done() and cancelled.cancelled()
+    with pytest.raises(asyncio.CancelledError):
+        cancelled.result()

@@ -68,7 +68,7 @@ def test_at_least_once_outputs_go_to_the_outputs_producer_with_their_timestamp_i
     outputs = Outputs(None, "by-guid", False, recording)  # type: ignore[arg-type]
     made = asyncio.run(outputs.send("enriched", b"{g}", b"{}", 2, 1_764_000_000_123, 3))
     assert made == "delivery"
-    assert recording.sent == [("enriched", b"{g}", b"{}", 3, 1_764_000_000_123)]
+    assert recording.sent == [("enriched", b"{g}", b"{}", 3, 1_764_000_000_123, None)]
     # Under exactly_once the transaction's producer sends them, never this one.
     assert Outputs(None, "by-guid", True, recording).output_producer is None  # type: ignore[arg-type]
 
@@ -79,7 +79,7 @@ def test_a_send_at_once_is_the_outputs_producers_or_none_when_it_would_have_to_w
     assert outputs.send_nowait("enriched", b"{g}", b"{}", 2, 1_764_000_000_123, 3) == (
         "delivery at once"
     )
-    assert recording.sent == [("enriched", b"{g}", b"{}", 3, 1_764_000_000_123)]
+    assert recording.sent == [("enriched", b"{g}", b"{}", 3, 1_764_000_000_123, None)]
     # Its queue is full: nothing sent, the caller awaits send().
     assert outputs.send_nowait("enriched", b"{h}", b"{}", 2) is None
     assert len(recording.sent) == 1
@@ -94,13 +94,20 @@ class _DeliveringProducer:
         self.sent: list[tuple[Any, ...]] = []
         self.deliveries: list[Delivery] = []
 
+    def group(self) -> Delivery:
+        return Delivery(group=True)
+
     async def send(self, *args: Any) -> Delivery:
         return self.send_nowait(*args)
 
     def send_nowait(self, *args: Any) -> Delivery:
-        self.sent.append(args)
-        self.deliveries.append(Delivery())
-        return self.deliveries[-1]
+        *record, group = args
+        self.sent.append(tuple(record))
+        delivery = Delivery() if group is None else group
+        if group is not None:
+            group._left += 1  # as OutputProducer.send_nowait: one record more to report
+        self.deliveries.append(delivery)
+        return delivery
 
 
 class _Offset:
@@ -127,7 +134,6 @@ def test_changelog_writes_go_to_the_outputs_producer_and_persist_acknowledged_of
     table = _Table()
     changes = [(0, b"a", b"1"), (0, b"b", None), (1, b"c", b"3")]
     sent = asyncio.run(outputs.send_changelog(table, changes))  # type: ignore[arg-type]
-    assert sent == producer.deliveries
     topic = "app-process-create-changelog"
     # Partition explicit, timestamp None (now): as Faust's producer wrote them.
     assert producer.sent == [
@@ -135,8 +141,10 @@ def test_changelog_writes_go_to_the_outputs_producer_and_persist_acknowledged_of
         (topic, b"b", None, 0, None),
         (topic, b"c", b"3", 1, None),
     ]
-
+    # One delivery per changelog partition, reported to by each of its writes.
     first, second, other = producer.deliveries
+    assert sent == [first, other] and first is second
+
     second._report(None, _Offset(8))  # acknowledged before the one sent before it
     other._report(None, _Offset(4))
     outputs.note_persisted()
@@ -152,12 +160,13 @@ def test_the_persisted_offset_never_passes_a_failed_write_nor_goes_back() -> Non
     outputs = Outputs(None, "by-guid", False, producer)  # type: ignore[arg-type]
     table = _Table()
     topic = "app-process-create-changelog"
-    changes = [(0, b"a", b"1"), (0, b"b", b"2"), (0, b"c", b"3")]
-    asyncio.run(outputs.send_changelog(table, changes))  # type: ignore[arg-type]
-    first, failed, third = producer.deliveries
+    for changes in ([(0, b"a", b"1")], [(0, b"b", b"2"), (0, b"c", b"3")], [(0, b"d", b"4")]):
+        asyncio.run(outputs.send_changelog(table, changes))  # type: ignore[arg-type]
+    first, failed, after_it, later = producer.deliveries
     first._report(None, _Offset(7))
     failed._report(confluent_kafka.KafkaError(confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE), None)
-    third._report(None, _Offset(9))
+    after_it._report(None, _Offset(9))  # the same call's: its delivery failed all the same
+    later._report(None, _Offset(10))
     outputs.note_persisted()
     outputs.note_persisted()
     # A restart reads the changelog from after 7: the failed write's key is
@@ -168,8 +177,8 @@ def test_the_persisted_offset_never_passes_a_failed_write_nor_goes_back() -> Non
     outputs = Outputs(None, "by-guid", False, producer)  # type: ignore[arg-type]
     table = _Table()
     asyncio.run(outputs.send_changelog(table, [(0, b"a", b"1"), (0, b"b", b"2")]))  # type: ignore[arg-type]
-    later, unknown = producer.deliveries[-2:]
-    later._report(None, _Offset(12))
+    written, unknown = producer.deliveries[-2:]
+    written._report(None, _Offset(12))
     unknown._report(None, _Offset(-1001))
     outputs.note_persisted()
     assert table.persisted == {TP(topic, 0): 12}
