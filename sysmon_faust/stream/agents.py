@@ -148,8 +148,8 @@ async def _send(
     made: list[Output], partition: int, hops: BatchBuilder, group: Delivery | None
 ) -> None:
     # Flushed before each commit (_settle_before_commit); under
-    # exactly_once, in the transaction of the source partition. Under
-    # at_least_once every send reports to the record's group (_handle).
+    # exactly_once, in the transaction of the source partition. Every send
+    # reports to the record's group (_handle).
     now_ms = int(time.time() * 1000)
     for output in made:
         if not output.written:
@@ -259,9 +259,9 @@ async def _handle(event: EventT) -> None:
     except ValueError as exc:
         await send_dead_letter(event, event.value, f"join error: {exc}")
         return
-    # Under at_least_once what the record makes but its changelog writes is
-    # one group of deliveries, watched and waited for as one (output_producer).
-    group = outputs.group()
+    # What the record makes but its changelog writes is one group of
+    # deliveries, watched and waited for as one (output_producer).
+    group = outputs.group(event.message.partition)
     try:
         await _handle_batch(event, batch, group)
     finally:

@@ -178,6 +178,12 @@ class FaustTransactionProducer:
         self._offsets: list[confluent_kafka.TopicPartition] | None = None
         self._group_metadata: Any = None
 
+    @property
+    def librdkafka(self) -> TransactionalProducer:
+        """The producer itself: the join sends by it straight, in groups
+        (:meth:`Outputs.send_nowait <sysmon_faust.stream.transactions.Outputs.send_nowait>`)."""
+        return self._producer
+
     async def start(self) -> None:
         await self._producer.start()
 

@@ -42,6 +42,7 @@ from faust.types import TP, AppT, TableT
 from sysmon_faust.compat import private
 from sysmon_faust.stream import faults
 from sysmon_faust.stream.output_producer import Delivery, OutputProducer
+from sysmon_faust.stream.transactional_producer import FaustTransactionProducer
 
 EXACTLY_ONCE = "exactly_once"
 #: Written when a worker stops cleanly; its absence at start means a crash.
@@ -91,13 +92,23 @@ class Outputs:
     def _producer(self) -> Any:
         return self.app.producer  # faust.transport.drivers.aiokafka.Producer
 
-    def group(self) -> Delivery | None:
-        """Under at_least_once, a group for several sends (:meth:`OutputProducer.group
-        <sysmon_faust.stream.output_producer.OutputProducer.group>`; close it in a
-        ``finally``); None under exactly_once, whose sends each return their own."""
-        if self.output_producer is None:
-            return None
-        return self.output_producer.group()
+    def _librdkafka(self, source_partition: int) -> OutputProducer | None:
+        """The librdkafka producer a record of ``source_partition`` sends by: the outputs'
+        under at_least_once, the partition's transaction's under exactly_once (the
+        transaction Faust keeps for it, on librdkafka: faust_fixes 12); None: Faust's own."""
+        if not self.exactly_once:
+            return self.output_producer
+        transactional_id = self.transactional_id(source_partition)
+        producer = private.transaction_producer(self._producer(), transactional_id)
+        return producer.librdkafka if isinstance(producer, FaustTransactionProducer) else None
+
+    def group(self, source_partition: int) -> Delivery | None:
+        """A group for several sends of a record of ``source_partition``
+        (:meth:`OutputProducer.group
+        <sysmon_faust.stream.output_producer.OutputProducer.group>`: close it in a
+        ``finally``); None when Faust's own producer sends them, one future each."""
+        producer = self._librdkafka(source_partition)
+        return None if producer is None else producer.group()
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, source_partition: int,
@@ -106,14 +117,13 @@ class Outputs:
     ) -> Any:  # fmt: skip
         """Send one output record; what it returns is done once Kafka acknowledged it.
 
-        An asyncio future of aiokafka, or an :class:`~sysmon_faust.stream.output_producer.Delivery`
-        (``group`` when one is given, from :meth:`group`).
+        An :class:`~sysmon_faust.stream.output_producer.Delivery` (``group`` when one
+        is given, from :meth:`group`), or an asyncio future of aiokafka's.
         ``timestamp_ms``: the record's timestamp, Unix ms (None: now).
         """
-        if self.output_producer is not None:
-            return await self.output_producer.send(
-                topic, key, value, partition, timestamp_ms, group
-            )
+        producer = self._librdkafka(source_partition)
+        if producer is not None:
+            return await producer.send(topic, key, value, partition, timestamp_ms, group)
         return await self._faust_send(topic, key, value, source_partition, timestamp_ms, partition)
 
     def send_nowait(
@@ -123,18 +133,17 @@ class Outputs:
     ) -> Delivery | None:  # fmt: skip
         """:meth:`send` at once, or None: then await :meth:`send`.
 
-        At once under at_least_once while librdkafka's queue has room (the
-        join's path per record, :meth:`OutputProducer.send_nowait
-        <sysmon_faust.stream.output_producer.OutputProducer.send_nowait>`);
-        under exactly_once the transaction's producer is Faust's to find, and
-        always None.
+        At once while librdkafka's queue has room (the join's path per record,
+        :meth:`OutputProducer.send_nowait
+        <sysmon_faust.stream.output_producer.OutputProducer.send_nowait>`), under
+        exactly_once in the partition's transaction (opened if none is); None
+        when the queue is full, or Faust's own producer sends.
         """
-        if self.output_producer is None:
+        producer = self._librdkafka(source_partition)
+        if producer is None:
             return None
         try:
-            return self.output_producer.send_nowait(
-                topic, key, value, partition, timestamp_ms, group
-            )
+            return producer.send_nowait(topic, key, value, partition, timestamp_ms, group)
         except BufferError:
             return None
 
@@ -182,14 +191,13 @@ class Outputs:
         topic = table.changelog_topic.get_topic_name()
         store: Any = table.data  # faust.stores.rocksdb.Store
         futures: list[Any] = []
-        groups: dict[int, Delivery] = {}
+        groups: dict[int, Delivery | None] = {}
         try:
             for partition, key, value in changes:
-                group = None
-                if self.output_producer is not None:
-                    group = groups.get(partition)
-                    if group is None:
-                        group = groups[partition] = self.output_producer.group()
+                group = groups.get(partition)
+                if group is None and partition not in groups:
+                    group = groups[partition] = self.group(partition)
+                    if group is not None:
                         futures.append(group)
                         self._persisting_on(TP(topic, partition), store).append(group)
                 # Its result's offset is what recovery starts after (note_persisted).
@@ -202,8 +210,9 @@ class Outputs:
                     futures.append(sent)
                     self._persisting_on(TP(topic, partition), store).append(sent)
         finally:
-            for group in groups.values():
-                group.close()
+            for opened in groups.values():
+                if opened is not None:
+                    opened.close()
         return futures
 
     def _persisting_on(self, tp: TP, store: Any) -> deque[Any]:

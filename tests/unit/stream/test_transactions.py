@@ -14,6 +14,7 @@ from faust.types import TP
 
 from sysmon_faust.stream import faults
 from sysmon_faust.stream.output_producer import Delivery
+from sysmon_faust.stream.transactional_producer import FaustTransactionProducer
 from sysmon_faust.stream.transactions import Outputs, discard_state_after_crash, mark_clean_stop
 
 
@@ -83,8 +84,32 @@ def test_a_send_at_once_is_the_outputs_producers_or_none_when_it_would_have_to_w
     # Its queue is full: nothing sent, the caller awaits send().
     assert outputs.send_nowait("enriched", b"{h}", b"{}", 2) is None
     assert len(recording.sent) == 1
-    exactly_once = Outputs(None, "by-guid", True, recording)  # type: ignore[arg-type]
-    assert exactly_once.send_nowait("enriched", b"{g}", b"{}", 2) is None
+
+
+def _app_with_transactions(producers: dict[str, Any]) -> Any:
+    """A Faust app as Outputs reads it under exactly_once: the transactional ids of the
+    re-keying topic's partitions (``<id>-<topic group>-<partition>``) and their producers."""
+    return SimpleNamespace(
+        conf=SimpleNamespace(id="app"),
+        assignor=SimpleNamespace(group_for_topic=lambda topic: 0),
+        producer=SimpleNamespace(_transaction_producers=producers),
+    )
+
+
+def test_under_exactly_once_a_send_goes_straight_to_its_partitions_transaction() -> None:
+    # The partition's transaction on librdkafka (faust_fixes 12): sent at once
+    # and in groups, as under at_least_once, not through Faust's layers.
+    ours = FaustTransactionProducer({"transactional.id": "app-0-2"}, {})
+    recording = _RecordingProducer()
+    ours._producer = recording  # type: ignore[assignment]
+    other = object()  # a transaction producer that is not ours (aiokafka's)
+    outputs = Outputs(_app_with_transactions({"app-0-2": ours, "app-0-3": other}), "by-guid", True)
+    assert outputs.send_nowait("enriched", b"{g}", b"{}", 2, None, 5) == "delivery at once"
+    assert recording.sent == [("enriched", b"{g}", b"{}", 5, None, None)]
+    assert outputs.send_nowait("enriched", b"{h}", b"{}", 2) is None  # its queue is full
+    assert outputs.send_nowait("enriched", b"{g}", b"{}", 3) is None  # Faust's: awaited
+    assert outputs.group(3) is None
+    assert outputs.output_producer is None  # under exactly_once nothing goes outside it
 
 
 class _DeliveringProducer:
