@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import pytest
@@ -108,17 +109,24 @@ def test_tls_without_a_ca_file_trusts_the_systems_cas() -> None:
     confluent_kafka.Producer(properties)
 
 
-def test_a_send_cancelled_while_the_queue_is_full_leaves_no_flush_waiting() -> None:
-    # No broker (a closed port): the one record librdkafka's queue holds fails
-    # after message.timeout.ms; the second send waits for room and is cancelled.
-    producer = output_producer.OutputProducer(
+def _without_a_broker(properties: dict[str, Any] | None = None) -> output_producer.OutputProducer:
+    """A producer whose broker is a closed port: its queue holds one record, which fails
+    after 0.5 s (``message.timeout.ms``)."""
+    return output_producer.OutputProducer(
         {
             "bootstrap.servers": "127.0.0.1:1",
             "queue.buffering.max.messages": 1,
             "message.timeout.ms": 500,
             "log_level": 0,
         }
+        | (properties or {})
     )
+
+
+def test_a_send_cancelled_while_the_queue_is_full_leaves_no_flush_waiting() -> None:
+    # No broker (a closed port): the one record librdkafka's queue holds fails
+    # after message.timeout.ms; the second send waits for room and is cancelled.
+    producer = _without_a_broker()
 
     async def scenario() -> Delivery:
         first = await producer.send("t", b"k", b"1", partition=0)
@@ -190,15 +198,7 @@ def test_a_groups_record_refused_at_once_or_never_queued() -> None:
     # librdkafka without a broker (a closed port): a record over
     # message.max.bytes is refused by produce() itself; a full queue raises
     # BufferError with nothing queued.
-    producer = output_producer.OutputProducer(
-        {
-            "bootstrap.servers": "127.0.0.1:1",
-            "message.max.bytes": 1000,
-            "queue.buffering.max.messages": 1,
-            "message.timeout.ms": 500,
-            "log_level": 0,
-        }
-    )
+    producer = _without_a_broker({"message.max.bytes": 1000})
 
     async def scenario() -> tuple[Delivery, Delivery]:
         refused = producer.group()
