@@ -85,7 +85,7 @@ class Delivery:
 
     __slots__ = (
         "_callbacks", "_cancelled", "_done", "_epoch", "_error", "_left", "_open",
-        "_outstanding", "offset",
+        "_outstanding", "offset", "producer",
     )  # fmt: skip
 
     def __init__(
@@ -104,6 +104,8 @@ class Delivery:
         self._left = 0 if group else 1
         #: A group not yet closed: more records may be sent with it.
         self._open = group
+        #: A group's producer (:meth:`OutputProducer.group`): its records go by it.
+        self.producer: OutputProducer | None = None
         #: The flush epoch it was sent in, and its producer's count per epoch.
         self._epoch = epoch
         self._outstanding = outstanding
@@ -230,7 +232,9 @@ class OutputProducer:
 
         Close it in a ``finally``: a flush started meanwhile waits for it.
         """
-        return Delivery(self._epoch, self._outstanding, group=True)
+        group = Delivery(self._epoch, self._outstanding, group=True)
+        group.producer = self
+        return group
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None,

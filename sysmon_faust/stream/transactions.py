@@ -121,7 +121,7 @@ class Outputs:
         is given, from :meth:`group`), or an asyncio future of aiokafka's.
         ``timestamp_ms``: the record's timestamp, Unix ms (None: now).
         """
-        producer = self._librdkafka(source_partition)
+        producer = self._librdkafka(source_partition) if group is None else group.producer
         if producer is not None:
             return await producer.send(topic, key, value, partition, timestamp_ms, group)
         return await self._faust_send(topic, key, value, source_partition, timestamp_ms, partition)
@@ -139,7 +139,10 @@ class Outputs:
         exactly_once in the partition's transaction (opened if none is); None
         when the queue is full, or Faust's own producer sends.
         """
-        producer = self._librdkafka(source_partition)
+        # A group knows its producer: under exactly_once finding the partition's
+        # (a transactional id made, two lookups) took ~2 % of the event loop
+        # when done per send (py-spy, docs/benchmark.md).
+        producer = self._librdkafka(source_partition) if group is None else group.producer
         if producer is None:
             return None
         try:
@@ -176,10 +179,10 @@ class Outputs:
     async def send_changelog(
         self, table: TableT, changes: Iterable[tuple[int, bytes, bytes | None]]
     ) -> list[Any]:
-        """Send a table's changes (partition, key, value or None); what the sends return: under
-        at_least_once one :class:`Delivery <sysmon_faust.stream.output_producer.Delivery>`
-        per changelog partition (a group: its offset is the partition's last write of
-        the call), under exactly_once a future of aiokafka's per write.
+        """Send a table's changes (partition, key, value or None); what the sends return: one
+        :class:`Delivery <sysmon_faust.stream.output_producer.Delivery>` per changelog
+        partition when librdkafka sends them (a group: its offset is the partition's last
+        write of the call), a future of aiokafka's per write when Faust's own producer does.
 
         Under at_least_once through the outputs' producer (librdkafka), under
         exactly_once in their partitions' transactions. Not awaited:

@@ -120,7 +120,9 @@ class _DeliveringProducer:
         self.deliveries: list[Delivery] = []
 
     def group(self) -> Delivery:
-        return Delivery(group=True)
+        group = Delivery(group=True)
+        group.producer = self  # type: ignore[assignment]
+        return group
 
     async def send(self, *args: Any) -> Delivery:
         return self.send_nowait(*args)
