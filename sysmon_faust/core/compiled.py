@@ -35,6 +35,7 @@ from typing import Final
 #: The modules compiled, by path from the repository root (``setup.py`` reads this list).
 MODULES: Final = (
     "sysmon_faust/core/normalize.py",
+    "sysmon_faust/core/winlog_header.py",
     "sysmon_faust/core/shapes.py",
     "sysmon_faust/core/rekey.py",
     "sysmon_faust/core/alignment.py",

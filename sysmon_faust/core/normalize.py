@@ -29,6 +29,7 @@ import orjson
 
 from sysmon_faust.core import shapes
 from sysmon_faust.core.shapes import Envelope
+from sysmon_faust.core.winlog_header import winlog_header
 
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 SYSMON_CHANNEL: Final = "microsoft-windows-sysmon/operational"
@@ -329,8 +330,7 @@ _MAPPED_NAMES: Final[Mapping[int, frozenset[str]]] = {
 # --- shapes (sysmon_faust.core.shapes) ------------------------------------------
 
 
-def _is_sysmon(envelope: Envelope) -> bool:
-    channel, provider = envelope.channel, envelope.provider
+def _is_sysmon(channel: Any, provider: Any) -> bool:
     return (isinstance(channel, str) and channel.lower() == SYSMON_CHANNEL) or (
         isinstance(provider, str) and provider.lower() == SYSMON_PROVIDER
     )
@@ -422,8 +422,17 @@ def normalize(
     and, with ``wants``, only when it wants the event (the intake: when a rule
     may; the mapping is not paid for the rest either).
     Never raises: a bug in here would otherwise stop a partition for good.
+
+    A Winlogbeat record that is dropped is dropped from its ``winlog`` header,
+    read without decoding the record (:mod:`sysmon_faust.core.winlog_header`),
+    with the outcome decoding gives.
     """
     try:
+        header = winlog_header(raw)
+        if header is not None:
+            dropped = _dropped_by_header(header, other_event_ids)
+            if dropped is not None:
+                return dropped
         doc = parse_json_object(raw)
         if isinstance(doc, Invalid):
             # Only what orjson refused pays for this look: JSON stays as fast.
@@ -484,7 +493,7 @@ def normalize_envelope(
 ) -> Outcome:
     """An event found in its shape → outcome: Sysmon 1/3/5 and ``other_event_ids`` mapped
     (those ``wants``, when given, wants)."""
-    if not _is_sysmon(envelope):
+    if not _is_sysmon(envelope.channel, envelope.provider):
         return _NOT_SYSMON
     try:
         event_id = to_int(envelope.event_id, "event id", 0, 65535)
@@ -508,6 +517,29 @@ def normalize_envelope(
         return _map_event(event_id, envelope, data, field_map)
     except _FieldError as exc:
         return Invalid(f"Sysmon event {event_id}: {exc}")
+
+
+def _dropped_by_header(
+    header: tuple[Any, Any, Any], other_event_ids: Collection[int]
+) -> Filtered | None:
+    """The outcome of a Winlogbeat record that its header settles, as :func:`normalize_envelope`
+    gives it: not Sysmon, or a Sysmon event id neither mapped nor in ``other_event_ids``;
+    None when the record is to be decoded."""
+    channel, provider, event_id = header
+    if not _is_sysmon(channel, provider):
+        return _NOT_SYSMON
+    # to_int's reading of the plain ids (a number, or its decimal digits);
+    # anything else it reads, or refuses, the decoded record settles.
+    if type(event_id) is str and event_id.isascii() and event_id.isdigit():
+        event_id = int(event_id)
+    if (
+        type(event_id) is int
+        and 0 <= event_id <= 65535
+        and event_id not in FIELD_MAPS
+        and event_id not in other_event_ids
+    ):
+        return _other_sysmon(event_id)
+    return None
 
 
 def _other_sysmon(event_id: int) -> Filtered:
