@@ -186,6 +186,18 @@
    what to change, lets the group drop it and exits). Not covered: a
    duplicate that joins during a rebalance gets ``FENCED_INSTANCE_ID``
    answers, an error code aiokafka 0.14 does not know.
+
+20. Transactions committed one after another. Under exactly_once Faust's
+   commit timer commits each re-keying partition's transaction in turn, and
+   the join waits for a partition while its transaction commits (its lock:
+   ``sysmon_faust.stream.transactions``): a flush and two round trips to the
+   transaction coordinator, four times every 2.8 s (~25 ms each, by the
+   arithmetic of a commit every 0.5 s instead, which cost a fifth of the
+   events/s: docs/benchmark.md). They are
+   committed :data:`TRANSACTIONS_AT_ONCE` at a time, as 14. starts them: one
+   worker of ``make bench``'s mix under exactly_once, three rounds
+   alternating, 21,417 / 21,715 / 22,067 → 21,990 / 22,375 / 22,374 events/s
+   (docs/benchmark.md); a partition's outputs are visible as soon.
 """
 
 from __future__ import annotations
@@ -415,30 +427,42 @@ class _Producer(faust_aiokafka.Producer):
         start_new_transaction: bool = True,
     ) -> None:
         # Faust's own, with 5. and 7.: one hold of the transaction's lock from
-        # the offsets to the commit.
-        consumer: Any = self.app.consumer
+        # the offsets to the commit; and with 20.: the transactions at once.
         if blocked := _blocked():  # see 10.
             log.warning("not committing transactions: %s", blocked)
             return
-        for transactional_id, offsets in tid_to_offset_map.items():
-            async with self._trn_locks[transactional_id]:
-                producer = self._transaction_producers.get(transactional_id)
-                if producer is None:
-                    log.warning("commit for unknown transaction %s", transactional_id)
-                    continue
-                committing = dict(offsets)
-                for tp, offset in offsets.items():  # see 7.
-                    handled = consumer._new_offset(tp)
-                    if handled is not None and handled > offset:
-                        committing[tp] = handled
-                if not _in_transaction(producer):  # see 5.
-                    await producer.begin_transaction()
-                for hook in BEFORE_TRANSACTION_COMMIT:  # see 13.
-                    await hook(committing)
-                await producer.send_offsets_to_transaction(committing, group_id)
-                await producer.commit_transaction()
-                if start_new_transaction:
-                    await producer.begin_transaction()
+
+        async def commit(transactional_id: str) -> None:
+            await self._commit_transaction(
+                transactional_id, tid_to_offset_map[transactional_id], group_id,
+                start_new_transaction,
+            )  # fmt: skip
+
+        await _at_once(commit, tid_to_offset_map)
+
+    async def _commit_transaction(
+        self, transactional_id: str, offsets: Mapping[TP, int], group_id: str,
+        start_new_transaction: bool,
+    ) -> None:  # fmt: skip
+        consumer: Any = self.app.consumer
+        async with self._trn_locks[transactional_id]:
+            producer = self._transaction_producers.get(transactional_id)
+            if producer is None:
+                log.warning("commit for unknown transaction %s", transactional_id)
+                return
+            committing = dict(offsets)
+            for tp, offset in offsets.items():  # see 7.
+                handled = consumer._new_offset(tp)
+                if handled is not None and handled > offset:
+                    committing[tp] = handled
+            if not _in_transaction(producer):  # see 5.
+                await producer.begin_transaction()
+            for hook in BEFORE_TRANSACTION_COMMIT:  # see 13.
+                await hook(committing)
+            await producer.send_offsets_to_transaction(committing, group_id)
+            await producer.commit_transaction()
+            if start_new_transaction:
+                await producer.begin_transaction()
 
 
 def _in_transaction(producer: Any) -> bool:
