@@ -36,6 +36,7 @@ from typing import Final
 MODULES: Final = (
     "sysmon_faust/core/normalize.py",
     "sysmon_faust/core/winlog_header.py",
+    "sysmon_faust/core/intake_read.py",
     "sysmon_faust/core/shapes.py",
     "sysmon_faust/core/rekey.py",
     "sysmon_faust/core/alignment.py",
