@@ -90,9 +90,9 @@ log = logging.getLogger(__name__)
 #: 20,527 (2 of 3; docs/benchmark.md, "How it got there").
 BATCH_RECORDS = 20_000
 #: ms the intake's producer waits to fill a request: each batch waits for its
-#: records' acknowledgements before the next is read, and that wait sends what
-#: lingers at once (under exactly_once the batch's commit does:
-#: TransactionalProducer).
+#: records' acknowledgements before the next is read, so under at_least_once
+#: a longer linger would only delay that wait (under exactly_once the batch's
+#: commit sends what lingers at once: TransactionalProducer).
 INTAKE_LINGER_MS = 5
 #: Sysmon 1/3/5 events an input partition may have waiting for the others
 #: (sysmon_faust.core.alignment) before it is paused.
@@ -192,12 +192,6 @@ class Intake(Service):
             await self.transactional.start()
         else:
             self.producer = OutputProducer(config)
-            # The batch waits for its records before the next is read: what
-            # lingers is sent at once when it does (as a transaction's commit
-            # does). Waiting out the linger instead: 100,279 / 101,616 /
-            # 100,036 / 102,300 against 106,338 / 107,918 / 106,160 / 122,475
-            # events/s, one worker enriching only 1, 3, 5 (docs/benchmark.md).
-            self.producer.sends_lingering_on_flush = True
         self._probe_client = AIOKafkaClient(
             bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options()
         )
