@@ -9,11 +9,11 @@ fields, builds and frees a Python object for every key and value of ~1.1 KiB
 of JSON (2.4 µs of the 3.6 µs :func:`~sysmon_faust.core.normalize.normalize`
 took per record of that mix). simdjson (pysimdjson) validates the whole
 record and indexes it in C without building Python objects; reading the three
-fields from its index took normalize to 1.9 µs per record (``/tmp``
-micro-benchmark, 100,000 records of the mix, 2026-12-05), and a worker
-enriching only 1, 3, 5 from 77,834 / 74,959 / 82,317 to 92,458 / 100,834 /
-104,572 events/s (three rounds alternating, 600,000 events;
-docs/benchmark.md, "How it got there").
+fields from its index (1.23 µs) took normalize from 3.57 to 2.05–2.14 µs per
+record (``/tmp`` micro-benchmark, 100,000 records of the mix, compiled,
+2026-12-05), and a worker enriching only 1, 3, 5 from a median of 73,591 to
+85,054 events/s (seven pairs alternating, 600,000 events; docs/benchmark.md,
+"How it got there").
 
 The header is what orjson's decoding would give, or None — decode the
 record — where the two parsers could disagree: a record that does not start
@@ -45,12 +45,10 @@ import simdjson
 #: largest buffer it has needed, and a Winlogbeat record is ~1-4 KiB.
 MAX_BYTES: Final = 64 * 1024
 
-
 #: What the header's values are checked against (bound once: a module attribute is
 #: looked up on every use).
 _OBJECT: Final[Any] = simdjson.Object
 _ARRAY: Final[Any] = simdjson.Array
-
 
 #: The one parser, reused for every record: it keeps its buffers. pysimdjson
 #: refuses to parse again while a document of the last parse is still
