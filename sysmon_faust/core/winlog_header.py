@@ -9,7 +9,7 @@ fields, builds and frees a Python object for every key and value of ~1.1 KiB
 of JSON (2.4 µs of the 3.6 µs :func:`~sysmon_faust.core.normalize.normalize`
 took per record of that mix). simdjson (pysimdjson) validates the whole
 record and indexes it in C without building Python objects; reading the three
-fields from its index (1.23 µs) took normalize from 3.57 to 2.05–2.14 µs per
+fields from its index (1.23 µs) took normalize from 3.57 to 2.05-2.14 µs per
 record (``/tmp`` micro-benchmark, 100,000 records of the mix, compiled,
 2026-12-05), and a worker enriching only 1, 3, 5 from a median of 73,591 to
 85,054 events/s (seven pairs alternating, 600,000 events; docs/benchmark.md,
