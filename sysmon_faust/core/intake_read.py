@@ -5,11 +5,13 @@ The intake reads up to 20,000 input records at a time, and a worker enriching
 only Sysmon 1, 3 and 5 drops 94 % of them right here (``make bench``'s mix).
 Per record, the loop's own steps around :func:`normalize` — the record's
 position and value, the outcome told apart, the counters — were Python
-bytecode on the event loop: ~1.9 µs of the ~10 µs a record cost the loop,
-against normalize's 2.2 (py-spy of one worker enriching only 1, 3, 5,
+bytecode on the event loop: ~1 µs of the ~10 µs a record cost the loop (the
+loop's own lines 6.8 % of its samples, the join check 1.7 %, the position
+1.4 %), beside normalize's 2.2 (py-spy of one worker enriching only 1, 3, 5,
 2026-12-05). Here they are compiled with the rest of the core
 (:mod:`sysmon_faust.core.compiled`), and run over a slice of the batch at
-a time, between which the intake lets the join run.
+a time, between which the intake lets the join run: a worker's CPU went from
+11.9 to 11.25 µs per event (medians of four pairs, docs/benchmark.md).
 
 Records are librdkafka's (``confluent_kafka.Message``: ``value()``,
 ``partition()``, ``offset()``), or anything with those methods.
@@ -61,7 +63,8 @@ def read_records(
     filtered_by_reason: dict[str, int] = {}
     for index in range(start, stop):
         record = records[index]
-        found.read_up_to[record.partition()] = record.offset() + 1
+        partition = record.partition()
+        found.read_up_to[partition] = record.offset() + 1
         try:
             raw = record.value()
             if not isinstance(raw, bytes):
@@ -76,7 +79,7 @@ def read_records(
             elif isinstance(outcome, NormalizedEvent):
                 if outcome.surrogates_replaced:
                     stats.surrogates_replaced += 1
-                found.events.append((record, outcome, record.partition()))
+                found.events.append((record, outcome, partition))
             else:
                 found.invalid.append((record, outcome.error))
         except Exception as exc:

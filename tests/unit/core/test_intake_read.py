@@ -13,6 +13,7 @@ from sysmon_faust.core.intake_read import TOMBSTONE, read_records
 from sysmon_faust.core.normalize import Filtered, Invalid, NormalizedEvent, normalize
 from sysmon_faust.core.stats import stats
 from sysmon_faust.core.synthetic import Workload, WorkloadConfig
+from tests import events
 
 
 class Record:
@@ -109,12 +110,9 @@ def test_the_first_detail_of_a_filtered_record_is_kept(counters: Any) -> None:
 
 
 def test_surrogates_replaced_are_counted(counters: Any) -> None:
-    sysmon_1 = next(
-        event.value
-        for event in Workload(WorkloadConfig(events=2_000, hosts=2))
-        if b'"event_id":1,' in event.value
-    )
-    with_surrogate = sysmon_1.replace(b'"CommandLine":"', b'"CommandLine":"\\udc80', 1)
+    sysmon_1 = events.create("2026-01-05 09:00:00.000", events.guid(1))
+    with_surrogate = sysmon_1.replace(b'"cmd.exe /c', b'"\\udc80cmd.exe /c', 1)
+    assert with_surrogate != sysmon_1
     before = counters.surrogates_replaced
     found = read_records([Record(with_surrogate, 0, 0)], 0, 1, (), None)
     assert len(found.events) == 1 and found.events[0][1].surrogates_replaced
