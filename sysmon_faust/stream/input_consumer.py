@@ -15,9 +15,10 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
   off), or in the intake's transaction under exactly_once (``read_committed``);
 * rebalances happen between batches: librdkafka calls ``on_assign`` and
   ``on_revoke`` only inside :meth:`InputConsumer.batch`, which the intake
-  calls when no batch is in flight — the batch before is produced and
-  committed before its partitions go (what aiokafka's listener did under a
-  lock);
+  calls when no batch is being read — the batch before is produced, and
+  committed before its partitions go, if need be inside ``on_revoke``
+  (:meth:`InputConsumer.commit_in_callback`; what aiokafka's listener did
+  under a lock);
 * pausing a partition that ran ahead (:mod:`sysmon_faust.core.alignment`):
   librdkafka drops what it had fetched of it and fetches again from the
   record after the last one handed out (librdkafka issues #2052, #2557), as
@@ -283,7 +284,9 @@ class InputConsumer:
         partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
         try:
             # In a thread: the coordinator's answer is a round trip, and the
-            # join goes on meanwhile. No batch() runs until it returns.
+            # join and the intake's next batch() go on meanwhile (librdkafka's
+            # handle is thread-safe; a revocation in that batch() commits the
+            # same offsets again, inside its callback).
             self._committing = asyncio.get_running_loop().run_in_executor(
                 None, lambda: self._consumer.commit(offsets=partitions, asynchronous=False)
             )
@@ -300,6 +303,32 @@ class InputConsumer:
                 log.warning("intake: offsets %s not committed: %s", offsets, failed[0].error.str())
                 return False
             raise _stop_exception(failed[0].error, self._static)
+        return True
+
+    def commit_in_callback(self, offsets: dict[int, int]) -> bool:
+        """Commit ``{partition: next offset to read}`` from inside ``on_revoke``, blocking the
+        thread until the group coordinator answers; False: not committed.
+
+        librdkafka runs the rebalance callback on the thread of :meth:`batch`
+        (the loop's), which cannot await; committing there, before the
+        partitions go, is librdkafka's own pattern (its ``rebalance_cb``
+        documentation). Raises nothing: a callback's exception would surface
+        from ``consume()`` in the middle of the rebalance. A commit refused
+        for good is logged; the worker hears of the fault behind it from the
+        next consume or commit.
+        """
+        partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
+        try:
+            answered = self._consumer.commit(offsets=partitions, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("intake: offsets %s not committed at revocation: %s",
+                        offsets, exc.args[0].str())  # fmt: skip
+            return False
+        failed = [tp for tp in answered or [] if tp.error is not None]
+        if failed:
+            log.warning("intake: offsets %s not committed at revocation: %s",
+                        offsets, failed[0].error)  # fmt: skip
+            return False
         return True
 
     def group_metadata(self) -> Any:

@@ -14,8 +14,10 @@ those travel through Faust (the join agent and its table). Measured with
 Guarantees:
 
 * at-least-once — a batch's input offsets are committed only after every
-  record it produced (keyed records, dead letters) is acknowledged by Kafka;
-  a crash replays the uncommitted batch;
+  record it produced (keyed records, dead letters) is acknowledged by Kafka,
+  and after the batch before's; on a backlog that wait runs while the next
+  batch is read (``Intake._settle_later``); a crash replays what is not
+  committed;
 * exactly-once (``SYSMON_PROCESSING_GUARANTEE=exactly_once``) — a batch's
   records and its input offsets are one Kafka transaction
   (:mod:`sysmon_faust.stream.transactional_producer`), by a producer whose
@@ -31,7 +33,8 @@ Guarantees:
   of the re-keying topic (within a batch record, and batch after batch);
 * scale-out — the intake consumer group (``<app_id>-intake``) spreads the
   input partitions over the workers; on a rebalance the batch in flight is
-  finished and committed before the partitions are given up;
+  finished and committed before the partitions are given up (under
+  at_least_once inside librdkafka's ``on_revoke``, ``Intake._settle_now``);
 * in step — Sysmon 1/3/5 of the input partitions are handled merged by
   event time, as Kafka Streams does (:mod:`sysmon_faust.core.alignment`), so a
   backlog reaches the join in event-time order and stream time does not run
@@ -51,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,16 +86,17 @@ log = logging.getLogger(__name__)
 
 #: Records the intake takes from librdkafka at most per batch (it takes what is
 #: queued: with ~1.1 KiB events the consumer's 16 MiB fetched ahead, ~15,000 by
-#: arithmetic, binds first; input_consumer.py). Each batch ends waiting for its records'
-#: acknowledgements and committing: at 5,000 a worker enriching only 1, 3, 5
-#: made 60,696 / 37,950 / 50,607 events/s, at 20,000 63,875 / 42,531 / 64,761
-#: (faster in 3 of 3 pairs; 300,000 events of make bench's mix, three rounds
-#: alternating); every type 22,393 / 16,266 / 19,484 against 20,528 / 21,866 /
-#: 20,527 (2 of 3; docs/benchmark.md, "How it got there").
+#: arithmetic, binds first; input_consumer.py). Measured when each batch still
+#: ended waiting for its acknowledgements and its commit (before _settle_later):
+#: at 5,000 a worker enriching only 1, 3, 5 made 60,696 / 37,950 / 50,607
+#: events/s, at 20,000 63,875 / 42,531 / 64,761 (faster in 3 of 3 pairs;
+#: 300,000 events of make bench's mix, three rounds alternating); every type
+#: 22,393 / 16,266 / 19,484 against 20,528 / 21,866 / 20,527 (2 of 3;
+#: docs/benchmark.md, "How it got there").
 BATCH_RECORDS = 20_000
-#: ms the intake's producer waits to fill a request: each batch waits for its
-#: records' acknowledgements before the next is read, so under at_least_once
-#: a longer linger would only delay that wait (under exactly_once the batch's
+#: ms the intake's producer waits to fill a request: the next batch waits for a
+#: batch's acknowledgements before it commits, so under at_least_once a
+#: longer linger would delay that (under exactly_once the batch's
 #: commit sends what lingers at once: TransactionalProducer).
 INTAKE_LINGER_MS = 5
 #: Sysmon 1/3/5 events an input partition may have waiting for the others
@@ -105,6 +110,22 @@ STOP_WAIT_SECONDS = 10.0
 #: The intake lets the join run at least this often (seconds of CPU) within
 #: a batch, which is ~100 ms of CPU at 5,000 records of every type.
 YIELD_EVERY_SECONDS = 0.002
+#: Seconds a revocation waits, blocking the loop, for the acknowledgements of the
+#: batch in flight before it commits its offsets (Intake._settle_now); past
+#: them the batch is not committed and the partitions' next owner reads it again.
+REVOCATION_SETTLE_SECONDS = 10.0
+#: Under at_least_once, while the input partitions hold this many records or
+#: more not read yet (a backlog), a batch is acknowledged and committed while
+#: the next is read (Intake._settle_later); otherwise it is waited for first,
+#: as every batch was before. Input read as it comes makes small batches, and
+#: the wait lets the next one grow: overlapped, a worker fed 12,000 events/s
+#: (every type enriched) read ~72 batches/s instead of ~50, its loop gave the
+#: intake 47.5 % instead of 41.5 % and the join fell behind (latency p50
+#: 2.9-5.9 s against 0.1-0.5 s; py-spy, make bench's latency run,
+#: 2026-12-05). Deciding by the batch's size instead (2,000 records) lost most
+#: of the gain on a backlog, whose batches are what librdkafka fetched
+#: meanwhile, often fewer.
+OVERLAP_FROM_LAG = 2_000
 #: Records read between two looks at whether the join is to run (a few hundred
 #: microseconds of the loop's CPU: ~1-2 µs a record filtered, more kept).
 READ_SLICE = 256
@@ -180,6 +201,10 @@ class Intake(Service):
         #: letters): all are checked before its offsets are committed, also those
         #: of a record that failed after its first write.
         self._sent: list[Delivery] = []
+        #: Under at_least_once: the batch before, waiting for its acknowledgements
+        #: and its commit while this one is read (_settle), and that wait.
+        self._unsettled: _Unsettled | None = None
+        self._settling: asyncio.Future[None] | None = None
 
     async def on_start(self) -> None:
         config = output_producer.config(settings, f"{settings.app_id}-intake", MAX_RECORD_BYTES) | {
@@ -217,9 +242,11 @@ class Intake(Service):
 
     def _revoked(self, partitions: list[int]) -> None:
         # Called between batches (InputConsumer.batch): the batch before is
-        # produced and committed, and the partitions' next owner starts right
-        # after it. Events buffered but not handled are not committed either:
-        # the next owner reads them again.
+        # produced; it is committed here if its wait has not committed it yet,
+        # and the partitions' next owner starts right after it. Events
+        # buffered but not handled are not committed either: the next owner
+        # reads them again.
+        self._settle_now()
         for partition in partitions:
             self.in_step.drop(partition)
             self.read_up_to.pop(partition, None)
@@ -270,7 +297,12 @@ class Intake(Service):
             except faults.OWN_FAULTS as exc:
                 # Nothing of the batch is committed: its records come again.
                 where = f"{settings.topic_input}{state.input_partitions}"
+                self._abandon_settling()
                 await faults.stop_worker("intake", where, exc, log)
+        try:
+            await self._settled()  # the last batch's offsets, before the consumer closes
+        except faults.OWN_FAULTS as exc:
+            log.warning("intake: the last batch is not committed (%s): its records come again", exc)
 
     async def _process(self, batch: list[Message]) -> None:
         assert self.consumer is not None
@@ -328,9 +360,9 @@ class Intake(Service):
         if self.transactional is not None:
             await self._commit_transaction(offsets)
         else:
-            await self._acknowledged()
-            if offsets != self._committed and await self.consumer.commit(offsets):
-                self._committed = offsets
+            await self._settle_later(offsets)
+            if sum(state.lag.get(p, 0) for p in self.read_up_to) < OVERLAP_FROM_LAG:
+                await self._settled()
         state.committed = dict(self._committed)
         self._bound_buffers()
 
@@ -347,14 +379,91 @@ class Intake(Service):
             delivery = await self.producer.send(topic, key, value, partition, timestamp_ms)
         self._sent.append(delivery)
 
-    async def _acknowledged(self) -> None:
-        """Wait until Kafka acknowledged every record the batch sent; raises the first refusal
-        (``confluent_kafka.KafkaException``: an own fault, nothing of the batch is committed)."""
+    async def _settle_later(self, offsets: dict[int, int]) -> None:
+        """Under at_least_once: wait for the batch before to be settled (:meth:`_settled`), and
+        leave this one's acknowledgements and commit to a task while the next batch is read
+        (on a backlog: ``OVERLAP_FROM_LAG``; else the caller waits for it at once).
+
+        Why: waiting for them at the end of each batch left the intake idle
+        for the broker's acknowledgements and the coordinator's answer, 1.27 s
+        of a 4.5 s run of a worker enriching only 1, 3, 5 (docs/benchmark.md).
+        Offsets still go in order and only once their batch's records are
+        acknowledged: a batch's wait starts once the one before has committed,
+        and a revocation in between commits it first (:meth:`_settle_now`).
+        """
         assert self.producer is not None
-        await self.producer.flush()
-        for delivery in self._sent:
+        unsettled = _Unsettled(self._sent, offsets)
+        self._sent = []
+        acknowledged = self.producer.flush()  # the records sent so far: this batch's
+        try:
+            await self._settled()
+        except BaseException:
+            acknowledged.close()  # a coroutine never awaited
+            raise
+        self._unsettled = unsettled
+        self._settling = asyncio.ensure_future(self._settle(unsettled, acknowledged))
+
+    async def _settled(self) -> None:
+        """Wait for the batch before to be acknowledged and committed; raises what its wait raised
+        (a refused record, a commit refused for good: own faults)."""
+        settling, self._settling = self._settling, None
+        if settling is not None:
+            try:
+                await settling
+            finally:
+                self._unsettled = None
+        state.committed = dict(self._committed)
+
+    async def _settle(self, unsettled: _Unsettled, acknowledged: Awaitable[None]) -> None:
+        # Raises the first refusal (confluent_kafka.KafkaException: an own
+        # fault, nothing of the batch is committed).
+        assert self.consumer is not None
+        await acknowledged
+        for delivery in unsettled.sent:
             if (error := delivery.exception()) is not None:
                 raise error
+        offsets = unsettled.offsets
+        if unsettled.at_revocation or offsets == self._committed:
+            return
+        if await self.consumer.commit(offsets) and not unsettled.at_revocation:
+            self._committed = offsets
+
+    def _settle_now(self) -> None:
+        """Inside librdkafka's on_revoke: the batch whose wait is not over is acknowledged and
+        committed before its partitions go, blocking the loop up to ``REVOCATION_SETTLE_SECONDS``
+        for the acknowledgements (a rebalance, not every batch).
+
+        Not committed when a record is refused or not acknowledged in time:
+        its wait raises the refusal at the next batch, and the partitions'
+        next owner reads the batch again (at-least-once).
+        """
+        unsettled = self._unsettled
+        if unsettled is None or self._settling is None or self._settling.done():
+            return
+        assert self.producer is not None and self.consumer is not None
+        # Its wait commits nothing after this: a commit of these offsets once
+        # the partitions came back and moved on would take them backwards.
+        unsettled.at_revocation = True
+        if not self.producer.flush_blocking(REVOCATION_SETTLE_SECONDS):
+            log.warning("intake: the batch in flight is not acknowledged within %s s of a "
+                        "revocation: not committed, its records come again",
+                        REVOCATION_SETTLE_SECONDS)  # fmt: skip
+            return
+        if any(not d.done() or d.exception() is not None for d in unsettled.sent):
+            return
+        if unsettled.offsets != self._committed and self.consumer.commit_in_callback(
+            unsettled.offsets
+        ):
+            self._committed = unsettled.offsets
+
+    def _abandon_settling(self) -> None:
+        # A fault stops the worker: the batch before is not waited for, and
+        # its task's error (if any) is the same fault's or one after it.
+        settling, self._settling = self._settling, None
+        self._unsettled = None
+        if settling is not None:
+            settling.cancel()
+            settling.add_done_callback(_retrieved)
 
     async def _commit_transaction(self, offsets: dict[int, int]) -> None:
         # The batch's records and, when they moved, its input offsets, in one
@@ -492,6 +601,23 @@ class Intake(Service):
         letter = deadletter.dead_letter(message.value(), error, *_where(message))
         stats.dead_lettered += 1
         await self._send(settings.topic_dlq, letter.dumps())
+
+
+@dataclass(slots=True)
+class _Unsettled:
+    """A batch produced under at_least_once whose acknowledgements and commit are awaited."""
+
+    #: Its records (keyed records, tree links, dead letters).
+    sent: list[Delivery]
+    #: ``{input partition: next offset to read}`` to commit once they are acknowledged.
+    offsets: dict[int, int]
+    #: A revocation settled it (:meth:`Intake._settle_now`): its wait commits nothing.
+    at_revocation: bool = False
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _where(message: Message) -> tuple[str, int, int]:

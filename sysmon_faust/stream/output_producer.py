@@ -40,7 +40,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 import confluent_kafka
@@ -305,18 +305,24 @@ class OutputProducer:
             self._in_flight.set()
         return delivery
 
-    async def flush(self) -> None:
-        """Return once every record sent before the call is acknowledged or failed.
+    def flush(self) -> Coroutine[Any, Any, None]:
+        """A coroutine that returns once every record sent before the call is acknowledged or
+        failed.
 
-        Records sent while it waits are not waited for: the join goes on
-        producing during a commit, and a flush that waited for an empty
-        queue would hold the commit for as long as the join is busy.
+        Records sent after the call are not waited for, also those sent before
+        the coroutine is first awaited: the join goes on producing during a
+        commit, and a flush that waited for an empty queue would hold the
+        commit for as long as the join is busy; the intake waits for a batch's
+        records while it reads the next (:mod:`sysmon_faust.stream.intake`).
         """
+        epoch = self._epoch
+        self._epoch += 1
+        return self._flushed(epoch)
+
+    async def _flushed(self, epoch: int) -> None:
         producer = self._producer
         if producer is None:
             return
-        epoch = self._epoch
-        self._epoch += 1
         next_send = time.monotonic() if self.sends_lingering_on_flush else math.inf
         while True:
             if time.monotonic() >= next_send:
@@ -333,6 +339,18 @@ class OutputProducer:
             if not any(sent <= epoch for sent in self._outstanding):
                 return
             await asyncio.sleep(POLL_INTERVAL)
+
+    def flush_blocking(self, timeout_s: float) -> bool:
+        """Wait, blocking the thread, until every record sent so far is acknowledged or failed;
+        at most ``timeout_s`` seconds. False: some are still in flight.
+
+        For librdkafka's rebalance callback, which cannot await (the intake's
+        revocation, :mod:`sysmon_faust.stream.intake`); it serves the delivery
+        reports on the calling thread, as :meth:`flush` does.
+        """
+        if self._producer is None:
+            return True
+        return self._producer.flush(timeout_s) == 0
 
     def close(self) -> None:
         """Stop serving delivery reports (the producer is dropped with it): for a producer whose

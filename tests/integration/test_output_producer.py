@@ -200,3 +200,30 @@ def test_a_group_reports_its_partitions_last_offset_and_a_flush_waits_for_it_to_
     records = read_topic(kafka_bootstrap, topic, 300)
     assert {record.partition for record in records} == {1}
     assert group.result().offset == max(record.offset for record in records) == 299
+
+
+def test_a_flush_waits_for_what_was_sent_before_the_call_not_before_its_first_await(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # The intake takes a batch's flush as it ends the batch and awaits it in a
+    # task while the next batch is read (sysmon_faust.stream.intake): what the
+    # next batch sends in between is not the flush's to wait for. A group left
+    # open after the call stands for it: a flush that took its epoch at its
+    # first await would wait for that group for ever.
+    topic = unique_name("outputs-flush-epoch")
+    create_topic(kafka_bootstrap, topic, 1)
+
+    async def scenario() -> tuple[Delivery, Delivery]:
+        producer = _producer(kafka_bootstrap, linger_ms=5)
+        before = await producer.send(topic, b"k", b"before")
+        flushed = producer.flush()
+        after = producer.group()
+        producer.send_nowait(topic, b"k", b"after", None, None, after)
+        await asyncio.wait_for(flushed, 30)
+        after.close()
+        await asyncio.wait_for(producer.flush(), 30)
+        return before, after
+
+    before, after = run(scenario())
+    assert before.done() and before.exception() is None
+    assert after.done() and after.exception() is None
