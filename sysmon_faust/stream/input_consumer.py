@@ -24,10 +24,11 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
   record after the last one handed out (librdkafka issues #2052, #2557), as
   aiokafka did. A partition stays paused across a rebalance in librdkafka
   (issue #1849), so a revoked one is resumed before it goes;
-* one caller at a time: librdkafka's consumer crashes the process when it
+* nothing after close: librdkafka's consumer crashes the process when it
   is used while (or after) it is closed (confluent-kafka-python issues
-  #255, #1797). The intake's loop is the only caller; :meth:`InputConsumer.close`
-  waits for a commit still in its thread, and after it every method is a
+  #255, #1797). The intake is the only caller (its loop, and the task that
+  commits a batch while the next is read); :meth:`InputConsumer.close` waits
+  for the commits still in their threads, and after it every method is a
   no-op. Faust's services call ``on_stop`` before they cancel their tasks,
   so the intake ends its loop before it closes this (``Intake.on_stop``).
 """
@@ -35,6 +36,7 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -89,6 +91,8 @@ STOPS: Final = frozenset(
         KafkaError._SSL,
     }
 )
+#: What a commit's thread returns when ``still_wanted()`` said no (InputConsumer.commit).
+_NOT_WANTED: Final = object()
 #: A consume error that does not stop the worker is logged once per this many seconds.
 WARN_EVERY_SECONDS: Final = 60.0
 
@@ -216,6 +220,10 @@ class InputConsumer:
         self._closing = False
         #: A commit running in its thread (close waits for it).
         self._committing: asyncio.Future[Any] | None = None
+        #: The thread of the commits made inside on_revoke (commit_in_callback).
+        self._callback_commits = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="intake-revocation-commit"
+        )
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
 
     def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -270,14 +278,18 @@ class InputConsumer:
                     log.warning("intake: reading %s: %s (retrying)", self.topic, text)
         return records
 
-    async def commit(self, offsets: dict[int, int]) -> bool:
+    async def commit(
+        self, offsets: dict[int, int], still_wanted: Callable[[], bool] | None = None
+    ) -> bool:
         """Commit ``{partition: next offset to read}`` and wait for the group coordinator.
 
         False: not committed, and not a fault (:func:`not_committed_now`): the
         group rebalanced meanwhile (the partitions' next owner reads from the
         last committed offsets), or the coordinator could not take it now (the
-        next batch commits further). Raises ``confluent_kafka.KafkaException``
-        for any other failure.
+        next batch commits further), or ``still_wanted()`` said no in the thread,
+        right before the commit (a revocation committed them meanwhile: see
+        ``Intake._settle``). Raises ``confluent_kafka.KafkaException`` for any
+        other failure.
         """
         if self._closing:
             return False
@@ -288,7 +300,7 @@ class InputConsumer:
             # handle is thread-safe; a revocation in that batch() commits the
             # same offsets again, inside its callback).
             self._committing = asyncio.get_running_loop().run_in_executor(
-                None, lambda: self._consumer.commit(offsets=partitions, asynchronous=False)
+                None, self._commit_unless, partitions, still_wanted
             )
             # Shielded: a cancelled caller leaves the thread running, and close waits for it.
             answered = await asyncio.shield(self._committing)
@@ -297,6 +309,8 @@ class InputConsumer:
                 log.warning("intake: offsets %s not committed: %s", offsets, exc.args[0].str())
                 return False
             raise _stop_exception(exc.args[0], self._static) from exc
+        if answered is _NOT_WANTED:
+            return False
         failed = [tp for tp in answered or [] if tp.error is not None]
         if failed:
             if all(not_committed_now(tp.error) for tp in failed):
@@ -305,21 +319,40 @@ class InputConsumer:
             raise _stop_exception(failed[0].error, self._static)
         return True
 
-    def commit_in_callback(self, offsets: dict[int, int]) -> bool:
+    def _commit_unless(
+        self, partitions: list[TopicPartition], still_wanted: Callable[[], bool] | None
+    ) -> Any:
+        if still_wanted is not None and not still_wanted():
+            return _NOT_WANTED
+        return self._consumer.commit(offsets=partitions, asynchronous=False)
+
+    def commit_in_callback(self, offsets: dict[int, int], timeout_s: float) -> bool:
         """Commit ``{partition: next offset to read}`` from inside ``on_revoke``, blocking the
-        thread until the group coordinator answers; False: not committed.
+        thread up to ``timeout_s`` seconds for the group coordinator's answer; False: not
+        committed, or no answer in time.
 
         librdkafka runs the rebalance callback on the thread of :meth:`batch`
         (the loop's), which cannot await; committing there, before the
         partitions go, is librdkafka's own pattern (its ``rebalance_cb``
-        documentation). Raises nothing: a callback's exception would surface
-        from ``consume()`` in the middle of the rebalance. A commit refused
-        for good is logged; the worker hears of the fault behind it from the
-        next consume or commit.
+        documentation). The commit runs in a thread of this consumer's and is
+        waited for at most ``timeout_s``: a blocked loop sends none of the join's
+        heartbeats, and librdkafka's own wait is ``socket.timeout.ms`` (60 s).
+        One not answered in time goes on in its thread; librdkafka finishes the
+        commits under way before it gives the partitions up (``rkcg_wait_commit_cnt``
+        in ``rd_kafka_assignment_serve_removals``), and :meth:`close` waits for it.
+        Raises nothing: a callback's exception would surface from ``consume()``
+        in the middle of the rebalance; a commit refused is logged.
         """
         partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
+        committing = self._callback_commits.submit(
+            lambda: self._consumer.commit(offsets=partitions, asynchronous=False)
+        )
         try:
-            answered = self._consumer.commit(offsets=partitions, asynchronous=False)
+            answered = committing.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            log.warning("intake: offsets %s not committed at revocation within %s s",
+                        offsets, timeout_s)  # fmt: skip
+            return False
         except KafkaException as exc:
             log.warning("intake: offsets %s not committed at revocation: %s",
                         offsets, exc.args[0].str())  # fmt: skip
@@ -381,4 +414,5 @@ class InputConsumer:
         self._closing = True
         if self._committing is not None:
             await asyncio.wait([self._committing])
+        await asyncio.to_thread(self._callback_commits.shutdown)
         await asyncio.to_thread(self._consumer.close)

@@ -111,9 +111,12 @@ STOP_WAIT_SECONDS = 10.0
 #: a batch, which is ~100 ms of CPU at 5,000 records of every type.
 YIELD_EVERY_SECONDS = 0.002
 #: Seconds a revocation waits, blocking the loop, for the acknowledgements of the
-#: batch in flight before it commits its offsets (Intake._settle_now); past
-#: them the batch is not committed and the partitions' next owner reads it again.
-REVOCATION_SETTLE_SECONDS = 10.0
+#: batch in flight, and again for its commit (Intake._settle_now); past either
+#: the batch is not committed and the partitions' next owner reads it again.
+#: Both within a third of the smallest SYSMON_SESSION_TIMEOUT (6 s): a blocked
+#: loop sends none of the join's heartbeats. Acknowledgements and a commit
+#: take milliseconds on a healthy cluster (~10 ms each, instrumented).
+REVOCATION_SETTLE_SECONDS = 1.0
 #: Under at_least_once, while the input partitions hold this many records or
 #: more not read yet (a backlog), a batch is acknowledged and committed while
 #: the next is read (Intake._settle_later); otherwise it is waited for first,
@@ -121,7 +124,7 @@ REVOCATION_SETTLE_SECONDS = 10.0
 #: the wait lets the next one grow: overlapped, a worker fed 12,000 events/s
 #: (every type enriched) read ~72 batches/s instead of ~50, its loop gave the
 #: intake 47.5 % instead of 41.5 % and the join fell behind (latency p50
-#: 2.9-5.9 s against 0.1-0.5 s; py-spy, make bench's latency run,
+#: 2.7-5.9 s against 0.1-0.5 s; py-spy, make bench's latency run,
 #: 2026-12-05). Deciding by the batch's size instead (2,000 records) lost most
 #: of the gain on a backlog, whose batches are what librdkafka fetched
 #: meanwhile, often fewer.
@@ -264,6 +267,7 @@ class Intake(Service):
             for task in running:
                 task.cancel()
                 await asyncio.wait([task])
+                self._abandon_settling()  # cut short: its batch is read again
         if self.consumer is not None:
             await self.consumer.close()
         if self.producer is not None:
@@ -291,6 +295,9 @@ class Intake(Service):
             try:
                 batch = await self.consumer.batch(BATCH_RECORDS)
                 if not batch and not self.read_up_to:
+                    # No partitions (all revoked): the batch before is still
+                    # waited for, and what it raises stops the worker.
+                    await self._settled()
                     continue
                 await faults.hold_if_stopping()  # the process-tree copy is RocksDB
                 await self._process(batch)
@@ -371,7 +378,7 @@ class Intake(Service):
         timestamp_ms: int | None = None,
     ) -> None:  # fmt: skip
         """Queue one record of the batch; its :class:`~sysmon_faust.stream.output_producer.Delivery`
-        is kept with the batch's, checked before the batch is committed (:meth:`_acknowledged`)."""
+        is kept with the batch's, checked before the batch is committed (:meth:`_settle`)."""
         if self.transactional is not None:
             delivery = await self.transactional.send(topic, key, value, partition, timestamp_ms)
         else:
@@ -422,24 +429,34 @@ class Intake(Service):
         for delivery in unsettled.sent:
             if (error := delivery.exception()) is not None:
                 raise error
+            if not delivery.done():
+                return  # the producer was closed (a stop): not committed
         offsets = unsettled.offsets
         if unsettled.at_revocation or offsets == self._committed:
             return
-        if await self.consumer.commit(offsets) and not unsettled.at_revocation:
+        # Checked again in the commit's thread, right before it commits: a
+        # revocation meanwhile committed these offsets, and once the group has
+        # moved on they would take another owner's backwards.
+        wanted = await self.consumer.commit(offsets, lambda: not unsettled.at_revocation)
+        if wanted and not unsettled.at_revocation:
             self._committed = offsets
 
     def _settle_now(self) -> None:
         """Inside librdkafka's on_revoke: the batch whose wait is not over is acknowledged and
         committed before its partitions go, blocking the loop up to ``REVOCATION_SETTLE_SECONDS``
-        for the acknowledgements (a rebalance, not every batch).
+        for the acknowledgements and as long again for the commit (a rebalance, not every batch).
 
         Not committed when a record is refused or not acknowledged in time:
         its wait raises the refusal at the next batch, and the partitions'
         next owner reads the batch again (at-least-once).
         """
-        unsettled = self._unsettled
-        if unsettled is None or self._settling is None or self._settling.done():
+        unsettled, settling = self._unsettled, self._settling
+        if unsettled is None or settling is None:
             return
+        if settling.done() and (settling.cancelled() or settling.exception() is not None):
+            return  # a refusal: _settled raises it
+        # Done without error: committed, or its commit was not taken then
+        # (coordinator busy): committed here if not.
         assert self.producer is not None and self.consumer is not None
         # Its wait commits nothing after this: a commit of these offsets once
         # the partitions came back and moved on would take them backwards.
@@ -452,7 +469,7 @@ class Intake(Service):
         if any(not d.done() or d.exception() is not None for d in unsettled.sent):
             return
         if unsettled.offsets != self._committed and self.consumer.commit_in_callback(
-            unsettled.offsets
+            unsettled.offsets, REVOCATION_SETTLE_SECONDS
         ):
             self._committed = unsettled.offsets
 
