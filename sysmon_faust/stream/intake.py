@@ -111,11 +111,12 @@ STOP_WAIT_SECONDS = 10.0
 #: a batch, which is ~100 ms of CPU at 5,000 records of every type.
 YIELD_EVERY_SECONDS = 0.002
 #: Seconds a revocation waits, blocking the loop, for the acknowledgements of the
-#: batch in flight, and again for its commit (Intake._settle_now); past either
-#: the batch is not committed and the partitions' next owner reads it again.
-#: Both within a third of the smallest SYSMON_SESSION_TIMEOUT (6 s): a blocked
-#: loop sends none of the join's heartbeats. Acknowledgements and a commit
-#: take milliseconds on a healthy cluster (~10 ms each, instrumented).
+#: batch in flight (Intake._settle_now); past them the batch is not committed and
+#: the partitions' next owner reads it again. Well within a third of the
+#: smallest SYSMON_SESSION_TIMEOUT (6 s): a blocked loop sends none of the
+#: join's heartbeats. Acknowledgements take ~10 ms on a healthy cluster
+#: (instrumented, 2026-12-05); the commit after them is not bounded here
+#: (InputConsumer.commit_in_callback).
 REVOCATION_SETTLE_SECONDS = 1.0
 #: Under at_least_once, while the input partitions hold this many records or
 #: more not read yet (a backlog), a batch is acknowledged and committed while
@@ -444,7 +445,7 @@ class Intake(Service):
     def _settle_now(self) -> None:
         """Inside librdkafka's on_revoke: the batch whose wait is not over is acknowledged and
         committed before its partitions go, blocking the loop up to ``REVOCATION_SETTLE_SECONDS``
-        for the acknowledgements and as long again for the commit (a rebalance, not every batch).
+        for the acknowledgements, then for the commit (a rebalance, not every batch).
 
         Not committed when a record is refused or not acknowledged in time:
         its wait raises the refusal at the next batch, and the partitions'
@@ -469,7 +470,7 @@ class Intake(Service):
         if any(not d.done() or d.exception() is not None for d in unsettled.sent):
             return
         if unsettled.offsets != self._committed and self.consumer.commit_in_callback(
-            unsettled.offsets, REVOCATION_SETTLE_SECONDS
+            unsettled.offsets
         ):
             self._committed = unsettled.offsets
 
