@@ -93,6 +93,46 @@ def _intake_view(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: s.get(k) for k in keys} for s in stats]
 
 
+def keyed_backlog(
+    pipeline_env: Callable[..., dict[str, str]], events: int
+) -> tuple[Workload, dict[str, str]]:
+    """A pipeline's settings, and its input topic (4 partitions) holding ``events`` generated
+    events keyed by host, so a host's events keep their order."""
+    workload = Workload(WorkloadConfig(events=events, hosts=100))
+    generated = list(workload)
+    env = pipeline_env(partitions=4)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=4)
+    produce(
+        bootstrap,
+        env["SYSMON_TOPIC_INPUT"],
+        [e.value for e in generated],
+        keys=[e.host for e in generated],
+    )
+    return workload, env
+
+
+def stats_until(
+    workers: list[WorkerProcess],
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 240.0,
+) -> list[dict[str, Any]]:
+    """Every worker's /stats, polled until ``done`` holds of them or ``timeout`` s; the last
+    answers ([] if none answered)."""
+    totals: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            totals = [w.stats() for w in workers]
+        except OSError:
+            time.sleep(0.5)
+            continue
+        if done(totals):
+            break
+        time.sleep(0.5)
+    return totals
+
+
 def lookup_until(worker: WorkerProcess, guid: str, timeout: float = 60.0) -> tuple[int, Any]:
     """GET /process/{guid}, retrying while the group rebalances (503)."""
     deadline = time.monotonic() + timeout
@@ -357,38 +397,24 @@ def test_two_workers_starting_together_on_a_filled_topic_skip_nothing(
     # sysmon_faust.compat.faust_fixes (a partition kept across the first rebalance
     # resumed after the records Faust had dropped). The race does not happen
     # on every run; this asserts that nothing is missing when it does not.
-    workload = Workload(WorkloadConfig(events=150_000, hosts=100))
-    events = list(workload)
-    env = pipeline_env(partitions=4)
+    workload, env = keyed_backlog(pipeline_env, 150_000)
+    events = workload.expected.events
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=4)
-    produce(
-        bootstrap,
-        env["SYSMON_TOPIC_INPUT"],
-        [e.value for e in events],
-        keys=[e.host for e in events],
-    )
     # Both start at once: the group settles in two rebalances while the intake
     # already feeds the join, and the leader keeps half of its partitions.
     workers = [worker_factory(env, wait=False) for _ in range(2)]
-    totals: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            totals = [w.stats() for w in workers]
-        except OSError:
-            time.sleep(0.5)
-            continue
-        normalized = sum(t["normalized"] for t in totals)
-        joined_side = sum(t["join_handled"] for t in totals)
-        if sum(t["consumed"] for t in totals) >= len(events) and joined_side >= normalized:
-            break
-        time.sleep(0.5)
+    totals = stats_until(
+        workers,
+        lambda totals: (
+            sum(t["consumed"] for t in totals) >= events
+            and sum(t["join_handled"] for t in totals) >= sum(t["normalized"] for t in totals)
+        ),
+    )
     # Seen once (16:00, a local run of five test files): no worker answered
     # /stats for 240 s; it passed alone at once. Say so with the logs if again.
     assert totals, "no /stats answer in 240 s:\n" + "\n".join(w.log_tail() for w in workers)
     # At-least-once: duplicates may appear after a rebalance, gaps may not.
-    assert sum(t["consumed"] for t in totals) >= len(events)
+    assert sum(t["consumed"] for t in totals) >= events
     # Table rows are counted in each worker's active partitions: wait out a
     # partition that is still being recovered on its new owner.
     deadline = time.monotonic() + 60
@@ -422,33 +448,15 @@ def test_a_worker_joining_mid_stream_takes_over_without_doubling_a_record(
     # Enough for the first worker to be reading still when the second has
     # started (~17 s of it at ~35,000 events/s, every type enriched; 300,000
     # were read before the second joined once).
-    workload = Workload(WorkloadConfig(events=600_000, hosts=100))
-    events = list(workload)
-    env = pipeline_env(partitions=4)
+    workload, env = keyed_backlog(pipeline_env, 600_000)
+    events = workload.expected.events
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    create_topic(bootstrap, env["SYSMON_TOPIC_INPUT"], partitions=4)
-    produce(
-        bootstrap,
-        env["SYSMON_TOPIC_INPUT"],
-        [e.value for e in events],
-        keys=[e.host for e in events],
-    )
     first = worker_factory(env)
     first.wait_for(lambda s: s["consumed"] > 0, timeout=120)
     second = worker_factory(env, wait=False)
     workers = [first, second]
-    deadline = time.monotonic() + 240
-    totals: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        try:
-            totals = [w.stats() for w in workers]
-        except OSError:
-            time.sleep(0.5)
-            continue
-        if sum(t["consumed"] for t in totals) >= len(events):
-            break
-        time.sleep(0.5)
-    assert totals and sum(t["consumed"] for t in totals) >= len(events), _intake_view(totals)
+    totals = stats_until(workers, lambda totals: sum(t["consumed"] for t in totals) >= events)
+    assert totals and sum(t["consumed"] for t in totals) >= events, _intake_view(totals)
     # The second worker took partitions over while the first was reading them.
     assert totals[1]["consumed"] > 0, ("the stream ended before the rebalance", totals)
     creations = read_topic(
