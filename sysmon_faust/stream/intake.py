@@ -123,8 +123,9 @@ REVOCATION_SETTLE_SECONDS = 1.0
 #: the next is read (Intake._settle_later); otherwise it is waited for first,
 #: as every batch was before. Input read as it comes makes small batches, and
 #: the wait lets the next one grow: overlapped, a worker fed 12,000 events/s
-#: (every type enriched) read ~72 batches/s instead of ~50, its loop gave the
-#: intake 47.5 % instead of 41.5 % and the join fell behind (latency p50
+#: (every type enriched) read ~73 batches/s of ~30 records (the code before
+#: fewer than 67/s of ~42), its loop gave the intake 47.5 % instead of
+#: 41.5 % and the join fell behind (latency p50
 #: 2.7-5.9 s against 0.1-0.5 s; py-spy, make bench's latency run,
 #: 2026-12-05). Deciding by the batch's size instead (2,000 records) lost most
 #: of the gain on a backlog, whose batches are what librdkafka fetched
