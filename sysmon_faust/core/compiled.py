@@ -48,6 +48,7 @@ MODULES: Final = (
     "sysmon_faust/core/alert_groups.py",
     "sysmon_faust/core/join/engine.py",
     "sysmon_faust/core/join/state.py",
+    "sysmon_faust/core/join/row_count.py",
     "sysmon_faust/core/join/semantics.py",
     "sysmon_faust/core/join/grace.py",
     "sysmon_faust/core/join/expiry.py",

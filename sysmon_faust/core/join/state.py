@@ -44,6 +44,7 @@ import orjson
 
 from sysmon_faust.core import activity, alert_groups, dns_answers
 from sysmon_faust.core.join import expiry, grace, parking
+from sysmon_faust.core.join.row_count import RowCount
 from sysmon_faust.core.join.semantics import Row
 from sysmon_faust.core.join.store import Change, PartitionStore
 from sysmon_faust.core.memo import MISSING, Memo
@@ -114,10 +115,11 @@ class JoinState:
         #: runs after every record, and opening six iterators (one per kind)
         #: and seeking cost ~1.7 µs each on this machine (python-rocksdb).
         self._next_due: dict[tuple[int, bytes], float] = {}
-        # Rows per partition, and waiting connects per partition and per
-        # process: counted from the table when first needed after an
-        # assignment, then kept up to date.
-        self._rows_in: dict[int, int] = {}
+        #: Rows per partition: counted from the table when first asked for
+        #: after an assignment, then kept up to date without a read per new row.
+        self._rows_in = RowCount()
+        # Waiting connects per partition and per process: counted from the
+        # table when first needed after an assignment, then kept up to date.
         self._waiting: dict[int, int] = {}
         self._waiting_for: dict[str, int] = {}
         #: Waiting connects handed out (released or expired) whose pending
@@ -161,7 +163,7 @@ class JoinState:
         self._kept_stream_time.clear()
         self._expired_up_to.clear()
         self._next_due.clear()
-        self._rows_in.clear()
+        self._rows_in.forget()
         self._waiting.clear()
         self._waiting_for.clear()
         self._handed_out.clear()
@@ -229,16 +231,16 @@ class JoinState:
         ``keep=False`` while the partition may still be recovering from its
         changelog: those writes do not pass through here.
         """
-        if partition in self._rows_in:
-            return self._rows_in[partition]
-        count = sum(1 for _ in self.rows.keys(partition))
-        if keep:
-            self._rows_in[partition] = count
-        return count
+        if self._rows_in.counted(partition):
+            return self._rows_in.rows(partition)
+        if not keep:
+            return sum(1 for _ in self.rows.keys(partition))
+        return self._rows_in.count(partition, lambda: self.rows.keys(partition))
 
     def put_row(self, partition: int, key: bytes, row: Row, stream_time: int) -> None:
-        if partition in self._rows_in and self.row(partition, key) is None:
-            self._rows_in[partition] += 1  # a new row, not one read again after a crash
+        if self._rows_in.counted(partition):
+            # A new row, not one read again after a crash or sent twice.
+            self._rows_in.written(partition, key, lambda: self.row(partition, key) is not None)
         stored = orjson.dumps(row)
         self.rows.put(partition, key, stored)
         self._row_cache.put((partition, key), stored)
@@ -675,5 +677,5 @@ class JoinState:
         self.rows.delete(partition, key)
         self._row_cache.put((partition, key), None)
         self._tree_changes.append((partition, key, None))
-        if partition in self._rows_in:
-            self._rows_in[partition] -= 1
+        if self._rows_in.counted(partition):
+            self._rows_in.deleted(partition)
