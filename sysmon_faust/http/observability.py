@@ -217,7 +217,8 @@ def table_rows() -> int:
     """Rows of the process table in the partitions this worker owns, exactly.
 
     Counted by a key scan once per partition after each assignment (a second
-    or so at a million rows), then kept up to date by the join
+    or so at a million rows; again after every ~3 times its rows written:
+    :mod:`sysmon_faust.core.join.row_count`), then kept up to date by the join
     (:meth:`sysmon_faust.core.join.state.JoinState.row_count`). RocksDB's O(1)
     estimate is no count under churn: it kept deleted rows for minutes.
     """

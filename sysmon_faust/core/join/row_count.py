@@ -10,19 +10,23 @@ event loop's CPU per creation (a worker filling its table with 1 M
 creations, each call timed, 2026-12-05), ~9 % of the loop's samples under
 py-spy (docs/benchmark.md, "How it got there").
 
-Here each partition has a Bloom filter (rbloom) of the keys its table may
-hold: filled by the key scan that counts the partition (once after an
-assignment) and by every row written since. A key it never saw is new
-without a read; only a key it may have seen — written before, or a false
-positive (``FALSE_POSITIVE_RATE``) — is looked up. A Bloom filter forgets
-nothing: a deleted row's key costs a lookup if its process comes again.
-Sized for ``HEADROOM`` times the rows counted (at least ``ROWS_AT_LEAST``:
-~1.2 bytes a key at 1 %, 2.4 MB at 2 M); once as many rows were written as
-it was sized for, its false positives would grow, so the partition is
-counted again by the next scan (``/stats`` or a scrape of ``/metrics``).
+Here each counted partition has a Bloom filter (rbloom) of the keys its
+table may hold: filled by the key scan that counts the partition and by
+every row written since. A key it never saw is new without a read; only a
+key it may have seen — written before, or a false positive
+(``FALSE_POSITIVE_RATE``) — is looked up. A Bloom filter forgets nothing: a
+deleted row's key costs a lookup if its process comes again, and it has room
+for so many keys. Sized for ``HEADROOM`` times the rows its scan counted (at
+least ``ROWS_AT_LEAST``): ~1.2 bytes per key it has room for, so ~4.8 bytes
+per row after a scan, 1.2 MB per counted partition at the least. Once it is
+full — as many rows written since as it had room for, deleted ones included —
+the partition is counted again by its next scan (the next ``/stats``, or
+scrape of ``/metrics``), which forgets the deleted keys: a scan of the table
+on the event loop (a second or so per million rows) per ``HEADROOM - 1``
+times its rows written, where a read per row cost 5-7 s per million.
 
 Exact as long as every row written to a counted partition goes through
-:meth:`RowCount.written` — the join is the table's only writer while it owns
+:meth:`RowCount.added` — the join is the table's only writer while it owns
 the partition (:meth:`sysmon_faust.core.join.state.JoinState.row`), and a
 rebalance forgets every count (:meth:`RowCount.forget`). Pure: the caller
 reads the table.
@@ -35,8 +39,8 @@ from typing import Final
 
 from rbloom import Bloom
 
-#: A filter is sized for this many times the rows its scan counted...
-HEADROOM: Final = 2
+#: A filter has room for this many times the rows its scan counted...
+HEADROOM: Final = 4
 #: ... and for at least this many rows.
 ROWS_AT_LEAST: Final = 1_000_000
 #: Keys never written that the filter takes for written: each costs a lookup.
@@ -46,14 +50,17 @@ FALSE_POSITIVE_RATE: Final = 0.01
 class RowCount:
     """Rows per partition (see the module docstring); a partition not counted is not kept."""
 
-    __slots__ = ("_counts", "_keys", "_room", "_rows_at_least")
+    __slots__ = ("_counts", "_keys", "_last_counted", "_room", "_rows_at_least")
 
     def __init__(self, rows_at_least: int = ROWS_AT_LEAST) -> None:
         self._rows_at_least = rows_at_least
         self._counts: dict[int, int] = {}
-        #: Per partition: every key its table may hold, and the keys it may take still.
+        #: Per counted partition: every key its table may hold, and the keys it has room for.
         self._keys: dict[int, Bloom] = {}
         self._room: dict[int, int] = {}
+        #: Per partition: its rows when last counted, kept through forget(): the next
+        #: scan's filter is sized from it, so that one scan is enough.
+        self._last_counted: dict[int, int] = {}
 
     def counted(self, partition: int) -> bool:
         return partition in self._counts
@@ -65,10 +72,10 @@ class RowCount:
     def count(self, partition: int, scan: Callable[[], Iterable[bytes]]) -> int:
         """Count the partition from every key of its table, and keep it.
 
-        ``scan``: a full scan of the table's keys, called once — twice when the
-        table holds more than the smallest filter is sized for.
+        ``scan``: a full scan of the table's keys, called once — again when the
+        table holds more than a filter sized from its last count has room for.
         """
-        room = self._rows_at_least
+        room = max(self._last_counted.get(partition, 0) * HEADROOM, self._rows_at_least)
         while True:
             seen, rows = Bloom(room, FALSE_POSITIVE_RATE), 0
             for key in scan():
@@ -76,24 +83,27 @@ class RowCount:
                 rows += 1
             if rows * HEADROOM <= room:
                 break
-            room = rows * HEADROOM  # scanned again into a filter with room for as many again
+            room = rows * HEADROOM  # scanned again into a filter with that much room
         self._keys[partition] = seen
         self._room[partition] = room - rows
-        self._counts[partition] = rows
+        self._counts[partition] = self._last_counted[partition] = rows
         return rows
 
-    def written(self, partition: int, key: bytes, stored: Callable[[], bool]) -> None:
-        """A row about to be written to a counted partition: one more unless the table holds its
-        key (``stored``, a read of the table, is called only when the filter cannot tell)."""
-        seen = self._keys[partition]
-        if key in seen and stored():
-            return
+    def may_hold(self, partition: int, key: bytes) -> bool:
+        """Whether a counted partition's table may hold ``key``; False: it does not."""
+        return key in self._keys[partition]
+
+    def added(self, partition: int, key: bytes) -> None:
+        """A row written to a counted partition whose table did not hold its key."""
         self._counts[partition] += 1
-        seen.add(key)
-        self._room[partition] -= 1
-        if self._room[partition] <= 0:
-            # Full: its false positives would grow. The next scan counts it anew.
-            self.forget(partition)
+        self._keys[partition].add(key)
+        room = self._room[partition] - 1
+        if room:
+            self._room[partition] = room
+            return
+        # Full: its false positives would grow. The next scan counts it anew.
+        self._last_counted[partition] = self._counts[partition]
+        self.forget(partition)
 
     def deleted(self, partition: int) -> None:
         """A row deleted from a counted partition."""

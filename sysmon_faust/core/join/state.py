@@ -93,12 +93,19 @@ class Expired:
 
 
 class JoinState:
+    """The join's state over its three stores (see the module docstring).
+
+    ``row_count``: how the process table's rows are counted (None: a
+    :class:`RowCount` of its own sizes; tests give smaller ones).
+    """
+
     def __init__(
         self,
         rows: PartitionStore,
         pending: PartitionStore,
         index: PartitionStore,
         lifetimes: Lifetimes,
+        row_count: RowCount | None = None,
     ) -> None:
         self.rows = rows
         self.pending = pending
@@ -117,7 +124,7 @@ class JoinState:
         self._next_due: dict[tuple[int, bytes], float] = {}
         #: Rows per partition: counted from the table when first asked for
         #: after an assignment, then kept up to date without a read per new row.
-        self._rows_in = RowCount()
+        self._rows_in = row_count or RowCount()
         # Waiting connects per partition and per process: counted from the
         # table when first needed after an assignment, then kept up to date.
         self._waiting: dict[int, int] = {}
@@ -226,7 +233,8 @@ class JoinState:
         return stored
 
     def row_count(self, partition: int, keep: bool = True) -> int:
-        """Rows the partition holds: one key scan after an assignment, then kept up to date.
+        """Rows the partition holds: a key scan after an assignment (and when its filter is
+        full: :mod:`sysmon_faust.core.join.row_count`), then kept up to date.
 
         ``keep=False`` while the partition may still be recovering from its
         changelog: those writes do not pass through here.
@@ -238,9 +246,13 @@ class JoinState:
         return self._rows_in.count(partition, lambda: self.rows.keys(partition))
 
     def put_row(self, partition: int, key: bytes, row: Row, stream_time: int) -> None:
-        if self._rows_in.counted(partition):
-            # A new row, not one read again after a crash or sent twice.
-            self._rows_in.written(partition, key, lambda: self.row(partition, key) is not None)
+        counting = self._rows_in
+        if counting.counted(partition) and not (
+            # Read only when the filter cannot tell: a row written again after a
+            # crash, or sent twice, is not a new one.
+            counting.may_hold(partition, key) and self.row(partition, key) is not None
+        ):
+            counting.added(partition, key)
         stored = orjson.dumps(row)
         self.rows.put(partition, key, stored)
         self._row_cache.put((partition, key), stored)

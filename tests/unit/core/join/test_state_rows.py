@@ -6,6 +6,7 @@ import orjson
 
 from sysmon_faust.core.join import state as state_module
 from sysmon_faust.core.join.local import LocalJoin
+from sysmon_faust.core.join.row_count import RowCount
 from sysmon_faust.core.join.state import JoinState
 from sysmon_faust.core.sigma.ruleset import RuleSet
 
@@ -138,3 +139,27 @@ def test_a_counted_partitions_new_rows_are_not_read() -> None:
         state.put_row(0, key, {"process_guid": key.decode()}, 0)
     assert state.row_count(0) == _stored(state, 0) == state_module.ROW_CACHE_ENTRIES * 2
     assert counter.reads < state_module.ROW_CACHE_ENTRIES * 2 // 20  # false positives only
+
+
+def test_a_partition_whose_filter_filled_is_counted_again_exactly() -> None:
+    join = LocalJoin.with_defaults(RuleSet(()), 0, 4, 60_000)
+    state = JoinState(join.state.rows, join.state.pending, join.state.index,
+                      join.state.lifetimes, RowCount(rows_at_least=8))  # fmt: skip
+    state.row_count(0)
+    for n in range(20):  # past its room for 8: counted again when next asked
+        key = b"{%d}" % (n % 15)  # and five written again
+        state.put_row(0, key, {"process_guid": key.decode()}, 0)
+        assert state.row_count(0) == _stored(state, 0)
+    assert _stored(state, 0) == 15
+
+
+def test_an_unsettled_partition_is_counted_but_not_kept() -> None:
+    # While it recovers, its table is written without the join: nothing kept
+    # may count it, and the join's writes must not move a count never taken.
+    state = _state()
+    state.rows.put(0, b"{recovered}", b"{}")
+    assert state.row_count(0, keep=False) == 1
+    state.put_row(0, b"{new}", {"process_guid": "{new}"}, 0)
+    state.rows.put(0, b"{recovered-later}", b"{}")
+    assert state.row_count(0, keep=False) == _stored(state, 0) == 3
+    assert state.row_count(0) == 3  # settled: counted and kept from now on
