@@ -24,11 +24,21 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
   record after the last one handed out (librdkafka issues #2052, #2557), as
   aiokafka did. A partition stays paused across a rebalance in librdkafka
   (issue #1849), so a revoked one is resumed before it goes;
+* one thread in the consumer at a time: since confluent-kafka 2.16 a call
+  on a consumer waits, blocking its thread, while another thread is inside
+  one (its reentrancy gate, confluent-kafka-python pull requests #2317,
+  #2322). A batch's commit waits in a thread for the group coordinator, so
+  the loop does not call the consumer meanwhile: :meth:`InputConsumer.batch`
+  awaits the commit, ``highwater`` and ``assignment`` answer as of the last
+  look, and a pause or resume is applied before the next fetch. Before, a
+  broker that hung (SIGSTOP) with a commit under way held the loop, and with
+  it ``/health`` and the join, until the broker went on
+  (tests/integration/test_health.py, CI of 2026-12-05);
 * nothing after close: librdkafka's consumer crashes the process when it
   is used while (or after) it is closed (confluent-kafka-python issues
   #255, #1797). The intake is the only caller (its loop, and the task that
   commits a batch while the next is read); :meth:`InputConsumer.close` waits
-  for the commits still in their threads, and after it every method is a
+  for the commit still in its thread, and after it every method is a
   no-op. Faust's services call ``on_stop`` before they cancel their tasks,
   so the intake ends its loop before it closes this (``Intake.on_stop``).
 """
@@ -214,7 +224,14 @@ class InputConsumer:
         self._on_revoke = on_revoke
         self._consumer = confluent_kafka.Consumer(properties)
         self._static = bool(properties.get("group.instance.id"))
+        #: The partitions paused by pause() (what paused() answers) and those
+        #: librdkafka has paused: they differ while a commit holds the handle.
         self._paused: set[int] = set()
+        self._paused_in_librdkafka: set[int] = set()
+        #: As of the last look at the handle (highwater, assignment), for while
+        #: a commit holds it; the rebalance callbacks keep the assignment.
+        self._highwaters: dict[int, int] = {}
+        self._assignment: set[int] = set()
         self._warned_at: dict[str, float] = {}
         self._closing = False
         #: A commit running in its thread (close waits for it).
@@ -224,15 +241,36 @@ class InputConsumer:
     def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         if self._closing:
             return
-        self._on_assign([tp.partition for tp in partitions])
+        assigned = [tp.partition for tp in partitions]
+        self._assignment.update(assigned)
+        self._on_assign(assigned)
 
     def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Inside consume(), on the loop: no commit holds the handle (batch).
         revoked = [tp.partition for tp in partitions]
-        if still_paused := self._paused.intersection(revoked):
+        if still_paused := self._paused_in_librdkafka.intersection(revoked):
             self._consumer.resume([TopicPartition(self.topic, p) for p in still_paused])
-            self._paused -= still_paused
+        self._paused_in_librdkafka.difference_update(revoked)
+        self._paused.difference_update(revoked)
+        self._assignment.difference_update(revoked)
+        for partition in revoked:
+            self._highwaters.pop(partition, None)
         if not self._closing:
             self._on_revoke(revoked)
+
+    def _handle_busy(self) -> bool:
+        """Whether a commit's thread is inside the consumer: a call from the loop now would
+        block it until the coordinator answers (confluent-kafka 2.16's gate)."""
+        committing = self._committing
+        return committing is not None and not committing.done()
+
+    def _apply_pauses(self) -> None:
+        # Only when the handle is free (not _handle_busy()).
+        if to_pause := self._paused - self._paused_in_librdkafka:
+            self._consumer.pause([TopicPartition(self.topic, p) for p in to_pause])
+        if to_resume := self._paused_in_librdkafka - self._paused:
+            self._consumer.resume([TopicPartition(self.topic, p) for p in to_resume])
+        self._paused_in_librdkafka = set(self._paused)
 
     async def batch(self, max_records: int) -> list[Message]:
         """Up to ``max_records`` records in offset order per partition, as soon as there are
@@ -245,6 +283,16 @@ class InputConsumer:
         """
         give_up = time.monotonic() + EMPTY_BATCH_AFTER_SECONDS
         while not self._closing:
+            committing = self._committing
+            if committing is not None and not committing.done():
+                # The commit's thread holds the handle: wait for it here, not
+                # blocked in consume() (the module's docstring).
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    return []
+                await asyncio.wait([committing], timeout=left)
+                continue
+            self._apply_pauses()
             # timeout 0: what librdkafka's fetchers have queued, at once. A
             # blocking consume would hold the loop, and in a thread it waits
             # for all max_records (or its timeout) before it returns.
@@ -291,9 +339,10 @@ class InputConsumer:
         partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
         try:
             # In a thread: the coordinator's answer is a round trip, and the
-            # join and the intake's next batch() go on meanwhile (librdkafka's
-            # handle is thread-safe; a revocation in that batch() commits the
-            # same offsets again, inside its callback).
+            # join and the intake go on meanwhile. The thread holds the handle
+            # until the answer: the loop's batch() waits for it (module
+            # docstring), and a revocation in the batch() after commits these
+            # offsets again, inside its callback, if still_wanted says so.
             self._committing = asyncio.get_running_loop().run_in_executor(
                 None, self._commit_unless, partitions, still_wanted
             )
@@ -329,9 +378,11 @@ class InputConsumer:
         (the loop's), which cannot await; committing there, before the
         partitions go, is librdkafka's own pattern (its ``rebalance_cb``
         documentation). On this thread: made from another one and waited for
-        up to 1 s, the commit had no answer within it and the partitions' next
-        owner read the batch again (in 3 of 3 runs; 85 and 100 records written twice in two
-        runs of tests/integration/test_scale_out.py, 2026-12-05). The wait is
+        up to 1 s, the commit had no answer within it (confluent-kafka 2.16's
+        gate keeps another thread out while ``consume()`` runs the callback)
+        and the partitions' next owner read the batch again (in 3 of 3 runs;
+        85 and 100 records written twice in two runs of
+        tests/integration/test_scale_out.py, 2026-12-05). The wait is
         a round trip (~10 ms) on a healthy cluster; with the coordinator away,
         up to librdkafka's ``socket.timeout.ms`` (60 s), during which the loop
         sends none of the join's heartbeats and its group may rebalance this
@@ -359,37 +410,47 @@ class InputConsumer:
         return self._consumer.consumer_group_metadata()
 
     def highwater(self, partition: int) -> int | None:
-        """The partition's end offset as of the last fetch (None: not known yet)."""
+        """The partition's end offset as of the last fetch (None: not known yet); while a commit
+        holds the handle, as of the last look."""
         if self._closing:
             return None
-        _low, high = self._consumer.get_watermark_offsets(
-            TopicPartition(self.topic, partition), cached=True
-        )
-        return high if high >= 0 else None
+        if not self._handle_busy():
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), cached=True
+            )
+            if high >= 0:
+                self._highwaters[partition] = high
+        return self._highwaters.get(partition)
 
     def assignment(self) -> set[int]:
-        """The partitions this consumer holds now."""
+        """The partitions this consumer holds now (rebalances happen only inside :meth:`batch`)."""
         if self._closing:
             return set()
-        return {tp.partition for tp in self._consumer.assignment()}
+        if not self._handle_busy():
+            self._assignment = {tp.partition for tp in self._consumer.assignment()}
+        return set(self._assignment)
 
     def paused(self) -> set[int]:
         """The partitions paused by :meth:`pause`."""
         return set(self._paused)
 
     def pause(self, partitions: set[int]) -> None:
-        """Stop fetching ``partitions``; what was fetched of them is dropped."""
+        """Stop fetching ``partitions`` (before the next :meth:`batch` reads, at the latest);
+        what was fetched of them is dropped."""
         if self._closing:
             return
-        self._consumer.pause([TopicPartition(self.topic, p) for p in partitions])
         self._paused |= partitions
+        if not self._handle_busy():
+            self._apply_pauses()
 
     def resume(self, partitions: set[int]) -> None:
-        """Fetch ``partitions`` again, from the record after the last one handed out."""
+        """Fetch ``partitions`` again, from the record after the last one handed out (at the
+        next :meth:`batch` at the latest)."""
         if self._closing:
             return
-        self._consumer.resume([TopicPartition(self.topic, p) for p in partitions])
         self._paused -= partitions
+        if not self._handle_busy():
+            self._apply_pauses()
 
     async def close(self) -> None:
         """Leave the group (its partitions go to the others at once; a static member's,

@@ -1,11 +1,14 @@
 """The intake's consumer (librdkafka) against a real broker: every record once and in order per
-partition across a pause, commits where the group's next reader starts, and a partition paused
-when it was revoked read again once it comes back."""
+partition across a pause, commits where the group's next reader starts, a partition paused
+when it was revoked read again once it comes back, and a loop that goes on while a commit
+waits for a broker that hangs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -15,7 +18,7 @@ from confluent_kafka import KafkaError, Message
 from sysmon_faust.settings import Settings
 from sysmon_faust.stream import faults, input_consumer, output_producer
 from sysmon_faust.stream.input_consumer import InputConsumer, StaticMemberFenced
-from tests.support import create_topic, produce, run
+from tests.support import OwnBroker, create_topic, produce, run
 
 pytestmark = pytest.mark.integration
 
@@ -183,6 +186,73 @@ def test_a_partition_paused_when_revoked_is_read_again_when_it_comes_back(
     read = run(scenario())
     assert sorted(revoked[0]) == [0, 1, 2]
     assert sorted(assigned[-1]) == [0, 1, 2]
+    for partition in range(PARTITIONS):
+        assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+
+
+#: Seconds the broker hangs with a commit under way.
+HUNG_SECONDS = 5.0
+
+
+def test_the_loop_goes_on_while_a_commit_waits_for_a_broker_that_hangs(
+    own_broker: OwnBroker, unique_name: Callable[[str], str]
+) -> None:
+    # confluent-kafka 2.16 lets one thread at a time into a consumer: a call
+    # from the loop while the commit's thread waited for the coordinator
+    # blocked the loop (and the worker's /health, its join) until the broker
+    # answered again (CI, 2026-12-05: test_health's no-progress test).
+    topic = unique_name("input")
+    _fill(own_broker.bootstrap, topic)
+
+    async def scenario() -> tuple[float, bool, dict[int, list[int]]]:
+        consumer = _consumer(own_broker.bootstrap, topic, unique_name("group"))
+        longest_gap, still_waiting = 0.0, False
+
+        async def tick() -> None:
+            nonlocal longest_gap
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                longest_gap, last = max(longest_gap, now - last), now
+
+        try:
+            seen = await _read(consumer, lambda seen: len(seen) == PARTITIONS)
+            own_broker.pause(signal.SIGSTOP)
+            started = time.monotonic()
+            # Woken by a thread of its own: a loop held by the consumer would never do it.
+            goes_on = threading.Timer(HUNG_SECONDS, own_broker.pause, (signal.SIGCONT,))
+            goes_on.start()
+            try:
+                ticker = asyncio.ensure_future(tick())
+                await asyncio.sleep(0.05)
+                commit = asyncio.ensure_future(consumer.commit({p: 1 for p in range(PARTITIONS)}))
+                while goes_on.is_alive():
+                    _add(seen, await consumer.batch(500))
+                    assert consumer.assignment() == {0, 1, 2}
+                    assert consumer.highwater(0) == PER_PARTITION
+                    consumer.pause({0})
+                    assert consumer.paused() == {0}
+                    if time.monotonic() - started < HUNG_SECONDS - 1:
+                        still_waiting = not commit.done()
+                await asyncio.sleep(0.05)
+                ticker.cancel()
+            finally:
+                goes_on.cancel()
+                own_broker.pause(signal.SIGCONT)
+            assert await asyncio.wait_for(commit, 60)
+            at_pause = len(seen.get(0, []))
+            await _read(consumer, _all_of(1, 2), seen)
+            assert len(seen.get(0, [])) == at_pause, "a paused partition was read"
+            consumer.resume({0})
+            return longest_gap, still_waiting, await _read(consumer, _all_of(0, 1, 2), seen)
+        finally:
+            await consumer.close()
+
+    longest_gap, still_waiting, read = run(scenario())
+    print(f"\nthe loop's longest wait, the broker hung {HUNG_SECONDS} s: {longest_gap:.3f} s")
+    assert longest_gap < 1.0
+    assert still_waiting, "the commit did not wait for the broker"
     for partition in range(PARTITIONS):
         assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
 
