@@ -17,8 +17,9 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
   ``on_revoke`` only inside :meth:`InputConsumer.batch`, which the intake
   calls when no batch is being read — the batch before is produced, and
   committed before its partitions go, if need be inside ``on_revoke``
-  (:meth:`InputConsumer.commit_in_callback`; what aiokafka's listener did
-  under a lock);
+  (:meth:`InputConsumer.commit_in_callback`, sent there and answered before
+  librdkafka gives the partitions up; what aiokafka's listener did under a
+  lock);
 * pausing a partition that ran ahead (:mod:`sysmon_faust.core.alignment`):
   librdkafka drops what it had fetched of it and fetches again from the
   record after the last one handed out (librdkafka issues #2052, #2557), as
@@ -222,7 +223,7 @@ class InputConsumer:
         self.topic = topic
         self._on_assign = on_assign
         self._on_revoke = on_revoke
-        self._consumer = confluent_kafka.Consumer(properties)
+        self._consumer = confluent_kafka.Consumer(properties | {"on_commit": self._commit_answered})
         self._static = bool(properties.get("group.instance.id"))
         #: The partitions paused by pause() (what paused() answers) and those
         #: librdkafka has paused: they differ while a commit holds the handle.
@@ -371,38 +372,47 @@ class InputConsumer:
         return self._consumer.commit(offsets=partitions, asynchronous=False)
 
     def commit_in_callback(self, offsets: dict[int, int]) -> bool:
-        """Commit ``{partition: next offset to read}`` from inside ``on_revoke``, blocking the
-        thread until the group coordinator answers; False: not committed.
+        """Commit ``{partition: next offset to read}`` from inside ``on_revoke``, without waiting
+        for the group coordinator: True once the commit is sent, False when librdkafka refused it
+        at once (logged).
 
-        librdkafka runs the rebalance callback on the thread of :meth:`batch`
-        (the loop's), which cannot await; committing there, before the
-        partitions go, is librdkafka's own pattern (its ``rebalance_cb``
-        documentation). On this thread: made from another one and waited for
-        up to 1 s, the commit had no answer within it (confluent-kafka 2.16's
-        gate keeps another thread out while ``consume()`` runs the callback)
-        and the partitions' next owner read the batch again (in 3 of 3 runs;
-        85 and 100 records written twice in two runs of
-        tests/integration/test_scale_out.py, 2026-12-05). The wait is
-        a round trip (~10 ms) on a healthy cluster; with the coordinator away,
-        up to librdkafka's ``socket.timeout.ms`` (60 s), during which the loop
-        sends none of the join's heartbeats and its group may rebalance this
-        worker out (a second rebalance; nothing is lost). Raises nothing: a
-        callback's exception would surface from ``consume()`` in the middle of
-        the rebalance; a commit refused is logged.
+        librdkafka gives the partitions up only once the commits sent before
+        are answered (the consumer's ``wait_commit_cnt``, served before its
+        assignment's removals in ``rdkafka_assignment.c``): this member rejoins
+        the group, and the partitions' next owner reads from these offsets,
+        after the answer, as with a commit that blocks. Blocking is what this
+        did until 2026-12-05: a round trip (~10 ms) on a healthy cluster, but
+        with the coordinator away up to librdkafka's ``socket.timeout.ms``
+        (60 s) on the loop's thread, when the join sends none of its
+        heartbeats. From another thread, waited for up to 1 s, the commit had
+        no answer within it (confluent-kafka 2.16's gate keeps another thread
+        out while ``consume()`` runs the callback) and the partitions' next
+        owner read the batch again (85 and 100 records written twice in two
+        runs of tests/integration/test_scale_out.py). A refusal the
+        coordinator sends is logged when the loop next reads (``on_commit``,
+        :meth:`_commit_answered`); the batch is then read again by the next
+        owner (at-least-once). Raises nothing: a callback's exception would
+        surface from ``consume()`` in the middle of the rebalance.
         """
         partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
         try:
-            answered = self._consumer.commit(offsets=partitions, asynchronous=False)
+            self._consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as exc:
             log.warning("intake: offsets %s not committed at revocation: %s",
                         offsets, exc.args[0].str())  # fmt: skip
             return False
-        failed = [tp for tp in answered or [] if tp.error is not None]
-        if failed:
-            log.warning("intake: offsets %s not committed at revocation: %s",
-                        offsets, failed[0].error)  # fmt: skip
-            return False
         return True
+
+    def _commit_answered(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        # librdkafka's offset_commit_cb, for the asynchronous commits alone
+        # (commit_in_callback): a blocking commit has a queue of its own.
+        partitions = partitions or []
+        failed = [tp for tp in partitions if tp.error is not None]
+        cause = error if error is not None else (failed[0].error if failed else None)
+        if cause is not None:
+            offsets = {tp.partition: tp.offset for tp in partitions}
+            log.warning("intake: offsets %s not committed at revocation: %s",
+                        offsets, cause.str())  # fmt: skip
 
     def group_metadata(self) -> Any:
         """The group's id, generation and member id, for offsets committed in a producer's

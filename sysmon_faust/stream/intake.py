@@ -115,8 +115,8 @@ YIELD_EVERY_SECONDS = 0.002
 #: the partitions' next owner reads it again. Well within a third of the
 #: smallest SYSMON_SESSION_TIMEOUT (6 s): a blocked loop sends none of the
 #: join's heartbeats. Acknowledgements take ~10 ms on a healthy cluster
-#: (instrumented, 2026-12-05); the commit after them is not bounded here
-#: (InputConsumer.commit_in_callback).
+#: (instrumented, 2026-12-05); the commit after them is sent without waiting
+#: (InputConsumer.commit_in_callback: librdkafka holds the partitions until its answer).
 REVOCATION_SETTLE_SECONDS = 1.0
 #: Under at_least_once, while the input partitions hold this many records or
 #: more not read yet (a backlog), a batch is acknowledged and committed while
@@ -446,7 +446,9 @@ class Intake(Service):
     def _settle_now(self) -> None:
         """Inside librdkafka's on_revoke: the batch whose wait is not over is acknowledged and
         committed before its partitions go, blocking the loop up to ``REVOCATION_SETTLE_SECONDS``
-        for the acknowledgements, then for the commit (a rebalance, not every batch).
+        for the acknowledgements (a rebalance, not every batch); its commit is sent, and
+        librdkafka gives the partitions up once it is answered
+        (``InputConsumer.commit_in_callback``).
 
         Not committed when a record is refused or not acknowledged in time:
         its wait raises the refusal at the next batch, and the partitions'

@@ -11,19 +11,28 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
 
 from sysmon_faust.settings import Settings
 from sysmon_faust.stream import faults, input_consumer, output_producer
-from sysmon_faust.stream.input_consumer import InputConsumer, StaticMemberFenced
+from sysmon_faust.stream.input_consumer import InputConsumer, StaticMemberFenced, position
 from tests.support import OwnBroker, create_topic, produce, run
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
 PER_PARTITION = 3_000
+
+
+def _properties(bootstrap: str, group: str, instance_id: str = "") -> dict[str, Any]:
+    settings = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    return input_consumer.config(
+        output_producer.client_config(settings, "test-intake"), group, 10.0,
+        read_committed=False, instance_id=instance_id,
+    )  # fmt: skip
 
 
 def _consumer(
@@ -34,13 +43,8 @@ def _consumer(
     revoked: list[list[int]] | None = None,
     instance_id: str = "",
 ) -> InputConsumer:
-    settings = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
-    properties = input_consumer.config(
-        output_producer.client_config(settings, "test-intake"), group, 10.0,
-        read_committed=False, instance_id=instance_id,
-    )  # fmt: skip
     return InputConsumer(
-        properties,
+        _properties(bootstrap, group, instance_id),
         topic,
         (assigned if assigned is not None else []).append,
         (revoked if revoked is not None else []).append,
@@ -255,6 +259,72 @@ def test_the_loop_goes_on_while_a_commit_waits_for_a_broker_that_hangs(
     assert still_waiting, "the commit did not wait for the broker"
     for partition in range(PARTITIONS):
         assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+
+
+def test_a_revocation_commits_without_holding_the_loop_and_the_next_owners_start_there(
+    own_broker: OwnBroker, unique_name: Callable[[str], str]
+) -> None:
+    # The commit inside on_revoke waited for the coordinator on the loop's
+    # thread (up to socket.timeout.ms, 60 s, with it away) until 2026-12-05;
+    # now it is sent, and librdkafka gives the partitions up once it is
+    # answered. Here the broker hangs right before that commit.
+    topic = unique_name("input")
+    group = unique_name("group")
+    _fill(own_broker.bootstrap, topic)
+    committed = {p: 1_000 for p in range(PARTITIONS)}
+    revocation: dict[str, float | bool] = {}
+    first_holder: list[InputConsumer] = []
+
+    def on_revoke(partitions: list[int]) -> None:
+        if revocation:
+            return
+        own_broker.pause(signal.SIGSTOP)
+        threading.Timer(HUNG_SECONDS, own_broker.pause, (signal.SIGCONT,)).start()
+        started = time.monotonic()
+        revocation["sent"] = first_holder[0].commit_in_callback(
+            {p: committed[p] for p in partitions}
+        )
+        revocation["seconds"] = time.monotonic() - started
+
+    async def scenario() -> dict[int, int]:
+        # The first offset each partition's owner reads once assigned after the revocation.
+        after: dict[int, int] = {}
+        reassigned: set[str] = set()
+
+        def assigned_to(name: str) -> Callable[[list[int]], None]:
+            return lambda _partitions: reassigned.add(name) if revocation else None
+
+        first = InputConsumer(
+            _properties(own_broker.bootstrap, group), topic, assigned_to("first"), on_revoke
+        )
+        first_holder.append(first)
+        second = None
+        try:
+            await _read(first, lambda seen: len(seen) == PARTITIONS)
+            second = InputConsumer(
+                _properties(own_broker.bootstrap, group), topic, assigned_to("second"),
+                lambda _partitions: None,
+            )  # fmt: skip
+            deadline = time.monotonic() + 90
+            while len(after) < PARTITIONS:
+                assert time.monotonic() < deadline, f"read after the rebalance: {after}"
+                for name, consumer in (("first", first), ("second", second)):
+                    messages = await consumer.batch(500)
+                    if name in reassigned:
+                        for message in messages:
+                            after.setdefault(*position(message))
+            return after
+        finally:
+            own_broker.pause(signal.SIGCONT)
+            await first.close()
+            if second is not None:
+                await second.close()
+
+    after = run(scenario())
+    print(f"\nthe revocation's commit held the loop {revocation['seconds']:.3f} s")
+    assert revocation["sent"] is True
+    assert revocation["seconds"] < 1.0
+    assert after == committed
 
 
 def test_a_static_member_whose_id_another_takes_stops_with_what_to_do(
