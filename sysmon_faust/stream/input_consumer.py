@@ -247,7 +247,8 @@ class InputConsumer:
         self._on_assign(assigned)
 
     def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Inside consume(), on the loop: no commit holds the handle (batch).
+        # Inside consume(), on the loop (no commit holds the handle: batch), or
+        # inside close(), on its thread.
         revoked = [tp.partition for tp in partitions]
         if still_paused := self._paused_in_librdkafka.intersection(revoked):
             self._consumer.resume([TopicPartition(self.topic, p) for p in still_paused])
@@ -299,6 +300,7 @@ class InputConsumer:
             # for all max_records (or its timeout) before it returns.
             messages = self._consumer.consume(max_records, 0)
             if messages:
+                self._note_highwaters()
                 if any(message.error() is not None for message in messages):
                     return self._without_errors(messages)
                 return messages
@@ -340,10 +342,10 @@ class InputConsumer:
         partitions = [TopicPartition(self.topic, p, offset) for p, offset in offsets.items()]
         try:
             # In a thread: the coordinator's answer is a round trip, and the
-            # join and the intake go on meanwhile. The thread holds the handle
-            # until the answer: the loop's batch() waits for it (module
-            # docstring), and a revocation in the batch() after commits these
-            # offsets again, inside its callback, if still_wanted says so.
+            # join and the intake's processing go on meanwhile. The thread
+            # holds the handle until the answer, and the loop's batch() waits
+            # for it (module docstring), so no revocation comes in between
+            # now; still_wanted is checked all the same, right before.
             self._committing = asyncio.get_running_loop().run_in_executor(
                 None, self._commit_unless, partitions, still_wanted
             )
@@ -376,20 +378,25 @@ class InputConsumer:
         for the group coordinator: True once the commit is sent, False when librdkafka refused it
         at once (logged).
 
-        librdkafka gives the partitions up only once the commits sent before
-        are answered (the consumer's ``wait_commit_cnt``, served before its
-        assignment's removals in ``rdkafka_assignment.c``): this member rejoins
-        the group, and the partitions' next owner reads from these offsets,
-        after the answer, as with a commit that blocks. Blocking is what this
+        The commit goes on librdkafka's group queue before the unassign
+        confluent-kafka makes once ``on_revoke`` returns, and librdkafka calls
+        an assignment change done, and this member rejoins the group, only once
+        no commit is outstanding (``wait_commit_cnt`` in
+        ``rd_kafka_assignment_serve``, ``rdkafka_assignment.c``): the group's
+        next generation, and the partitions' next owner, come after the answer,
+        as with a commit that blocks. Should the group go on without this member
+        meanwhile (its rebalance timeout), the broker refuses a commit of the
+        generation before (ILLEGAL_GENERATION): the next owner reads the batch
+        again, and no offset goes backwards, as before. Blocking is what this
         did until 2026-12-05: a round trip (~10 ms) on a healthy cluster, but
         with the coordinator away up to librdkafka's ``socket.timeout.ms``
-        (60 s) on the loop's thread, when the join sends none of its
-        heartbeats. From another thread, waited for up to 1 s, the commit had
-        no answer within it (confluent-kafka 2.16's gate keeps another thread
-        out while ``consume()`` runs the callback) and the partitions' next
-        owner read the batch again (85 and 100 records written twice in two
-        runs of tests/integration/test_scale_out.py). A refusal the
-        coordinator sends is logged when the loop next reads (``on_commit``,
+        (60 s) on the loop's thread, when the join sends none of its heartbeats.
+        From another thread, waited for up to 1 s, the commit had no answer
+        within it (confluent-kafka 2.16's gate keeps another thread out while
+        ``consume()`` runs the callback) and the partitions' next owner read the
+        batch again (85 and 100 records written twice in two runs of
+        tests/integration/test_scale_out.py). A refusal the coordinator sends is
+        logged when the loop next reads, or at close (``on_commit``,
         :meth:`_commit_answered`); the batch is then read again by the next
         owner (at-least-once). Raises nothing: a callback's exception would
         surface from ``consume()`` in the middle of the rebalance.
@@ -417,20 +424,32 @@ class InputConsumer:
     def group_metadata(self) -> Any:
         """The group's id, generation and member id, for offsets committed in a producer's
         transaction (``send_offsets_to_transaction``, KIP-447)."""
+        # Under exactly_once only, which commits in its transactions: no
+        # commit's thread is ever inside the handle then.
+        assert not self._handle_busy()
         return self._consumer.consumer_group_metadata()
 
     def highwater(self, partition: int) -> int | None:
-        """The partition's end offset as of the last fetch (None: not known yet); while a commit
-        holds the handle, as of the last look."""
+        """The partition's end offset as librdkafka knew it when :meth:`batch` last returned
+        records (None: not known yet): never below what that batch read of it."""
         if self._closing:
             return None
-        if not self._handle_busy():
+        return self._highwaters.get(partition)
+
+    def _note_highwaters(self) -> None:
+        # Right after consume(), with no commit inside the handle (batch): a
+        # look taken later, once a commit's thread held it, could only be an
+        # older one, below the records just read, and the intake would take
+        # a partition with more to come for one read to its end (its lag,
+        # its links' watermark, the alignment's wait).
+        for partition in self._assignment:
             _low, high = self._consumer.get_watermark_offsets(
                 TopicPartition(self.topic, partition), cached=True
             )
             if high >= 0:
                 self._highwaters[partition] = high
-        return self._highwaters.get(partition)
+            else:
+                self._highwaters.pop(partition, None)
 
     def assignment(self) -> set[int]:
         """The partitions this consumer holds now (rebalances happen only inside :meth:`batch`)."""

@@ -436,9 +436,10 @@ class Intake(Service):
         offsets = unsettled.offsets
         if unsettled.at_revocation or offsets == self._committed:
             return
-        # Checked again in the commit's thread, right before it commits: a
-        # revocation meanwhile committed these offsets, and once the group has
-        # moved on they would take another owner's backwards.
+        # Checked again in the commit's thread, right before it commits: had a
+        # revocation committed these offsets meanwhile, once the group moved on
+        # they would take another owner's backwards. (None can come in between
+        # now: batch() waits while a commit's thread is inside the consumer.)
         wanted = await self.consumer.commit(offsets, lambda: not unsettled.at_revocation)
         if wanted and not unsettled.at_revocation:
             self._committed = offsets
@@ -472,6 +473,8 @@ class Intake(Service):
             return
         if any(not d.done() or d.exception() is not None for d in unsettled.sent):
             return
+        # Sent, and answered before the partitions go; _revoked drops them
+        # from _committed right after, so a refusal leaves nothing behind.
         if unsettled.offsets != self._committed and self.consumer.commit_in_callback(
             unsettled.offsets
         ):
