@@ -84,6 +84,11 @@ def _add(seen: dict[int, list[int]], messages: list[Message]) -> None:
         seen.setdefault(message.partition(), []).append(int(n))
 
 
+def _assert_every_record_once_in_order(read: dict[int, list[int]]) -> None:
+    for partition in range(PARTITIONS):
+        assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+
+
 def _all_of(*partitions: int) -> Callable[[dict[int, list[int]]], bool]:
     return lambda seen: all(len(seen.get(p, [])) >= PER_PARTITION for p in partitions)
 
@@ -113,8 +118,7 @@ def test_every_record_once_in_order_across_a_pause(
             await consumer.close()
 
     read = run(scenario())
-    for partition in range(PARTITIONS):
-        assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+    _assert_every_record_once_in_order(read)
 
 
 def test_the_groups_next_reader_starts_at_the_committed_offsets(
@@ -190,8 +194,7 @@ def test_a_partition_paused_when_revoked_is_read_again_when_it_comes_back(
     read = run(scenario())
     assert sorted(revoked[0]) == [0, 1, 2]
     assert sorted(assigned[-1]) == [0, 1, 2]
-    for partition in range(PARTITIONS):
-        assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+    _assert_every_record_once_in_order(read)
 
 
 #: Seconds the broker hangs with a commit under way: well within the consumers'
@@ -267,8 +270,7 @@ def test_the_loop_goes_on_while_a_commit_waits_for_a_broker_that_hangs(
     print(f"\nthe loop's longest wait, the broker hung {HUNG_SECONDS} s: {longest_gap:.3f} s")
     assert longest_gap < 1.0
     assert still_waiting, "the commit did not wait for the broker"
-    for partition in range(PARTITIONS):
-        assert read[partition] == list(range(PER_PARTITION)), f"partition {partition}"
+    _assert_every_record_once_in_order(read)
 
 
 def test_a_revocation_commits_without_holding_the_loop_and_the_next_owners_start_there(
