@@ -30,8 +30,9 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
   one (its reentrancy gate, confluent-kafka-python pull requests #2317,
   #2322). A batch's commit waits in a thread for the group coordinator, so
   the loop does not call the consumer meanwhile: :meth:`InputConsumer.batch`
-  awaits the commit, ``highwater`` and ``assignment`` answer as of the last
-  look, and a pause or resume is applied before the next fetch. Before, a
+  awaits the commit, ``highwater`` answers the end offsets taken right after
+  the last ``consume()``, ``assignment`` as of the last look, and a pause or
+  resume is applied before the next fetch. Before, a
   broker that hung (SIGSTOP) with a commit under way held the loop, and with
   it ``/health`` and the join, until the broker went on
   (tests/integration/test_health.py, CI of 2026-12-05);
@@ -229,8 +230,9 @@ class InputConsumer:
         #: librdkafka has paused: they differ while a commit holds the handle.
         self._paused: set[int] = set()
         self._paused_in_librdkafka: set[int] = set()
-        #: As of the last look at the handle (highwater, assignment), for while
-        #: a commit holds it; the rebalance callbacks keep the assignment.
+        #: The end offsets taken right after the last consume() (highwater), and
+        #: the assignment as of the last look, kept by the rebalance callbacks:
+        #: what the loop answers while a commit holds the handle.
         self._highwaters: dict[int, int] = {}
         self._assignment: set[int] = set()
         self._warned_at: dict[str, float] = {}
