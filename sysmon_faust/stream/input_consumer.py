@@ -31,8 +31,8 @@ What stays the intake's (:mod:`sysmon_faust.stream.intake`):
   #2322). A batch's commit waits in a thread for the group coordinator, so
   the loop does not call the consumer meanwhile: :meth:`InputConsumer.batch`
   awaits the commit, ``highwater`` answers the end offsets taken right after
-  the last ``consume()``, ``assignment`` as of the last look, and a pause or
-  resume is applied before the next fetch. Before, a
+  the last ``consume()``, ``assignment`` what the rebalance callbacks left,
+  and a pause or resume is applied before the next fetch. Before, a
   broker that hung (SIGSTOP) with a commit under way held the loop, and with
   it ``/health`` and the join, until the broker went on
   (tests/integration/test_health.py, CI of 2026-12-05);
@@ -231,8 +231,8 @@ class InputConsumer:
         self._paused: set[int] = set()
         self._paused_in_librdkafka: set[int] = set()
         #: The end offsets taken right after the last consume() (highwater), and
-        #: the assignment as of the last look, kept by the rebalance callbacks:
-        #: what the loop answers while a commit holds the handle.
+        #: the assignment, kept by the rebalance callbacks: what the loop
+        #: answers without a call into the handle, which a commit may hold.
         self._highwaters: dict[int, int] = {}
         self._assignment: set[int] = set()
         self._warned_at: dict[str, float] = {}
@@ -454,11 +454,10 @@ class InputConsumer:
                 self._highwaters.pop(partition, None)
 
     def assignment(self) -> set[int]:
-        """The partitions this consumer holds now (rebalances happen only inside :meth:`batch`)."""
+        """The partitions this consumer holds now, as the rebalance callbacks left them (they
+        run only inside :meth:`batch`)."""
         if self._closing:
             return set()
-        if not self._handle_busy():
-            self._assignment = {tp.partition for tp in self._consumer.assignment()}
         return set(self._assignment)
 
     def paused(self) -> set[int]:
